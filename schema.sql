@@ -1,0 +1,123 @@
+-- scimd tenant database, schema version 1.
+-- This file is the contract for a NEW tenant database; it is embedded in the binary
+-- (include_str!) and run once. Older databases are brought forward by numbered
+-- migrations in src/store/migrate.rs, never by editing this file in place.
+--
+-- Conventions:
+--   * `pk` is the internal integer key used for joins; `id` is the SCIM id (UUID text).
+--   * Times are UTC text 'YYYY-MM-DDTHH:MM:SS.mmmZ' so they sort and compare as strings.
+--   * `version` increments on every write and is the resource's weak ETag.
+--   * Attributes SCIM filters on are columns with indexes; nothing queried is a JSON blob.
+
+CREATE TABLE users (
+    pk                  INTEGER PRIMARY KEY,
+    id                  TEXT NOT NULL UNIQUE,
+    user_name           TEXT NOT NULL COLLATE NOCASE,
+    external_id         TEXT,
+    active              INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    display_name        TEXT COLLATE NOCASE,
+    nick_name           TEXT,
+    profile_url         TEXT,
+    title               TEXT,
+    user_type           TEXT,
+    preferred_language  TEXT,
+    locale              TEXT,
+    timezone            TEXT,
+    name_formatted      TEXT,
+    name_family         TEXT COLLATE NOCASE,
+    name_given          TEXT COLLATE NOCASE,
+    name_middle         TEXT,
+    name_prefix         TEXT,
+    name_suffix         TEXT,
+    -- urn:ietf:params:scim:schemas:extension:enterprise:2.0:User
+    ent_employee_number TEXT,
+    ent_cost_center     TEXT,
+    ent_organization    TEXT,
+    ent_division        TEXT,
+    ent_department      TEXT,
+    ent_manager         TEXT,            -- the manager's SCIM id, as sent
+    -- Accounts that may call the API (SCIM admin service accounts).
+    role                TEXT NOT NULL DEFAULT 'user' CHECK (role IN ('user', 'org_admin')),
+    password_hash       TEXT,            -- PHC-like 'pbkdf2-sha256$iter$salt$hash'; NULL for IdP users
+    created             TEXT NOT NULL,
+    last_modified       TEXT NOT NULL,
+    version             INTEGER NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX users_user_name ON users (user_name COLLATE NOCASE);
+CREATE INDEX users_external_id ON users (external_id);
+CREATE INDEX users_display_name ON users (display_name COLLATE NOCASE);
+
+-- emails: their own table, indexed on value (case-insensitive, as RFC 7643 says).
+CREATE TABLE user_emails (
+    user_pk   INTEGER NOT NULL REFERENCES users (pk) ON DELETE CASCADE,
+    position  INTEGER NOT NULL,
+    value     TEXT COLLATE NOCASE,
+    type      TEXT COLLATE NOCASE,
+    display   TEXT,
+    is_primary INTEGER,               -- NULL: not sent; the client gets back what it sent
+    PRIMARY KEY (user_pk, position)
+) WITHOUT ROWID;
+CREATE INDEX user_emails_value ON user_emails (value COLLATE NOCASE);
+
+-- The other value/type/display/primary multi-valued attributes:
+-- phoneNumbers, ims, photos, entitlements, roles, x509Certificates.
+CREATE TABLE user_values (
+    user_pk   INTEGER NOT NULL REFERENCES users (pk) ON DELETE CASCADE,
+    attr      TEXT NOT NULL,
+    position  INTEGER NOT NULL,
+    value     TEXT,
+    type      TEXT COLLATE NOCASE,
+    display   TEXT,
+    is_primary INTEGER,               -- NULL: not sent; the client gets back what it sent
+    PRIMARY KEY (user_pk, attr, position)
+) WITHOUT ROWID;
+CREATE INDEX user_values_value ON user_values (attr, value);
+
+CREATE TABLE user_addresses (
+    user_pk        INTEGER NOT NULL REFERENCES users (pk) ON DELETE CASCADE,
+    position       INTEGER NOT NULL,
+    formatted      TEXT,
+    street_address TEXT,
+    locality       TEXT,
+    region         TEXT,
+    postal_code    TEXT,
+    country        TEXT,
+    type           TEXT COLLATE NOCASE,
+    is_primary     INTEGER,
+    PRIMARY KEY (user_pk, position)
+) WITHOUT ROWID;
+
+CREATE TABLE groups (
+    pk            INTEGER PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL COLLATE NOCASE,
+    external_id   TEXT,
+    created       TEXT NOT NULL,
+    last_modified TEXT NOT NULL,
+    version       INTEGER NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX groups_display_name ON groups (display_name COLLATE NOCASE);
+CREATE INDEX groups_external_id ON groups (external_id);
+
+-- One row per (group, member): adding one member to a huge group touches one row.
+CREATE TABLE memberships (
+    group_pk INTEGER NOT NULL REFERENCES groups (pk) ON DELETE CASCADE,
+    user_pk  INTEGER NOT NULL REFERENCES users (pk) ON DELETE CASCADE,
+    PRIMARY KEY (group_pk, user_pk)
+) WITHOUT ROWID;
+CREATE INDEX memberships_user ON memberships (user_pk, group_pk);
+
+-- The activity log: every create, update, deactivate and delete of a user, group or
+-- membership. Append-only; `detail` is JSON saying what changed (never secrets).
+CREATE TABLE events (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at            TEXT NOT NULL,
+    principal     TEXT NOT NULL,
+    action        TEXT NOT NULL CHECK (action IN ('create', 'update', 'deactivate', 'reactivate', 'delete')),
+    resource_type TEXT NOT NULL CHECK (resource_type IN ('User', 'Group', 'Membership')),
+    resource_id   TEXT NOT NULL,
+    detail        TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_resource ON events (resource_type, resource_id);
+
+PRAGMA user_version = 1;

@@ -1,0 +1,127 @@
+//! Command-line parsing, by hand: a handful of subcommands and `--flag VALUE` pairs do
+//! not need a parser crate (and its compile time).
+
+use std::path::PathBuf;
+
+use crate::config::RawConfig;
+
+pub const HELP: &str = "\
+scimd — a self-hosted SCIM 2.0 service provider
+
+USAGE:
+    scimd serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--cert FILE] [--key FILE]
+                [--insecure-http] [--public-url URL]
+    scimd demo [--data-dir DIR] [--listen ADDR]
+    scimd tenant create ID [--data-dir DIR]
+    scimd tenant list [--data-dir DIR]
+    scimd admin add --tenant ID --username NAME [--password-stdin] [--data-dir DIR]
+    scimd --help | --version
+
+Every serve flag can also come from SCIMD_<NAME> (e.g. SCIMD_DATA_DIR, SCIMD_LISTEN) or
+from the TOML file given with --config / SCIMD_CONFIG; flags win, then the environment.
+The base URL of a tenant is https://HOST:PORT/t/{tenant}/scim/v2.
+";
+
+#[derive(Debug)]
+pub enum Command {
+    Serve { config_file: Option<PathBuf>, flags: RawConfig },
+    Demo { data_dir: Option<PathBuf>, listen: Option<String> },
+    TenantCreate { data_dir: Option<PathBuf>, id: String },
+    TenantList { data_dir: Option<PathBuf> },
+    AdminAdd { data_dir: Option<PathBuf>, tenant: String, username: String, password_stdin: bool },
+    Help,
+    Version,
+}
+
+struct Args {
+    items: Vec<String>,
+    pos: usize,
+}
+
+impl Args {
+    fn next(&mut self) -> Option<String> {
+        let v = self.items.get(self.pos).cloned();
+        self.pos += 1;
+        v
+    }
+    fn value(&mut self, flag: &str) -> Result<String, String> {
+        self.next().filter(|v| !v.starts_with("--")).ok_or_else(|| format!("{flag} needs a value"))
+    }
+}
+
+pub fn parse(argv: Vec<String>) -> Result<Command, String> {
+    let mut args = Args { items: argv, pos: 0 };
+    let Some(sub) = args.next() else { return Ok(Command::Help) };
+    let mut data_dir: Option<PathBuf> = None;
+    let mut positional: Vec<String> = Vec::new();
+    let mut flags = RawConfig::default();
+    let mut config_file = None;
+    let (mut tenant, mut username, mut password_stdin) = (None, None, false);
+    let sub2 = if matches!(sub.as_str(), "tenant" | "admin") { args.next() } else { None };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--data-dir" => data_dir = Some(args.value(&arg)?.into()),
+            "--listen" => flags.listen = Some(args.value(&arg)?),
+            "--cert" => flags.cert = Some(args.value(&arg)?.into()),
+            "--key" => flags.key = Some(args.value(&arg)?.into()),
+            "--public-url" => flags.public_url = Some(args.value(&arg)?),
+            "--insecure-http" => flags.insecure_http = Some(true),
+            "--config" => config_file = Some(PathBuf::from(args.value(&arg)?)),
+            "--tenant" => tenant = Some(args.value(&arg)?),
+            "--username" => username = Some(args.value(&arg)?),
+            "--password-stdin" => password_stdin = true,
+            "-h" | "--help" => return Ok(Command::Help),
+            a if a.starts_with('-') => return Err(format!("unknown option {a}")),
+            _ => positional.push(arg),
+        }
+    }
+    let no_positional = |p: &[String]| if p.is_empty() { Ok(()) } else { Err(format!("unexpected argument {}", p[0])) };
+    match (sub.as_str(), sub2.as_deref()) {
+        ("serve", _) => {
+            no_positional(&positional)?;
+            flags.data_dir = data_dir;
+            Ok(Command::Serve { config_file, flags })
+        }
+        ("demo", _) => {
+            no_positional(&positional)?;
+            Ok(Command::Demo { data_dir, listen: flags.listen })
+        }
+        ("tenant", Some("create")) => match positional.as_slice() {
+            [id] => Ok(Command::TenantCreate { data_dir, id: id.clone() }),
+            _ => Err("usage: scimd tenant create ID [--data-dir DIR]".into()),
+        },
+        ("tenant", Some("list")) => {
+            no_positional(&positional)?;
+            Ok(Command::TenantList { data_dir })
+        }
+        ("admin", Some("add")) => {
+            no_positional(&positional)?;
+            let tenant = tenant.ok_or("admin add needs --tenant ID")?;
+            let username = username.ok_or("admin add needs --username NAME")?;
+            Ok(Command::AdminAdd { data_dir, tenant, username, password_stdin })
+        }
+        ("-h" | "--help" | "help", _) => Ok(Command::Help),
+        ("-V" | "--version" | "version", _) => Ok(Command::Version),
+        (other, sub2) => Err(format!("unknown command '{other}{}' (see scimd --help)", sub2.map(|s| format!(" {s}")).unwrap_or_default())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert!(matches!(parse(argv("tenant create acme --data-dir /d")), Ok(Command::TenantCreate { id, .. }) if id == "acme"));
+        assert!(matches!(parse(argv("admin add --tenant a --username u --password-stdin")), Ok(Command::AdminAdd { password_stdin: true, .. })));
+        assert!(matches!(parse(argv("serve --listen 127.0.0.1:0 --insecure-http")), Ok(Command::Serve { .. })));
+        assert!(parse(argv("serve --bogus")).is_err());
+        assert!(parse(argv("admin add --tenant a")).is_err());
+        assert!(parse(argv("serve --listen")).is_err());
+        assert!(matches!(parse(vec![]), Ok(Command::Help)));
+    }
+}

@@ -1,0 +1,251 @@
+//! What each subcommand does. `main` parses; this runs.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::auth::password;
+use crate::auth::CredentialCache;
+use crate::certs::{self, DevCertPaths};
+use crate::cli::{Command, HELP};
+use crate::clock::UtcMillis;
+use crate::config::{RawConfig, ServeConfig};
+use crate::http::router::AppState;
+use crate::http::server::{self, RunningServer};
+use crate::scim::resource::Attrs;
+use crate::store::{events, users, Store, StoreError};
+use crate::tenant::{restrict_dir, DataDir, TenantId, TenantRegistry};
+
+pub const DEMO_TENANT: &str = "demo";
+pub const DEMO_ADMIN: &str = "scim-admin";
+const DEFAULT_DEMO_DIR: &str = "demo-data";
+
+pub fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Help => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Command::Version => {
+            println!("scimd {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Serve { config_file, flags } => {
+            let file = match config_file.or_else(RawConfig::env_config_path) {
+                Some(path) => RawConfig::from_file(&path)?,
+                None => RawConfig::default(),
+            };
+            let config = ServeConfig::validate(flags.or(RawConfig::from_env()?).or(file))?;
+            runtime()?.block_on(async {
+                let running = start_server(&config).await?;
+                log::info!(target: "scimd", "serving on {}://{}", if config.tls.is_some() { "https" } else { "http" }, running.addr);
+                running.run_until(shutdown_signal()).await;
+                Ok(())
+            })
+        }
+        Command::Demo { data_dir, listen } => {
+            let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DEMO_DIR));
+            let listen = listen.unwrap_or_else(|| crate::config::DEFAULT_LISTEN.into());
+            runtime()?.block_on(demo(&data_dir, &listen))
+        }
+        Command::TenantCreate { data_dir, id } => {
+            let data = data_dir_or_env(data_dir)?;
+            let id = TenantId::parse(&id).ok_or("a tenant id is 1-63 of [a-z0-9-], starting with a letter or digit")?;
+            data.create_tenant(&id).map_err(|e| e.to_string())?;
+            println!("created tenant {id}");
+            println!("SCIM base URL: https://HOST:PORT/t/{id}/scim/v2");
+            Ok(())
+        }
+        Command::TenantList { data_dir } => {
+            let data = data_dir_or_env(data_dir)?;
+            for id in data.list_tenants().map_err(|e| e.to_string())? {
+                println!("{id}");
+            }
+            Ok(())
+        }
+        Command::AdminAdd { data_dir, tenant, username, password_stdin } => {
+            let data = data_dir_or_env(data_dir)?;
+            let id = TenantId::parse(&tenant).ok_or("invalid tenant id")?;
+            if !data.tenant_exists(&id) {
+                return Err(format!("tenant {id} does not exist (scimd tenant create {id})"));
+            }
+            let (password, generated) = if password_stdin {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text).map_err(|e| e.to_string())?;
+                let text = text.trim_end_matches(['\r', '\n']).to_string();
+                if text.len() < 12 {
+                    return Err("the password must be at least 12 characters".into());
+                }
+                (text, false)
+            } else {
+                (password::generate_password(), true)
+            };
+            let iterations = RawConfig::from_env()?.kdf_iterations.unwrap_or(password::DEFAULT_ITERATIONS);
+            runtime()?.block_on(async {
+                let store = Store::open(&data.database(&id)).map_err(|e| e.to_string())?;
+                let user_id = add_admin(&store, &username, &password, iterations).await.map_err(|e| e.to_string())?;
+                store.close();
+                println!("created SCIM admin {username} (id {user_id}) in tenant {id}");
+                if generated {
+                    println!("password (shown once): {password}");
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
+}
+
+fn data_dir_or_env(flag: Option<PathBuf>) -> Result<DataDir, String> {
+    flag.or_else(|| std::env::var("SCIMD_DATA_DIR").ok().filter(|v| !v.is_empty()).map(PathBuf::from))
+        .map(DataDir::new)
+        .ok_or_else(|| "no data directory: pass --data-dir or set SCIMD_DATA_DIR".into())
+}
+
+/// Creates an org-admin account with a password (the SCIM admin service account).
+pub async fn add_admin(store: &Store, username: &str, password: &str, iterations: u32) -> Result<String, StoreError> {
+    let hash = {
+        let p = password.to_string();
+        tokio::task::spawn_blocking(move || password::hash_password(&p, iterations))
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+    };
+    let mut doc = Attrs::new();
+    doc.insert("userName".into(), Value::String(username.to_string()));
+    doc.insert("active".into(), Value::Bool(true));
+    let now = UtcMillis::now().to_rfc3339();
+    store
+        .write(move |conn| {
+            let res = users::insert(conn, &doc, Some(("org_admin", &hash)), &now)?;
+            events::record(conn, &now, "cli", events::Action::Create, "User", &res.id, &json!({"userName": doc["userName"], "role": "org_admin"}))?;
+            Ok(res.id)
+        })
+        .await
+}
+
+/// Builds the shared state and starts listening.
+pub async fn start_server(config: &ServeConfig) -> Result<RunningServer, String> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(server::tls_config(cert, key)?),
+        None => None,
+    };
+    let state = Arc::new(AppState {
+        tenants: TenantRegistry::new(DataDir::new(&config.data_dir)),
+        credentials: CredentialCache::default(),
+        max_body_bytes: config.max_body_bytes,
+        public_url: config.public_url.clone(),
+        scheme: if tls.is_some() { "https" } else { "http" },
+    });
+    server::start(config.listen, tls, state).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The credentials the demo keeps between runs, so a second run reuses them.
+fn read_demo_password(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    v.get("password")?.as_str().map(str::to_string)
+}
+
+/// `scimd demo`: create what is missing, print how to connect, serve.
+async fn demo(data_dir: &Path, listen: &str) -> Result<(), String> {
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    restrict_dir(data_dir);
+    let data = DataDir::new(data_dir);
+    let tenant = TenantId::parse(DEMO_TENANT).expect("valid id");
+    if !data.tenant_exists(&tenant) {
+        data.create_tenant(&tenant).map_err(|e| e.to_string())?;
+    }
+    let store = Store::open(&data.database(&tenant)).map_err(|e| e.to_string())?;
+    let password = ensure_demo_admin(&store, &data).await?;
+    store.close();
+    drop(store);
+
+    let cert_dir = data.demo_cert_dir();
+    let mut paths = DevCertPaths::in_dir(&cert_dir);
+    if !paths.exist() {
+        paths = certs::generate(&cert_dir, &["localhost".to_string(), "127.0.0.1".to_string()])?;
+    }
+    let listen: SocketAddr = listen.parse().map_err(|_| format!("--listen must be IP:PORT (got '{listen}')"))?;
+    let config = ServeConfig {
+        data_dir: data_dir.to_path_buf(),
+        listen,
+        tls: Some((paths.server_cert.clone(), paths.server_key.clone())),
+        public_url: None,
+        kdf_iterations: password::DEFAULT_ITERATIONS,
+        max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
+    };
+    let running = start_server(&config).await?;
+    let host = if running.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { running.addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let base_url = format!("https://{host}:{}/t/{DEMO_TENANT}/scim/v2", running.addr.port());
+    let ca_cert = std::fs::canonicalize(&paths.ca_cert).unwrap_or(paths.ca_cert.clone());
+    let info = json!({
+        "base_url": base_url,
+        "username": DEMO_ADMIN,
+        "password": password,
+        "ca_cert": ca_cert.display().to_string(),
+    });
+    let json_text = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
+    certs::write_file(&data.demo_json(), json_text.as_bytes(), 0o600)?;
+    println!("scimd demo is running.");
+    println!("  SCIM base URL : {base_url}");
+    println!("  username      : {DEMO_ADMIN}");
+    println!("  password      : {password}");
+    println!("  CA certificate: {}", ca_cert.display());
+    println!("  (the same, as JSON: {})", data.demo_json().display());
+    println!("Try: curl --cacert {} -u {DEMO_ADMIN}:'{password}' {base_url}/Users", ca_cert.display());
+    running.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Makes sure the demo admin exists with a password we know; reuses demo.json's.
+async fn ensure_demo_admin(store: &Store, data: &DataDir) -> Result<String, String> {
+    let known = read_demo_password(&data.demo_json());
+    let account = store
+        .read(|conn| users::find_account(conn, DEMO_ADMIN))
+        .await
+        .map_err(|e| e.to_string())?;
+    match (account, known) {
+        (Some(acc), Some(pw)) if acc.password_hash.as_deref().is_some_and(|h| password::verify_password(&pw, h)) => Ok(pw),
+        (Some(acc), _) => {
+            // The account exists but demo.json is gone or stale: give it a new password.
+            let pw = password::generate_password();
+            let hash = password::hash_password(&pw, password::DEFAULT_ITERATIONS);
+            let now = UtcMillis::now().to_rfc3339();
+            store
+                .write(move |conn| users::set_password(conn, &acc.id, &hash, "org_admin", &now))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(pw)
+        }
+        (None, _) => {
+            let pw = password::generate_password();
+            add_admin(store, DEMO_ADMIN, &pw, password::DEFAULT_ITERATIONS).await.map_err(|e| e.to_string())?;
+            Ok(pw)
+        }
+    }
+}

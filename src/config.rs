@@ -1,0 +1,149 @@
+//! Configuration for `serve`, in two stages: `RawConfig` holds what the TOML file, the
+//! `SCIMD_*` environment and the flags said (flags win, then environment, then file);
+//! `ServeConfig` is validated, with defaults applied. This is the only module that reads
+//! the environment or configuration files.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::auth::password::{DEFAULT_ITERATIONS, MIN_ITERATIONS};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub insecure_http: Option<bool>,
+    pub public_url: Option<String>,
+    pub kdf_iterations: Option<u32>,
+    pub max_body_bytes: Option<usize>,
+}
+
+impl RawConfig {
+    /// Fills unset fields from `other` (lower priority).
+    pub fn or(self, other: RawConfig) -> RawConfig {
+        RawConfig {
+            data_dir: self.data_dir.or(other.data_dir),
+            listen: self.listen.or(other.listen),
+            cert: self.cert.or(other.cert),
+            key: self.key.or(other.key),
+            insecure_http: self.insecure_http.or(other.insecure_http),
+            public_url: self.public_url.or(other.public_url),
+            kdf_iterations: self.kdf_iterations.or(other.kdf_iterations),
+            max_body_bytes: self.max_body_bytes.or(other.max_body_bytes),
+        }
+    }
+
+    pub fn from_file(path: &std::path::Path) -> Result<RawConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+    }
+
+    pub fn from_env() -> Result<RawConfig, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let parse_num = |name: &str| -> Result<Option<u64>, String> {
+            var(name).map(|v| v.parse::<u64>().map_err(|_| format!("{name} must be a number"))).transpose()
+        };
+        Ok(RawConfig {
+            data_dir: var("SCIMD_DATA_DIR").map(PathBuf::from),
+            listen: var("SCIMD_LISTEN"),
+            cert: var("SCIMD_CERT").map(PathBuf::from),
+            key: var("SCIMD_KEY").map(PathBuf::from),
+            insecure_http: var("SCIMD_INSECURE_HTTP").map(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+            public_url: var("SCIMD_PUBLIC_URL"),
+            kdf_iterations: parse_num("SCIMD_KDF_ITERATIONS")?.map(|n| n as u32),
+            max_body_bytes: parse_num("SCIMD_MAX_BODY_BYTES")?.map(|n| n as usize),
+        })
+    }
+
+    /// Path of the config file named by `SCIMD_CONFIG`, if any.
+    pub fn env_config_path() -> Option<PathBuf> {
+        std::env::var("SCIMD_CONFIG").ok().filter(|v| !v.is_empty()).map(PathBuf::from)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `None` only with `insecure_http` on a loopback address.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub public_url: Option<String>,
+    pub kdf_iterations: u32,
+    pub max_body_bytes: usize,
+}
+
+impl ServeConfig {
+    pub fn validate(raw: RawConfig) -> Result<ServeConfig, String> {
+        let data_dir = raw.data_dir.ok_or("no data directory: pass --data-dir or set SCIMD_DATA_DIR")?;
+        let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| format!("--listen must be IP:PORT (got '{listen_text}')"))?;
+        let tls = if raw.insecure_http.unwrap_or(false) {
+            if !listen.ip().is_loopback() {
+                return Err(format!(
+                    "--insecure-http serves plain HTTP and is allowed only on a loopback address, not {listen}"
+                ));
+            }
+            None
+        } else {
+            match (raw.cert, raw.key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                _ => return Err("TLS needs --cert and --key (or --insecure-http on a loopback address)".into()),
+            }
+        };
+        let kdf_iterations = raw.kdf_iterations.unwrap_or(DEFAULT_ITERATIONS);
+        if kdf_iterations < MIN_ITERATIONS {
+            return Err(format!("kdf_iterations must be at least {MIN_ITERATIONS}"));
+        }
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            return Err("max_body_bytes must be at least 1024".into());
+        }
+        Ok(ServeConfig { data_dir, listen, tls, public_url: raw.public_url, kdf_iterations, max_body_bytes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(listen: &str, insecure: bool) -> RawConfig {
+        RawConfig {
+            data_dir: Some("d".into()),
+            listen: Some(listen.into()),
+            insecure_http: Some(insecure),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn insecure_http_only_on_loopback() {
+        assert!(ServeConfig::validate(raw("127.0.0.1:0", true)).is_ok());
+        assert!(ServeConfig::validate(raw("[::1]:0", true)).is_ok());
+        let err = ServeConfig::validate(raw("0.0.0.0:80", true)).unwrap_err();
+        assert!(err.contains("loopback"), "{err}");
+        let err = ServeConfig::validate(raw("127.0.0.1:0", false)).unwrap_err();
+        assert!(err.contains("--cert"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_env_and_file() {
+        let flags = RawConfig { listen: Some("127.0.0.1:1".into()), ..Default::default() };
+        let env = RawConfig { listen: Some("127.0.0.1:2".into()), data_dir: Some("env".into()), ..Default::default() };
+        let file: RawConfig = toml::from_str("listen = \"127.0.0.1:3\"\ndata_dir = \"file\"\nkdf_iterations = 5000\n").unwrap();
+        let merged = flags.or(env).or(file);
+        assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(merged.data_dir, Some(PathBuf::from("env")));
+        assert_eq!(merged.kdf_iterations, Some(5000));
+        assert!(toml::from_str::<RawConfig>("bogus = 1").is_err());
+    }
+}

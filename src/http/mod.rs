@@ -1,0 +1,6 @@
+//! HTTP: the server loop and TLS, the router, request parsing and response rendering.
+
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod server;

@@ -1,0 +1,158 @@
+//! Responses: SCIM JSON bodies and the ONE mapping from errors to status, `scimType`
+//! and client-facing detail. Internal causes are logged here and replaced by
+//! "internal error" for the client.
+
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, ETAG, LOCATION, WWW_AUTHENTICATE};
+use hyper::{Response, StatusCode};
+use log::error;
+use serde_json::{json, Value};
+
+use crate::auth::AuthError;
+use crate::scim::schema::ERROR_SCHEMA;
+use crate::scim::{ScimError, ScimErrorKind};
+use crate::store::StoreError;
+
+pub type Body = Full<hyper::body::Bytes>;
+pub type HttpResponse = Response<Body>;
+
+pub const SCIM_JSON: &str = "application/scim+json";
+
+/// Every way a request can fail, from any layer.
+#[derive(Debug)]
+pub enum ApiError {
+    Scim(ScimError),
+    Auth(AuthError),
+    Store(StoreError),
+    /// No route, or an unknown tenant.
+    NotFound(String),
+    MethodNotAllowed,
+    PayloadTooLarge(usize),
+    UnsupportedMediaType,
+    /// The body is not JSON / not UTF-8.
+    BadJson(String),
+    BadRequest(String),
+}
+
+impl From<ScimError> for ApiError {
+    fn from(e: ScimError) -> Self {
+        ApiError::Scim(e)
+    }
+}
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::Auth(e)
+    }
+}
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Store(e)
+    }
+}
+
+fn scim_error_parts(e: &ScimError) -> (StatusCode, Option<&'static str>) {
+    match e.kind {
+        ScimErrorKind::InvalidFilter => (StatusCode::BAD_REQUEST, Some("invalidFilter")),
+        ScimErrorKind::InvalidPath => (StatusCode::BAD_REQUEST, Some("invalidPath")),
+        ScimErrorKind::NoTarget => (StatusCode::BAD_REQUEST, Some("noTarget")),
+        ScimErrorKind::InvalidValue => (StatusCode::BAD_REQUEST, Some("invalidValue")),
+        ScimErrorKind::InvalidSyntax => (StatusCode::BAD_REQUEST, Some("invalidSyntax")),
+        ScimErrorKind::Uniqueness => (StatusCode::CONFLICT, Some("uniqueness")),
+        ScimErrorKind::Mutability => (StatusCode::BAD_REQUEST, Some("mutability")),
+        ScimErrorKind::TooMany => (StatusCode::BAD_REQUEST, Some("tooMany")),
+        ScimErrorKind::NotFound => (StatusCode::NOT_FOUND, None),
+        ScimErrorKind::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, None),
+        ScimErrorKind::NotImplemented => (StatusCode::NOT_IMPLEMENTED, None),
+        ScimErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
+    }
+}
+
+impl ApiError {
+    /// Status, scimType and the detail the client sees.
+    fn parts(&self) -> (StatusCode, Option<&'static str>, String) {
+        match self {
+            ApiError::Scim(e) if e.kind == ScimErrorKind::Internal => {
+                error!(target: "scimd::http", "internal error: {}", e.detail);
+                (StatusCode::INTERNAL_SERVER_ERROR, None, "internal error".into())
+            }
+            ApiError::Scim(e) => {
+                let (status, scim_type) = scim_error_parts(e);
+                (status, scim_type, e.detail.clone())
+            }
+            ApiError::Auth(AuthError::Missing) => (StatusCode::UNAUTHORIZED, None, "authentication required".into()),
+            ApiError::Auth(AuthError::Invalid) => (StatusCode::UNAUTHORIZED, None, "invalid credentials".into()),
+            ApiError::Auth(AuthError::Forbidden(why)) => (StatusCode::FORBIDDEN, None, why.clone()),
+            ApiError::Auth(AuthError::Internal(cause)) => {
+                error!(target: "scimd::auth", "account lookup failed: {cause}");
+                (StatusCode::INTERNAL_SERVER_ERROR, None, "internal error".into())
+            }
+            ApiError::Store(e) => {
+                let scim = ScimError::from(match e {
+                    StoreError::NotFound(w) => StoreError::NotFound(w.clone()),
+                    StoreError::Conflict(w) => StoreError::Conflict(w.clone()),
+                    StoreError::Invalid(w) => StoreError::Invalid(w.clone()),
+                    other => {
+                        error!(target: "scimd::store", "storage error: {other}");
+                        return (StatusCode::INTERNAL_SERVER_ERROR, None, "internal error".into());
+                    }
+                });
+                let (status, scim_type) = scim_error_parts(&scim);
+                (status, scim_type, scim.detail)
+            }
+            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, None, what.clone()),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, None, "method not allowed on this endpoint".into()),
+            ApiError::PayloadTooLarge(limit) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, None, format!("request body larger than {limit} bytes"))
+            }
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                None,
+                "send application/scim+json or application/json".into(),
+            ),
+            ApiError::BadJson(why) => (StatusCode::BAD_REQUEST, Some("invalidSyntax"), why.clone()),
+            ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, Some("invalidValue"), why.clone()),
+        }
+    }
+
+    pub fn into_response(self) -> HttpResponse {
+        let (status, scim_type, detail) = self.parts();
+        let mut body = json!({"schemas": [ERROR_SCHEMA], "status": status.as_u16().to_string(), "detail": detail});
+        if let Some(t) = scim_type {
+            body["scimType"] = Value::String(t.into());
+        }
+        let mut resp = json_response(status, &body);
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"scimd\", charset=\"UTF-8\""));
+        }
+        resp
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Full::new(bytes.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    resp
+}
+
+/// A single resource with its ETag (and Location on 201).
+pub fn resource_response(status: StatusCode, body: &Value, etag: &str) -> HttpResponse {
+    let mut resp = json_response(status, body);
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        resp.headers_mut().insert(ETAG, v);
+    }
+    if status == StatusCode::CREATED {
+        if let Some(loc) = body.pointer("/meta/location").and_then(Value::as_str).and_then(|l| HeaderValue::from_str(l).ok()) {
+            resp.headers_mut().insert(LOCATION, loc);
+        }
+    }
+    resp
+}
+
+pub fn no_content() -> HttpResponse {
+    let mut resp = Response::new(Full::new(hyper::body::Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}

@@ -1,0 +1,141 @@
+//! The listener: TCP accept, TLS handshake (rustls, ring, TLS 1.2/1.3), one hyper
+//! HTTP/1.1 connection per socket with header-read timeout and keep-alive, a connection
+//! limit, and a graceful drain on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use log::{debug, error, info, warn};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use super::router::{self, AppState};
+
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Loads a PEM certificate chain and private key into a rustls server config.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot parse certificate {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no certificate in {}", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key do not form a usable pair: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, drains in-flight requests (bounded) and closes the stores.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.done).await;
+    }
+
+    /// Runs until `signal` completes, then shuts down.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        info!(target: "scimd::http", "shutting down: draining connections");
+        self.shutdown().await;
+    }
+}
+
+/// Binds `listen` and starts serving. `tls` is `None` only for `--insecure-http`.
+pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, state: Arc<AppState>) -> std::io::Result<RunningServer> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let acceptor = tls.map(TlsAcceptor::from);
+    let done = tokio::spawn(async move {
+        let graceful = GracefulShutdown::new();
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut stop_rx => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        warn!(target: "scimd::http", "accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                warn!(target: "scimd::http", "connection limit ({MAX_CONNECTIONS}) reached; refusing {peer}");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let state = Arc::clone(&state);
+            let service = service_fn(move |req| router::handle(Arc::clone(&state), req, peer));
+            match &acceptor {
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => return debug!(target: "scimd::http", "TLS handshake with {peer} failed: {e}"),
+                            Err(_) => return debug!(target: "scimd::http", "TLS handshake with {peer} timed out"),
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(tls), service);
+                        if let Err(e) = watcher.watch(conn).await {
+                            debug!(target: "scimd::http", "connection from {peer} ended: {e}");
+                        }
+                    });
+                }
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let fut = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        if let Err(e) = fut.await {
+                            debug!(target: "scimd::http", "connection from {peer} ended: {e}");
+                        }
+                    });
+                }
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+            error!(target: "scimd::http", "some connections did not finish within {DRAIN_TIMEOUT:?}");
+        }
+        let state_for_close = Arc::clone(&state);
+        let _ = tokio::task::spawn_blocking(move || state_for_close.tenants.close_all()).await;
+    });
+    Ok(RunningServer { addr, stop: Some(stop_tx), done })
+}

@@ -1,0 +1,12 @@
+//! scimd: a self-hosted SCIM 2.0 service provider. See ARCHITECTURE.md for the map.
+
+pub mod auth;
+pub mod certs;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod http;
+pub mod scim;
+pub mod store;
+pub mod tenant;

@@ -1,0 +1,22 @@
+//! The `scimd` binary: parse the command line, set up logging, run the command.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let command = match scimd::cli::parse(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("scimd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("scimd=info")).init();
+    match scimd::commands::run(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scimd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! `/ServiceProviderConfig`, `/ResourceTypes` and `/Schemas`, generated from the catalogue
+//! so that what we advertise cannot drift from what we store.
+
+use serde_json::{json, Value};
+
+use super::schema::*;
+use super::{ScimError, MAX_PAGE_SIZE};
+
+pub fn service_provider_config(base_url: &str) -> Value {
+    json!({
+        "schemas": [SPC_SCHEMA],
+        "documentationUri": "https://github.com/scimd/scimd#readme",
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": MAX_PAGE_SIZE},
+        "changePassword": {"supported": false},
+        "sort": {"supported": false},
+        "etag": {"supported": false},
+        "authenticationSchemes": [{
+            "type": "httpbasic",
+            "name": "HTTP Basic",
+            "description": "Authentication with a SCIM admin service account (scimd admin add).",
+            "primary": true
+        }],
+        "meta": {
+            "resourceType": "ServiceProviderConfig",
+            "location": format!("{base_url}/ServiceProviderConfig")
+        }
+    })
+}
+
+fn resource_type_doc(kind: ResourceKind, base_url: &str) -> Value {
+    let extensions: Vec<Value> = kind
+        .extensions()
+        .iter()
+        .map(|(urn, _)| json!({"schema": urn, "required": false}))
+        .collect();
+    json!({
+        "schemas": [RESOURCE_TYPE_SCHEMA],
+        "id": kind.name(),
+        "name": kind.name(),
+        "endpoint": format!("/{}", kind.endpoint()),
+        "description": format!("{} accounts", kind.name()),
+        "schema": kind.core_schema(),
+        "schemaExtensions": extensions,
+        "meta": {
+            "resourceType": "ResourceType",
+            "location": format!("{base_url}/ResourceTypes/{}", kind.name())
+        }
+    })
+}
+
+const KINDS: [ResourceKind; 2] = [ResourceKind::User, ResourceKind::Group];
+
+pub fn resource_types(base_url: &str) -> Vec<Value> {
+    KINDS.iter().map(|k| resource_type_doc(*k, base_url)).collect()
+}
+
+pub fn resource_type(name: &str, base_url: &str) -> Result<Value, ScimError> {
+    KINDS
+        .iter()
+        .find(|k| k.name() == name)
+        .map(|k| resource_type_doc(*k, base_url))
+        .ok_or_else(|| ScimError::not_found(format!("resource type {name} not found")))
+}
+
+fn attr_doc(attr: &AttrDef) -> Value {
+    let mut doc = json!({
+        "name": attr.name,
+        "type": match attr.ty {
+            AttrType::String => "string",
+            AttrType::Boolean => "boolean",
+            AttrType::Integer => "integer",
+            AttrType::DateTime => "dateTime",
+            AttrType::Reference => "reference",
+            AttrType::Binary => "binary",
+            AttrType::Complex => "complex",
+        },
+        "multiValued": attr.multi,
+        "description": attr.description,
+        "required": attr.required,
+        "caseExact": attr.case_exact,
+        "mutability": match attr.mutability {
+            Mutability::ReadWrite => "readWrite",
+            Mutability::ReadOnly => "readOnly",
+            Mutability::Immutable => "immutable",
+            Mutability::WriteOnly => "writeOnly",
+        },
+        "returned": match attr.returned {
+            Returned::Default => "default",
+            Returned::Always => "always",
+            Returned::Never => "never",
+            Returned::Request => "request",
+        },
+        "uniqueness": if attr.unique_server { "server" } else { "none" },
+    });
+    if !attr.canonical.is_empty() {
+        doc["canonicalValues"] = json!(attr.canonical);
+    }
+    if !attr.ref_types.is_empty() {
+        doc["referenceTypes"] = json!(attr.ref_types);
+    }
+    if !attr.sub.is_empty() {
+        doc["subAttributes"] = Value::Array(attr.sub.iter().map(attr_doc).collect());
+    }
+    doc
+}
+
+fn schema_doc(urn: &str, name: &str, description: &str, attrs: &[AttrDef], base_url: &str) -> Value {
+    json!({
+        "schemas": [SCHEMA_SCHEMA],
+        "id": urn,
+        "name": name,
+        "description": description,
+        "attributes": attrs.iter().map(attr_doc).collect::<Vec<_>>(),
+        "meta": {"resourceType": "Schema", "location": format!("{base_url}/Schemas/{urn}")}
+    })
+}
+
+pub fn schemas(base_url: &str) -> Vec<Value> {
+    vec![
+        schema_doc(USER_SCHEMA, "User", "User Account", USER_ATTRS, base_url),
+        schema_doc(GROUP_SCHEMA, "Group", "Group", GROUP_ATTRS, base_url),
+        schema_doc(ENTERPRISE_SCHEMA, "EnterpriseUser", "Enterprise User", ENTERPRISE_ATTRS, base_url),
+    ]
+}
+
+pub fn schema(urn: &str, base_url: &str) -> Result<Value, ScimError> {
+    schemas(base_url)
+        .into_iter()
+        .find(|s| s["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(urn)))
+        .ok_or_else(|| ScimError::not_found(format!("schema {urn} not found")))
+}

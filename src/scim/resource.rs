@@ -1,0 +1,386 @@
+//! Resources as canonical JSON documents: decoding request bodies into them and
+//! rendering stored resources back, with `attributes`/`excludedAttributes` projection.
+//!
+//! A canonical document (`Attrs`) holds core attributes under their catalogue spelling
+//! and extension attributes in an object under the extension URN. It has no `id`,
+//! `meta` or `schemas`: those belong to the stored resource and are added on render.
+
+use log::debug;
+use serde_json::{Map, Value};
+
+use super::schema::{self, AttrDef, AttrType, Mutability, ResolvedPath, ResourceKind, Returned};
+use super::ScimError;
+
+pub type Attrs = Map<String, Value>;
+
+/// A resource as the store returns it.
+#[derive(Clone, Debug)]
+pub struct StoredResource {
+    pub id: String,
+    pub attrs: Attrs,
+    pub created: String,
+    pub last_modified: String,
+    pub version: i64,
+}
+
+impl StoredResource {
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version)
+    }
+}
+
+/// Decodes a POST/PUT body into a canonical document. Unknown attributes are ignored
+/// (Entra sends many), read-only ones are dropped, values are coerced to their type.
+pub fn decode(kind: ResourceKind, body: &Value) -> Result<Attrs, ScimError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ScimError::invalid_syntax("the request body must be a JSON object"))?;
+    let mut doc = Attrs::new();
+    for (key, value) in obj {
+        if ["schemas", "id", "meta"].iter().any(|k| k.eq_ignore_ascii_case(key)) {
+            continue;
+        }
+        if let Some(urn) = schema::extension_urn(kind, key) {
+            let Some(inner) = value.as_object() else {
+                if value.is_null() {
+                    continue;
+                }
+                return Err(ScimError::invalid_syntax(format!("{urn} must be an object")));
+            };
+            for (sub_key, sub_value) in inner {
+                match schema::resolve_path(kind, &format!("{urn}:{sub_key}")) {
+                    Some(path) => set_path(&mut doc, &path, sub_value)?,
+                    None => debug!(target: "scimd::scim", "ignoring unknown attribute {urn}:{sub_key}"),
+                }
+            }
+            continue;
+        }
+        match schema::resolve_path(kind, key) {
+            Some(path) => set_path(&mut doc, &path, value)?,
+            None => debug!(target: "scimd::scim", "ignoring unknown attribute {key}"),
+        }
+    }
+    check_required(kind, &doc)?;
+    Ok(doc)
+}
+
+pub fn check_required(kind: ResourceKind, doc: &Attrs) -> Result<(), ScimError> {
+    for attr in kind.core_attrs().iter().filter(|a| a.required) {
+        match doc.get(attr.name) {
+            Some(Value::String(s)) if !s.trim().is_empty() => {}
+            _ => return Err(ScimError::invalid_value(format!("{} is required", attr.name))),
+        }
+    }
+    Ok(())
+}
+
+/// Sets (replaces) the attribute a resolved path names, coercing the value.
+/// Read-only attributes are silently ignored, as RFC 7644 §3.5.1 asks for PUT.
+pub fn set_path(doc: &mut Attrs, path: &ResolvedPath, value: &Value) -> Result<(), ScimError> {
+    if path.attr.is_read_only() || path.sub.is_some_and(|s| s.is_read_only()) {
+        return Ok(());
+    }
+    let container = container_mut(doc, path.extension);
+    match path.sub {
+        None => match coerce(path.attr, value)? {
+            Some(v) => {
+                container.insert(path.attr.name.to_string(), v);
+            }
+            None => {
+                container.remove(path.attr.name);
+            }
+        },
+        Some(sub) => {
+            let coerced = coerce(sub, value)?;
+            if path.attr.multi {
+                // `emails.value` without a filter: apply to every element (RFC 7644 §3.5.2.3).
+                if let Some(Value::Array(items)) = container.get_mut(path.attr.name) {
+                    for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                        set_or_remove(item, sub.name, coerced.clone());
+                    }
+                } else if let Some(v) = coerced {
+                    let mut item = Map::new();
+                    item.insert(sub.name.to_string(), v);
+                    container.insert(path.attr.name.to_string(), Value::Array(vec![Value::Object(item)]));
+                }
+            } else {
+                let entry = container
+                    .entry(path.attr.name.to_string())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !entry.is_object() {
+                    *entry = Value::Object(Map::new());
+                }
+                if let Some(obj) = entry.as_object_mut() {
+                    set_or_remove(obj, sub.name, coerced);
+                    if obj.is_empty() {
+                        container.remove(path.attr.name);
+                    }
+                }
+            }
+        }
+    }
+    prune_extension(doc, path.extension);
+    Ok(())
+}
+
+fn set_or_remove(obj: &mut Map<String, Value>, key: &str, value: Option<Value>) {
+    match value {
+        Some(v) => {
+            obj.insert(key.to_string(), v);
+        }
+        None => {
+            obj.remove(key);
+        }
+    }
+}
+
+/// The object holding an attribute: the document itself, or its extension object.
+pub fn container_mut<'a>(doc: &'a mut Attrs, extension: Option<&str>) -> &'a mut Attrs {
+    match extension {
+        None => doc,
+        Some(urn) => {
+            let entry = doc.entry(urn.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            entry.as_object_mut().expect("just made an object")
+        }
+    }
+}
+
+pub fn container<'a>(doc: &'a Attrs, extension: Option<&str>) -> Option<&'a Attrs> {
+    match extension {
+        None => Some(doc),
+        Some(urn) => doc.get(urn).and_then(Value::as_object),
+    }
+}
+
+/// Drops an extension object left empty, so it does not appear in `schemas`.
+pub fn prune_extension(doc: &mut Attrs, extension: Option<&str>) {
+    if let Some(urn) = extension {
+        if doc.get(urn).and_then(Value::as_object).is_some_and(|o| o.is_empty()) {
+            doc.remove(urn);
+        }
+    }
+}
+
+/// Coerces a JSON value to an attribute's type. `Ok(None)` means "unassigned"
+/// (null, an empty array, an empty object). Tolerates what real IdPs send: booleans as
+/// `"True"`/`"False"`, numbers for strings, a single object for a multi-valued attribute.
+pub fn coerce(attr: &AttrDef, value: &Value) -> Result<Option<Value>, ScimError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    if attr.multi {
+        let items: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            single => vec![single],
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(v) = coerce_single(attr, item)? {
+                out.push(v);
+            }
+        }
+        normalise_primary(&mut out);
+        return Ok(if out.is_empty() { None } else { Some(Value::Array(out)) });
+    }
+    coerce_single(attr, value)
+}
+
+fn coerce_single(attr: &AttrDef, value: &Value) -> Result<Option<Value>, ScimError> {
+    let bad = || ScimError::invalid_value(format!("{} has a value of the wrong type", attr.name));
+    Ok(match (attr.ty, value) {
+        (_, Value::Null) => None,
+        (AttrType::Complex, Value::Object(obj)) => {
+            let mut out = Map::new();
+            for (key, v) in obj {
+                let Some(sub) = attr.sub_attr(key) else { continue };
+                if sub.mutability == Mutability::ReadOnly {
+                    continue;
+                }
+                if let Some(c) = coerce_single(sub, v)? {
+                    out.insert(sub.name.to_string(), c);
+                }
+            }
+            if out.is_empty() {
+                None
+            } else {
+                Some(Value::Object(out))
+            }
+        }
+        // A bare value for a complex attribute that has a `value` sub-attribute.
+        (AttrType::Complex, scalar @ (Value::String(_) | Value::Number(_))) => match attr.sub_attr("value") {
+            Some(sub) => coerce_single(sub, scalar)?.map(|v| {
+                let mut out = Map::new();
+                out.insert("value".into(), v);
+                Value::Object(out)
+            }),
+            None => return Err(bad()),
+        },
+        (AttrType::Complex, _) => return Err(bad()),
+        (AttrType::Boolean, Value::Bool(b)) => Some(Value::Bool(*b)),
+        (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(Value::Bool(true)),
+        (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(Value::Bool(false)),
+        (AttrType::Boolean, _) => return Err(bad()),
+        (AttrType::Integer, Value::Number(n)) if n.is_i64() => Some(value.clone()),
+        (AttrType::Integer, Value::String(s)) => Some(Value::from(s.trim().parse::<i64>().map_err(|_| bad())?)),
+        (AttrType::Integer, _) => return Err(bad()),
+        (_, Value::String(s)) => Some(Value::String(s.clone())),
+        (_, Value::Number(n)) => Some(Value::String(n.to_string())),
+        (_, Value::Bool(b)) => Some(Value::String(b.to_string())),
+        (_, _) => return Err(bad()),
+    })
+}
+
+/// RFC 7643 §2.4: `primary: true` appears at most once; keep the first.
+fn normalise_primary(items: &mut [Value]) {
+    let mut seen = false;
+    for item in items.iter_mut().filter_map(Value::as_object_mut) {
+        if item.get("primary") == Some(&Value::Bool(true)) {
+            if seen {
+                item.insert("primary".into(), Value::Bool(false));
+            }
+            seen = true;
+        }
+    }
+}
+
+/// `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5), resolved against the catalogue.
+#[derive(Clone, Debug, Default)]
+pub struct Projection {
+    include: Option<Vec<ResolvedPath>>,
+    exclude: Vec<ResolvedPath>,
+}
+
+impl Projection {
+    pub fn parse(kind: ResourceKind, attributes: Option<&str>, excluded: Option<&str>) -> Projection {
+        let list = |text: &str| -> Vec<ResolvedPath> {
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .filter_map(|p| schema::resolve_path(kind, p))
+                .collect()
+        };
+        let include = attributes.map(list).filter(|l| !l.is_empty());
+        let exclude = excluded.map(list).unwrap_or_default();
+        Projection { include, exclude }
+    }
+
+    /// Whether an attribute (core or extension) is wanted at all. Used by the store to
+    /// skip loading what is not returned (e.g. a group's members).
+    pub fn wants(&self, extension: Option<&str>, attr: &AttrDef) -> bool {
+        if attr.returned == Returned::Always {
+            return true;
+        }
+        if attr.returned == Returned::Never {
+            return false;
+        }
+        let names = |p: &ResolvedPath| p.extension == extension && std::ptr::eq(p.attr, attr);
+        if self.exclude.iter().any(|p| names(p) && p.sub.is_none()) {
+            return false;
+        }
+        match &self.include {
+            Some(list) => list.iter().any(names),
+            None => attr.returned != Returned::Request,
+        }
+    }
+
+    /// Sub-attributes to keep for an attribute, when only some were asked for.
+    fn filter_subs(&self, extension: Option<&str>, attr: &AttrDef, value: &mut Value) {
+        let same = |p: &ResolvedPath| p.extension == extension && std::ptr::eq(p.attr, attr);
+        let keep: Option<Vec<&str>> = self.include.as_ref().and_then(|list| {
+            if list.iter().any(|p| same(p) && p.sub.is_none()) {
+                return None;
+            }
+            Some(list.iter().filter(|p| same(p)).filter_map(|p| p.sub.map(|s| s.name)).collect())
+        });
+        let drop: Vec<&str> = self.exclude.iter().filter(|p| same(p)).filter_map(|p| p.sub.map(|s| s.name)).collect();
+        let apply = |obj: &mut Map<String, Value>| {
+            if let Some(keep) = &keep {
+                obj.retain(|k, _| keep.contains(&k.as_str()));
+            }
+            obj.retain(|k, _| !drop.contains(&k.as_str()));
+        };
+        match value {
+            Value::Object(obj) => apply(obj),
+            Value::Array(items) => items.iter_mut().filter_map(Value::as_object_mut).for_each(apply),
+            _ => {}
+        }
+    }
+}
+
+/// Renders a stored resource as SCIM JSON: schemas, id, attributes, meta.
+pub fn render(kind: ResourceKind, res: &StoredResource, base_url: &str, proj: &Projection) -> Value {
+    let mut out = Map::new();
+    let mut schemas = vec![Value::String(kind.core_schema().into())];
+    out.insert("id".into(), Value::String(res.id.clone()));
+    if proj.wants(None, &schema::COMMON_EXTERNAL_ID) {
+        if let Some(v) = res.attrs.get("externalId") {
+            out.insert("externalId".into(), v.clone());
+        }
+    }
+    for attr in kind.core_attrs() {
+        if let Some(v) = res.attrs.get(attr.name) {
+            if proj.wants(None, attr) {
+                let mut v = with_refs(attr, v.clone(), base_url);
+                proj.filter_subs(None, attr, &mut v);
+                out.insert(attr.name.into(), v);
+            }
+        }
+    }
+    for (urn, attrs) in kind.extensions() {
+        let Some(ext) = res.attrs.get(*urn).and_then(Value::as_object) else { continue };
+        let mut rendered = Map::new();
+        for attr in attrs.iter() {
+            if let Some(v) = ext.get(attr.name) {
+                if proj.wants(Some(urn), attr) {
+                    let mut v = with_refs(attr, v.clone(), base_url);
+                    proj.filter_subs(Some(urn), attr, &mut v);
+                    rendered.insert(attr.name.into(), v);
+                }
+            }
+        }
+        if !rendered.is_empty() {
+            schemas.push(Value::String((*urn).into()));
+            out.insert((*urn).into(), Value::Object(rendered));
+        }
+    }
+    out.insert(
+        "meta".into(),
+        serde_json::json!({
+            "resourceType": kind.name(),
+            "created": res.created,
+            "lastModified": res.last_modified,
+            "location": format!("{base_url}/{}/{}", kind.endpoint(), res.id),
+            "version": res.etag(),
+        }),
+    );
+    out.insert("schemas".into(), Value::Array(schemas));
+    Value::Object(out)
+}
+
+/// Adds the `$ref` (and `type`) that references carry, derived from the stored id.
+fn with_refs(attr: &AttrDef, mut value: Value, base_url: &str) -> Value {
+    let (endpoint, type_value) = match attr.name {
+        "members" => ("Users", Some("User")),
+        "groups" => ("Groups", Some("direct")),
+        "manager" => ("Users", None),
+        _ => return value,
+    };
+    let add = |obj: &mut Map<String, Value>| {
+        if let Some(id) = obj.get("value").and_then(Value::as_str) {
+            let r = format!("{base_url}/{endpoint}/{id}");
+            obj.insert("$ref".into(), Value::String(r));
+            if let Some(t) = type_value {
+                obj.entry("type").or_insert_with(|| Value::String(t.into()));
+            }
+        }
+    };
+    match &mut value {
+        Value::Object(obj) => add(obj),
+        Value::Array(items) => items.iter_mut().filter_map(Value::as_object_mut).for_each(add),
+        _ => {}
+    }
+    value
+}

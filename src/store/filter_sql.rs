@@ -1,0 +1,278 @@
+//! Compiles a `FilterExpr` into a parameterised SQL WHERE fragment over a whitelist of
+//! columns. Values are always bound, never spliced. Users are aliased `u`, groups `g`.
+//!
+//! An attribute the catalogue does not know, or one we do not index for filtering, is
+//! `invalidFilter` (RFC 7644 §3.4.2.2: "the specified attribute and filter comparison
+//! combination is not supported").
+
+use rusqlite::types::Value as SqlValue;
+
+use super::users::{ColKind, USER_COLUMNS, VALUE_ATTRS};
+use crate::clock::UtcMillis;
+use crate::scim::filter::{CompareOp, FilterExpr, Literal};
+use crate::scim::schema::{self, AttrDef, AttrType, ResolvedPath, ResourceKind};
+use crate::scim::ScimError;
+
+pub struct SqlFilter {
+    pub clause: String,
+    pub params: Vec<SqlValue>,
+}
+
+impl SqlFilter {
+    pub fn all() -> SqlFilter {
+        SqlFilter { clause: "1".into(), params: Vec::new() }
+    }
+}
+
+pub fn compile(kind: ResourceKind, expr: &FilterExpr) -> Result<SqlFilter, ScimError> {
+    let mut c = Compiler { kind, params: Vec::new(), aliases: 0 };
+    let clause = c.expr(expr, None)?;
+    Ok(SqlFilter { clause, params: c.params })
+}
+
+/// A comparable SQL expression and how to compare it.
+struct Target {
+    sql: String,
+    ty: AttrType,
+    case_exact: bool,
+}
+
+/// Inside `attr[...]`: the multi-valued attribute and the alias of its row.
+struct Scope<'a> {
+    parent: &'static AttrDef,
+    alias: &'a str,
+}
+
+struct Compiler {
+    kind: ResourceKind,
+    params: Vec<SqlValue>,
+    aliases: usize,
+}
+
+fn unknown(path: &str) -> ScimError {
+    ScimError::invalid_filter(format!("filtering on '{path}' is not supported"))
+}
+
+impl Compiler {
+    fn expr(&mut self, e: &FilterExpr, scope: Option<&Scope<'_>>) -> Result<String, ScimError> {
+        Ok(match e {
+            FilterExpr::And(a, b) => format!("({} AND {})", self.expr(a, scope)?, self.expr(b, scope)?),
+            FilterExpr::Or(a, b) => format!("({} OR {})", self.expr(a, scope)?, self.expr(b, scope)?),
+            FilterExpr::Not(a) => format!("(NOT {})", self.expr(a, scope)?),
+            FilterExpr::Present { path } => self.leaf(path, scope, None)?,
+            FilterExpr::Compare { path, op, value } => self.leaf(path, scope, Some((*op, value)))?,
+            FilterExpr::ValuePath { path, filter } => {
+                if scope.is_some() {
+                    return Err(ScimError::invalid_filter("value filters cannot nest"));
+                }
+                let rp = schema::resolve_path(self.kind, path).ok_or_else(|| unknown(path))?;
+                if !rp.attr.multi || rp.sub.is_some() {
+                    return Err(ScimError::invalid_filter(format!("'{path}' is not a multi-valued attribute")));
+                }
+                let alias = self.alias();
+                let (from, _) = self.plural_from(&rp, &alias).ok_or_else(|| unknown(path))?;
+                let inner = self.expr(filter, Some(&Scope { parent: rp.attr, alias: &alias }))?;
+                format!("EXISTS (SELECT 1 FROM {from} AND {inner})")
+            }
+        })
+    }
+
+    fn alias(&mut self) -> String {
+        self.aliases += 1;
+        format!("x{}", self.aliases)
+    }
+
+    /// `FROM … WHERE <join to the outer row>` for a multi-valued attribute, and the
+    /// column expression (under `alias`) for each of its sub-attributes.
+    fn plural_from(&self, rp: &ResolvedPath, alias: &str) -> Option<(String, fn(&str, &str) -> Option<String>)> {
+        let a = alias;
+        match (self.kind, rp.attr.name) {
+            (ResourceKind::User, "emails") => Some((
+                format!("user_emails {a} WHERE {a}.user_pk = u.pk"),
+                |a, sub| plural_column(a, sub),
+            )),
+            (ResourceKind::User, "addresses") => Some((
+                format!("user_addresses {a} WHERE {a}.user_pk = u.pk"),
+                |a, sub| {
+                    let col = match sub {
+                        "formatted" => "formatted",
+                        "streetAddress" => "street_address",
+                        "locality" => "locality",
+                        "region" => "region",
+                        "postalCode" => "postal_code",
+                        "country" => "country",
+                        "type" => "type",
+                        "primary" => "is_primary",
+                        _ => return None,
+                    };
+                    Some(format!("{a}.{col}"))
+                },
+            )),
+            (ResourceKind::User, "groups") => Some((
+                format!("memberships {a}m JOIN groups {a} ON {a}.pk = {a}m.group_pk WHERE {a}m.user_pk = u.pk"),
+                |a, sub| match sub {
+                    "value" => Some(format!("{a}.id")),
+                    "display" => Some(format!("{a}.display_name")),
+                    _ => None,
+                },
+            )),
+            (ResourceKind::User, name) if VALUE_ATTRS.contains(&name) => Some((
+                // The attribute name comes from the catalogue, never from the request.
+                format!("user_values {a} WHERE {a}.user_pk = u.pk AND {a}.attr = '{name}'"),
+                |a, sub| plural_column(a, sub),
+            )),
+            (ResourceKind::Group, "members") => Some((
+                format!("memberships {a}m JOIN users {a} ON {a}.pk = {a}m.user_pk WHERE {a}m.group_pk = g.pk"),
+                |a, sub| (sub == "value").then(|| format!("{a}.id")),
+            )),
+            _ => None,
+        }
+    }
+
+    /// A comparison or presence test on one attribute path.
+    fn leaf(&mut self, path: &str, scope: Option<&Scope<'_>>, cmp: Option<(CompareOp, &Literal)>) -> Result<String, ScimError> {
+        if let Some(scope) = scope {
+            let sub = scope.parent.sub_attr(path).ok_or_else(|| unknown(path))?;
+            let rp = ResolvedPath { extension: None, attr: scope.parent, sub: Some(sub) };
+            let (_, column) = self.plural_from(&rp, scope.alias).ok_or_else(|| unknown(path))?;
+            let sql = column(scope.alias, sub.name).ok_or_else(|| unknown(path))?;
+            let target = Target { sql, ty: sub.ty, case_exact: sub.case_exact };
+            return self.compare(&target, cmp);
+        }
+        let rp = schema::resolve_path(self.kind, path).ok_or_else(|| unknown(path))?;
+        if rp.attr.multi {
+            // `emails co "x"` means `emails.value co "x"` (RFC 7644 §3.4.2.2).
+            let sub = match rp.sub {
+                Some(s) => s,
+                None => rp.attr.sub_attr("value").ok_or_else(|| unknown(path))?,
+            };
+            let alias = self.alias();
+            let (from, column) = self.plural_from(&rp, &alias).ok_or_else(|| unknown(path))?;
+            let sql = column(&alias, sub.name).ok_or_else(|| unknown(path))?;
+            let target = Target { sql, ty: sub.ty, case_exact: sub.case_exact };
+            let test = self.compare(&target, cmp)?;
+            return Ok(format!("EXISTS (SELECT 1 FROM {from} AND {test})"));
+        }
+        let target = self.singular_target(&rp).ok_or_else(|| unknown(path))?;
+        self.compare(&target, cmp)
+    }
+
+    fn singular_target(&self, rp: &ResolvedPath) -> Option<Target> {
+        let t = |sql: String, ty: AttrType, case_exact: bool| Some(Target { sql, ty, case_exact });
+        let alias = match self.kind {
+            ResourceKind::User => "u",
+            ResourceKind::Group => "g",
+        };
+        match (rp.attr.name, rp.sub.map(|s| s.name)) {
+            ("id", None) => return t(format!("{alias}.id"), AttrType::String, true),
+            ("meta", Some("created")) => return t(format!("{alias}.created"), AttrType::DateTime, true),
+            ("meta", Some("lastModified")) => return t(format!("{alias}.last_modified"), AttrType::DateTime, true),
+            ("externalId", None) => return t(format!("{alias}.external_id"), AttrType::String, true),
+            _ => {}
+        }
+        match self.kind {
+            ResourceKind::Group => match (rp.attr.name, rp.sub) {
+                ("displayName", None) => t("g.display_name".into(), AttrType::String, false),
+                _ => None,
+            },
+            ResourceKind::User => {
+                let attr = rp.sub.unwrap_or(rp.attr);
+                let column = USER_COLUMNS.iter().find(|c| {
+                    c.ext == rp.extension && c.attr == rp.attr.name && c.sub == rp.sub.map(|s| s.name)
+                })?;
+                let ty = if column.kind == ColKind::Bool { AttrType::Boolean } else { attr.ty };
+                t(format!("u.{}", column.column), ty, attr.case_exact)
+            }
+        }
+    }
+
+    fn bind(&mut self, v: SqlValue) -> &'static str {
+        self.params.push(v);
+        "?"
+    }
+
+    fn compare(&mut self, target: &Target, cmp: Option<(CompareOp, &Literal)>) -> Result<String, ScimError> {
+        let col = &target.sql;
+        let Some((op, literal)) = cmp else {
+            return Ok(match target.ty {
+                AttrType::Boolean => format!("{col} IS NOT NULL"),
+                _ => format!("({col} IS NOT NULL AND {col} <> '')"),
+            });
+        };
+        if *literal == Literal::Null {
+            return match op {
+                CompareOp::Eq => Ok(format!("{col} IS NULL")),
+                CompareOp::Ne => Ok(format!("{col} IS NOT NULL")),
+                _ => Err(ScimError::invalid_filter("null can only be compared with eq or ne")),
+            };
+        }
+        let value = match (target.ty, literal) {
+            (AttrType::Boolean, Literal::Bool(b)) => SqlValue::Integer(i64::from(*b)),
+            (AttrType::Boolean, Literal::Str(s)) if s.eq_ignore_ascii_case("true") => SqlValue::Integer(1),
+            (AttrType::Boolean, Literal::Str(s)) if s.eq_ignore_ascii_case("false") => SqlValue::Integer(0),
+            (AttrType::Boolean, _) => return Err(ScimError::invalid_filter("a boolean attribute needs true or false")),
+            (AttrType::DateTime, Literal::Str(s)) => {
+                let t = UtcMillis::parse_rfc3339(s)
+                    .ok_or_else(|| ScimError::invalid_filter(format!("'{s}' is not an RFC 3339 date-time")))?;
+                SqlValue::Text(t.to_rfc3339())
+            }
+            (AttrType::DateTime, _) => return Err(ScimError::invalid_filter("a dateTime attribute needs a date-time string")),
+            (_, Literal::Str(s)) => SqlValue::Text(s.clone()),
+            (_, Literal::Num(n)) => SqlValue::Text(n.to_string()),
+            (_, Literal::Bool(b)) => SqlValue::Text(b.to_string()),
+            (_, Literal::Null) => unreachable!("handled above"),
+        };
+        let ordered = matches!(op, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le);
+        let substring = matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew);
+        if target.ty == AttrType::Boolean && (ordered || substring) {
+            return Err(ScimError::invalid_filter("booleans support only eq, ne and pr"));
+        }
+        let collate = if target.case_exact || target.ty != AttrType::String { "" } else { " COLLATE NOCASE" };
+        if substring {
+            let SqlValue::Text(text) = value else { unreachable!("substring ops are on text") };
+            if target.case_exact {
+                let p = self.bind(SqlValue::Text(text.clone()));
+                return Ok(match op {
+                    CompareOp::Co => format!("instr({col}, {p}) > 0"),
+                    CompareOp::Sw => {
+                        let q = self.bind(SqlValue::Text(text));
+                        format!("substr({col}, 1, length({p})) = {q}")
+                    }
+                    _ => {
+                        let q = self.bind(SqlValue::Text(text));
+                        format!("substr({col}, -length({p})) = {q}")
+                    }
+                });
+            }
+            let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let pattern = match op {
+                CompareOp::Co => format!("%{escaped}%"),
+                CompareOp::Sw => format!("{escaped}%"),
+                _ => format!("%{escaped}"),
+            };
+            let p = self.bind(SqlValue::Text(pattern));
+            return Ok(format!("{col} LIKE {p} ESCAPE '\\'"));
+        }
+        let p = self.bind(value);
+        Ok(match op {
+            CompareOp::Eq => format!("{col} = {p}{collate}"),
+            CompareOp::Ne => format!("({col} IS NULL OR {col} <> {p}{collate})"),
+            CompareOp::Gt => format!("{col} > {p}{collate}"),
+            CompareOp::Ge => format!("{col} >= {p}{collate}"),
+            CompareOp::Lt => format!("{col} < {p}{collate}"),
+            CompareOp::Le => format!("{col} <= {p}{collate}"),
+            _ => unreachable!("substring ops handled above"),
+        })
+    }
+}
+
+fn plural_column(alias: &str, sub: &str) -> Option<String> {
+    let col = match sub {
+        "value" => "value",
+        "type" => "type",
+        "display" => "display",
+        "primary" => "is_primary",
+        _ => return None,
+    };
+    Some(format!("{alias}.{col}"))
+}

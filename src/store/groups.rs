@@ -1,0 +1,156 @@
+//! SQL for groups and memberships. A membership is one row: adding or removing one member
+//! of a 100,000-member group touches one row and never reads the member list.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+use super::filter_sql::SqlFilter;
+use super::{is_unique_violation, new_resource_id, StoreError, StoreResult};
+use crate::scim::resource::{Attrs, StoredResource};
+
+fn conflict_or(e: rusqlite::Error) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict("a group with this displayName already exists".into())
+    } else {
+        StoreError::Sql(e)
+    }
+}
+
+fn text(doc: &Attrs, key: &str) -> Option<String> {
+    doc.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+pub fn insert(conn: &Connection, doc: &Attrs, now: &str) -> StoreResult<(i64, String)> {
+    let id = new_resource_id();
+    conn.prepare_cached(
+        "INSERT INTO groups (id, display_name, external_id, created, last_modified, version) VALUES (?, ?, ?, ?, ?, 1)",
+    )?
+    .execute(params![id, text(doc, "displayName"), text(doc, "externalId"), now, now])
+    .map_err(conflict_or)?;
+    Ok((conn.last_insert_rowid(), id))
+}
+
+/// Updates displayName and externalId and bumps the version (also used when only the
+/// membership changed, so the group's ETag and lastModified move).
+pub fn update(conn: &Connection, pk: i64, doc: &Attrs, now: &str) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE groups SET display_name = ?, external_id = ?, last_modified = ?, version = version + 1 WHERE pk = ?",
+    )?
+    .execute(params![text(doc, "displayName"), text(doc, "externalId"), now, pk])
+    .map_err(conflict_or)?;
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, id: &str) -> StoreResult<()> {
+    let n = conn.prepare_cached("DELETE FROM groups WHERE id = ?")?.execute([id])?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("group {id} not found")));
+    }
+    Ok(())
+}
+
+pub fn pk_of(conn: &Connection, id: &str) -> StoreResult<i64> {
+    conn.prepare_cached("SELECT pk FROM groups WHERE id = ?")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("group {id} not found")))
+}
+
+const SELECT: &str = "SELECT g.pk, g.id, g.display_name, g.external_id, g.created, g.last_modified, g.version FROM groups g";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, StoredResource)> {
+    let mut attrs = Attrs::new();
+    attrs.insert("displayName".into(), Value::String(r.get(2)?));
+    if let Some(e) = r.get::<_, Option<String>>(3)? {
+        attrs.insert("externalId".into(), Value::String(e));
+    }
+    Ok((
+        r.get(0)?,
+        StoredResource { id: r.get(1)?, attrs, created: r.get(4)?, last_modified: r.get(5)?, version: r.get(6)? },
+    ))
+}
+
+fn load_members(conn: &Connection, pk: i64, res: &mut StoredResource) -> StoreResult<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.id FROM memberships m JOIN users u ON u.pk = m.user_pk WHERE m.group_pk = ? ORDER BY u.pk",
+    )?;
+    let members: Vec<Value> = stmt
+        .query_map([pk], |r| Ok(serde_json::json!({"value": r.get::<_, String>(0)?})))?
+        .collect::<Result<_, _>>()?;
+    if !members.is_empty() {
+        res.attrs.insert("members".into(), Value::Array(members));
+    }
+    Ok(())
+}
+
+/// Loads a group; `with_members` false never touches the membership table.
+pub fn get(conn: &Connection, id: &str, with_members: bool) -> StoreResult<StoredResource> {
+    let found = conn
+        .prepare_cached(&format!("{SELECT} WHERE g.id = ?"))?
+        .query_row([id], from_row)
+        .optional()?;
+    let (pk, mut res) = found.ok_or_else(|| StoreError::NotFound(format!("group {id} not found")))?;
+    if with_members {
+        load_members(conn, pk, &mut res)?;
+    }
+    Ok(res)
+}
+
+pub fn list(
+    conn: &Connection,
+    filter: &SqlFilter,
+    offset: u64,
+    limit: u32,
+    with_members: bool,
+) -> StoreResult<(u64, Vec<StoredResource>)> {
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM groups g WHERE {}", filter.clause))?
+        .query_row(rusqlite::params_from_iter(&filter.params), |r| r.get(0))?;
+    if limit == 0 {
+        return Ok((total as u64, Vec::new()));
+    }
+    let sql = format!("{SELECT} WHERE {} ORDER BY g.pk LIMIT {limit} OFFSET {offset}", filter.clause);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows: Vec<(i64, StoredResource)> =
+        stmt.query_map(rusqlite::params_from_iter(&filter.params), from_row)?.collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (pk, mut res) in rows {
+        if with_members {
+            load_members(conn, pk, &mut res)?;
+        }
+        out.push(res);
+    }
+    Ok((total as u64, out))
+}
+
+/// Resolves member ids to user pks; an id that is not a user is an error naming it.
+pub fn member_pk(conn: &Connection, user_id: &str) -> StoreResult<i64> {
+    conn.prepare_cached("SELECT pk FROM users WHERE id = ?")?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::Invalid(format!("member {user_id} is not a known User")))
+}
+
+/// Adds one member; returns false if it was already there (not an error).
+pub fn add_member(conn: &Connection, group_pk: i64, user_pk: i64) -> StoreResult<bool> {
+    let n = conn
+        .prepare_cached("INSERT OR IGNORE INTO memberships (group_pk, user_pk) VALUES (?, ?)")?
+        .execute([group_pk, user_pk])?;
+    Ok(n == 1)
+}
+
+/// Removes one member; returns false if it was not there.
+pub fn remove_member(conn: &Connection, group_pk: i64, user_pk: i64) -> StoreResult<bool> {
+    let n = conn
+        .prepare_cached("DELETE FROM memberships WHERE group_pk = ? AND user_pk = ?")?
+        .execute([group_pk, user_pk])?;
+    Ok(n == 1)
+}
+
+/// The ids of all members (used only when a client replaces the whole member list).
+pub fn member_ids(conn: &Connection, group_pk: i64) -> StoreResult<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT u.id FROM memberships m JOIN users u ON u.pk = m.user_pk WHERE m.group_pk = ?")?;
+    let ids = stmt.query_map([group_pk], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(ids)
+}

@@ -1,0 +1,406 @@
+//! SQL for users and their multi-valued attributes. A declarative column map turns a
+//! canonical document into columns and back; multi-valued attributes live in
+//! `user_emails`, `user_values` and `user_addresses`.
+
+use std::sync::LazyLock;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::{Map, Value};
+
+use super::{is_unique_violation, new_resource_id, StoreError, StoreResult};
+use crate::scim::resource::{Attrs, StoredResource};
+use crate::scim::schema::ENTERPRISE_SCHEMA;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ColKind {
+    Text,
+    Bool,
+}
+
+/// Where a singular attribute lives: `(extension, attribute, sub-attribute) → column`.
+pub struct ColumnMap {
+    pub ext: Option<&'static str>,
+    pub attr: &'static str,
+    pub sub: Option<&'static str>,
+    pub column: &'static str,
+    pub kind: ColKind,
+}
+
+const fn col(attr: &'static str, column: &'static str) -> ColumnMap {
+    ColumnMap { ext: None, attr, sub: None, column, kind: ColKind::Text }
+}
+const fn name(sub: &'static str, column: &'static str) -> ColumnMap {
+    ColumnMap { ext: None, attr: "name", sub: Some(sub), column, kind: ColKind::Text }
+}
+const fn ent(attr: &'static str, sub: Option<&'static str>, column: &'static str) -> ColumnMap {
+    ColumnMap { ext: Some(ENTERPRISE_SCHEMA), attr, sub, column, kind: ColKind::Text }
+}
+
+pub static USER_COLUMNS: &[ColumnMap] = &[
+    col("userName", "user_name"),
+    col("externalId", "external_id"),
+    ColumnMap { ext: None, attr: "active", sub: None, column: "active", kind: ColKind::Bool },
+    col("displayName", "display_name"),
+    col("nickName", "nick_name"),
+    col("profileUrl", "profile_url"),
+    col("title", "title"),
+    col("userType", "user_type"),
+    col("preferredLanguage", "preferred_language"),
+    col("locale", "locale"),
+    col("timezone", "timezone"),
+    name("formatted", "name_formatted"),
+    name("familyName", "name_family"),
+    name("givenName", "name_given"),
+    name("middleName", "name_middle"),
+    name("honorificPrefix", "name_prefix"),
+    name("honorificSuffix", "name_suffix"),
+    ent("employeeNumber", None, "ent_employee_number"),
+    ent("costCenter", None, "ent_cost_center"),
+    ent("organization", None, "ent_organization"),
+    ent("division", None, "ent_division"),
+    ent("department", None, "ent_department"),
+    ent("manager", Some("value"), "ent_manager"),
+];
+
+/// Multi-valued attributes of the value/type/display/primary shape kept in `user_values`.
+pub const VALUE_ATTRS: &[&str] = &["phoneNumbers", "ims", "photos", "entitlements", "roles", "x509Certificates"];
+
+const ADDRESS_FIELDS: &[(&str, &str)] = &[
+    ("formatted", "formatted"),
+    ("streetAddress", "street_address"),
+    ("locality", "locality"),
+    ("region", "region"),
+    ("postalCode", "postal_code"),
+    ("country", "country"),
+    ("type", "type"),
+];
+
+static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    let cols: Vec<String> = USER_COLUMNS.iter().map(|c| format!("u.{}", c.column)).collect();
+    format!("u.pk, u.id, u.created, u.last_modified, u.version, {}", cols.join(", "))
+});
+
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let cols: Vec<&str> = USER_COLUMNS.iter().map(|c| c.column).collect();
+    let marks = vec!["?"; cols.len() + 6].join(", ");
+    format!(
+        "INSERT INTO users (id, created, last_modified, version, role, password_hash, {}) VALUES ({marks})",
+        cols.join(", ")
+    )
+});
+
+static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let sets: Vec<String> = USER_COLUMNS.iter().map(|c| format!("{} = ?", c.column)).collect();
+    format!("UPDATE users SET {}, last_modified = ?, version = version + 1 WHERE pk = ?", sets.join(", "))
+});
+
+fn lookup<'a>(doc: &'a Attrs, c: &ColumnMap) -> Option<&'a Value> {
+    let holder = match c.ext {
+        None => doc,
+        Some(urn) => doc.get(urn)?.as_object()?,
+    };
+    let v = holder.get(c.attr)?;
+    match c.sub {
+        None => Some(v),
+        Some(sub) => v.as_object()?.get(sub),
+    }
+}
+
+fn put(doc: &mut Attrs, c: &ColumnMap, value: Value) {
+    let mut holder = doc;
+    if let Some(urn) = c.ext {
+        holder = holder.entry(urn).or_insert_with(|| Value::Object(Map::new())).as_object_mut().expect("object");
+    }
+    match c.sub {
+        None => {
+            holder.insert(c.attr.to_string(), value);
+        }
+        Some(sub) => {
+            let inner = holder.entry(c.attr).or_insert_with(|| Value::Object(Map::new()));
+            if let Some(obj) = inner.as_object_mut() {
+                obj.insert(sub.to_string(), value);
+            }
+        }
+    }
+}
+
+fn column_values(doc: &Attrs) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value as Sql;
+    USER_COLUMNS
+        .iter()
+        .map(|c| match (c.kind, lookup(doc, c)) {
+            (ColKind::Bool, Some(Value::Bool(b))) => Sql::Integer(i64::from(*b)),
+            // `active` defaults to true: a user the IdP creates is active unless it says otherwise.
+            (ColKind::Bool, _) => Sql::Integer(1),
+            (ColKind::Text, Some(Value::String(s))) => Sql::Text(s.clone()),
+            (ColKind::Text, _) => Sql::Null,
+        })
+        .collect()
+}
+
+/// A user row decoded, without multi-valued attributes yet.
+fn from_row(row: &Row<'_>) -> rusqlite::Result<(i64, StoredResource)> {
+    let pk: i64 = row.get(0)?;
+    let mut attrs = Attrs::new();
+    for (i, c) in USER_COLUMNS.iter().enumerate() {
+        let idx = 5 + i;
+        match c.kind {
+            ColKind::Bool => put(&mut attrs, c, Value::Bool(row.get::<_, i64>(idx)? != 0)),
+            ColKind::Text => {
+                if let Some(s) = row.get::<_, Option<String>>(idx)? {
+                    put(&mut attrs, c, Value::String(s));
+                }
+            }
+        }
+    }
+    Ok((
+        pk,
+        StoredResource { id: row.get(1)?, attrs, created: row.get(2)?, last_modified: row.get(3)?, version: row.get(4)? },
+    ))
+}
+
+fn plural_item(value: Option<String>, kind: Option<String>, display: Option<String>, primary: Option<i64>) -> Value {
+    let mut item = Map::new();
+    if let Some(v) = value {
+        item.insert("value".into(), Value::String(v));
+    }
+    if let Some(d) = display {
+        item.insert("display".into(), Value::String(d));
+    }
+    if let Some(t) = kind {
+        item.insert("type".into(), Value::String(t));
+    }
+    if let Some(p) = primary {
+        item.insert("primary".into(), Value::Bool(p != 0));
+    }
+    Value::Object(item)
+}
+
+/// Loads the multi-valued attributes (and, if asked, the computed `groups`) of one user.
+fn load_plural(conn: &Connection, pk: i64, res: &mut StoredResource, with_groups: bool) -> StoreResult<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT value, type, display, is_primary FROM user_emails WHERE user_pk = ? ORDER BY position",
+    )?;
+    let emails: Vec<Value> = stmt
+        .query_map([pk], |r| Ok(plural_item(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    if !emails.is_empty() {
+        res.attrs.insert("emails".into(), Value::Array(emails));
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT attr, value, type, display, is_primary FROM user_values WHERE user_pk = ? ORDER BY attr, position",
+    )?;
+    let mut rows = stmt.query([pk])?;
+    while let Some(r) = rows.next()? {
+        let attr: String = r.get(0)?;
+        let item = plural_item(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        if let Value::Array(items) = res.attrs.entry(attr).or_insert_with(|| Value::Array(Vec::new())) {
+            items.push(item);
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT formatted, street_address, locality, region, postal_code, country, type, is_primary
+         FROM user_addresses WHERE user_pk = ? ORDER BY position",
+    )?;
+    let addresses: Vec<Value> = stmt
+        .query_map([pk], |r| {
+            let mut item = Map::new();
+            for (i, (field, _)) in ADDRESS_FIELDS.iter().enumerate() {
+                if let Some(s) = r.get::<_, Option<String>>(i)? {
+                    item.insert((*field).into(), Value::String(s));
+                }
+            }
+            if let Some(p) = r.get::<_, Option<i64>>(7)? {
+                item.insert("primary".into(), Value::Bool(p != 0));
+            }
+            Ok(Value::Object(item))
+        })?
+        .collect::<Result<_, _>>()?;
+    if !addresses.is_empty() {
+        res.attrs.insert("addresses".into(), Value::Array(addresses));
+    }
+    if with_groups {
+        let mut stmt = conn.prepare_cached(
+            "SELECT g.id, g.display_name FROM memberships m JOIN groups g ON g.pk = m.group_pk
+             WHERE m.user_pk = ? ORDER BY g.display_name",
+        )?;
+        let groups: Vec<Value> = stmt
+            .query_map([pk], |r| Ok(serde_json::json!({"value": r.get::<_, String>(0)?, "display": r.get::<_, String>(1)?})))?
+            .collect::<Result<_, _>>()?;
+        if !groups.is_empty() {
+            res.attrs.insert("groups".into(), Value::Array(groups));
+        }
+    }
+    Ok(())
+}
+
+fn str_field(item: &Value, key: &str) -> Option<String> {
+    item.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn primary_field(item: &Value) -> Option<i64> {
+    item.get("primary").and_then(Value::as_bool).map(i64::from)
+}
+
+fn items<'a>(doc: &'a Attrs, attr: &str) -> impl Iterator<Item = (usize, &'a Value)> {
+    doc.get(attr).and_then(Value::as_array).into_iter().flatten().enumerate()
+}
+
+/// Replaces every multi-valued attribute of a user with what `doc` holds.
+fn write_plural(conn: &Connection, pk: i64, doc: &Attrs) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM user_emails WHERE user_pk = ?")?.execute([pk])?;
+    conn.prepare_cached("DELETE FROM user_values WHERE user_pk = ?")?.execute([pk])?;
+    conn.prepare_cached("DELETE FROM user_addresses WHERE user_pk = ?")?.execute([pk])?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO user_emails (user_pk, position, value, type, display, is_primary) VALUES (?, ?, ?, ?, ?, ?)",
+    )?;
+    for (i, item) in items(doc, "emails") {
+        stmt.execute(params![pk, i as i64, str_field(item, "value"), str_field(item, "type"), str_field(item, "display"), primary_field(item)])?;
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO user_values (user_pk, attr, position, value, type, display, is_primary) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    for attr in VALUE_ATTRS {
+        for (i, item) in items(doc, attr) {
+            stmt.execute(params![pk, attr, i as i64, str_field(item, "value"), str_field(item, "type"), str_field(item, "display"), primary_field(item)])?;
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO user_addresses (user_pk, position, formatted, street_address, locality, region, postal_code, country, type, is_primary)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    for (i, item) in items(doc, "addresses") {
+        let f = |k: &str| str_field(item, k);
+        stmt.execute(params![
+            pk, i as i64, f("formatted"), f("streetAddress"), f("locality"), f("region"),
+            f("postalCode"), f("country"), f("type"), primary_field(item)
+        ])?;
+    }
+    Ok(())
+}
+
+fn conflict_or(e: rusqlite::Error) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict("a user with this userName already exists".into())
+    } else {
+        StoreError::Sql(e)
+    }
+}
+
+/// What the API needs to know about an account that may authenticate.
+#[derive(Clone, Debug)]
+pub struct AccountRecord {
+    pub id: String,
+    pub user_name: String,
+    pub active: bool,
+    pub role: String,
+    pub password_hash: Option<String>,
+}
+
+/// Inserts a user. `account` gives the role and password hash of an API account.
+pub fn insert(conn: &Connection, doc: &Attrs, account: Option<(&str, &str)>, now: &str) -> StoreResult<StoredResource> {
+    use rusqlite::types::Value as Sql;
+    let id = new_resource_id();
+    let (role, hash) = match account {
+        Some((role, hash)) => (role.to_string(), Sql::Text(hash.to_string())),
+        None => ("user".to_string(), Sql::Null),
+    };
+    let mut values = vec![Sql::Text(id.clone()), Sql::Text(now.into()), Sql::Text(now.into()), Sql::Integer(1), Sql::Text(role), hash];
+    values.extend(column_values(doc));
+    conn.prepare_cached(&INSERT_SQL)?
+        .execute(rusqlite::params_from_iter(values))
+        .map_err(conflict_or)?;
+    let pk = conn.last_insert_rowid();
+    write_plural(conn, pk, doc)?;
+    get(conn, &id, true)
+}
+
+/// Replaces every attribute of a user (PUT semantics; PATCH computes the new document first).
+pub fn replace(conn: &Connection, id: &str, doc: &Attrs, now: &str) -> StoreResult<StoredResource> {
+    use rusqlite::types::Value as Sql;
+    let pk = pk_of(conn, id)?;
+    let mut values = column_values(doc);
+    values.push(Sql::Text(now.into()));
+    values.push(Sql::Integer(pk));
+    conn.prepare_cached(&UPDATE_SQL)?
+        .execute(rusqlite::params_from_iter(values))
+        .map_err(conflict_or)?;
+    write_plural(conn, pk, doc)?;
+    get(conn, id, true)
+}
+
+pub fn delete(conn: &Connection, id: &str) -> StoreResult<()> {
+    let n = conn.prepare_cached("DELETE FROM users WHERE id = ?")?.execute([id])?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("user {id} not found")));
+    }
+    Ok(())
+}
+
+pub fn pk_of(conn: &Connection, id: &str) -> StoreResult<i64> {
+    conn.prepare_cached("SELECT pk FROM users WHERE id = ?")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))
+}
+
+pub fn get(conn: &Connection, id: &str, with_groups: bool) -> StoreResult<StoredResource> {
+    let sql = format!("SELECT {} FROM users u WHERE u.id = ?", *SELECT_COLUMNS);
+    let found = conn.prepare_cached(&sql)?.query_row([id], from_row).optional()?;
+    let (pk, mut res) = found.ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))?;
+    load_plural(conn, pk, &mut res, with_groups)?;
+    Ok(res)
+}
+
+/// One page of users matching a compiled filter, in creation order, and the total count.
+pub fn list(
+    conn: &Connection,
+    filter: &super::filter_sql::SqlFilter,
+    offset: u64,
+    limit: u32,
+    with_groups: bool,
+) -> StoreResult<(u64, Vec<StoredResource>)> {
+    let count_sql = format!("SELECT count(*) FROM users u WHERE {}", filter.clause);
+    let total: i64 = conn.prepare_cached(&count_sql)?.query_row(rusqlite::params_from_iter(&filter.params), |r| r.get(0))?;
+    if limit == 0 {
+        return Ok((total as u64, Vec::new()));
+    }
+    let sql = format!(
+        "SELECT {} FROM users u WHERE {} ORDER BY u.pk LIMIT {} OFFSET {}",
+        *SELECT_COLUMNS, filter.clause, limit, offset
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows: Vec<(i64, StoredResource)> =
+        stmt.query_map(rusqlite::params_from_iter(&filter.params), from_row)?.collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (pk, mut res) in rows {
+        load_plural(conn, pk, &mut res, with_groups)?;
+        out.push(res);
+    }
+    Ok((total as u64, out))
+}
+
+pub fn find_account(conn: &Connection, user_name: &str) -> StoreResult<Option<AccountRecord>> {
+    Ok(conn
+        .prepare_cached("SELECT id, user_name, active, role, password_hash FROM users WHERE user_name = ? COLLATE NOCASE")?
+        .query_row([user_name], |r| {
+            Ok(AccountRecord {
+                id: r.get(0)?,
+                user_name: r.get(1)?,
+                active: r.get::<_, i64>(2)? != 0,
+                role: r.get(3)?,
+                password_hash: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn set_password(conn: &Connection, id: &str, hash: &str, role: &str, now: &str) -> StoreResult<()> {
+    let n = conn
+        .prepare_cached("UPDATE users SET password_hash = ?, role = ?, last_modified = ?, version = version + 1 WHERE id = ?")?
+        .execute(params![hash, role, now, id])?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("user {id} not found")));
+    }
+    Ok(())
+}
