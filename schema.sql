@@ -14,7 +14,7 @@ CREATE TABLE users (
     id                  TEXT NOT NULL UNIQUE,
     user_name           TEXT NOT NULL COLLATE NOCASE,
     external_id         TEXT,
-    active              INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    active              INTEGER CHECK (active IN (0, 1)),  -- NULL: unassigned (a PATCH removed it); readers treat it as active
     display_name        TEXT COLLATE NOCASE,
     nick_name           TEXT,
     profile_url         TEXT,

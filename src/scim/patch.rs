@@ -129,6 +129,9 @@ pub fn apply(kind: ResourceKind, doc: &mut Attrs, op: &PatchOperation) -> Result
     let Some(path) = &op.path else {
         return apply_pathless(kind, doc, op);
     };
+    if let Some(urn) = schema::extension_urn(kind, &path.attr) {
+        return apply_extension(kind, doc, urn, op);
+    }
     let Some(rp) = resolve(kind, path)? else { return Ok(()) };
     if rp.attr.is_read_only() || rp.sub.is_some_and(|s| s.is_read_only()) {
         return Err(ScimError::new(ScimErrorKind::Mutability, format!("'{}' is read-only", path.attr)));
@@ -137,6 +140,24 @@ pub fn apply(kind: ResourceKind, doc: &mut Attrs, op: &PatchOperation) -> Result
         None => apply_plain(doc, &rp, op),
         Some(expr) => apply_filtered(doc, &rp, expr, op),
     }
+}
+
+/// A path naming a whole extension: remove drops it, add/replace merge its attributes.
+fn apply_extension(kind: ResourceKind, doc: &mut Attrs, urn: &str, op: &PatchOperation) -> Result<(), ScimError> {
+    if op.path.as_ref().is_some_and(|p| p.filter.is_some()) {
+        return Err(ScimError::invalid_path(format!("{urn} takes no filter")));
+    }
+    if op.op == OpKind::Remove {
+        doc.remove(urn);
+        return Ok(());
+    }
+    let Some(Value::Object(obj)) = &op.value else {
+        return Err(ScimError::invalid_value(format!("{urn} needs an object value")));
+    };
+    for (key, value) in obj {
+        apply_keyed(kind, doc, op.op, &format!("{urn}:{key}"), value)?;
+    }
+    Ok(())
 }
 
 /// A path-less add/replace: each key of the value object is a path (Entra sends dotted

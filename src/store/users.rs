@@ -130,8 +130,7 @@ fn column_values(doc: &Attrs) -> Vec<rusqlite::types::Value> {
         .iter()
         .map(|c| match (c.kind, lookup(doc, c)) {
             (ColKind::Bool, Some(Value::Bool(b))) => Sql::Integer(i64::from(*b)),
-            // `active` defaults to true: a user the IdP creates is active unless it says otherwise.
-            (ColKind::Bool, _) => Sql::Integer(1),
+            (ColKind::Bool, _) => Sql::Null,
             (ColKind::Text, Some(Value::String(s))) => Sql::Text(s.clone()),
             (ColKind::Text, _) => Sql::Null,
         })
@@ -145,7 +144,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(i64, StoredResource)> {
     for (i, c) in USER_COLUMNS.iter().enumerate() {
         let idx = 5 + i;
         match c.kind {
-            ColKind::Bool => put(&mut attrs, c, Value::Bool(row.get::<_, i64>(idx)? != 0)),
+            ColKind::Bool => {
+                if let Some(b) = row.get::<_, Option<i64>>(idx)? {
+                    put(&mut attrs, c, Value::Bool(b != 0));
+                }
+            }
             ColKind::Text => {
                 if let Some(s) = row.get::<_, Option<String>>(idx)? {
                     put(&mut attrs, c, Value::String(s));
@@ -306,6 +309,10 @@ pub fn insert(conn: &Connection, doc: &Attrs, account: Option<(&str, &str)>, now
         None => ("user".to_string(), Sql::Null),
     };
     let mut values = vec![Sql::Text(id.clone()), Sql::Text(now.into()), Sql::Text(now.into()), Sql::Integer(1), Sql::Text(role), hash];
+    // A user the IdP creates without saying is active (a server default, RFC 7643 §2.2).
+    let mut doc = doc.clone();
+    doc.entry("active").or_insert(Value::Bool(true));
+    let doc = &doc;
     values.extend(column_values(doc));
     conn.prepare_cached(&INSERT_SQL)?
         .execute(rusqlite::params_from_iter(values))
@@ -387,7 +394,7 @@ pub fn find_account(conn: &Connection, user_name: &str) -> StoreResult<Option<Ac
             Ok(AccountRecord {
                 id: r.get(0)?,
                 user_name: r.get(1)?,
-                active: r.get::<_, i64>(2)? != 0,
+                active: r.get::<_, Option<i64>>(2)? != Some(0),
                 role: r.get(3)?,
                 password_hash: r.get(4)?,
             })
