@@ -27,9 +27,12 @@ fn is_members(attr: &str) -> bool {
     schema::resolve_path(KIND, attr).is_some_and(|rp| rp.attr.name == "members")
 }
 
-/// Splits a group document's `members` out of it.
-fn take_members(doc: &mut Attrs) -> Result<Vec<String>, ScimError> {
-    patch::member_ids(doc.remove("members").as_ref())
+/// The member ids of a POST/PUT body, read from the raw body so that a member without
+/// a `value` is an error rather than silently dropped. Removes `members` from `doc`.
+fn take_members(doc: &mut Attrs, body: &Value) -> Result<Vec<String>, ScimError> {
+    doc.remove("members");
+    let raw = body.as_object().and_then(|o| o.iter().find(|(k, _)| is_members(k)).map(|(_, v)| v));
+    patch::member_ids(raw)
 }
 
 fn apply_members(conn: &rusqlite::Connection, group_pk: i64, group_id: &str, changes: &MemberChanges, actor: &str, now: &str) -> StoreResult<bool> {
@@ -68,7 +71,7 @@ fn apply_members(conn: &rusqlite::Connection, group_pk: i64, group_id: &str, cha
 
 pub async fn create(store: &Store, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
     let mut doc = resource::decode(KIND, body)?;
-    let members = take_members(&mut doc)?;
+    let members = take_members(&mut doc, body)?;
     let actor = who.user_name.clone();
     Ok(store
         .write(move |conn| {
@@ -88,7 +91,7 @@ pub async fn get(store: &Store, id: &str, with_members: bool) -> Result<StoredRe
 
 pub async fn replace(store: &Store, who: &Principal, id: &str, body: &Value, now: String) -> Result<StoredResource, ScimError> {
     let mut doc = resource::decode(KIND, body)?;
-    let members = take_members(&mut doc)?;
+    let members = take_members(&mut doc, body)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     Ok(store
         .write(move |conn| {

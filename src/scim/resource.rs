@@ -314,6 +314,7 @@ impl Projection {
 pub fn render(kind: ResourceKind, res: &StoredResource, base_url: &str, proj: &Projection) -> Value {
     let mut out = Map::new();
     let mut schemas = vec![Value::String(kind.core_schema().into())];
+    out.insert("schemas".into(), Value::Null); // placeholder keeps it first; filled below
     out.insert("id".into(), Value::String(res.id.clone()));
     if proj.wants(None, &schema::COMMON_EXTERNAL_ID) {
         if let Some(v) = res.attrs.get("externalId") {

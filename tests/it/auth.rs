@@ -1,0 +1,63 @@
+//! Who may call the API: SCIM admin accounts of the tenant, nobody else.
+
+use hyper::Method;
+use serde_json::json;
+
+use crate::support::{basic, TestServer, ADMIN, PASSWORD};
+
+async fn users_with(s: &TestServer, tenant: &str, auth: Option<&str>) -> crate::support::Response {
+    let mut headers = Vec::new();
+    if let Some(a) = auth {
+        headers.push(("authorization", a));
+    }
+    s.raw(Method::GET, &format!("/t/{tenant}/scim/v2/Users"), &headers, None).await
+}
+
+#[tokio::test]
+async fn missing_or_wrong_credentials_are_401() {
+    let s = TestServer::start().await;
+    for auth in [None, Some("Bearer something"), Some("Basic !!!"), Some(basic(ADMIN, "wrong").as_str()), Some(basic("nobody", PASSWORD).as_str())] {
+        let r = users_with(&s, "acme", auth).await;
+        r.assert_error(401, None);
+        assert_eq!(r.headers["www-authenticate"], "Basic realm=\"scimd\", charset=\"UTF-8\"");
+    }
+    assert_eq!(users_with(&s, "acme", Some(&basic(ADMIN, PASSWORD))).await.status, 200);
+    // The user name is case-insensitive, the password is not.
+    assert_eq!(users_with(&s, "acme", Some(&basic("SCIM-Admin", PASSWORD))).await.status, 200);
+    users_with(&s, "acme", Some(&basic(ADMIN, &PASSWORD.to_uppercase()))).await.assert_error(401, None);
+}
+
+#[tokio::test]
+async fn tenants_are_isolated_and_ids_validated() {
+    let s = TestServer::start().await;
+    // Same admin name and password in both tenants, different accounts and data.
+    let id = s.user("only-in-acme@example.com").await;
+    let r = s.call_tenant("other", Method::GET, &format!("/Users/{id}"), None).await;
+    r.assert_error(404, None);
+    for tenant in ["NOPE", "..", "a%2F..%2Fb", "-x", "missing"] {
+        users_with(&s, tenant, Some(&s.auth)).await.assert_error(404, None);
+    }
+    assert!(!s.dir.path().join("data/tenants/missing").exists(), "an unknown tenant creates nothing");
+}
+
+#[tokio::test]
+async fn deactivated_or_non_admin_accounts_are_refused() {
+    let s = TestServer::start().await;
+    // An ordinary user that somehow has a password is an account, but not an admin.
+    let uid = s.user("worker@example.com").await;
+    let hash = scimd::auth::password::hash_password("worker-password-123", 1000);
+    s.db("acme").execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", (&hash, &uid)).unwrap();
+    let r = users_with(&s, "acme", Some(&basic("worker@example.com", "worker-password-123"))).await;
+    r.assert_error(403, None);
+    assert!(r.body["detail"].as_str().unwrap().contains("not an org admin"));
+    // Deactivating the admin through SCIM locks it out on the next request (no stale cache).
+    let admin_id = s.get("/Users?filter=userName%20eq%20%22scim-admin%22").await.body["Resources"][0]["id"].as_str().unwrap().to_string();
+    let second = scimd::auth::password::hash_password("second-admin-pass", 1000);
+    s.db("acme")
+        .execute("INSERT INTO users (id, user_name, active, role, password_hash, created, last_modified) VALUES ('adm2', 'admin2', 1, 'org_admin', ?1, 'x', 'x')", [&second])
+        .unwrap();
+    let r = s.patch(&format!("/Users/{admin_id}"), json!({"Operations": [{"op": "replace", "value": {"active": false}}]})).await;
+    assert_eq!(r.status, 200);
+    users_with(&s, "acme", Some(&s.auth)).await.assert_error(401, None);
+    assert_eq!(users_with(&s, "acme", Some(&basic("admin2", "second-admin-pass"))).await.status, 200);
+}

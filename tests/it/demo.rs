@@ -1,0 +1,123 @@
+//! The real binary: `scimd demo` end to end, and the third-party conformance checker
+//! against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use serde_json::Value;
+
+use crate::support::{basic, TempDir};
+
+struct Demo {
+    child: Child,
+    info: Value,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `scimd demo` on a free port and waits (with a deadline) for its demo.json.
+fn start_demo(dir: &Path) -> Demo {
+    let json = dir.join("demo.json");
+    let spawned_at = std::time::SystemTime::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["demo", "--data-dir"])
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "scimd=warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn scimd demo");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // A demo.json from an earlier run does not count: wait for this run's.
+        let fresh = std::fs::metadata(&json).and_then(|m| m.modified()).is_ok_and(|t| t >= spawned_at);
+        if let Some(info) = fresh.then(|| std::fs::read_to_string(&json).ok()).flatten().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+            return Demo { child, info };
+        }
+        assert!(Instant::now() < deadline, "scimd demo did not write demo.json within 60s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn get_users(info: &Value) -> hyper::StatusCode {
+    let base = info["base_url"].as_str().unwrap();
+    let url: hyper::Uri = base.parse().unwrap();
+    let addr: std::net::SocketAddr = format!("{}:{}", url.host().unwrap(), url.port_u16().unwrap()).parse().unwrap();
+    let tls = crate::support::connector(Path::new(info["ca_cert"].as_str().unwrap()), None);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The certificate names 127.0.0.1: verify it as clients of the printed URL would.
+    let name = rustls_pki_types::ServerName::try_from(url.host().unwrap().to_string()).unwrap();
+    let stream = tls.connect(name, tcp).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let auth = basic(info["username"].as_str().unwrap(), info["password"].as_str().unwrap());
+    let req = hyper::Request::builder()
+        .method(Method::GET)
+        .uri(format!("{}/Users", url.path()))
+        .header("host", url.authority().unwrap().as_str())
+        .header("authorization", auth)
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .unwrap();
+    sender.send_request(req).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn demo_serves_and_reuses_what_exists() {
+    let dir = TempDir::new("demo");
+    let first = start_demo(dir.path());
+    let info = first.info.clone();
+    assert!(info["base_url"].as_str().unwrap().starts_with("https://127.0.0.1:"));
+    assert!(!info["base_url"].as_str().unwrap().ends_with(":0/t/demo/scim/v2"), "the real port is shown");
+    assert_eq!(get_users(&info).await, 200);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path().join("certs/server.key")), 0o600);
+        assert_eq!(mode(dir.path().join("demo.json")), 0o600);
+    }
+    drop(first);
+    // A second run reuses the tenant, the admin's password and the certificate.
+    let ca_before = std::fs::read(dir.path().join("certs/ca.pem")).unwrap();
+    let second = start_demo(dir.path());
+    assert_eq!(second.info["password"], info["password"]);
+    assert_eq!(std::fs::read(dir.path().join("certs/ca.pem")).unwrap(), ca_before);
+    assert_eq!(get_users(&second.info).await, 200);
+}
+
+/// Runs `../shared/tools/scim-conformance` (scim2-tester) against the demo. Required in CI;
+/// skipped with a message on a machine without the shared tools.
+#[tokio::test]
+async fn scim_conformance_against_demo() {
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/scim-conformance");
+    if !tool.exists() {
+        assert!(std::env::var("CI").is_err(), "CI must run the conformance checker, but {} is missing", tool.display());
+        eprintln!("skipping: {} not found", tool.display());
+        return;
+    }
+    let dir = TempDir::new("conformance");
+    let demo = start_demo(dir.path());
+    let info = &demo.info;
+    let output = Command::new(&tool)
+        .arg(info["base_url"].as_str().unwrap())
+        .arg("--basic")
+        .arg(format!("{}:{}", info["username"].as_str().unwrap(), info["password"].as_str().unwrap()))
+        .arg("--cacert")
+        .arg(info["ca_cert"].as_str().unwrap())
+        .output()
+        .expect("run scim-conformance");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    let summary = stdout.lines().rev().find(|l| l.ends_with(" failed")).unwrap_or_default().to_string();
+    assert!(output.status.success() && summary.ends_with(", 0 failed"), "conformance failed: {summary}\n{stdout}\n{stderr}");
+    // Report the figure where CI logs show it.
+    eprintln!("scim-conformance: {summary}");
+}

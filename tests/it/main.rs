@@ -1,0 +1,13 @@
+//! One integration-test binary. Each test starts its own `TestServer` (own temp dir,
+//! own port), so nothing is serialised.
+
+mod support;
+
+mod auth;
+mod demo;
+mod discovery;
+mod groups;
+mod http;
+mod list;
+mod tidy;
+mod users;

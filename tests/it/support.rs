@@ -1,0 +1,208 @@
+//! `TestServer`: a real scimd in-process on 127.0.0.1:0 over real TLS (a CA made for the
+//! test), with its SQLite files in a fresh temp directory, and a minimal HTTPS client.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use scimd::config::ServeConfig;
+use scimd::http::server::RunningServer;
+use scimd::store::Store;
+use scimd::tenant::{DataDir, TenantId};
+use serde_json::Value;
+
+pub const ADMIN: &str = "scim-admin";
+pub const PASSWORD: &str = "correct horse battery staple";
+/// Tests lower the KDF cost through configuration (production default: 600,000).
+pub const TEST_KDF_ITERATIONS: u32 = 1_000;
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("scimd-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Value,
+    pub raw: Bytes,
+}
+
+impl Response {
+    /// Asserts a SCIM error with this status and (if given) scimType.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, scim_type: Option<&str>) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "body: {}", self.body);
+        assert_eq!(self.body["status"], status.to_string());
+        assert_eq!(self.body["scimType"].as_str(), scim_type, "body: {}", self.body);
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+}
+
+pub struct TestServer {
+    pub dir: TempDir,
+    pub addr: std::net::SocketAddr,
+    pub ca: PathBuf,
+    running: Option<RunningServer>,
+    tls: tokio_rustls::TlsConnector,
+    pub auth: String,
+}
+
+pub fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+}
+
+impl TestServer {
+    /// A server with tenants `acme` and `other`, each with admin `scim-admin`.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
+        let dir = TempDir::new("srv");
+        let data = DataDir::new(dir.path().join("data"));
+        for tenant in ["acme", "other"] {
+            let id = TenantId::parse(tenant).unwrap();
+            data.create_tenant(&id).unwrap();
+            let store = Store::open(&data.database(&id)).unwrap();
+            scimd::commands::add_admin(&store, ADMIN, PASSWORD, TEST_KDF_ITERATIONS).await.unwrap();
+            store.close();
+        }
+        let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let mut config = ServeConfig {
+            data_dir: data.root().to_path_buf(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls: Some((certs.server_cert.clone(), certs.server_key.clone())),
+            public_url: None,
+            kdf_iterations: TEST_KDF_ITERATIONS,
+            max_body_bytes: 64 * 1024,
+        };
+        tweak(&mut config);
+        let running = scimd::commands::start_server(&config).await.unwrap();
+        let tls = connector(&certs.ca_cert, None);
+        TestServer { addr: running.addr, ca: certs.ca_cert, running: Some(running), tls, dir, auth: basic(ADMIN, PASSWORD) }
+    }
+
+    pub fn data(&self) -> DataDir {
+        DataDir::new(self.dir.path().join("data"))
+    }
+
+    /// Opens a tenant's database file directly (read-only queries in assertions).
+    pub fn db(&self, tenant: &str) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.data().database(&TenantId::parse(tenant).unwrap())).unwrap()
+    }
+
+    pub fn count(&self, tenant: &str, sql: &str) -> i64 {
+        self.db(tenant).query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Shuts the server down gracefully; the data directory lives on in the returned guard.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        self.dir
+    }
+
+    /// A request to an absolute path with explicit headers.
+    pub async fn raw(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Response {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let tls = self.tls.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::builder().method(method).uri(path).header("host", format!("localhost:{}", self.addr.port()));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let raw = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Response { status, headers, body, raw }
+    }
+
+    /// A request under tenant `acme`'s SCIM base URL, authenticated as its admin.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        self.call_tenant("acme", method, path, body).await
+    }
+
+    pub async fn call_tenant(&self, tenant: &str, method: Method, path: &str, body: Option<Value>) -> Response {
+        let full = format!("/t/{tenant}/scim/v2{path}");
+        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
+        let mut headers = vec![("authorization", self.auth.as_str())];
+        if bytes.is_some() {
+            headers.push(("content-type", "application/scim+json"));
+        }
+        self.raw(method, &full, &headers, bytes).await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.call(Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.call(Method::POST, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> Response {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Response {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Response {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Creates a user and returns its id.
+    pub async fn user(&self, user_name: &str) -> String {
+        let r = self.post("/Users", serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name})).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+}
+
+/// A TLS client trusting `ca`, optionally limited to one protocol version.
+pub fn connector(ca: &Path, version: Option<&'static rustls::SupportedProtocolVersion>) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = match version {
+        Some(v) => vec![v],
+        None => vec![&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
