@@ -276,3 +276,49 @@ fn plural_column(alias: &str, sub: &str) -> Option<String> {
     };
     Some(format!("{alias}.{col}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::filter;
+
+    /// `eq` on the attributes IdPs look users and groups up by must use an index, so a
+    /// lookup among a million rows costs what it costs among a hundred.
+    #[test]
+    fn equality_lookups_use_indexes() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::super::migrate::migrate(&mut conn).unwrap();
+        let cases = [
+            (ResourceKind::User, r#"userName eq "a@b.c""#, "users_user_name"),
+            (ResourceKind::User, r#"externalId eq "x""#, "users_external_id"),
+            (ResourceKind::User, r#"emails.value eq "a@b.c""#, "user_emails_value"),
+            (ResourceKind::User, r#"emails[value eq "a@b.c"]"#, "user_emails_value"),
+            (ResourceKind::User, r#"displayName eq "A""#, "users_display_name"),
+            (ResourceKind::User, r#"id eq "x""#, "sqlite_autoindex_users_1"),
+            (ResourceKind::Group, r#"displayName eq "G""#, "groups_display_name"),
+            (ResourceKind::Group, r#"externalId eq "x""#, "groups_external_id"),
+            (ResourceKind::Group, r#"id eq "x""#, "sqlite_autoindex_groups_1"),
+        ];
+        for (kind, text, index) in cases {
+            let f = compile(kind, &filter::parse(text).unwrap()).unwrap();
+            let table = if kind == ResourceKind::User { "users u" } else { "groups g" };
+            let sql = format!("EXPLAIN QUERY PLAN SELECT 1 FROM {table} WHERE {}", f.clause);
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(&f.params), |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let plan = plan.join(" | ");
+            assert!(plan.contains(index), "{text}: expected {index} in plan: {plan}");
+            assert!(!plan.starts_with("SCAN u") && !plan.starts_with("SCAN g") || plan.contains(index), "{text}: {plan}");
+        }
+    }
+
+    #[test]
+    fn values_are_bound_never_spliced() {
+        let f = compile(ResourceKind::User, &filter::parse(r#"userName eq "x' OR '1'='1""#).unwrap()).unwrap();
+        assert!(!f.clause.contains("OR '1'"), "{}", f.clause);
+        assert_eq!(f.params.len(), 1);
+    }
+}

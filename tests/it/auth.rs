@@ -61,3 +61,14 @@ async fn deactivated_or_non_admin_accounts_are_refused() {
     users_with(&s, "acme", Some(&s.auth)).await.assert_error(401, None);
     assert_eq!(users_with(&s, "acme", Some(&basic("admin2", "second-admin-pass"))).await.status, 200);
 }
+
+#[tokio::test]
+async fn changing_the_password_invalidates_the_cached_check() {
+    let s = TestServer::start().await;
+    // Warm the cache with the current password.
+    assert_eq!(users_with(&s, "acme", Some(&s.auth)).await.status, 200);
+    let new_hash = scimd::auth::password::hash_password("rotated-password-42", 1000);
+    s.db("acme").execute("UPDATE users SET password_hash = ?1 WHERE user_name = ?2", (&new_hash, ADMIN)).unwrap();
+    users_with(&s, "acme", Some(&s.auth)).await.assert_error(401, None);
+    assert_eq!(users_with(&s, "acme", Some(&basic(ADMIN, "rotated-password-42"))).await.status, 200);
+}

@@ -1,0 +1,111 @@
+//! The binary's operator commands and configuration precedence.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::TempDir;
+
+fn scimd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scimd"));
+    c.args(args).env_remove("SCIMD_DATA_DIR").env_remove("SCIMD_LISTEN").env_remove("SCIMD_CONFIG");
+    c
+}
+
+#[test]
+fn tenant_create_list_and_admin_add() {
+    let dir = TempDir::new("cli");
+    let d = dir.path().to_str().unwrap();
+    let out = scimd(&["tenant", "create", "acme", "--data-dir", d]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("tenants/acme/scim.db").is_file());
+    let out = scimd(&["tenant", "create", "acme", "--data-dir", d]).output().unwrap();
+    assert!(!out.status.success(), "creating twice fails");
+    let out = scimd(&["tenant", "create", "Bad/Id", "--data-dir", d]).output().unwrap();
+    assert!(!out.status.success());
+    let out = scimd(&["tenant", "create", "beta"]).env("SCIMD_DATA_DIR", d).output().unwrap();
+    assert!(out.status.success());
+    let out = scimd(&["tenant", "list", "--data-dir", d]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "acme\nbeta\n");
+
+    // admin add with a password on stdin; the password never appears in the output.
+    let mut child = scimd(&["admin", "add", "--tenant", "acme", "--username", "okta", "--password-stdin", "--data-dir", d])
+        .env("SCIMD_KDF_ITERATIONS", "1000")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a-long-enough-password\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("a-long-enough-password"));
+    let conn = rusqlite::Connection::open(dir.path().join("tenants/acme/scim.db")).unwrap();
+    let (role, hash): (String, String) =
+        conn.query_row("SELECT role, password_hash FROM users WHERE user_name = 'okta'", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(role, "org_admin");
+    assert!(hash.starts_with("pbkdf2-sha256$1000$"));
+    assert!(scimd::auth::password::verify_password("a-long-enough-password", &hash));
+    // Generated password: printed once.
+    let out = scimd(&["admin", "add", "--tenant", "acme", "--username", "entra", "--data-dir", d]).env("SCIMD_KDF_ITERATIONS", "1000").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("password (shown once): "));
+    let out = scimd(&["admin", "add", "--tenant", "nope", "--username", "x", "--data-dir", d]).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn serve_refuses_bad_configuration_clearly() {
+    let dir = TempDir::new("cli-bad");
+    let d = dir.path().to_str().unwrap();
+    let out = scimd(&["serve", "--data-dir", d, "--listen", "0.0.0.0:8080", "--insecure-http"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only on a loopback address"));
+    let out = scimd(&["serve", "--data-dir", d]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cert"));
+    let out = scimd(&["serve", "--bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `--config` supplies settings, the environment overrides the file, flags override both.
+#[test]
+fn serve_takes_config_file_env_and_flags() {
+    let dir = TempDir::new("cli-cfg");
+    let config = dir.path().join("scimd.toml");
+    let data = dir.path().join("data");
+    std::fs::write(&config, format!("data_dir = {:?}\nlisten = \"127.0.0.1:1\"\ninsecure_http = true\n", data.to_str().unwrap())).unwrap();
+    let mut child = scimd(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .env("SCIMD_LISTEN", "127.0.0.1:2")
+        .env("RUST_LOG", "scimd=info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (with a deadline) for the "serving on" line, which names the real port.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut addr = None;
+    while addr.is_none() && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            addr = line.split("serving on http://").nth(1).map(str::to_string);
+        }
+    }
+    let addr = addr.expect("serve announced its address");
+    assert!(!addr.ends_with(":1") && !addr.ends_with(":2"), "the --listen flag won: {addr}");
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut tcp, &mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(data.is_dir(), "data_dir came from the file");
+    // SIGTERM: drain and exit 0.
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
