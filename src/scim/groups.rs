@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 use super::patch::{self, OpKind};
 use super::resource::{self, Attrs, StoredResource};
 use super::schema::{self, ResourceKind};
-use super::{filter, ListParams, Principal, ScimError};
+use super::{ListParams, Principal, ScimError};
 use crate::store::events::{self, Action};
-use crate::store::{filter_sql, groups, Store, StoreResult};
+use crate::store::{groups, Store, StoreResult};
 
 const KIND: ResourceKind = ResourceKind::Group;
 
@@ -190,10 +190,7 @@ pub async fn delete(store: &Store, who: &Principal, id: &str, now: String) -> Re
 }
 
 pub async fn list(store: &Store, params: &ListParams, with_members: bool) -> Result<(u64, Vec<StoredResource>), ScimError> {
-    let sql = match &params.filter {
-        Some(text) if !text.trim().is_empty() => filter_sql::compile(KIND, &filter::parse(text)?)?,
-        _ => filter_sql::SqlFilter::all(),
-    };
+    let sql = params.compile_filter(KIND)?;
     let (start, count) = params.page();
     Ok(store.read(move |conn| groups::list(conn, &sql, start - 1, count, with_members)).await?)
 }

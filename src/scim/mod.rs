@@ -110,6 +110,14 @@ impl ListParams {
         let count = self.count.unwrap_or(i64::from(DEFAULT_PAGE_SIZE)).clamp(0, i64::from(MAX_PAGE_SIZE));
         (start, count as u32)
     }
+
+    /// Parses `filter` and compiles it for the store; no filter matches everything.
+    pub fn compile_filter(&self, kind: schema::ResourceKind) -> Result<crate::store::filter_sql::SqlFilter, ScimError> {
+        match &self.filter {
+            Some(text) if !text.trim().is_empty() => crate::store::filter_sql::compile(kind, &filter::parse(text)?),
+            _ => Ok(crate::store::filter_sql::SqlFilter::all()),
+        }
+    }
 }
 
 /// One page of results, ready to render as a ListResponse.

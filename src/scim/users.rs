@@ -5,9 +5,9 @@ use serde_json::{json, Value};
 
 use super::resource::{self, Attrs, StoredResource};
 use super::schema::ResourceKind;
-use super::{filter, patch, ListParams, Principal, ScimError};
+use super::{patch, ListParams, Principal, ScimError};
 use crate::store::events::{self, Action};
-use crate::store::{filter_sql, users, Store};
+use crate::store::{users, Store};
 
 const KIND: ResourceKind = ResourceKind::User;
 
@@ -126,10 +126,7 @@ pub async fn delete(store: &Store, who: &Principal, id: &str, now: String) -> Re
 }
 
 pub async fn list(store: &Store, params: &ListParams, with_groups: bool) -> Result<(u64, Vec<StoredResource>), ScimError> {
-    let sql = match &params.filter {
-        Some(text) if !text.trim().is_empty() => filter_sql::compile(KIND, &filter::parse(text)?)?,
-        _ => filter_sql::SqlFilter::all(),
-    };
+    let sql = params.compile_filter(KIND)?;
     let (start, count) = params.page();
     Ok(store.read(move |conn| users::list(conn, &sql, start - 1, count, with_groups)).await?)
 }
