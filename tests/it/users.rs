@@ -52,6 +52,13 @@ async fn create_then_get_round_trips() {
     // The password was not stored anywhere.
     assert_eq!(s.count("acme", "SELECT count(*) FROM users WHERE password_hash IS NOT NULL AND user_name <> 'scim-admin'"), 0);
     assert_eq!(s.count("acme", "SELECT count(*) FROM events WHERE action = 'create' AND resource_type = 'User'"), 2);
+    let (principal, detail): (String, String) = s
+        .db("acme")
+        .query_row("SELECT principal, detail FROM events WHERE resource_id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(principal, "scim-admin");
+    assert_eq!(detail, r#"{"userName":"bjensen@example.com"}"#);
+    assert!(!detail.contains("t1meMa$heen"));
 }
 
 #[tokio::test]
