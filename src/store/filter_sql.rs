@@ -37,6 +37,9 @@ struct Target {
     case_exact: bool,
 }
 
+/// Maps a sub-attribute name to its column expression under a table alias.
+type SubColumn = fn(&str, &str) -> Option<String>;
+
 /// Inside `attr[...]`: the multi-valued attribute and the alias of its row.
 struct Scope<'a> {
     parent: &'static AttrDef,
@@ -84,7 +87,7 @@ impl Compiler {
 
     /// `FROM … WHERE <join to the outer row>` for a multi-valued attribute, and the
     /// column expression (under `alias`) for each of its sub-attributes.
-    fn plural_from(&self, rp: &ResolvedPath, alias: &str) -> Option<(String, fn(&str, &str) -> Option<String>)> {
+    fn plural_from(&self, rp: &ResolvedPath, alias: &str) -> Option<(String, SubColumn)> {
         let a = alias;
         match (self.kind, rp.attr.name) {
             (ResourceKind::User, "emails") => Some((

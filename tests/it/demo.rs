@@ -41,7 +41,12 @@ fn start_demo(dir: &Path) -> Demo {
         if let Some(info) = fresh.then(|| std::fs::read_to_string(&json).ok()).flatten().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
             return Demo { child, info };
         }
-        assert!(Instant::now() < deadline, "scimd demo did not write demo.json within 60s");
+        if Instant::now() >= deadline {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("scimd demo did not write demo.json within 60s");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
