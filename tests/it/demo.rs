@@ -23,6 +23,8 @@ impl Drop for Demo {
 }
 
 /// Starts `scimd demo` on a free port and waits (with a deadline) for its demo.json.
+/// The child is reaped by `Demo`'s `Drop`, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn start_demo(dir: &Path) -> Demo {
     let json = dir.join("demo.json");
     let spawned_at = std::time::SystemTime::now();
