@@ -1,5 +1,7 @@
 //! HTTP: the server loop and TLS, the router, request parsing and response rendering.
 
+pub mod bulk;
+pub mod handlers;
 pub mod request;
 pub mod response;
 pub mod router;

@@ -95,6 +95,9 @@ impl Query {
             count: self.integer("count")?,
             attributes: self.get("attributes").map(str::to_string),
             excluded_attributes: self.get("excludedAttributes").map(str::to_string),
+            sort_by: self.get("sortBy").map(str::to_string),
+            sort_order: self.get("sortOrder").map(str::to_string),
+            cursor: self.get("cursor").map(str::to_string),
         })
     }
 }
@@ -123,5 +126,8 @@ pub fn search_params(body: &Value) -> Result<ListParams, ApiError> {
         count: int("count")?,
         attributes: list("attributes"),
         excluded_attributes: list("excludedAttributes"),
+        sort_by: get("sortBy").and_then(Value::as_str).map(str::to_string),
+        sort_order: get("sortOrder").and_then(Value::as_str).map(str::to_string),
+        cursor: get("cursor").and_then(Value::as_str).map(str::to_string),
     })
 }

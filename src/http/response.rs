@@ -28,6 +28,8 @@ pub enum ApiError {
     NotFound(String),
     MethodNotAllowed,
     PayloadTooLarge(usize),
+    /// A Bulk request with more operations than `maxOperations`.
+    TooManyOperations(usize),
     UnsupportedMediaType,
     /// The body is not JSON / not UTF-8.
     BadJson(String),
@@ -63,6 +65,7 @@ fn scim_error_parts(e: &ScimError) -> (StatusCode, Option<&'static str>) {
         ScimErrorKind::NotFound => (StatusCode::NOT_FOUND, None),
         ScimErrorKind::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, None),
         ScimErrorKind::NotImplemented => (StatusCode::NOT_IMPLEMENTED, None),
+        ScimErrorKind::InvalidCursor => (StatusCode::BAD_REQUEST, Some("invalidCursor")),
         ScimErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
     }
 }
@@ -91,6 +94,7 @@ impl ApiError {
                     StoreError::NotFound(w) => StoreError::NotFound(w.clone()),
                     StoreError::Conflict(w) => StoreError::Conflict(w.clone()),
                     StoreError::Invalid(w) => StoreError::Invalid(w.clone()),
+                    StoreError::PreconditionFailed(w) => StoreError::PreconditionFailed(w.clone()),
                     other => {
                         error!(target: "scimd::store", "storage error: {other}");
                         return (StatusCode::INTERNAL_SERVER_ERROR, None, "internal error".into());
@@ -104,6 +108,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(limit) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, None, format!("request body larger than {limit} bytes"))
             }
+            ApiError::TooManyOperations(limit) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, None, format!("a bulk request may carry at most {limit} operations"))
+            }
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 None,
@@ -114,12 +121,18 @@ impl ApiError {
         }
     }
 
-    pub fn into_response(self) -> HttpResponse {
+    /// The status and SCIM error body (also used inside Bulk responses).
+    pub fn to_status_and_body(&self) -> (StatusCode, Value) {
         let (status, scim_type, detail) = self.parts();
         let mut body = json!({"schemas": [ERROR_SCHEMA], "status": status.as_u16().to_string(), "detail": detail});
         if let Some(t) = scim_type {
             body["scimType"] = Value::String(t.into());
         }
+        (status, body)
+    }
+
+    pub fn into_response(self) -> HttpResponse {
+        let (status, body) = self.to_status_and_body();
         let mut resp = json_response(status, &body);
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()

@@ -8,18 +8,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, IF_MATCH, IF_NONE_MATCH};
 use hyper::{Method, Request, StatusCode};
 use log::info;
 use serde_json::{json, Value};
 
 use super::request::{self, Query};
-use super::response::{json_response, no_content, resource_response, ApiError, HttpResponse};
+use super::response::{json_response, ApiError, HttpResponse};
+use super::{bulk, handlers};
 use crate::auth::{self, CredentialCache};
-use crate::clock::UtcMillis;
-use crate::scim::resource::{render, Projection, StoredResource};
-use crate::scim::schema::{self, ResourceKind};
-use crate::scim::{discovery, groups, users, ListParams, Page, Principal, ScimError, ScimErrorKind};
+use crate::scim::schema::ResourceKind;
+use crate::scim::{discovery, IfMatch, ListOutcome, Principal};
 use crate::tenant::{Tenant, TenantId, TenantRegistry};
 
 /// What every request handler shares.
@@ -52,11 +51,13 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
 }
 
 /// A request inside one tenant's SCIM base URL, after authentication.
-struct Ctx {
-    tenant: Arc<Tenant>,
-    principal: Principal,
-    base_url: String,
-    query: Query,
+pub struct Ctx {
+    pub tenant: Arc<Tenant>,
+    pub principal: Principal,
+    pub base_url: String,
+    pub query: Query,
+    pub bulk_max_operations: usize,
+    pub max_body_bytes: usize,
 }
 
 fn segments(path: &str) -> Vec<&str> {
@@ -98,7 +99,14 @@ async fn route(state: &AppState, req: Request<Incoming>, who: &mut String) -> Re
             let origin = state.public_url.clone().unwrap_or_else(|| format!("{}://{host}", state.scheme));
             let base_url = format!("{}/t/{id}/scim/v2", origin.trim_end_matches('/'));
             let query = Query::parse(req.uri().query())?;
-            let ctx = Ctx { tenant, principal, base_url, query };
+            let ctx = Ctx {
+                tenant,
+                principal,
+                base_url,
+                query,
+                bulk_max_operations: bulk::MAX_OPERATIONS,
+                max_body_bytes: state.max_body_bytes,
+            };
             let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
             scim_route(state, &ctx, req, &rest).await
         }
@@ -114,76 +122,49 @@ fn kind_of(segment: &str) -> Option<ResourceKind> {
     }
 }
 
+fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<String> {
+    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
 async fn scim_route(state: &AppState, ctx: &Ctx, req: Request<Incoming>, rest: &[&str]) -> Result<HttpResponse, ApiError> {
     let method = req.method().clone();
-    let now = || UtcMillis::now().to_rfc3339();
+    let base = &ctx.base_url;
     match (&method, rest) {
-        (&Method::GET, ["ServiceProviderConfig"]) => Ok(json_response(StatusCode::OK, &discovery::service_provider_config(&ctx.base_url))),
-        (&Method::GET, ["ResourceTypes"]) => Ok(list_of(discovery::resource_types(&ctx.base_url))),
-        (&Method::GET, ["ResourceTypes", name]) => Ok(json_response(StatusCode::OK, &discovery::resource_type(name, &ctx.base_url)?)),
-        (&Method::GET, ["Schemas"]) => Ok(list_of(discovery::schemas(&ctx.base_url))),
-        (&Method::GET, ["Schemas", urn]) => Ok(json_response(StatusCode::OK, &discovery::schema(urn, &ctx.base_url)?)),
+        (&Method::GET, ["ServiceProviderConfig"]) => Ok(json_response(StatusCode::OK, &discovery::service_provider_config(base, ctx.bulk_max_operations, ctx.max_body_bytes))),
+        (&Method::GET, ["ResourceTypes"]) => Ok(list_of(discovery::resource_types(base))),
+        (&Method::GET, ["ResourceTypes", name]) => Ok(json_response(StatusCode::OK, &discovery::resource_type(name, base)?)),
+        (&Method::GET, ["Schemas"]) => Ok(list_of(discovery::schemas(base))),
+        (&Method::GET, ["Schemas", urn]) => Ok(json_response(StatusCode::OK, &discovery::schema(urn, base)?)),
         (_, ["ServiceProviderConfig" | "ResourceTypes" | "Schemas", ..]) => Err(ApiError::MethodNotAllowed),
-        (&Method::POST, [".search"]) => Err(ApiError::Scim(ScimError::new(
-            ScimErrorKind::NotImplemented,
-            "searching several resource types at once is not supported; use /Users/.search or /Groups/.search",
-        ))),
-        (_, [collection, ..]) if kind_of(collection).is_some() => {
+        (&Method::POST, [".search"]) => {
+            let body = request::json_body(req, state.max_body_bytes).await?;
+            handlers::search_all(ctx, request::search_params(&body)?).await
+        }
+        (&Method::POST, ["Bulk"]) => {
+            let body = request::json_body(req, state.max_body_bytes).await?;
+            bulk::run(ctx, &body).await
+        }
+        (_, ["Bulk" | ".search"]) => Err(ApiError::MethodNotAllowed),
+        // /Me is the authenticated account's own User resource (RFC 7644 §3.11).
+        (_, ["Me"]) => {
+            let id = ctx.principal.user_id.clone();
+            one_resource(state, ctx, req, ResourceKind::User, &id).await
+        }
+        (_, [collection, tail @ ..]) if kind_of(collection).is_some() => {
             let kind = kind_of(collection).expect("checked above");
-            match (&method, &rest[1..]) {
-                (&Method::GET, []) => list(ctx, kind, ctx.query.list_params()?).await,
+            match (&method, tail) {
+                (&Method::GET, []) => handlers::list(ctx, kind, ctx.query.list_params()?).await,
                 (&Method::POST, [".search"]) => {
                     let body = request::json_body(req, state.max_body_bytes).await?;
-                    list(ctx, kind, request::search_params(&body)?).await
+                    handlers::list(ctx, kind, request::search_params(&body)?).await
                 }
                 (&Method::POST, []) => {
                     let body = request::json_body(req, state.max_body_bytes).await?;
-                    let res = match kind {
-                        ResourceKind::User => users::create(&ctx.tenant.store, &ctx.principal, &body, now()).await?,
-                        ResourceKind::Group => groups::create(&ctx.tenant.store, &ctx.principal, &body, now()).await?,
-                    };
-                    Ok(respond(ctx, kind, StatusCode::CREATED, &res))
+                    let done = handlers::execute(ctx, kind, &method, None, Some(&body), None).await?;
+                    handlers::respond_done(ctx, kind, done).await
                 }
-                (&Method::GET, [id]) => {
-                    let proj = projection(ctx, kind);
-                    let res = load(ctx, kind, id, &proj).await?;
-                    Ok(respond_with(ctx, kind, StatusCode::OK, &res, &proj))
-                }
-                (&Method::PUT, [id]) => {
-                    let body = request::json_body(req, state.max_body_bytes).await?;
-                    let res = match kind {
-                        ResourceKind::User => users::replace(&ctx.tenant.store, &ctx.principal, id, &body, now()).await?,
-                        ResourceKind::Group => groups::replace(&ctx.tenant.store, &ctx.principal, id, &body, now()).await?,
-                    };
-                    Ok(respond(ctx, kind, StatusCode::OK, &res))
-                }
-                (&Method::PATCH, [id]) => {
-                    let body = request::json_body(req, state.max_body_bytes).await?;
-                    match kind {
-                        ResourceKind::User => {
-                            let res = users::patch(&ctx.tenant.store, &ctx.principal, id, &body, now()).await?;
-                            Ok(respond(ctx, kind, StatusCode::OK, &res))
-                        }
-                        ResourceKind::Group => {
-                            groups::patch(&ctx.tenant.store, &ctx.principal, id, &body, now()).await?;
-                            // A group PATCH never returns (or loads) the member list unless asked.
-                            if ctx.query.get("attributes").is_some() {
-                                let proj = projection(ctx, kind);
-                                let res = load(ctx, kind, id, &proj).await?;
-                                return Ok(respond_with(ctx, kind, StatusCode::OK, &res, &proj));
-                            }
-                            Ok(no_content())
-                        }
-                    }
-                }
-                (&Method::DELETE, [id]) => {
-                    match kind {
-                        ResourceKind::User => users::delete(&ctx.tenant.store, &ctx.principal, id, now()).await?,
-                        ResourceKind::Group => groups::delete(&ctx.tenant.store, &ctx.principal, id, now()).await?,
-                    }
-                    Ok(no_content())
-                }
-                (_, [] | [_]) => Err(ApiError::MethodNotAllowed),
+                (_, [id]) => one_resource(state, ctx, req, kind, id).await,
+                (_, []) => Err(ApiError::MethodNotAllowed),
                 _ => Err(ApiError::NotFound("no such endpoint".into())),
             }
         }
@@ -191,48 +172,22 @@ async fn scim_route(state: &AppState, ctx: &Ctx, req: Request<Incoming>, rest: &
     }
 }
 
+/// GET, PUT, PATCH or DELETE of one resource.
+async fn one_resource(state: &AppState, ctx: &Ctx, req: Request<Incoming>, kind: ResourceKind, id: &str) -> Result<HttpResponse, ApiError> {
+    let method = req.method().clone();
+    if method == Method::GET {
+        return handlers::get(ctx, kind, id, header(&req, IF_NONE_MATCH).as_deref()).await;
+    }
+    if !matches!(method, Method::PUT | Method::PATCH | Method::DELETE) {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let if_match = header(&req, IF_MATCH).map(|h| IfMatch::parse(&h));
+    let body = if method == Method::DELETE { None } else { Some(request::json_body(req, state.max_body_bytes).await?) };
+    let done = handlers::execute(ctx, kind, &method, Some(id), body.as_ref(), if_match).await?;
+    handlers::respond_done(ctx, kind, done).await
+}
+
 fn list_of(items: Vec<Value>) -> HttpResponse {
-    let page = Page { total: items.len() as u64, start_index: 1, resources: items };
-    json_response(StatusCode::OK, &page.to_json())
-}
-
-fn projection(ctx: &Ctx, kind: ResourceKind) -> Projection {
-    Projection::parse(kind, ctx.query.get("attributes"), ctx.query.get("excludedAttributes"))
-}
-
-/// Whether the computed multi-valued attribute (user.groups / group.members) is wanted.
-fn wants_computed(kind: ResourceKind, proj: &Projection) -> bool {
-    let name = match kind {
-        ResourceKind::User => "groups",
-        ResourceKind::Group => "members",
-    };
-    schema::find_core(kind, name).is_some_and(|attr| proj.wants(None, attr))
-}
-
-async fn load(ctx: &Ctx, kind: ResourceKind, id: &str, proj: &Projection) -> Result<StoredResource, ApiError> {
-    let with = wants_computed(kind, proj);
-    Ok(match kind {
-        ResourceKind::User => users::get(&ctx.tenant.store, id, with).await?,
-        ResourceKind::Group => groups::get(&ctx.tenant.store, id, with).await?,
-    })
-}
-
-fn respond(ctx: &Ctx, kind: ResourceKind, status: StatusCode, res: &StoredResource) -> HttpResponse {
-    respond_with(ctx, kind, status, res, &projection(ctx, kind))
-}
-
-fn respond_with(ctx: &Ctx, kind: ResourceKind, status: StatusCode, res: &StoredResource, proj: &Projection) -> HttpResponse {
-    resource_response(status, &render(kind, res, &ctx.base_url, proj), &res.etag())
-}
-
-async fn list(ctx: &Ctx, kind: ResourceKind, params: ListParams) -> Result<HttpResponse, ApiError> {
-    let proj = Projection::parse(kind, params.attributes.as_deref(), params.excluded_attributes.as_deref());
-    let with = wants_computed(kind, &proj);
-    let (total, items) = match kind {
-        ResourceKind::User => users::list(&ctx.tenant.store, &params, with).await?,
-        ResourceKind::Group => groups::list(&ctx.tenant.store, &params, with).await?,
-    };
-    let resources = items.iter().map(|r| render(kind, r, &ctx.base_url, &proj)).collect();
-    let page = Page { total, start_index: params.page().0, resources };
-    Ok(json_response(StatusCode::OK, &page.to_json()))
+    let page = ListOutcome { total: Some(items.len() as u64), start_index: Some(1), items: Vec::new(), next_cursor: None };
+    json_response(StatusCode::OK, &page.to_json(items))
 }

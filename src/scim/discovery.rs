@@ -4,18 +4,26 @@
 use serde_json::{json, Value};
 
 use super::schema::*;
-use super::{ScimError, MAX_PAGE_SIZE};
+use super::{ScimError, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
-pub fn service_provider_config(base_url: &str) -> Value {
+pub fn service_provider_config(base_url: &str, bulk_max_operations: usize, max_payload_bytes: usize) -> Value {
     json!({
         "schemas": [SPC_SCHEMA],
         "documentationUri": "https://github.com/scimd/scimd#readme",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {"supported": true, "maxOperations": bulk_max_operations, "maxPayloadSize": max_payload_bytes},
         "filter": {"supported": true, "maxResults": MAX_PAGE_SIZE},
         "changePassword": {"supported": false},
-        "sort": {"supported": false},
-        "etag": {"supported": false},
+        "sort": {"supported": true},
+        "etag": {"supported": true},
+        // RFC 9865.
+        "pagination": {
+            "cursor": true,
+            "index": true,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": DEFAULT_PAGE_SIZE,
+            "maxPageSize": MAX_PAGE_SIZE
+        },
         "authenticationSchemes": [{
             "type": "httpbasic",
             "name": "HTTP Basic",

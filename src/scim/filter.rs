@@ -244,8 +244,23 @@ impl Parser {
                 return Err(ScimError::invalid_filter("unbalanced brackets in value filter"));
             }
             self.depth -= 1;
+            // Entra's form `emails[type eq "work"].value eq "x"`: a comparison on a
+            // sub-attribute of the selected values, i.e. `emails[type eq "work" and value eq "x"]`.
+            if let Some(Token::Word(w)) = self.peek() {
+                if let Some(sub) = w.strip_prefix('.').filter(|s| is_attr_path(s)).map(str::to_string) {
+                    self.pos += 1;
+                    let test = self.comparison(sub)?;
+                    let combined = FilterExpr::And(Box::new(inner), Box::new(test));
+                    return Ok(FilterExpr::ValuePath { path, filter: Box::new(combined) });
+                }
+            }
             return Ok(FilterExpr::ValuePath { path, filter: Box::new(inner) });
         }
+        self.comparison(path)
+    }
+
+    /// `op value` or `pr` after an attribute path.
+    fn comparison(&mut self, path: String) -> Result<FilterExpr, ScimError> {
         self.clauses += 1;
         if self.clauses > MAX_CLAUSES {
             return Err(ScimError::invalid_filter(format!("filter has more than {MAX_CLAUSES} comparisons")));
@@ -341,6 +356,11 @@ mod tests {
             r#"(urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber Eq Str("7"))"#,
         );
         check(r#"meta.lastModified gt "2011-05-13T04:42:34Z""#, r#"(meta.lastModified Gt Str("2011-05-13T04:42:34Z"))"#);
+        // Entra: a sub-attribute comparison after a value filter.
+        check(
+            r#"emails[type eq "work"].value eq "a@b.c""#,
+            r#"(emails[(and (type Eq Str("work")) (value Eq Str("a@b.c")))])"#,
+        );
     }
 
     #[test]

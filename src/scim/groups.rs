@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::patch::{self, OpKind};
 use super::resource::{self, Attrs, StoredResource};
 use super::schema::{self, ResourceKind};
-use super::{ListParams, Principal, ScimError};
+use super::{IfMatch, Principal, ScimError};
 use crate::store::events::{self, Action};
 use crate::store::{groups, Store, StoreResult};
 
@@ -89,7 +89,7 @@ pub async fn get(store: &Store, id: &str, with_members: bool) -> Result<StoredRe
     Ok(store.read(move |conn| groups::get(conn, &id, with_members)).await?)
 }
 
-pub async fn replace(store: &Store, who: &Principal, id: &str, body: &Value, now: String) -> Result<StoredResource, ScimError> {
+pub async fn replace(store: &Store, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
     let mut doc = resource::decode(KIND, body)?;
     let members = take_members(&mut doc, body)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
@@ -97,6 +97,7 @@ pub async fn replace(store: &Store, who: &Principal, id: &str, body: &Value, now
         .write(move |conn| {
             let pk = groups::pk_of(conn, &id)?;
             let old = groups::get(conn, &id, false)?;
+            IfMatch::check(if_match.as_ref(), &old)?;
             groups::update(conn, pk, &doc, &now)?;
             let changes = MemberChanges { replace_all: Some(members), ..Default::default() };
             apply_members(conn, pk, &id, &changes, &actor, &now)?;
@@ -151,13 +152,14 @@ fn split_ops(ops: Vec<patch::PatchOperation>) -> Result<(MemberChanges, Vec<patc
 }
 
 /// Applies a PATCH. Returns nothing: the response is 204 and the member list is never loaded.
-pub async fn patch(store: &Store, who: &Principal, id: &str, body: &Value, now: String) -> Result<(), ScimError> {
+pub async fn patch(store: &Store, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
     let (members, ops) = split_ops(patch::parse(body)?)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     store
         .write(move |conn| {
             let pk = groups::pk_of(conn, &id)?;
             let old = groups::get(conn, &id, false)?;
+            IfMatch::check(if_match.as_ref(), &old)?;
             let mut doc = old.attrs.clone();
             for op in &ops {
                 if let Err(e) = patch::apply(KIND, &mut doc, op) {
@@ -177,20 +179,15 @@ pub async fn patch(store: &Store, who: &Principal, id: &str, body: &Value, now: 
         .await?
 }
 
-pub async fn delete(store: &Store, who: &Principal, id: &str, now: String) -> Result<(), ScimError> {
+pub async fn delete(store: &Store, who: &Principal, id: &str, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
     let (id, actor) = (id.to_string(), who.user_name.clone());
     store
         .write(move |conn| {
             let old = groups::get(conn, &id, false)?;
+            IfMatch::check(if_match.as_ref(), &old)?;
             groups::delete(conn, &id)?;
             events::record(conn, &now, &actor, Action::Delete, "Group", &id, &json!({"displayName": old.attrs.get("displayName")}))
         })
         .await?;
     Ok(())
-}
-
-pub async fn list(store: &Store, params: &ListParams, with_members: bool) -> Result<(u64, Vec<StoredResource>), ScimError> {
-    let sql = params.compile_filter(KIND)?;
-    let (start, count) = params.page();
-    Ok(store.read(move |conn| groups::list(conn, &sql, start - 1, count, with_members)).await?)
 }

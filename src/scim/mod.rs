@@ -12,7 +12,9 @@ pub mod users;
 
 use std::fmt;
 
-use crate::store::StoreError;
+use base64::Engine;
+
+use crate::store::{Store, StoreError, Window};
 
 /// Largest page a list request may ask for; advertised as `filter.maxResults`.
 pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -34,6 +36,8 @@ pub enum ScimErrorKind {
     NotFound,
     PreconditionFailed,
     NotImplemented,
+    /// RFC 9865: a cursor we did not issue (or cannot use with this query).
+    InvalidCursor,
     /// A failure of ours (storage, I/O). The detail is logged, never shown to the client.
     Internal,
 }
@@ -80,6 +84,7 @@ impl From<StoreError> for ScimError {
             StoreError::NotFound(what) => ScimError::not_found(what),
             StoreError::Conflict(what) => ScimError::new(ScimErrorKind::Uniqueness, what),
             StoreError::Invalid(what) => ScimError::invalid_value(what),
+            StoreError::PreconditionFailed(what) => ScimError::new(ScimErrorKind::PreconditionFailed, what),
             other => ScimError::new(ScimErrorKind::Internal, other.to_string()),
         }
     }
@@ -101,6 +106,10 @@ pub struct ListParams {
     pub count: Option<i64>,
     pub attributes: Option<String>,
     pub excluded_attributes: Option<String>,
+    pub sort_by: Option<String>,
+    pub sort_order: Option<String>,
+    /// RFC 9865 cursor; `Some("")` asks for the first page.
+    pub cursor: Option<String>,
 }
 
 impl ListParams {
@@ -111,30 +120,149 @@ impl ListParams {
         (start, count as u32)
     }
 
-    /// Parses `filter` and compiles it for the store; no filter matches everything.
+    /// Parses `filter` and `sortBy` and compiles them for the store; no filter matches everything.
     pub fn compile_filter(&self, kind: schema::ResourceKind) -> Result<crate::store::filter_sql::SqlFilter, ScimError> {
-        match &self.filter {
-            Some(text) if !text.trim().is_empty() => crate::store::filter_sql::compile(kind, &filter::parse(text)?),
-            _ => Ok(crate::store::filter_sql::SqlFilter::all()),
+        use crate::store::filter_sql;
+        let mut compiled = match &self.filter {
+            Some(text) if !text.trim().is_empty() => filter_sql::compile(kind, &filter::parse(text)?)?,
+            _ => filter_sql::SqlFilter::all(),
+        };
+        let descending = match self.sort_order.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("ascending") => false,
+            Some("descending") => true,
+            Some(other) => return Err(ScimError::invalid_value(format!("sortOrder must be ascending or descending, not '{other}'"))),
+        };
+        if let Some(path) = self.sort_by.as_deref().filter(|p| !p.trim().is_empty()) {
+            compiled.order = Some(filter_sql::sort_order(kind, path.trim(), descending)?);
         }
+        Ok(compiled)
     }
 }
 
-/// One page of results, ready to render as a ListResponse.
-pub struct Page {
-    pub total: u64,
-    pub start_index: u64,
-    pub resources: Vec<serde_json::Value>,
+/// How a list request pages, decided from its parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct ListPlan {
+    pub window: Window,
+    pub count_total: bool,
+    /// `Some(startIndex)` for index paging; `None` for cursor paging.
+    pub start_index: Option<u64>,
+    sorted: bool,
 }
 
-impl Page {
-    pub fn to_json(self) -> serde_json::Value {
-        serde_json::json!({
-            "schemas": [schema::LIST_RESPONSE],
-            "totalResults": self.total,
-            "startIndex": self.start_index,
-            "itemsPerPage": self.resources.len(),
-            "Resources": self.resources,
+impl ListParams {
+    pub fn plan(&self, sorted: bool) -> Result<ListPlan, ScimError> {
+        let (start, count) = self.page();
+        let Some(cursor) = &self.cursor else {
+            let window = Window::Offset { offset: start - 1, limit: count };
+            return Ok(ListPlan { window, count_total: true, start_index: Some(start), sorted });
+        };
+        if self.start_index.is_some() {
+            return Err(ScimError::invalid_value("use either startIndex or cursor, not both"));
+        }
+        let bad = || ScimError::new(ScimErrorKind::InvalidCursor, "the cursor is not valid for this query");
+        let window = if cursor.is_empty() {
+            if sorted { Window::Offset { offset: 0, limit: count } } else { Window::AfterKey { pk: 0, limit: count } }
+        } else {
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+            let text = String::from_utf8(raw).map_err(|_| bad())?;
+            match (text.split_at_checked(1), sorted) {
+                (Some(("k", n)), false) => Window::AfterKey { pk: n.parse().map_err(|_| bad())?, limit: count },
+                (Some(("o", n)), true) => Window::Offset { offset: n.parse().map_err(|_| bad())?, limit: count },
+                _ => return Err(bad()),
+            }
+        };
+        // A cursor walk over a million users must not count them on every page.
+        Ok(ListPlan { window, count_total: false, start_index: None, sorted })
+    }
+}
+
+fn encode_cursor(text: String) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// A page of results, ready to render as a ListResponse.
+pub struct ListOutcome {
+    pub total: Option<u64>,
+    pub start_index: Option<u64>,
+    pub items: Vec<resource::StoredResource>,
+    pub next_cursor: Option<String>,
+}
+
+impl ListOutcome {
+    pub fn to_json(&self, resources: Vec<serde_json::Value>) -> serde_json::Value {
+        let mut out = serde_json::json!({ "schemas": [schema::LIST_RESPONSE] });
+        if let Some(total) = self.total {
+            out["totalResults"] = total.into();
+        }
+        if let Some(start) = self.start_index {
+            out["startIndex"] = start.into();
+        }
+        out["itemsPerPage"] = resources.len().into();
+        if let Some(next) = &self.next_cursor {
+            out["nextCursor"] = next.clone().into();
+        }
+        out["Resources"] = serde_json::Value::Array(resources);
+        out
+    }
+}
+
+/// Lists users or groups. `with_computed` loads user.groups / group.members.
+pub async fn list(store: &Store, kind: schema::ResourceKind, params: &ListParams, with_computed: bool) -> Result<ListOutcome, ScimError> {
+    let sql = params.compile_filter(kind)?;
+    let plan = params.plan(sql.order.is_some())?;
+    let listed = store
+        .read(move |conn| match kind {
+            schema::ResourceKind::User => crate::store::users::list(conn, &sql, plan.window, plan.count_total, with_computed),
+            schema::ResourceKind::Group => crate::store::groups::list(conn, &sql, plan.window, plan.count_total, with_computed),
         })
+        .await?;
+    let next_cursor = match (plan.start_index, listed.more) {
+        (None, true) => Some(encode_cursor(match plan.window {
+            Window::Offset { offset, .. } if plan.sorted => format!("o{}", offset + listed.items.len() as u64),
+            _ => format!("k{}", listed.last_pk.unwrap_or(0)),
+        })),
+        _ => None,
+    };
+    Ok(ListOutcome { total: listed.total, start_index: plan.start_index, items: listed.items, next_cursor })
+}
+
+/// An `If-Match` precondition. SCIM's ETags are weak (RFC 7644 §3.14), so tags are
+/// compared on their opaque part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IfMatch {
+    Any,
+    Tags(Vec<String>),
+}
+
+fn opaque(tag: &str) -> &str {
+    let t = tag.trim();
+    let t = t.strip_prefix("W/").unwrap_or(t);
+    t.trim_matches('"')
+}
+
+impl IfMatch {
+    pub fn parse(header: &str) -> IfMatch {
+        if header.trim() == "*" {
+            return IfMatch::Any;
+        }
+        IfMatch::Tags(header.split(',').map(|t| opaque(t).to_string()).filter(|t| !t.is_empty()).collect())
+    }
+
+    pub fn matches(&self, etag: &str) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Tags(tags) => tags.iter().any(|t| t == opaque(etag)),
+        }
+    }
+
+    /// Fails with 412 unless the stored resource is the version the client named.
+    pub fn check(this: Option<&IfMatch>, current: &resource::StoredResource) -> crate::store::StoreResult<()> {
+        match this {
+            Some(m) if !m.matches(&current.etag()) => Err(crate::store::StoreError::PreconditionFailed(format!(
+                "the resource is at version {}, not the one If-Match named",
+                current.etag()
+            ))),
+            _ => Ok(()),
+        }
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::resource::{self, Attrs, StoredResource};
 use super::schema::ResourceKind;
-use super::{patch, ListParams, Principal, ScimError};
+use super::{patch, IfMatch, Principal, ScimError};
 use crate::store::events::{self, Action};
 use crate::store::{users, Store};
 
@@ -74,19 +74,20 @@ fn replace_in_tx(
     Ok(res)
 }
 
-pub async fn replace(store: &Store, who: &Principal, id: &str, body: &Value, now: String) -> Result<StoredResource, ScimError> {
+pub async fn replace(store: &Store, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
     let doc = resource::decode(KIND, body)?;
     check_user_name(&doc)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     Ok(store
         .write(move |conn| {
             let old = users::get(conn, &id, false)?;
+            IfMatch::check(if_match.as_ref(), &old)?;
             replace_in_tx(conn, &id, &old.attrs, &doc, &actor, &now)
         })
         .await?)
 }
 
-pub async fn patch(store: &Store, who: &Principal, id: &str, body: &Value, now: String) -> Result<StoredResource, ScimError> {
+pub async fn patch(store: &Store, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
     let ops = patch::parse(body)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     // Read, apply and write in the writer's transaction: concurrent PATCHes of one user
@@ -94,6 +95,7 @@ pub async fn patch(store: &Store, who: &Principal, id: &str, body: &Value, now: 
     let outcome = store
         .write(move |conn| {
             let old = users::get(conn, &id, false)?;
+            IfMatch::check(if_match.as_ref(), &old)?;
             let mut doc = old.attrs.clone();
             for op in &ops {
                 if let Err(e) = patch::apply(KIND, &mut doc, op) {
@@ -112,21 +114,16 @@ pub async fn patch(store: &Store, who: &Principal, id: &str, body: &Value, now: 
     outcome
 }
 
-pub async fn delete(store: &Store, who: &Principal, id: &str, now: String) -> Result<(), ScimError> {
+pub async fn delete(store: &Store, who: &Principal, id: &str, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
     let (id, actor) = (id.to_string(), who.user_name.clone());
     store
         .write(move |conn| {
             let old = users::get(conn, &id, false)?;
+            IfMatch::check(if_match.as_ref(), &old)?;
             users::delete(conn, &id)?;
             let detail = json!({"userName": old.attrs.get("userName")});
             events::record(conn, &now, &actor, Action::Delete, "User", &id, &detail)
         })
         .await?;
     Ok(())
-}
-
-pub async fn list(store: &Store, params: &ListParams, with_groups: bool) -> Result<(u64, Vec<StoredResource>), ScimError> {
-    let sql = params.compile_filter(KIND)?;
-    let (start, count) = params.page();
-    Ok(store.read(move |conn| users::list(conn, &sql, start - 1, count, with_groups)).await?)
 }

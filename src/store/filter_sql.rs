@@ -13,21 +13,59 @@ use crate::scim::filter::{CompareOp, FilterExpr, Literal};
 use crate::scim::schema::{self, AttrDef, AttrType, ResolvedPath, ResourceKind};
 use crate::scim::ScimError;
 
+/// A compiled list query: WHERE fragment, its bound values, and the sort order.
 pub struct SqlFilter {
     pub clause: String,
     pub params: Vec<SqlValue>,
+    /// An ORDER BY expression list; `None` is creation order.
+    pub order: Option<String>,
 }
 
 impl SqlFilter {
     pub fn all() -> SqlFilter {
-        SqlFilter { clause: "1".into(), params: Vec::new() }
+        SqlFilter { clause: "1".into(), params: Vec::new(), order: None }
+    }
+
+    /// The ORDER BY list, always ending in the primary key so pages are stable.
+    pub fn order_by(&self, alias: &str) -> String {
+        match &self.order {
+            Some(o) => format!("{o}, {alias}.pk"),
+            None => format!("{alias}.pk"),
+        }
     }
 }
 
 pub fn compile(kind: ResourceKind, expr: &FilterExpr) -> Result<SqlFilter, ScimError> {
     let mut c = Compiler { kind, params: Vec::new(), aliases: 0 };
     let clause = c.expr(expr, None)?;
-    Ok(SqlFilter { clause, params: c.params })
+    Ok(SqlFilter { clause, params: c.params, order: None })
+}
+
+/// The ORDER BY expression for `sortBy` (RFC 7644 §3.4.2.3). A multi-valued attribute
+/// sorts by its primary (else first) value. Unassigned values sort last either way.
+pub fn sort_order(kind: ResourceKind, path: &str, descending: bool) -> Result<String, ScimError> {
+    let bad = || ScimError::invalid_value(format!("cannot sort by '{path}'"));
+    let rp = schema::resolve_path(kind, path).ok_or_else(bad)?;
+    let c = Compiler { kind, params: Vec::new(), aliases: 0 };
+    let (expr, ty, case_exact) = if rp.attr.multi {
+        let sub = match rp.sub {
+            Some(s) => s,
+            None => rp.attr.sub_attr("value").ok_or_else(bad)?,
+        };
+        if !matches!(rp.attr.name, "emails" | "addresses") && !VALUE_ATTRS.contains(&rp.attr.name) {
+            return Err(bad());
+        }
+        let (from, column) = c.plural_from(&rp, "s").ok_or_else(bad)?;
+        let col = column("s", sub.name).ok_or_else(bad)?;
+        let expr = format!("(SELECT {col} FROM {from} ORDER BY coalesce(s.is_primary, 0) DESC, s.position LIMIT 1)");
+        (expr, sub.ty, sub.case_exact)
+    } else {
+        let t = c.singular_target(&rp).ok_or_else(bad)?;
+        (t.sql, t.ty, t.case_exact)
+    };
+    let collate = if !case_exact && ty == AttrType::String { " COLLATE NOCASE" } else { "" };
+    let direction = if descending { "DESC" } else { "ASC" };
+    Ok(format!("{expr}{collate} {direction} NULLS LAST"))
 }
 
 /// A comparable SQL expression and how to compare it.

@@ -99,28 +99,37 @@ pub fn get(conn: &Connection, id: &str, with_members: bool) -> StoreResult<Store
 pub fn list(
     conn: &Connection,
     filter: &SqlFilter,
-    offset: u64,
-    limit: u32,
+    window: super::Window,
+    count_total: bool,
     with_members: bool,
-) -> StoreResult<(u64, Vec<StoredResource>)> {
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM groups g WHERE {}", filter.clause))?
-        .query_row(rusqlite::params_from_iter(&filter.params), |r| r.get(0))?;
-    if limit == 0 {
-        return Ok((total as u64, Vec::new()));
+) -> StoreResult<super::Listed> {
+    let total = if count_total {
+        let n: i64 = conn
+            .prepare_cached(&format!("SELECT count(*) FROM groups g WHERE {}", filter.clause))?
+            .query_row(rusqlite::params_from_iter(&filter.params), |r| r.get(0))?;
+        Some(n as u64)
+    } else {
+        None
+    };
+    if window.limit() == 0 {
+        return Ok(super::Listed { total, items: Vec::new(), last_pk: None, more: false });
     }
-    let sql = format!("{SELECT} WHERE {} ORDER BY g.pk LIMIT {limit} OFFSET {offset}", filter.clause);
+    let (extra, tail) = window.sql("g", &filter.order_by("g"));
+    let sql = format!("{SELECT} WHERE ({}){extra} {tail}", filter.clause);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows: Vec<(i64, StoredResource)> =
+    let mut rows: Vec<(i64, StoredResource)> =
         stmt.query_map(rusqlite::params_from_iter(&filter.params), from_row)?.collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(rows.len());
+    let more = rows.len() > window.limit() as usize;
+    rows.truncate(window.limit() as usize);
+    let last_pk = rows.last().map(|(pk, _)| *pk);
+    let mut items = Vec::with_capacity(rows.len());
     for (pk, mut res) in rows {
         if with_members {
             load_members(conn, pk, &mut res)?;
         }
-        out.push(res);
+        items.push(res);
     }
-    Ok((total as u64, out))
+    Ok(super::Listed { total, items, last_pk, more })
 }
 
 /// Resolves member ids to user pks; an id that is not a user is an error naming it.

@@ -31,6 +31,8 @@ pub enum StoreError {
     Conflict(String),
     /// A reference the data cannot satisfy (e.g. a member id that is not a user).
     Invalid(String),
+    /// The stored version is not the one the caller's `If-Match` named.
+    PreconditionFailed(String),
     /// The writer thread is gone (shutting down).
     Closed,
     /// The database is of a newer schema than this binary understands, or damaged.
@@ -45,6 +47,7 @@ impl fmt::Display for StoreError {
             StoreError::NotFound(what) => write!(f, "not found: {what}"),
             StoreError::Conflict(what) => write!(f, "conflict: {what}"),
             StoreError::Invalid(what) => write!(f, "invalid: {what}"),
+            StoreError::PreconditionFailed(what) => write!(f, "precondition failed: {what}"),
             StoreError::Closed => write!(f, "store is closed"),
             StoreError::Corrupt(what) => write!(f, "database unusable: {what}"),
             StoreError::Sql(e) => write!(f, "sqlite: {e}"),
@@ -62,6 +65,42 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which rows of a list query to return.
+#[derive(Clone, Copy, Debug)]
+pub enum Window {
+    /// `startIndex`/`count` paging (also cursor paging over a sorted list).
+    Offset { offset: u64, limit: u32 },
+    /// Keyset paging for cursors: rows after this primary key, in key order.
+    AfterKey { pk: i64, limit: u32 },
+}
+
+impl Window {
+    fn limit(self) -> u32 {
+        match self {
+            Window::Offset { limit, .. } | Window::AfterKey { limit, .. } => limit,
+        }
+    }
+    /// The SQL tail: an extra key condition, ORDER BY, LIMIT (one more row than asked,
+    /// to tell whether another page follows) and OFFSET.
+    fn sql(self, alias: &str, order_by: &str) -> (String, String) {
+        match self {
+            Window::Offset { offset, limit } => (String::new(), format!("ORDER BY {order_by} LIMIT {} OFFSET {offset}", u64::from(limit) + 1)),
+            Window::AfterKey { pk, limit } => (format!(" AND {alias}.pk > {pk}"), format!("ORDER BY {alias}.pk LIMIT {}", u64::from(limit) + 1)),
+        }
+    }
+}
+
+/// One page of a list query.
+pub struct Listed {
+    /// The number of matches, when it was asked for (cursor walks skip the count).
+    pub total: Option<u64>,
+    pub items: Vec<crate::scim::resource::StoredResource>,
+    /// The key of the last row returned, for the next cursor.
+    pub last_pk: Option<i64>,
+    /// Whether more rows follow this page.
+    pub more: bool,
+}
 
 /// Opens a connection with the pragmas every connection needs.
 fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {

@@ -359,32 +359,38 @@ pub fn get(conn: &Connection, id: &str, with_groups: bool) -> StoreResult<Stored
     Ok(res)
 }
 
-/// One page of users matching a compiled filter, in creation order, and the total count.
+/// One page of users matching a compiled filter, and (if `count_total`) the total.
 pub fn list(
     conn: &Connection,
     filter: &super::filter_sql::SqlFilter,
-    offset: u64,
-    limit: u32,
+    window: super::Window,
+    count_total: bool,
     with_groups: bool,
-) -> StoreResult<(u64, Vec<StoredResource>)> {
-    let count_sql = format!("SELECT count(*) FROM users u WHERE {}", filter.clause);
-    let total: i64 = conn.prepare_cached(&count_sql)?.query_row(rusqlite::params_from_iter(&filter.params), |r| r.get(0))?;
-    if limit == 0 {
-        return Ok((total as u64, Vec::new()));
+) -> StoreResult<super::Listed> {
+    let total = if count_total {
+        let count_sql = format!("SELECT count(*) FROM users u WHERE {}", filter.clause);
+        let n: i64 = conn.prepare_cached(&count_sql)?.query_row(rusqlite::params_from_iter(&filter.params), |r| r.get(0))?;
+        Some(n as u64)
+    } else {
+        None
+    };
+    if window.limit() == 0 {
+        return Ok(super::Listed { total, items: Vec::new(), last_pk: None, more: false });
     }
-    let sql = format!(
-        "SELECT {} FROM users u WHERE {} ORDER BY u.pk LIMIT {} OFFSET {}",
-        *SELECT_COLUMNS, filter.clause, limit, offset
-    );
+    let (extra, tail) = window.sql("u", &filter.order_by("u"));
+    let sql = format!("SELECT {} FROM users u WHERE ({}){extra} {tail}", *SELECT_COLUMNS, filter.clause);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows: Vec<(i64, StoredResource)> =
+    let mut rows: Vec<(i64, StoredResource)> =
         stmt.query_map(rusqlite::params_from_iter(&filter.params), from_row)?.collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(rows.len());
+    let more = rows.len() > window.limit() as usize;
+    rows.truncate(window.limit() as usize);
+    let last_pk = rows.last().map(|(pk, _)| *pk);
+    let mut items = Vec::with_capacity(rows.len());
     for (pk, mut res) in rows {
         load_plural(conn, pk, &mut res, with_groups)?;
-        out.push(res);
+        items.push(res);
     }
-    Ok((total as u64, out))
+    Ok(super::Listed { total, items, last_pk, more })
 }
 
 pub fn find_account(conn: &Connection, user_name: &str) -> StoreResult<Option<AccountRecord>> {

@@ -16,7 +16,8 @@ async fn health_and_unknown_routes() {
     s.get("/Widgets").await.assert_error(404, None);
     s.get("/Users/a/b").await.assert_error(404, None);
     s.call(Method::DELETE, "/Users", None).await.assert_error(405, None);
-    s.call(Method::POST, "/.search", Some(json!({}))).await.assert_error(501, None);
+    s.call(Method::GET, "/.search", None).await.assert_error(405, None);
+    s.call(Method::GET, "/Bulk", None).await.assert_error(405, None);
 }
 
 #[tokio::test]

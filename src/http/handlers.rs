@@ -1,0 +1,150 @@
+//! Resource handlers: one function per SCIM operation, shared by the router and by
+//! `/Bulk`. They parse nothing but what the router hands them, call the SCIM layer and
+//! render.
+
+use hyper::StatusCode;
+use serde_json::Value;
+
+use super::response::{json_response, no_content, resource_response, ApiError, HttpResponse};
+use super::router::Ctx;
+use crate::clock::UtcMillis;
+use crate::scim::resource::{render, Projection, StoredResource};
+use crate::scim::schema::{self, ResourceKind};
+use crate::scim::{self as scim_layer, groups, users, IfMatch, ListOutcome, ListParams, ScimError, ScimErrorKind};
+
+/// What a write did.
+pub enum Done {
+    /// A resource to return, with the status to return it with.
+    Resource(StatusCode, StoredResource),
+    /// A group PATCH: nothing loaded (the member list can be huge).
+    GroupPatched(String),
+    Deleted,
+}
+
+fn now() -> String {
+    UtcMillis::now().to_rfc3339()
+}
+
+/// Runs one write operation. `id` is `None` only for POST.
+pub async fn execute(ctx: &Ctx, kind: ResourceKind, method: &hyper::Method, id: Option<&str>, body: Option<&Value>, if_match: Option<IfMatch>) -> Result<Done, ApiError> {
+    use hyper::Method;
+    let store = &ctx.tenant.store;
+    let who = &ctx.principal;
+    let body_or_empty = || body.ok_or_else(|| ApiError::BadJson("this operation needs a body".into()));
+    Ok(match (method, id, kind) {
+        (&Method::POST, None, ResourceKind::User) => Done::Resource(StatusCode::CREATED, users::create(store, who, body_or_empty()?, now()).await?),
+        (&Method::POST, None, ResourceKind::Group) => Done::Resource(StatusCode::CREATED, groups::create(store, who, body_or_empty()?, now()).await?),
+        (&Method::PUT, Some(id), ResourceKind::User) => Done::Resource(StatusCode::OK, users::replace(store, who, id, body_or_empty()?, if_match, now()).await?),
+        (&Method::PUT, Some(id), ResourceKind::Group) => Done::Resource(StatusCode::OK, groups::replace(store, who, id, body_or_empty()?, if_match, now()).await?),
+        (&Method::PATCH, Some(id), ResourceKind::User) => Done::Resource(StatusCode::OK, users::patch(store, who, id, body_or_empty()?, if_match, now()).await?),
+        (&Method::PATCH, Some(id), ResourceKind::Group) => {
+            groups::patch(store, who, id, body_or_empty()?, if_match, now()).await?;
+            Done::GroupPatched(id.to_string())
+        }
+        (&Method::DELETE, Some(id), ResourceKind::User) => {
+            users::delete(store, who, id, if_match, now()).await?;
+            Done::Deleted
+        }
+        (&Method::DELETE, Some(id), ResourceKind::Group) => {
+            groups::delete(store, who, id, if_match, now()).await?;
+            Done::Deleted
+        }
+        _ => return Err(ApiError::MethodNotAllowed),
+    })
+}
+
+/// A write's HTTP response: the resource (projected per the query) with its ETag.
+pub async fn respond_done(ctx: &Ctx, kind: ResourceKind, done: Done) -> Result<HttpResponse, ApiError> {
+    match done {
+        Done::Resource(status, res) => Ok(respond(ctx, kind, status, &res, &projection(ctx, kind))),
+        // A group PATCH answers 204 unless the client asked for attributes (never the members).
+        Done::GroupPatched(id) if ctx.query.get("attributes").is_some() => {
+            let proj = projection(ctx, kind);
+            let res = load(ctx, kind, &id, &proj).await?;
+            Ok(respond(ctx, kind, StatusCode::OK, &res, &proj))
+        }
+        Done::GroupPatched(_) | Done::Deleted => Ok(no_content()),
+    }
+}
+
+pub fn projection(ctx: &Ctx, kind: ResourceKind) -> Projection {
+    Projection::parse(kind, ctx.query.get("attributes"), ctx.query.get("excludedAttributes"))
+}
+
+/// Whether the computed multi-valued attribute (user.groups / group.members) is wanted.
+fn wants_computed(kind: ResourceKind, proj: &Projection) -> bool {
+    let name = match kind {
+        ResourceKind::User => "groups",
+        ResourceKind::Group => "members",
+    };
+    schema::find_core(kind, name).is_some_and(|attr| proj.wants(None, attr))
+}
+
+pub async fn load(ctx: &Ctx, kind: ResourceKind, id: &str, proj: &Projection) -> Result<StoredResource, ApiError> {
+    let with = wants_computed(kind, proj);
+    Ok(match kind {
+        ResourceKind::User => users::get(&ctx.tenant.store, id, with).await?,
+        ResourceKind::Group => groups::get(&ctx.tenant.store, id, with).await?,
+    })
+}
+
+pub fn respond(ctx: &Ctx, kind: ResourceKind, status: StatusCode, res: &StoredResource, proj: &Projection) -> HttpResponse {
+    resource_response(status, &render(kind, res, &ctx.base_url, proj), &res.etag())
+}
+
+/// GET of one resource, honouring `If-None-Match` (304 when the client's copy is current).
+pub async fn get(ctx: &Ctx, kind: ResourceKind, id: &str, if_none_match: Option<&str>) -> Result<HttpResponse, ApiError> {
+    let proj = projection(ctx, kind);
+    let res = load(ctx, kind, id, &proj).await?;
+    if if_none_match.is_some_and(|h| IfMatch::parse(h).matches(&res.etag())) {
+        let mut resp = no_content();
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&res.etag()) {
+            resp.headers_mut().insert(hyper::header::ETAG, v);
+        }
+        return Ok(resp);
+    }
+    Ok(respond(ctx, kind, StatusCode::OK, &res, &proj))
+}
+
+pub async fn list(ctx: &Ctx, kind: ResourceKind, params: ListParams) -> Result<HttpResponse, ApiError> {
+    let proj = Projection::parse(kind, params.attributes.as_deref(), params.excluded_attributes.as_deref());
+    let outcome = scim_layer::list(&ctx.tenant.store, kind, &params, wants_computed(kind, &proj)).await?;
+    let resources = outcome.items.iter().map(|r| render(kind, r, &ctx.base_url, &proj)).collect();
+    Ok(json_response(StatusCode::OK, &outcome.to_json(resources)))
+}
+
+/// `POST /.search` across Users and Groups (RFC 7644 §3.4.3): users first, then groups,
+/// paged as one sequence. A filter on an attribute one type lacks matches none of it.
+pub async fn search_all(ctx: &Ctx, params: ListParams) -> Result<HttpResponse, ApiError> {
+    if params.cursor.is_some() || params.sort_by.is_some() {
+        return Err(ApiError::Scim(ScimError::invalid_value("cursor and sortBy are supported on /Users/.search and /Groups/.search only")));
+    }
+    let (start, count) = params.page();
+    let mut resources = Vec::new();
+    let mut total = 0u64;
+    let mut skip = start - 1;
+    let mut failures = Vec::new();
+    for kind in [ResourceKind::User, ResourceKind::Group] {
+        let proj = Projection::parse(kind, params.attributes.as_deref(), params.excluded_attributes.as_deref());
+        let remaining = count as i64 - resources.len() as i64;
+        let kind_params = ListParams { start_index: Some(skip as i64 + 1), count: Some(remaining.max(0)), ..params.clone() };
+        let outcome: ListOutcome = match scim_layer::list(&ctx.tenant.store, kind, &kind_params, wants_computed(kind, &proj)).await {
+            Ok(o) => o,
+            Err(e) if e.kind == ScimErrorKind::InvalidFilter => {
+                failures.push(e);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let kind_total = outcome.total.unwrap_or(0);
+        total += kind_total;
+        skip = skip.saturating_sub(kind_total);
+        resources.extend(outcome.items.iter().map(|r| render(kind, r, &ctx.base_url, &proj)));
+    }
+    if failures.len() == 2 {
+        return Err(ApiError::Scim(failures.remove(0)));
+    }
+    let page = ListOutcome { total: Some(total), start_index: Some(start), items: Vec::new(), next_cursor: None };
+    Ok(json_response(StatusCode::OK, &page.to_json(resources)))
+}
