@@ -148,7 +148,8 @@ pub async fn run(ctx: &Ctx, body: &Value) -> Result<HttpResponse, ApiError> {
             let pending_ids: Vec<String> =
                 pending.iter().filter(|&&j| j != i && results[j].is_none()).filter_map(|&j| ops[j].bulk_id.clone()).collect();
             let mut data = ops[i].data.take().unwrap_or(Value::Null);
-            let mut path = Value::String(ops[i].path.clone());
+            // A path names its target as `/Users/bulkId:x`: resolve segment by segment.
+            let mut path = Value::Array(ops[i].path.split('/').map(|seg| Value::String(seg.to_string())).collect());
             let resolution = match substitute(&mut data, &ids, &pending_ids, &failed_ids) {
                 Resolution::Ready => substitute(&mut path, &ids, &pending_ids, &failed_ids),
                 other => other,
@@ -161,7 +162,8 @@ pub async fn run(ctx: &Ctx, body: &Value) -> Result<HttpResponse, ApiError> {
                 }
                 Resolution::Failed(e) => Err(e),
                 Resolution::Ready => {
-                    ops[i].path = path.as_str().unwrap_or_default().to_string();
+                    let segments: Vec<&str> = path.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                    ops[i].path = segments.join("/");
                     run_one(ctx, &ops[i]).await
                 }
             };
