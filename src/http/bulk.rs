@@ -104,9 +104,9 @@ fn fold<'a>(values: impl Iterator<Item = &'a mut Value>, ids: &HashMap<String, S
 /// `/Users`, `/Users/{id}`, `/Groups`, `/Groups/{id}`.
 fn target(path: &str) -> Option<(ResourceKind, Option<String>)> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let kind = match segs.first()? {
-        &"Users" => ResourceKind::User,
-        &"Groups" => ResourceKind::Group,
+    let kind = match *segs.first()? {
+        "Users" => ResourceKind::User,
+        "Groups" => ResourceKind::Group,
         _ => return None,
     };
     match segs.as_slice() {

@@ -1,7 +1,6 @@
 //! Transport-level behaviour: health, routing errors, media types, body limits, TLS.
 
 use hyper::Method;
-use serde_json::json;
 
 use crate::support::{connector, TestServer};
 
