@@ -56,7 +56,7 @@ pub fn pk_of(conn: &Connection, id: &str) -> StoreResult<i64> {
         .ok_or_else(|| StoreError::NotFound(format!("group {id} not found")))
 }
 
-const SELECT: &str = "SELECT g.pk, g.id, g.display_name, g.external_id, g.created, g.last_modified, g.version FROM groups g";
+const SELECT_COLUMNS: &str = "g.pk, g.id, g.display_name, g.external_id, g.created, g.last_modified, g.version";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, StoredResource)> {
     let mut attrs = Attrs::new();
@@ -86,7 +86,7 @@ fn load_members(conn: &Connection, pk: i64, res: &mut StoredResource) -> StoreRe
 /// Loads a group; `with_members` false never touches the membership table.
 pub fn get(conn: &Connection, id: &str, with_members: bool) -> StoreResult<StoredResource> {
     let found = conn
-        .prepare_cached(&format!("{SELECT} WHERE g.id = ?"))?
+        .prepare_cached(&format!("SELECT {SELECT_COLUMNS} FROM groups g WHERE g.id = ?"))?
         .query_row([id], from_row)
         .optional()?;
     let (pk, mut res) = found.ok_or_else(|| StoreError::NotFound(format!("group {id} not found")))?;
@@ -103,24 +103,8 @@ pub fn list(
     count_total: bool,
     with_members: bool,
 ) -> StoreResult<super::Listed> {
-    let total = if count_total {
-        let n: i64 = conn
-            .prepare_cached(&format!("SELECT count(*) FROM groups g WHERE {}", filter.clause))?
-            .query_row(rusqlite::params_from_iter(&filter.params), |r| r.get(0))?;
-        Some(n as u64)
-    } else {
-        None
-    };
-    if window.limit() == 0 {
-        return Ok(super::Listed { total, items: Vec::new(), last_pk: None, more: false });
-    }
-    let (extra, tail) = window.sql("g", &filter.order_by("g"));
-    let sql = format!("{SELECT} WHERE ({}){extra} {tail}", filter.clause);
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<(i64, StoredResource)> =
-        stmt.query_map(rusqlite::params_from_iter(&filter.params), from_row)?.collect::<Result<_, _>>()?;
-    let more = rows.len() > window.limit() as usize;
-    rows.truncate(window.limit() as usize);
+    let source = super::ListSource { select: SELECT_COLUMNS, from: "groups", alias: "g", map: from_row };
+    let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total)?;
     let last_pk = rows.last().map(|(pk, _)| *pk);
     let mut items = Vec::with_capacity(rows.len());
     for (pk, mut res) in rows {

@@ -91,6 +91,50 @@ impl Window {
     }
 }
 
+/// What a list query reads: `SELECT {select} FROM {from} {alias}`, each row mapped to
+/// its primary key and value.
+struct ListSource<'a, T> {
+    select: &'a str,
+    from: &'static str,
+    alias: &'static str,
+    map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<(i64, T)>,
+}
+
+/// One window of rows, the total if it was asked for, and whether more rows follow.
+struct WindowRows<T> {
+    total: Option<u64>,
+    rows: Vec<(i64, T)>,
+    more: bool,
+}
+
+/// Runs a list query, fetching one extra row to learn whether another page follows.
+fn query_window<T>(
+    conn: &Connection,
+    source: &ListSource<'_, T>,
+    filter: &filter_sql::SqlFilter,
+    window: Window,
+    count_total: bool,
+) -> StoreResult<WindowRows<T>> {
+    let (from, alias) = (source.from, source.alias);
+    let params = rusqlite::params_from_iter(&filter.params);
+    let total = if count_total {
+        let sql = format!("SELECT count(*) FROM {from} {alias} WHERE {}", filter.clause);
+        let n: i64 = conn.prepare_cached(&sql)?.query_row(params.clone(), |r| r.get(0))?;
+        Some(n as u64)
+    } else {
+        None
+    };
+    if window.limit() == 0 {
+        return Ok(WindowRows { total, rows: Vec::new(), more: false });
+    }
+    let (extra, tail) = window.sql(alias, &filter.order_by(alias));
+    let sql = format!("SELECT {} FROM {from} {alias} WHERE ({}){extra} {tail}", source.select, filter.clause);
+    let mut rows: Vec<(i64, T)> = conn.prepare_cached(&sql)?.query_map(params, source.map)?.collect::<Result<_, _>>()?;
+    let more = rows.len() > window.limit() as usize;
+    rows.truncate(window.limit() as usize);
+    Ok(WindowRows { total, rows, more })
+}
+
 /// One page of a list query.
 pub struct Listed {
     /// The number of matches, when it was asked for (cursor walks skip the count).

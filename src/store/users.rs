@@ -367,23 +367,8 @@ pub fn list(
     count_total: bool,
     with_groups: bool,
 ) -> StoreResult<super::Listed> {
-    let total = if count_total {
-        let count_sql = format!("SELECT count(*) FROM users u WHERE {}", filter.clause);
-        let n: i64 = conn.prepare_cached(&count_sql)?.query_row(rusqlite::params_from_iter(&filter.params), |r| r.get(0))?;
-        Some(n as u64)
-    } else {
-        None
-    };
-    if window.limit() == 0 {
-        return Ok(super::Listed { total, items: Vec::new(), last_pk: None, more: false });
-    }
-    let (extra, tail) = window.sql("u", &filter.order_by("u"));
-    let sql = format!("SELECT {} FROM users u WHERE ({}){extra} {tail}", *SELECT_COLUMNS, filter.clause);
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<(i64, StoredResource)> =
-        stmt.query_map(rusqlite::params_from_iter(&filter.params), from_row)?.collect::<Result<_, _>>()?;
-    let more = rows.len() > window.limit() as usize;
-    rows.truncate(window.limit() as usize);
+    let source = super::ListSource { select: &SELECT_COLUMNS, from: "users", alias: "u", map: from_row };
+    let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total)?;
     let last_pk = rows.last().map(|(pk, _)| *pk);
     let mut items = Vec::with_capacity(rows.len());
     for (pk, mut res) in rows {

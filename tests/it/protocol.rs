@@ -187,7 +187,7 @@ async fn bulk_with_references_and_failures() {
     assert_eq!(by_id("dup")["response"]["scimType"], "uniqueness");
     assert_eq!(ops.iter().find(|o| o["method"] == "PATCH").unwrap()["status"], "200");
     assert_eq!(ops.iter().find(|o| o["method"] == "DELETE").unwrap()["status"], "404");
-    let group = s.get(&by_id("grp")["location"].as_str().unwrap().rsplit_once("/scim/v2").unwrap().1).await;
+    let group = s.get(by_id("grp")["location"].as_str().unwrap().rsplit_once("/scim/v2").unwrap().1).await;
     assert_eq!(group.body["members"].as_array().unwrap().len(), 2);
     let bob = s.get(&format!("/Users?filter={}", q("userName eq \"bob@x.com\""))).await;
     assert_eq!(bob.body["Resources"][0]["title"], "Builder");
