@@ -12,7 +12,8 @@ fn q(s: &str) -> String {
 async fn filters_on_the_indexed_attributes() {
     let s = TestServer::start().await;
     let r = s.post("/Users", json!({"userName": "Alice@Example.com", "externalId": "ext-1", "displayName": "Alice A",
-        "emails": [{"value": "alice@work.example", "type": "work"}]})).await;
+        "emails": [{"value": "alice@work.example", "type": "work"}], "title": "Boss",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "42"}})).await;
     let alice = r.body["id"].as_str().unwrap().to_string();
     s.post("/Users", json!({"userName": "bob@example.com", "externalId": "ext-2", "active": false})).await;
     let gid = s.post("/Groups", json!({"displayName": "Admins", "externalId": "g-ext", "members": [{"value": alice}]})).await.body["id"].as_str().unwrap().to_string();
@@ -29,11 +30,16 @@ async fn filters_on_the_indexed_attributes() {
         ("/Users", "active eq false", 1),
         ("/Users", "userName sw \"ALI\" or userName ew \"bob@example.com\"", 2),
         ("/Users", "not (userName co \"example\")", 1), // the admin account
-        ("/Users", "title pr", 0),
+        ("/Users", "title pr", 1),
         ("/Users", "userName eq \"nobody\"", 0),
         ("/Users", "meta.created gt \"2000-01-01T00:00:00Z\" and userName eq \"bob@example.com\"", 1),
         ("/Users", &format!("groups.value eq \"{gid}\""), 1),
         ("/Users", "userName eq \"x' OR 1=1 --\"", 0),
+        ("/Users", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq \"42\"", 1),
+        ("/Users", "urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"bob@example.com\"", 1),
+        ("/Users", "title eq null", 2), // bob and the admin account
+        ("/Users", "title ne null", 1),
+        ("/Users", "emails[type eq \"work\"].value eq \"alice@work.example\"", 1),
         ("/Groups", "displayName eq \"admins\"", 1),
         ("/Groups", "externalId eq \"g-ext\"", 1),
         ("/Groups", &format!("members.value eq \"{alice}\""), 1),

@@ -195,6 +195,19 @@ async fn delete_then_404() {
 }
 
 #[tokio::test]
+async fn projection_on_write_responses() {
+    let s = TestServer::start().await;
+    let r = s.post("/Users?attributes=userName", bjensen()).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["userName"], "bjensen@example.com");
+    assert!(r.body.get("emails").is_none() && r.body.get("name").is_none());
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let r = s.patch(&format!("/Users/{id}?excludedAttributes=emails"), json!({"Operations": [{"op": "replace", "path": "title", "value": "T"}]})).await;
+    assert_eq!(r.body["title"], "T");
+    assert!(r.body.get("emails").is_none());
+}
+
+#[tokio::test]
 async fn projection_on_get() {
     let s = TestServer::start().await;
     let id = s.post("/Users", bjensen()).await.body["id"].as_str().unwrap().to_string();
