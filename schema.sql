@@ -1,4 +1,4 @@
--- scimd tenant database, schema version 1.
+-- scimd tenant database, schema version 2.
 -- This file is the contract for a NEW tenant database; it is embedded in the binary
 -- (include_str!) and run once. Older databases are brought forward by numbered
 -- migrations in src/store/migrate.rs, never by editing this file in place.
@@ -120,4 +120,24 @@ CREATE TABLE events (
 );
 CREATE INDEX events_resource ON events (resource_type, resource_id);
 
-PRAGMA user_version = 1;
+-- Bearer tokens (issue 4). A token is valid only while its row says so: the account's
+-- current, unrevoked, unexpired token. The token text itself is never stored.
+CREATE TABLE api_tokens (
+    token_id     TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL,           -- users.id of the owning account
+    issued_at    TEXT NOT NULL,
+    expires_at   TEXT NOT NULL,
+    revoked_at   TEXT,
+    last_warned  TEXT                     -- day (YYYY-MM-DD) of the last expiry warning
+);
+CREATE INDEX api_tokens_user ON api_tokens (user_id, revoked_at);
+
+-- API credentials that may only mint tokens, each acting for one admin account.
+CREATE TABLE api_clients (
+    client_id    TEXT PRIMARY KEY,
+    secret_hash  TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    created      TEXT NOT NULL
+);
+
+PRAGMA user_version = 2;

@@ -15,6 +15,9 @@ USAGE:
     scimd tenant create ID [--data-dir DIR]
     scimd tenant list [--data-dir DIR]
     scimd admin add --tenant ID --username NAME [--password-stdin] [--data-dir DIR]
+    scimd token keygen|delete-key|list --tenant ID [--data-dir DIR]
+    scimd token issue|rotate|revoke --tenant ID --username NAME [--revoke-existing] [--data-dir DIR]
+    scimd apiclient add --tenant ID --username NAME [--data-dir DIR]
     scimd --help | --version
 
 Every serve flag can also come from SCIMD_<NAME> (e.g. SCIMD_DATA_DIR, SCIMD_LISTEN) or
@@ -29,8 +32,20 @@ pub enum Command {
     TenantCreate { data_dir: Option<PathBuf>, id: String },
     TenantList { data_dir: Option<PathBuf> },
     AdminAdd { data_dir: Option<PathBuf>, tenant: String, username: String, password_stdin: bool },
+    Token { data_dir: Option<PathBuf>, tenant: String, action: TokenAction, username: Option<String>, revoke_existing: bool },
+    ApiClientAdd { data_dir: Option<PathBuf>, tenant: String, username: String },
     Help,
     Version,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenAction {
+    Keygen,
+    DeleteKey,
+    List,
+    Issue,
+    Rotate,
+    Revoke,
 }
 
 struct Args {
@@ -56,8 +71,8 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
     let mut positional: Vec<String> = Vec::new();
     let mut flags = RawConfig::default();
     let mut config_file = None;
-    let (mut tenant, mut username, mut password_stdin) = (None, None, false);
-    let sub2 = if matches!(sub.as_str(), "tenant" | "admin") { args.next() } else { None };
+    let (mut tenant, mut username, mut password_stdin, mut revoke_existing) = (None, None, false, false);
+    let sub2 = if matches!(sub.as_str(), "tenant" | "admin" | "token" | "apiclient") { args.next() } else { None };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--data-dir" => data_dir = Some(args.value(&arg)?.into()),
@@ -70,6 +85,7 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
             "--tenant" => tenant = Some(args.value(&arg)?),
             "--username" => username = Some(args.value(&arg)?),
             "--password-stdin" => password_stdin = true,
+            "--revoke-existing" => revoke_existing = true,
             "-h" | "--help" => return Ok(Command::Help),
             a if a.starts_with('-') => return Err(format!("unknown option {a}")),
             _ => positional.push(arg),
@@ -100,6 +116,29 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
             let username = username.ok_or("admin add needs --username NAME")?;
             Ok(Command::AdminAdd { data_dir, tenant, username, password_stdin })
         }
+        ("token", Some(action)) => {
+            no_positional(&positional)?;
+            let action = match action {
+                "keygen" => TokenAction::Keygen,
+                "delete-key" => TokenAction::DeleteKey,
+                "list" => TokenAction::List,
+                "issue" => TokenAction::Issue,
+                "rotate" => TokenAction::Rotate,
+                "revoke" => TokenAction::Revoke,
+                other => return Err(format!("unknown token command '{other}' (keygen, delete-key, list, issue, rotate, revoke)")),
+            };
+            let tenant = tenant.ok_or("token commands need --tenant ID")?;
+            if matches!(action, TokenAction::Issue | TokenAction::Rotate | TokenAction::Revoke) && username.is_none() {
+                return Err("this token command needs --username NAME (the account)".into());
+            }
+            Ok(Command::Token { data_dir, tenant, action, username, revoke_existing })
+        }
+        ("apiclient", Some("add")) => {
+            no_positional(&positional)?;
+            let tenant = tenant.ok_or("apiclient add needs --tenant ID")?;
+            let username = username.ok_or("apiclient add needs --username NAME (the admin account it acts for)")?;
+            Ok(Command::ApiClientAdd { data_dir, tenant, username })
+        }
         ("-h" | "--help" | "help", _) => Ok(Command::Help),
         ("-V" | "--version" | "version", _) => Ok(Command::Version),
         (other, sub2) => Err(format!("unknown command '{other}{}' (see scimd --help)", sub2.map(|s| format!(" {s}")).unwrap_or_default())),
@@ -123,5 +162,9 @@ mod tests {
         assert!(parse(argv("admin add --tenant a")).is_err());
         assert!(parse(argv("serve --listen")).is_err());
         assert!(matches!(parse(vec![]), Ok(Command::Help)));
+        assert!(matches!(parse(argv("token list --tenant a")), Ok(Command::Token { action: TokenAction::List, .. })));
+        assert!(parse(argv("token issue --tenant a")).is_err());
+        assert!(parse(argv("token frob --tenant a")).is_err());
+        assert!(matches!(parse(argv("apiclient add --tenant a --username u")), Ok(Command::ApiClientAdd { .. })));
     }
 }

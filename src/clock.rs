@@ -140,3 +140,10 @@ mod tests {
         }
     }
 }
+
+/// Where the server reads the time. Tests inject one they can move forward (token expiry).
+pub type Clock = std::sync::Arc<dyn Fn() -> UtcMillis + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(UtcMillis::now)
+}

@@ -1,7 +1,10 @@
 //! Tenants: the only code that knows the data directory layout.
 //!
 //! ```text
-//! DATA_DIR/tenants/<tenant-id>/scim.db   (+ -wal, -shm)
+//! DATA_DIR/tenants/<tenant-id>/scim.db                     (+ -wal, -shm)
+//! DATA_DIR/tenants/<tenant-id>/tenant.toml                 per-tenant settings (optional)
+//! DATA_DIR/tenants/<tenant-id>/keys/token-signing.key.pem  RSA private key, PKCS#8, 0600
+//! DATA_DIR/tenants/<tenant-id>/keys/token-signing.pub.pem  its public key (SPKI)
 //! ```
 //! A tenant id matches `[a-z0-9][a-z0-9-]{0,62}`; anything else is rejected before any
 //! path is built, so a request can never name a file outside the data directory.
@@ -60,6 +63,18 @@ impl DataDir {
     pub fn database(&self, id: &TenantId) -> PathBuf {
         self.tenant_dir(id).join("scim.db")
     }
+    pub fn settings_file(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join("tenant.toml")
+    }
+    pub fn keys_dir(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join("keys")
+    }
+    pub fn private_key(&self, id: &TenantId) -> PathBuf {
+        self.keys_dir(id).join("token-signing.key.pem")
+    }
+    pub fn public_key(&self, id: &TenantId) -> PathBuf {
+        self.keys_dir(id).join("token-signing.pub.pem")
+    }
     /// Where the demo keeps its certificate and credentials.
     pub fn demo_cert_dir(&self) -> PathBuf {
         self.root.join("certs")
@@ -115,9 +130,47 @@ pub fn restrict_dir(dir: &Path) {
     }
 }
 
+/// Per-tenant settings from `tenant.toml`; every key is optional.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantSettings {
+    /// How long a bearer token lives.
+    pub token_lifetime_days: u32,
+    /// From how many days before expiry the server warns.
+    pub token_warn_days: u32,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings { token_lifetime_days: 182, token_warn_days: 30 }
+    }
+}
+
+impl TenantSettings {
+    pub fn load(path: &Path) -> Result<TenantSettings, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| format!("invalid {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TenantSettings::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
 pub struct Tenant {
     pub id: TenantId,
     pub store: Store,
+    pub settings: TenantSettings,
+    pub keys: crate::auth::keys::KeyState,
+}
+
+impl Tenant {
+    /// Opens a tenant that exists on disk (blocking: run off the async runtime).
+    pub fn open(data: &DataDir, id: &TenantId) -> Result<Tenant, StoreError> {
+        let settings = TenantSettings::load(&data.settings_file(id)).map_err(StoreError::Corrupt)?;
+        let store = Store::open(&data.database(id))?;
+        let keys = crate::auth::keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
+        Ok(Tenant { id: id.clone(), store, settings, keys })
+    }
 }
 
 /// Opened tenants, opened on first use and kept for the life of the process.
@@ -131,6 +184,10 @@ impl TenantRegistry {
         TenantRegistry { data, open: Mutex::new(HashMap::new()) }
     }
 
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
     /// The tenant, if its directory exists. Opening runs on the blocking pool.
     pub async fn get(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, StoreError> {
         if let Some(t) = self.open.lock().map_err(|_| StoreError::Closed)?.get(id) {
@@ -139,13 +196,13 @@ impl TenantRegistry {
         if !self.data.tenant_exists(id) {
             return Ok(None);
         }
-        let path = self.data.database(id);
-        let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        let (data, tid) = (self.data.clone(), id.clone());
+        let tenant = tokio::task::spawn_blocking(move || Tenant::open(&data, &tid))
             .await
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
         let mut open = self.open.lock().map_err(|_| StoreError::Closed)?;
         // Another request may have opened it meanwhile; keep the first.
-        let tenant = open.entry(id.clone()).or_insert_with(|| Arc::new(Tenant { id: id.clone(), store }));
+        let tenant = open.entry(id.clone()).or_insert_with(|| Arc::new(tenant));
         Ok(Some(Arc::clone(tenant)))
     }
 

@@ -1,5 +1,6 @@
-//! Authentication of API callers. Today: HTTP Basic with a SCIM admin service account
-//! (an active user with the `org_admin` role and a password).
+//! Authentication of API callers: HTTP Basic with a SCIM admin service account (an active
+//! user with the `org_admin` role and a password), HTTP Basic with an API client (token API
+//! only), or a bearer token `apikey_…` (SCIM API only; see `token.rs`).
 //!
 //! Running PBKDF2 on every request would cap an IdP's throughput at a few requests per
 //! second, so successful checks are remembered in memory, keyed by an HMAC (with a
@@ -8,7 +9,9 @@
 //! invalidates the entry. Whether the account is still active and an admin is read from
 //! the database on every request.
 
+pub mod keys;
 pub mod password;
+pub mod token;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -18,20 +21,45 @@ use log::{debug, warn};
 use ring::hmac;
 use ring::rand::SystemRandom;
 
+use crate::clock::UtcMillis;
 use crate::scim::Principal;
-use crate::store::{users, Store};
+use crate::store::{tokens, users};
+use crate::tenant::Tenant;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthError {
-    /// No credentials, or not of a scheme we accept.
-    Missing,
-    /// Wrong user name or password, or a disabled account.
+    /// No credentials, or not of a scheme this API accepts (the message says which).
+    Missing(&'static str),
+    /// Wrong user name or password, a forged or unknown token, or a disabled account.
     Invalid,
+    /// A token past its expiry.
+    Expired,
+    /// A token that is no longer the account's current one.
+    Revoked,
     /// A valid account that may not use this API; the message says why.
     Forbidden(String),
     /// The account lookup itself failed.
     Internal(String),
 }
+
+/// Which API is being called: they accept different credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// SCIM endpoints: Basic (admin account) or Bearer `apikey_…`.
+    Scim,
+    /// The token API: Basic with an admin account or an API client, never a bearer token.
+    TokenApi,
+}
+
+/// Caches that spare the KDF and RSA work on the hot path.
+#[derive(Default)]
+pub struct AuthState {
+    pub credentials: CredentialCache,
+    pub tokens: token::TokenCache,
+}
+
+/// API client ids carry this prefix, so they cannot be mistaken for account names.
+pub const CLIENT_PREFIX: &str = "apiclient_";
 
 const CACHE_LIMIT: usize = 10_000;
 
@@ -88,39 +116,67 @@ fn parse_basic(header: &str) -> Option<(String, String)> {
 }
 
 /// Authenticates a request to a tenant's API from its `Authorization` header.
-pub async fn authenticate(
-    tenant: &str,
-    store: &Store,
-    cache: &CredentialCache,
-    authorization: Option<&str>,
-) -> Result<Principal, AuthError> {
-    let (user, pass) = authorization.and_then(parse_basic).ok_or(AuthError::Missing)?;
+pub async fn authenticate(tenant: &Tenant, auth: &AuthState, api: Api, authorization: Option<&str>, now: UtcMillis) -> Result<Principal, AuthError> {
+    let header = authorization.map(str::trim).unwrap_or_default();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return match api {
+            Api::Scim => authenticate_bearer(tenant, &auth.tokens, rest.trim(), now).await,
+            Api::TokenApi => Err(AuthError::Missing("the token API takes HTTP Basic credentials, not a bearer token")),
+        };
+    }
+    let (user, pass) = parse_basic(header).ok_or(AuthError::Missing("authentication required"))?;
+    let tenant_id = tenant.id.as_str();
     let lookup = user.clone();
-    let account = store
-        .read(move |conn| users::find_account(conn, &lookup))
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
-    let Some(account) = account else {
-        debug!(target: "scimd::auth", "tenant {tenant}: unknown account");
-        return Err(AuthError::Invalid);
-    };
-    let Some(stored) = account.password_hash.clone() else {
-        debug!(target: "scimd::auth", "tenant {tenant}: account {} has no password", account.user_name);
-        return Err(AuthError::Invalid);
-    };
-    let tag = cache.tag(tenant, &account.user_name, &pass, &stored);
-    if !cache.contains(&tag) {
-        let ok = tokio::task::spawn_blocking(move || password::verify_password(&pass, &stored))
+    let (account, stored) = if user.starts_with(CLIENT_PREFIX) {
+        if api != Api::TokenApi {
+            return Err(AuthError::Forbidden("API client credentials may only be used for the token API".into()));
+        }
+        let found = tenant
+            .store
+            .read(move |conn| {
+                let Some((hash, user_id)) = tokens::find_client(conn, &lookup)? else { return Ok(None) };
+                Ok(users::find_account_by_id(conn, &user_id)?.map(|acc| (acc, hash)))
+            })
             .await
-            .unwrap_or(false);
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let Some((account, hash)) = found else {
+            debug!(target: "scimd::auth", "tenant {tenant_id}: unknown API client");
+            return Err(AuthError::Invalid);
+        };
+        (account, hash)
+    } else {
+        let account = tenant
+            .store
+            .read(move |conn| users::find_account(conn, &lookup))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let Some(account) = account else {
+            debug!(target: "scimd::auth", "tenant {tenant_id}: unknown account");
+            return Err(AuthError::Invalid);
+        };
+        let Some(stored) = account.password_hash.clone() else {
+            debug!(target: "scimd::auth", "tenant {tenant_id}: account {} has no password", account.user_name);
+            return Err(AuthError::Invalid);
+        };
+        (account, stored)
+    };
+    let tag = auth.credentials.tag(tenant_id, &user, &pass, &stored);
+    if !auth.credentials.contains(&tag) {
+        let ok = tokio::task::spawn_blocking(move || password::verify_password(&pass, &stored)).await.unwrap_or(false);
         if !ok {
-            warn!(target: "scimd::auth", "tenant {tenant}: wrong password for {}", account.user_name);
+            warn!(target: "scimd::auth", "tenant {tenant_id}: wrong password for {user}");
             return Err(AuthError::Invalid);
         }
-        cache.insert(tag);
+        auth.credentials.insert(tag);
     }
+    admin_principal(tenant_id, account)
+}
+
+/// The account behind valid credentials may act only while it is an active org admin.
+fn admin_principal(tenant_id: &str, account: users::AccountRecord) -> Result<Principal, AuthError> {
     if !account.active {
-        warn!(target: "scimd::auth", "tenant {tenant}: account {} is deactivated", account.user_name);
+        warn!(target: "scimd::auth", "tenant {tenant_id}: account {} is deactivated", account.user_name);
         return Err(AuthError::Invalid);
     }
     if account.role != "org_admin" {
@@ -130,4 +186,36 @@ pub async fn authenticate(
         )));
     }
     Ok(Principal { user_id: account.id, user_name: account.user_name })
+}
+
+async fn authenticate_bearer(tenant: &Tenant, cache: &token::TokenCache, bearer: &str, now: UtcMillis) -> Result<Principal, AuthError> {
+    let tenant_id = tenant.id.as_str();
+    let Some(key) = tenant.keys.current() else {
+        debug!(target: "scimd::auth", "tenant {tenant_id}: bearer token presented but the tenant has no signing key");
+        return Err(AuthError::Invalid);
+    };
+    let Some(claims) = cache.verify(bearer, &key) else {
+        warn!(target: "scimd::auth", "tenant {tenant_id}: bearer token with a bad signature or format");
+        return Err(AuthError::Invalid);
+    };
+    if claims.ten != tenant_id {
+        warn!(target: "scimd::auth", "tenant {tenant_id}: bearer token of tenant {} refused", claims.ten);
+        return Err(AuthError::Invalid);
+    }
+    if now.0 / 1000 >= claims.exp {
+        warn!(target: "scimd::auth", "tenant {tenant_id}: expired token {} of account {}", claims.jti, claims.sub);
+        return Err(AuthError::Expired);
+    }
+    let (jti, sub, at) = (claims.jti.clone(), claims.sub.clone(), now.to_rfc3339());
+    let (current, account) = tenant
+        .store
+        .read(move |conn| Ok((tokens::is_current(conn, &jti, &sub, &at)?, users::find_account_by_id(conn, &sub)?)))
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    if !current {
+        warn!(target: "scimd::auth", "tenant {tenant_id}: revoked token {} of account {}", claims.jti, claims.sub);
+        return Err(AuthError::Revoked);
+    }
+    let account = account.ok_or(AuthError::Invalid)?;
+    admin_principal(tenant_id, account)
 }

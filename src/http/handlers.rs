@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use super::response::{json_response, no_content, resource_response, ApiError, HttpResponse};
 use super::router::Ctx;
-use crate::clock::UtcMillis;
 use crate::scim::resource::{render, Projection, StoredResource};
 use crate::scim::schema::{self, ResourceKind};
 use crate::scim::{self as scim_layer, groups, users, IfMatch, ListOutcome, ListParams, ScimError, ScimErrorKind};
@@ -21,15 +20,12 @@ pub enum Done {
     Deleted,
 }
 
-fn now() -> String {
-    UtcMillis::now().to_rfc3339()
-}
-
 /// Runs one write operation. `id` is `None` only for POST.
 pub async fn execute(ctx: &Ctx, kind: ResourceKind, method: &hyper::Method, id: Option<&str>, body: Option<&Value>, if_match: Option<IfMatch>) -> Result<Done, ApiError> {
     use hyper::Method;
     let store = &ctx.tenant.store;
     let who = &ctx.principal;
+    let now = || ctx.now.to_rfc3339();
     let body_or_empty = || body.ok_or_else(|| ApiError::BadJson("this operation needs a body".into()));
     Ok(match (method, id, kind) {
         (&Method::POST, None, ResourceKind::User) => Done::Resource(StatusCode::CREATED, users::create(store, who, body_or_empty()?, now()).await?),

@@ -6,3 +6,4 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod server;
+pub mod token_api;

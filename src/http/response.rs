@@ -60,6 +60,7 @@ fn scim_error_parts(e: &ScimError) -> (StatusCode, Option<&'static str>) {
         ScimErrorKind::InvalidValue => (StatusCode::BAD_REQUEST, Some("invalidValue")),
         ScimErrorKind::InvalidSyntax => (StatusCode::BAD_REQUEST, Some("invalidSyntax")),
         ScimErrorKind::Uniqueness => (StatusCode::CONFLICT, Some("uniqueness")),
+        ScimErrorKind::Conflict => (StatusCode::CONFLICT, None),
         ScimErrorKind::Mutability => (StatusCode::BAD_REQUEST, Some("mutability")),
         ScimErrorKind::TooMany => (StatusCode::BAD_REQUEST, Some("tooMany")),
         ScimErrorKind::NotFound => (StatusCode::NOT_FOUND, None),
@@ -82,8 +83,10 @@ impl ApiError {
                 let (status, scim_type) = scim_error_parts(e);
                 (status, scim_type, e.detail.clone())
             }
-            ApiError::Auth(AuthError::Missing) => (StatusCode::UNAUTHORIZED, None, "authentication required".into()),
+            ApiError::Auth(AuthError::Missing(why)) => (StatusCode::UNAUTHORIZED, None, (*why).into()),
             ApiError::Auth(AuthError::Invalid) => (StatusCode::UNAUTHORIZED, None, "invalid credentials".into()),
+            ApiError::Auth(AuthError::Expired) => (StatusCode::UNAUTHORIZED, None, "the bearer token has expired; issue a new one".into()),
+            ApiError::Auth(AuthError::Revoked) => (StatusCode::UNAUTHORIZED, None, "the bearer token has been revoked or replaced".into()),
             ApiError::Auth(AuthError::Forbidden(why)) => (StatusCode::FORBIDDEN, None, why.clone()),
             ApiError::Auth(AuthError::Internal(cause)) => {
                 error!(target: "scimd::auth", "account lookup failed: {cause}");
@@ -137,6 +140,7 @@ impl ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"scimd\", charset=\"UTF-8\""));
+            resp.headers_mut().append(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scimd\""));
         }
         resp
     }

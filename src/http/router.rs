@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 
 use super::request::{self, Query};
 use super::response::{json_response, ApiError, HttpResponse};
-use super::{bulk, handlers};
-use crate::auth::{self, CredentialCache};
+use super::{bulk, handlers, token_api};
+use crate::auth::{self, Api, AuthState};
+use crate::clock::{Clock, UtcMillis};
 use crate::scim::schema::ResourceKind;
 use crate::scim::{discovery, IfMatch, ListOutcome, Principal};
 use crate::tenant::{Tenant, TenantId, TenantRegistry};
@@ -24,7 +25,8 @@ use crate::tenant::{Tenant, TenantId, TenantRegistry};
 /// What every request handler shares.
 pub struct AppState {
     pub tenants: TenantRegistry,
-    pub credentials: CredentialCache,
+    pub auth: AuthState,
+    pub clock: Clock,
     pub max_body_bytes: usize,
     /// `https://host:port` as clients reach us; derived from `Host` when unset.
     pub public_url: Option<String>,
@@ -53,6 +55,8 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
 /// A request inside one tenant's SCIM base URL, after authentication.
 pub struct Ctx {
     pub tenant: Arc<Tenant>,
+    /// The request's time, read once from the server's clock.
+    pub now: UtcMillis,
     pub principal: Principal,
     pub base_url: String,
     pub query: Query,
@@ -77,9 +81,20 @@ async fn route(state: &AppState, req: Request<Incoming>, who: &mut String) -> Re
             if req.method() != Method::GET && req.method() != Method::HEAD {
                 return Err(ApiError::MethodNotAllowed);
             }
-            let mut resp = json_response(StatusCode::OK, &json!({"status": "ok"}));
+            let mut resp = json_response(StatusCode::OK, &health(state).await);
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(resp)
+        }
+        ["t", tenant, "rest", "token", rest @ ..] => {
+            let id = TenantId::parse(tenant).ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
+            let tenant = state.tenants.get(&id).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
+            let now = (state.clock)();
+            let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let principal = auth::authenticate(&tenant, &state.auth, Api::TokenApi, authorization, now).await?;
+            *who = format!("{id}/{}", principal.user_name);
+            let query = Query::parse(req.uri().query())?;
+            let rest: Vec<&str> = rest.to_vec();
+            token_api::route(req.method(), &rest, &query, tenant, &principal, now).await
         }
         ["t", tenant, "scim", "v2", rest @ ..] => {
             // Anything that is not a valid tenant id is a 404 before any file is touched.
@@ -87,7 +102,8 @@ async fn route(state: &AppState, req: Request<Incoming>, who: &mut String) -> Re
             let tenant = state.tenants.get(&id).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
             let rest: Vec<String> = rest.iter().map(|s| request::percent_decode(s).unwrap_or_default()).collect();
             let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let principal = auth::authenticate(id.as_str(), &tenant.store, &state.credentials, authorization).await?;
+            let now = (state.clock)();
+            let principal = auth::authenticate(&tenant, &state.auth, Api::Scim, authorization, now).await?;
             *who = format!("{id}/{}", principal.user_name);
             let host = req
                 .headers()
@@ -101,6 +117,7 @@ async fn route(state: &AppState, req: Request<Incoming>, who: &mut String) -> Re
             let query = Query::parse(req.uri().query())?;
             let ctx = Ctx {
                 tenant,
+                now,
                 principal,
                 base_url,
                 query,
@@ -185,6 +202,29 @@ async fn one_resource(state: &AppState, ctx: &Ctx, req: Request<Incoming>, kind:
     let body = if method == Method::DELETE { None } else { Some(request::json_body(req, state.max_body_bytes).await?) };
     let done = handlers::execute(ctx, kind, &method, Some(id), body.as_ref(), if_match).await?;
     handlers::respond_done(ctx, kind, done).await
+}
+
+/// `/healthz`: 200 while the process can serve. A tenant whose bearer tokens are close to
+/// expiry is reported as degraded (still 200): Entra quarantines an app whose token lapses.
+async fn health(state: &AppState) -> Value {
+    let now = (state.clock)();
+    let mut degraded = serde_json::Map::new();
+    for id in state.tenants.data().list_tenants().unwrap_or_default() {
+        let Ok(Some(tenant)) = state.tenants.get(&id).await else { continue };
+        let Ok(expiring) = auth::token::expiring(&tenant, now).await else { continue };
+        let reasons: Vec<String> = expiring
+            .iter()
+            .map(|(t, days)| format!("the bearer token of {} expires in {days} days ({}); rotate it", t.user_name, t.expires_at))
+            .collect();
+        if !reasons.is_empty() {
+            degraded.insert(id.to_string(), json!({"status": "degraded", "reasons": reasons}));
+        }
+    }
+    if degraded.is_empty() {
+        json!({"status": "ok"})
+    } else {
+        json!({"status": "degraded", "tenants": degraded})
+    }
 }
 
 fn list_of(items: Vec<Value>) -> HttpResponse {

@@ -24,6 +24,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONNECTIONS: usize = 1024;
+/// How often token expiry is checked (each token still warns at most once a day).
+const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Loads a PEM certificate chain and private key into a rustls server config.
 pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
@@ -76,6 +78,15 @@ pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, s
     let addr = listener.local_addr()?;
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let acceptor = tls.map(TlsAcceptor::from);
+    let monitor = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            loop {
+                crate::auth::token::warn_expiring(&state.tenants, (state.clock)()).await;
+                tokio::time::sleep(EXPIRY_CHECK_INTERVAL).await;
+            }
+        })
+    };
     let done = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -131,6 +142,7 @@ pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, s
             }
         }
         drop(listener);
+        monitor.abort();
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
             error!(target: "scimd::http", "some connections did not finish within {DRAIN_TIMEOUT:?}");
         }

@@ -31,6 +31,8 @@ pub enum ScimErrorKind {
     InvalidValue,
     InvalidSyntax,
     Uniqueness,
+    /// A conflict with the resource's state that is not a uniqueness clash (409, no scimType).
+    Conflict,
     Mutability,
     TooMany,
     NotFound,

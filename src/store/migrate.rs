@@ -12,10 +12,23 @@ use super::{StoreError, StoreResult};
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` creates.
-pub const CURRENT: i64 = 1;
+pub const CURRENT: i64 = 2;
 
 /// `MIGRATIONS[i]` brings a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[];
+const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2];
+
+/// v2: bearer tokens and API clients.
+fn migrate_to_v2(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE api_tokens (
+             token_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, issued_at TEXT NOT NULL,
+             expires_at TEXT NOT NULL, revoked_at TEXT, last_warned TEXT);
+         CREATE INDEX api_tokens_user ON api_tokens (user_id, revoked_at);
+         CREATE TABLE api_clients (
+             client_id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, user_id TEXT NOT NULL, created TEXT NOT NULL);",
+    )?;
+    Ok(())
+}
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -64,5 +77,31 @@ mod tests {
         migrate(&mut conn).unwrap();
         conn.pragma_update(None, "user_version", CURRENT + 1).unwrap();
         assert!(matches!(migrate(&mut conn), Err(StoreError::Corrupt(_))));
+    }
+
+    /// A database made by the first release's schema migrates to the same tables and
+    /// columns a new database gets.
+    #[test]
+    fn v1_database_migrates_to_current_schema() {
+        let describe = |conn: &Connection| -> Vec<String> {
+            let mut stmt = conn
+                .prepare("SELECT m.name, p.name, p.type FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' ORDER BY 1, p.cid")
+                .unwrap();
+            stmt.query_map([], |r| Ok(format!("{}.{} {}", r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let mut old = Connection::open_in_memory().unwrap();
+        old.execute_batch(include_str!("../../tests/fixtures/schema_v1.sql")).unwrap();
+        old.execute("INSERT INTO users (id, user_name, created, last_modified) VALUES ('u', 'kept@x.com', 't', 't')", []).unwrap();
+        migrate(&mut old).unwrap();
+        let mut new = Connection::open_in_memory().unwrap();
+        migrate(&mut new).unwrap();
+        assert_eq!(describe(&old), describe(&new));
+        let v: i64 = old.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, CURRENT);
+        let kept: i64 = old.query_row("SELECT count(*) FROM users WHERE user_name = 'kept@x.com'", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept, 1);
     }
 }

@@ -14,6 +14,7 @@ pub mod events;
 pub mod filter_sql;
 pub mod groups;
 mod migrate;
+pub mod tokens;
 pub mod users;
 
 use std::fmt;

@@ -378,18 +378,27 @@ pub fn list(
     Ok(super::Listed { total, items, last_pk, more })
 }
 
+fn account(r: &Row<'_>) -> rusqlite::Result<AccountRecord> {
+    Ok(AccountRecord {
+        id: r.get(0)?,
+        user_name: r.get(1)?,
+        active: r.get::<_, Option<i64>>(2)? != Some(0),
+        role: r.get(3)?,
+        password_hash: r.get(4)?,
+    })
+}
+
 pub fn find_account(conn: &Connection, user_name: &str) -> StoreResult<Option<AccountRecord>> {
     Ok(conn
         .prepare_cached("SELECT id, user_name, active, role, password_hash FROM users WHERE user_name = ? COLLATE NOCASE")?
-        .query_row([user_name], |r| {
-            Ok(AccountRecord {
-                id: r.get(0)?,
-                user_name: r.get(1)?,
-                active: r.get::<_, Option<i64>>(2)? != Some(0),
-                role: r.get(3)?,
-                password_hash: r.get(4)?,
-            })
-        })
+        .query_row([user_name], account)
+        .optional()?)
+}
+
+pub fn find_account_by_id(conn: &Connection, id: &str) -> StoreResult<Option<AccountRecord>> {
+    Ok(conn
+        .prepare_cached("SELECT id, user_name, active, role, password_hash FROM users WHERE id = ?")?
+        .query_row([id], account)
         .optional()?)
 }
 

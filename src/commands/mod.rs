@@ -1,5 +1,7 @@
 //! What each subcommand does. `main` parses; this runs.
 
+mod token;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::auth::password;
-use crate::auth::CredentialCache;
+use crate::auth::AuthState;
 use crate::certs::{self, DevCertPaths};
 use crate::cli::{Command, HELP};
 use crate::clock::UtcMillis;
@@ -65,6 +67,15 @@ pub fn run(command: Command) -> Result<(), String> {
                 println!("{id}");
             }
             Ok(())
+        }
+        Command::Token { data_dir, tenant, action, username, revoke_existing } => {
+            let data = data_dir_or_env(data_dir)?;
+            runtime()?.block_on(token::run(&data, &tenant, action, username.as_deref(), revoke_existing))
+        }
+        Command::ApiClientAdd { data_dir, tenant, username } => {
+            let data = data_dir_or_env(data_dir)?;
+            let iterations = RawConfig::from_env()?.kdf_iterations.unwrap_or(password::DEFAULT_ITERATIONS);
+            runtime()?.block_on(token::add_api_client(&data, &tenant, &username, iterations))
         }
         Command::AdminAdd { data_dir, tenant, username, password_stdin } => {
             let data = data_dir_or_env(data_dir)?;
@@ -131,6 +142,11 @@ pub async fn add_admin(store: &Store, username: &str, password: &str, iterations
 
 /// Builds the shared state and starts listening.
 pub async fn start_server(config: &ServeConfig) -> Result<RunningServer, String> {
+    start_server_with_clock(config, crate::clock::system_clock()).await
+}
+
+/// As `start_server`, reading the time from `clock` (tests move it forward).
+pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::Clock) -> Result<RunningServer, String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_config(cert, key)?),
@@ -138,7 +154,8 @@ pub async fn start_server(config: &ServeConfig) -> Result<RunningServer, String>
     };
     let state = Arc::new(AppState {
         tenants: TenantRegistry::new(DataDir::new(&config.data_dir)),
-        credentials: CredentialCache::default(),
+        auth: AuthState::default(),
+        clock,
         max_body_bytes: config.max_body_bytes,
         public_url: config.public_url.clone(),
         scheme: if tls.is_some() { "https" } else { "http" },
@@ -179,10 +196,11 @@ async fn demo(data_dir: &Path, listen: &str) -> Result<(), String> {
     if !data.tenant_exists(&tenant) {
         data.create_tenant(&tenant).map_err(|e| e.to_string())?;
     }
-    let store = Store::open(&data.database(&tenant)).map_err(|e| e.to_string())?;
-    let password = ensure_demo_admin(&store, &data).await?;
-    store.close();
-    drop(store);
+    let opened = std::sync::Arc::new(crate::tenant::Tenant::open(&data, &tenant).map_err(|e| e.to_string())?);
+    let password = ensure_demo_admin(&opened.store, &data).await?;
+    let token = ensure_demo_token(&opened, &data).await?;
+    opened.store.close();
+    drop(opened);
 
     let cert_dir = data.demo_cert_dir();
     let mut paths = DevCertPaths::in_dir(&cert_dir);
@@ -208,6 +226,7 @@ async fn demo(data_dir: &Path, listen: &str) -> Result<(), String> {
         "username": DEMO_ADMIN,
         "password": password,
         "ca_cert": ca_cert.display().to_string(),
+        "token": token,
     });
     let json_text = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
     certs::write_file(&data.demo_json(), json_text.as_bytes(), 0o600)?;
@@ -216,10 +235,46 @@ async fn demo(data_dir: &Path, listen: &str) -> Result<(), String> {
     println!("  username      : {DEMO_ADMIN}");
     println!("  password      : {password}");
     println!("  CA certificate: {}", ca_cert.display());
+    println!("  bearer token  : {token}");
     println!("  (the same, as JSON: {})", data.demo_json().display());
     println!("Try: curl --cacert {} -u {DEMO_ADMIN}:'{password}' {base_url}/Users", ca_cert.display());
     running.run_until(shutdown_signal()).await;
     Ok(())
+}
+
+/// A bearer token for the demo admin: demo.json's if it is still valid, else a new one
+/// (making the tenant's signing key first if it has none).
+async fn ensure_demo_token(tenant: &std::sync::Arc<crate::tenant::Tenant>, data: &DataDir) -> Result<String, String> {
+    use crate::auth::token;
+    let now = UtcMillis::now();
+    if tenant.keys.current().is_none() {
+        token::keygen(std::sync::Arc::clone(tenant), now).await.map_err(|e| format!("{e:?}"))?;
+    }
+    let admin = tenant
+        .store
+        .read(|conn| users::find_account(conn, DEMO_ADMIN))
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the demo admin is missing")?;
+    let previous = std::fs::read_to_string(data.demo_json())
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v.get("token")?.as_str().map(str::to_string));
+    if let (Some(prev), Some(key)) = (previous, tenant.keys.current()) {
+        if let Some(claims) = token::verify_signature(&prev, &key) {
+            let (jti, sub, at) = (claims.jti.clone(), claims.sub.clone(), now.to_rfc3339());
+            let current = tenant
+                .store
+                .read(move |conn| crate::store::tokens::is_current(conn, &jti, &sub, &at))
+                .await
+                .map_err(|e| e.to_string())?;
+            if current && claims.sub == admin.id {
+                return Ok(prev);
+            }
+        }
+    }
+    let issued = token::issue(tenant, &admin.id, true, now).await.map_err(|e| format!("{e:?}"))?;
+    Ok(issued.token)
 }
 
 /// Makes sure the demo admin exists with a password we know; reuses demo.json's.

@@ -1,0 +1,228 @@
+//! Bearer tokens for Entra: `apikey_<payload>.<signature>`, where the payload is base64url
+//! JSON (tenant, account id, token id, issued-at, expiry) and the signature is RS256 over
+//! the payload text with the tenant's private key (ring).
+//!
+//! A token is valid only if its signature verifies with the tenant's *current* key, it
+//! names this tenant, it has not expired, its token id is the account's current one in the
+//! database, and the account is still an active org admin. The RSA check is cached for a
+//! few minutes keyed by the token's SHA-256 and the key's fingerprint; everything else is
+//! checked on every request, so revocation and key deletion take effect at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::keys::SigningKey;
+use crate::clock::UtcMillis;
+use crate::store::{new_resource_id, tokens, StoreError};
+use crate::tenant::Tenant;
+
+pub const PREFIX: &str = "apikey_";
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Tenant id.
+    pub ten: String,
+    /// Account (user) id.
+    pub sub: String,
+    /// Token id: valid only while it is the account's current one.
+    pub jti: String,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expires at, Unix seconds.
+    pub exp: i64,
+}
+
+pub fn mint(claims: &Claims, key: &SigningKey) -> Result<String, String> {
+    let payload = B64.encode(serde_json::to_vec(claims).map_err(|e| e.to_string())?);
+    let sig = key.sign(payload.as_bytes())?;
+    Ok(format!("{PREFIX}{payload}.{}", B64.encode(sig)))
+}
+
+/// Checks the signature and decodes the claims; `None` for anything malformed or forged.
+pub fn verify_signature(token: &str, key: &SigningKey) -> Option<Claims> {
+    let body = token.strip_prefix(PREFIX)?;
+    let (payload, sig) = body.split_once('.')?;
+    let sig = B64.decode(sig).ok()?;
+    if !key.verify(payload.as_bytes(), &sig) {
+        return None;
+    }
+    serde_json::from_slice(&B64.decode(payload).ok()?).ok()
+}
+
+const CACHE_TTL: Duration = Duration::from_secs(300);
+const CACHE_LIMIT: usize = 10_000;
+
+/// Recently verified signatures, so a busy IdP does not cost an RSA operation per request.
+#[derive(Default)]
+pub struct TokenCache {
+    verified: Mutex<HashMap<[u8; 32], (Claims, String, Instant)>>,
+}
+
+impl TokenCache {
+    fn key(token: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+        out
+    }
+
+    /// Verified claims for `token` under the key with `fingerprint`.
+    pub fn verify(&self, token: &str, key: &SigningKey) -> Option<Claims> {
+        let k = Self::key(token);
+        if let Ok(map) = self.verified.lock() {
+            if let Some((claims, fp, at)) = map.get(&k) {
+                if *fp == key.fingerprint && at.elapsed() < CACHE_TTL {
+                    return Some(claims.clone());
+                }
+            }
+        }
+        let claims = verify_signature(token, key)?;
+        if let Ok(mut map) = self.verified.lock() {
+            if map.len() >= CACHE_LIMIT {
+                map.retain(|_, (_, _, at)| at.elapsed() < CACHE_TTL);
+                if map.len() >= CACHE_LIMIT {
+                    map.clear();
+                }
+            }
+            map.insert(k, (claims.clone(), key.fingerprint.clone(), Instant::now()));
+        }
+        Some(claims)
+    }
+}
+
+/// Why a token operation could not be done.
+#[derive(Debug)]
+pub enum TokenError {
+    /// The tenant has no signing key yet.
+    NoKey,
+    /// The account already has a live token and the caller did not ask to revoke it.
+    LiveTokenExists { expires_at: String },
+    NoLiveToken,
+    UnknownAccount(String),
+    Key(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for TokenError {
+    fn from(e: StoreError) -> Self {
+        TokenError::Store(e)
+    }
+}
+
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_at: String,
+}
+
+/// Issues a token for an account, revoking its current one if `revoke_existing`.
+pub async fn issue(tenant: &Tenant, user_id: &str, revoke_existing: bool, now: UtcMillis) -> Result<IssuedToken, TokenError> {
+    let key = tenant.keys.current().ok_or(TokenError::NoKey)?;
+    let expires = UtcMillis(now.0 + i64::from(tenant.settings.token_lifetime_days) * DAY_MS);
+    let claims = Claims {
+        ten: tenant.id.to_string(),
+        sub: user_id.to_string(),
+        jti: new_resource_id(),
+        iat: now.0 / 1000,
+        exp: expires.0 / 1000,
+    };
+    let (uid, jti, issued, until) = (user_id.to_string(), claims.jti.clone(), now.to_rfc3339(), expires.to_rfc3339());
+    let outcome = tenant
+        .store
+        .write(move |conn| {
+            if crate::store::users::find_account_by_id(conn, &uid)?.is_none() {
+                return Ok(Err(TokenError::UnknownAccount(uid)));
+            }
+            if let Some(live) = tokens::live_for(conn, &uid, &issued)? {
+                if !revoke_existing {
+                    return Ok(Err(TokenError::LiveTokenExists { expires_at: live.expires_at }));
+                }
+            }
+            tokens::revoke_for(conn, &uid, &issued)?;
+            tokens::insert(conn, &jti, &uid, &issued, &until)?;
+            Ok(Ok(()))
+        })
+        .await?;
+    outcome?;
+    let token = mint(&claims, &key).map_err(TokenError::Key)?;
+    log::info!(target: "scimd::token", "tenant {}: issued token {} for account {user_id}, expires {}", tenant.id, claims.jti, expires.to_rfc3339());
+    Ok(IssuedToken { token, expires_at: expires.to_rfc3339() })
+}
+
+/// Revokes an account's live token.
+pub async fn revoke(tenant: &Tenant, user_id: &str, now: UtcMillis) -> Result<(), TokenError> {
+    let (uid, at) = (user_id.to_string(), now.to_rfc3339());
+    let n = tenant.store.write(move |conn| tokens::revoke_for(conn, &uid, &at)).await?;
+    if n == 0 {
+        return Err(TokenError::NoLiveToken);
+    }
+    log::info!(target: "scimd::token", "tenant {}: revoked the token of account {user_id}", tenant.id);
+    Ok(())
+}
+
+/// Generates a new signing key (invalidating every token) and returns its fingerprint.
+pub async fn keygen(tenant: std::sync::Arc<Tenant>, now: UtcMillis) -> Result<String, TokenError> {
+    let t = std::sync::Arc::clone(&tenant);
+    let fingerprint = tokio::task::spawn_blocking(move || t.keys.generate())
+        .await
+        .map_err(|e| TokenError::Key(e.to_string()))?
+        .map_err(TokenError::Key)?;
+    let at = now.to_rfc3339();
+    tenant.store.write(move |conn| tokens::revoke_all(conn, &at)).await?;
+    Ok(fingerprint)
+}
+
+/// Deletes the signing key; every token is rejected from now on. Returns whether one existed.
+pub async fn delete_key(tenant: &Tenant, now: UtcMillis) -> Result<bool, TokenError> {
+    let existed = tenant.keys.delete().map_err(TokenError::Key)?;
+    let at = now.to_rfc3339();
+    tenant.store.write(move |conn| tokens::revoke_all(conn, &at)).await?;
+    Ok(existed)
+}
+
+/// Live tokens, soonest expiry first.
+pub async fn live(tenant: &Tenant, now: UtcMillis) -> Result<Vec<tokens::TokenRecord>, TokenError> {
+    let at = now.to_rfc3339();
+    Ok(tenant.store.read(move |conn| tokens::live(conn, &at)).await?)
+}
+
+/// Whole days from `now` until an RFC 3339 time (negative once past).
+pub fn days_left(expires_at: &str, now: UtcMillis) -> i64 {
+    UtcMillis::parse_rfc3339(expires_at).map(|e| (e.0 - now.0).div_euclid(DAY_MS)).unwrap_or(0)
+}
+
+/// Live tokens within the tenant's warning window, as human-readable reasons.
+pub async fn expiring(tenant: &Tenant, now: UtcMillis) -> Result<Vec<(tokens::TokenRecord, i64)>, TokenError> {
+    let warn = i64::from(tenant.settings.token_warn_days);
+    Ok(live(tenant, now).await?.into_iter().map(|t| {
+        let d = days_left(&t.expires_at, now);
+        (t, d)
+    }).filter(|(_, d)| *d < warn).collect())
+}
+
+/// Logs a WARN once a day for every token inside its tenant's warning window, so a token
+/// cannot expire silently (Entra quarantines the app when it does).
+pub async fn warn_expiring(tenants: &crate::tenant::TenantRegistry, now: UtcMillis) {
+    let today = now.to_rfc3339()[..10].to_string();
+    for id in tenants.data().list_tenants().unwrap_or_default() {
+        let Ok(Some(tenant)) = tenants.get(&id).await else { continue };
+        let Ok(expiring) = expiring(&tenant, now).await else { continue };
+        for (t, days) in expiring {
+            if t.last_warned.as_deref() == Some(today.as_str()) {
+                continue;
+            }
+            log::warn!(
+                target: "scimd::token",
+                "tenant {id}: the bearer token of {} expires in {days} days ({}); rotate it (GET /t/{id}/rest/token?revokeExistingToken=true or `scimd token rotate`) and update the IdP",
+                t.user_name,
+                t.expires_at
+            );
+            let (jti, day) = (t.token_id.clone(), today.clone());
+            let _ = tenant.store.write(move |conn| tokens::mark_warned(conn, &jti, &day)).await;
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! `scimd token …` and `scimd apiclient add`: the operator's side of the token API.
+
+use std::sync::Arc;
+
+use crate::auth::token::{self, TokenError};
+use crate::auth::{password, CLIENT_PREFIX};
+use crate::cli::TokenAction;
+use crate::clock::UtcMillis;
+use crate::store::{tokens, users};
+use crate::tenant::{DataDir, Tenant, TenantId};
+
+fn open(data: &DataDir, tenant: &str) -> Result<Arc<Tenant>, String> {
+    let id = TenantId::parse(tenant).ok_or("invalid tenant id")?;
+    if !data.tenant_exists(&id) {
+        return Err(format!("tenant {id} does not exist"));
+    }
+    Tenant::open(data, &id).map(Arc::new).map_err(|e| e.to_string())
+}
+
+async fn account_id(tenant: &Tenant, username: &str) -> Result<String, String> {
+    let name = username.to_string();
+    let found = tenant.store.read(move |conn| users::find_account(conn, &name)).await.map_err(|e| e.to_string())?;
+    found.map(|a| a.id).ok_or_else(|| format!("no account named {username} in tenant {}", tenant.id))
+}
+
+fn explain(e: TokenError) -> String {
+    match e {
+        TokenError::NoKey => "this tenant has no token signing key: run `scimd token keygen` first".into(),
+        TokenError::LiveTokenExists { expires_at } => {
+            format!("the account already has a live token (expires {expires_at}); use `scimd token rotate` or --revoke-existing")
+        }
+        TokenError::NoLiveToken => "the account has no live token".into(),
+        TokenError::UnknownAccount(id) => format!("account {id} not found"),
+        TokenError::Key(why) => why,
+        TokenError::Store(e) => e.to_string(),
+    }
+}
+
+pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Option<&str>, revoke_existing: bool) -> Result<(), String> {
+    let tenant = open(data, tenant)?;
+    let now = UtcMillis::now();
+    let result = match action {
+        TokenAction::Keygen => {
+            let fingerprint = token::keygen(Arc::clone(&tenant), now).await.map_err(explain)?;
+            println!("generated a new signing key for tenant {} ({fingerprint}); every earlier token is now invalid", tenant.id);
+            Ok(())
+        }
+        TokenAction::DeleteKey => {
+            let existed = token::delete_key(&tenant, now).await.map_err(explain)?;
+            println!("{}", if existed { "deleted the signing key: every token of this tenant is now rejected" } else { "the tenant had no signing key" });
+            Ok(())
+        }
+        TokenAction::List => {
+            let live = token::live(&tenant, now).await.map_err(explain)?;
+            println!("{:<32} {:<26} {:<26} {:>9}", "OWNER", "ISSUED", "EXPIRES", "DAYS LEFT");
+            for t in live {
+                println!("{:<32} {:<26} {:<26} {:>9}", t.user_name, t.issued_at, t.expires_at, token::days_left(&t.expires_at, now));
+            }
+            Ok(())
+        }
+        TokenAction::Issue | TokenAction::Rotate => {
+            let user_id = account_id(&tenant, username.unwrap_or_default()).await?;
+            let revoke = revoke_existing || action == TokenAction::Rotate;
+            let issued = token::issue(&tenant, &user_id, revoke, now).await.map_err(explain)?;
+            println!("token (shown once): {}", issued.token);
+            println!("expires: {}", issued.expires_at);
+            Ok(())
+        }
+        TokenAction::Revoke => {
+            let user_id = account_id(&tenant, username.unwrap_or_default()).await?;
+            token::revoke(&tenant, &user_id, now).await.map_err(explain)?;
+            println!("revoked the token of {}", username.unwrap_or_default());
+            Ok(())
+        }
+    };
+    tenant.store.close();
+    result
+}
+
+/// Creates an API client that may only mint tokens, acting for one admin account.
+pub async fn add_api_client(data: &DataDir, tenant: &str, username: &str, iterations: u32) -> Result<(), String> {
+    let tenant = open(data, tenant)?;
+    let user_id = account_id(&tenant, username).await?;
+    let client_id = format!("{CLIENT_PREFIX}{}", crate::store::new_resource_id().replace('-', ""));
+    let secret = password::generate_password();
+    let hash = {
+        let s = secret.clone();
+        tokio::task::spawn_blocking(move || password::hash_password(&s, iterations)).await.map_err(|e| e.to_string())?
+    };
+    let (cid, now) = (client_id.clone(), UtcMillis::now().to_rfc3339());
+    tenant
+        .store
+        .write(move |conn| tokens::insert_client(conn, &cid, &hash, &user_id, &now))
+        .await
+        .map_err(|e| e.to_string())?;
+    tenant.store.close();
+    println!("API client for {username} in tenant {} (use with HTTP Basic on /t/{}/rest/token):", tenant.id, tenant.id);
+    println!("client id: {client_id}");
+    println!("secret (shown once): {secret}");
+    Ok(())
+}

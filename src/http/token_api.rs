@@ -1,0 +1,62 @@
+//! The token API under `/t/{tenant}/rest/token`: key pair generation and deletion, and
+//! issuing and revoking the caller's (or another account's) bearer token. Callers use
+//! HTTP Basic (an admin account or an API client), never a bearer token.
+
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use serde_json::json;
+
+use super::request::Query;
+use super::response::{json_response, no_content, ApiError, HttpResponse};
+use crate::auth::token::{self, TokenError};
+use crate::clock::UtcMillis;
+use crate::scim::{Principal, ScimError, ScimErrorKind};
+use crate::tenant::Tenant;
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        let conflict = |detail: String| ApiError::Scim(ScimError::new(ScimErrorKind::Conflict, detail));
+        match e {
+            TokenError::NoKey => conflict("this tenant has no token signing key: POST /rest/token/apiKeygen first".into()),
+            TokenError::LiveTokenExists { expires_at } => conflict(format!(
+                "this account already has a live token (expires {expires_at}); call again with revokeExistingToken=true to replace it"
+            )),
+            TokenError::NoLiveToken => ApiError::NotFound("that account has no live token".into()),
+            TokenError::UnknownAccount(id) => ApiError::NotFound(format!("account {id} not found")),
+            TokenError::Key(why) => ApiError::Scim(ScimError::new(ScimErrorKind::Internal, why)),
+            TokenError::Store(e) => ApiError::Store(e),
+        }
+    }
+}
+
+fn flag(query: &Query, name: &str) -> bool {
+    query.get(name).is_some_and(|v| v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+pub async fn route(method: &Method, rest: &[&str], query: &Query, tenant: Arc<Tenant>, who: &Principal, now: UtcMillis) -> Result<HttpResponse, ApiError> {
+    match (method, rest) {
+        (&Method::GET, []) => {
+            let issued = token::issue(&tenant, &who.user_id, flag(query, "revokeExistingToken"), now).await?;
+            Ok(json_response(StatusCode::OK, &json!({"token": issued.token, "expiresAt": issued.expires_at})))
+        }
+        (&Method::DELETE, ["current"]) => {
+            let target = query.get("forUser").filter(|u| !u.is_empty()).unwrap_or(&who.user_id).to_string();
+            token::revoke(&tenant, &target, now).await?;
+            Ok(no_content())
+        }
+        (&Method::POST, ["apiKeygen"]) => {
+            let fingerprint = token::keygen(Arc::clone(&tenant), now).await?;
+            Ok(json_response(StatusCode::CREATED, &json!({"fingerprint": fingerprint, "algorithm": "RS256", "bits": 2048})))
+        }
+        (&Method::DELETE, ["deleteKey"]) => {
+            if token::delete_key(&tenant, now).await? {
+                Ok(no_content())
+            } else {
+                Err(ApiError::NotFound("this tenant has no token signing key".into()))
+            }
+        }
+        (_, [] | ["current"] | ["apiKeygen"] | ["deleteKey"]) => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::NotFound("no such endpoint".into())),
+    }
+}
