@@ -91,6 +91,13 @@ impl UtcMillis {
     }
 }
 
+/// Where the server reads the time. Tests inject one they can move forward (token expiry).
+pub type Clock = std::sync::Arc<dyn Fn() -> UtcMillis + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(UtcMillis::now)
+}
+
 // Howard Hinnant's civil-from-days / days-from-civil algorithms (public domain).
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
@@ -139,11 +146,4 @@ mod tests {
             assert_eq!(UtcMillis::parse_rfc3339(bad), None, "{bad}");
         }
     }
-}
-
-/// Where the server reads the time. Tests inject one they can move forward (token expiry).
-pub type Clock = std::sync::Arc<dyn Fn() -> UtcMillis + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    std::sync::Arc::new(UtcMillis::now)
 }

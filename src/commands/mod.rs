@@ -1,6 +1,6 @@
 //! What each subcommand does. `main` parses; this runs.
 
-mod token;
+pub mod token;
 
 use std::io::Read;
 use std::net::SocketAddr;

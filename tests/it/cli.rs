@@ -115,3 +115,36 @@ fn serve_takes_config_file_env_and_flags() {
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
+
+#[test]
+fn token_and_apiclient_commands() {
+    let dir = TempDir::new("cli-token");
+    let d = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", d]);
+        let out = scimd(&all).env("SCIMD_KDF_ITERATIONS", "1000").output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    assert!(run(&["tenant", "create", "acme"]).0);
+    assert!(run(&["admin", "add", "--tenant", "acme", "--username", "entra-scim"]).0);
+    let (ok, _, err) = run(&["token", "issue", "--tenant", "acme", "--username", "entra-scim"]);
+    assert!(!ok && err.contains("token keygen"), "{err}");
+    let (ok, out, _) = run(&["token", "keygen", "--tenant", "acme"]);
+    assert!(ok && out.contains("SHA256:"), "{out}");
+    let (ok, out, _) = run(&["token", "issue", "--tenant", "acme", "--username", "entra-scim"]);
+    assert!(ok && out.contains("token (shown once): apikey_"), "{out}");
+    let (ok, _, err) = run(&["token", "issue", "--tenant", "acme", "--username", "entra-scim"]);
+    assert!(!ok && err.contains("rotate"), "{err}");
+    let (ok, out, _) = run(&["token", "list", "--tenant", "acme"]);
+    assert!(ok, "{out}");
+    let row = out.lines().find(|l| l.starts_with("entra-scim")).expect("the token is listed");
+    assert!(row.trim_end().ends_with("181"), "days left: {row}");
+    assert!(run(&["token", "rotate", "--tenant", "acme", "--username", "entra-scim"]).1.contains("apikey_"));
+    assert!(run(&["token", "revoke", "--tenant", "acme", "--username", "entra-scim"]).0);
+    assert_eq!(run(&["token", "list", "--tenant", "acme"]).1.lines().count(), 1, "only the header is left");
+    let (ok, out, _) = run(&["apiclient", "add", "--tenant", "acme", "--username", "entra-scim"]);
+    assert!(ok && out.contains("client id: apiclient_") && out.contains("secret (shown once): "), "{out}");
+    assert!(run(&["token", "delete-key", "--tenant", "acme"]).1.contains("deleted"));
+    assert!(!dir.path().join("tenants/acme/keys/token-signing.key.pem").exists());
+}

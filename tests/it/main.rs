@@ -11,6 +11,8 @@ mod discovery;
 mod groups;
 mod http;
 mod list;
+mod logs;
 mod protocol;
 mod tidy;
+mod tokens;
 mod users;

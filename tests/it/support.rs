@@ -64,13 +64,52 @@ impl Response {
     }
 }
 
+/// An HTTPS/1.1 client for one server, trusting the test CA.
+#[derive(Clone)]
+pub struct Client {
+    pub addr: std::net::SocketAddr,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Client {
+    pub fn new(addr: std::net::SocketAddr, ca: &Path) -> Client {
+        Client { addr, tls: connector(ca, None) }
+    }
+
+    /// A request to an absolute path with explicit headers.
+    pub async fn raw(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Response {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let tls = self.tls.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::builder().method(method).uri(path).header("host", format!("localhost:{}", self.addr.port()));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let raw = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Response { status, headers, body, raw }
+    }
+
+    /// A request with an `Authorization` header value.
+    pub async fn as_(&self, auth: &str, method: Method, path: &str) -> Response {
+        self.raw(method, path, &[("authorization", auth)], None).await
+    }
+}
+
 pub struct TestServer {
     pub dir: TempDir,
     pub addr: std::net::SocketAddr,
     pub ca: PathBuf,
     running: Option<RunningServer>,
-    tls: tokio_rustls::TlsConnector,
+    pub client: Client,
     pub auth: String,
+    /// Milliseconds added to the real time (tests move the server's clock forward).
+    pub clock_offset: Arc<std::sync::atomic::AtomicI64>,
 }
 
 pub fn basic(user: &str, pass: &str) -> String {
@@ -104,9 +143,26 @@ impl TestServer {
             max_body_bytes: 64 * 1024,
         };
         tweak(&mut config);
-        let running = scimd::commands::start_server(&config).await.unwrap();
-        let tls = connector(&certs.ca_cert, None);
-        TestServer { addr: running.addr, ca: certs.ca_cert, running: Some(running), tls, dir, auth: basic(ADMIN, PASSWORD) }
+        let clock_offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let offset = Arc::clone(&clock_offset);
+        let clock: scimd::clock::Clock =
+            Arc::new(move || scimd::clock::UtcMillis(scimd::clock::UtcMillis::now().0 + offset.load(Ordering::SeqCst)));
+        let running = scimd::commands::start_server_with_clock(&config, clock).await.unwrap();
+        let client = Client::new(running.addr, &certs.ca_cert);
+        TestServer {
+            addr: running.addr,
+            ca: certs.ca_cert,
+            running: Some(running),
+            client,
+            dir,
+            auth: basic(ADMIN, PASSWORD),
+            clock_offset,
+        }
+    }
+
+    /// Moves the server's clock forward.
+    pub fn advance_days(&self, days: i64) {
+        self.clock_offset.fetch_add(days * 86_400_000, Ordering::SeqCst);
     }
 
     pub fn data(&self) -> DataDir {
@@ -132,21 +188,7 @@ impl TestServer {
 
     /// A request to an absolute path with explicit headers.
     pub async fn raw(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Response {
-        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let tls = self.tls.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
-        tokio::spawn(conn);
-        let mut req = Request::builder().method(method).uri(path).header("host", format!("localhost:{}", self.addr.port()));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
-        let resp = sender.send_request(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let raw = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        Response { status, headers, body, raw }
+        self.client.raw(method, path, headers, body).await
     }
 
     /// A request under tenant `acme`'s SCIM base URL, authenticated as its admin.
