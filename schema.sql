@@ -1,4 +1,4 @@
--- scimd tenant database, schema version 2.
+-- scimd tenant database, schema version 3.
 -- This file is the contract for a NEW tenant database; it is embedded in the binary
 -- (include_str!) and run once. Older databases are brought forward by numbered
 -- migrations in src/store/migrate.rs, never by editing this file in place.
@@ -41,7 +41,12 @@ CREATE TABLE users (
     password_hash       TEXT,            -- PHC-like 'pbkdf2-sha256$iter$salt$hash'; NULL for IdP users
     created             TEXT NOT NULL,
     last_modified       TEXT NOT NULL,
-    version             INTEGER NOT NULL DEFAULT 1
+    version             INTEGER NOT NULL DEFAULT 1,
+    -- v3: soft delete hides a user from SCIM but keeps the row and its history.
+    deleted_at          TEXT,
+    license             TEXT NOT NULL DEFAULT 'none' CHECK (license IN ('creator', 'creator_float', 'none')),
+    auth_type           TEXT NOT NULL DEFAULT 'idp' CHECK (auth_type IN ('basic', 'idp')),
+    managed_by          TEXT NOT NULL DEFAULT 'idp' CHECK (managed_by IN ('idp', 'local'))
 );
 CREATE UNIQUE INDEX users_user_name ON users (user_name COLLATE NOCASE);
 CREATE INDEX users_external_id ON users (external_id);
@@ -94,7 +99,12 @@ CREATE TABLE groups (
     external_id   TEXT,
     created       TEXT NOT NULL,
     last_modified TEXT NOT NULL,
-    version       INTEGER NOT NULL DEFAULT 1
+    version       INTEGER NOT NULL DEFAULT 1,
+    -- v3: 'project' groups belong to the application and are invisible to SCIM.
+    scope         TEXT NOT NULL DEFAULT 'org' CHECK (scope IN ('org', 'project')),
+    managed_by    TEXT NOT NULL DEFAULT 'idp' CHECK (managed_by IN ('idp', 'local')),
+    -- v3: a group a policy keeps from taking effect: kept, but its memberships are not applied.
+    ignored       INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX groups_display_name ON groups (display_name COLLATE NOCASE);
 CREATE INDEX groups_external_id ON groups (external_id);
@@ -103,6 +113,8 @@ CREATE INDEX groups_external_id ON groups (external_id);
 CREATE TABLE memberships (
     group_pk INTEGER NOT NULL REFERENCES groups (pk) ON DELETE CASCADE,
     user_pk  INTEGER NOT NULL REFERENCES users (pk) ON DELETE CASCADE,
+    -- v3: who added it; SCIM replaces only the IdP's memberships.
+    source   TEXT NOT NULL DEFAULT 'idp' CHECK (source IN ('idp', 'local')),
     PRIMARY KEY (group_pk, user_pk)
 ) WITHOUT ROWID;
 CREATE INDEX memberships_user ON memberships (user_pk, group_pk);
@@ -113,8 +125,8 @@ CREATE TABLE events (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
     at            TEXT NOT NULL,
     principal     TEXT NOT NULL,
-    action        TEXT NOT NULL CHECK (action IN ('create', 'update', 'deactivate', 'reactivate', 'delete')),
-    resource_type TEXT NOT NULL CHECK (resource_type IN ('User', 'Group', 'Membership')),
+    action        TEXT NOT NULL,   -- create, update, deactivate, reactivate, delete, restore, link, license, ignore, …
+    resource_type TEXT NOT NULL,   -- User, Group, Membership, Token, Key
     resource_id   TEXT NOT NULL,
     detail        TEXT NOT NULL DEFAULT '{}'
 );
@@ -140,4 +152,4 @@ CREATE TABLE api_clients (
     created      TEXT NOT NULL
 );
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use scimd::scim::schema::ResourceKind;
 use scimd::scim::{self, groups, ListParams, Principal};
-use scimd::store::Store;
 use scimd::tenant::{DataDir, TenantId};
 use serde_json::json;
 
@@ -31,7 +30,7 @@ fn summary(name: &str, n: usize, mut samples: Vec<Duration>) {
 }
 
 /// Seeds `n` users (plus `spare` outside the group) and one group holding the first `n`.
-async fn seed(store: &Store, n: usize, spare: usize) -> String {
+async fn seed(store: &scimd::store::Store, n: usize, spare: usize) -> String {
     store
         .write(move |conn| {
             let now = "2026-01-01T00:00:00.000Z";
@@ -58,9 +57,10 @@ async fn run(n: usize, iterations: usize) {
     let data = DataDir::new(&dir);
     let id = TenantId::parse("bench").unwrap();
     data.create_tenant(&id).unwrap();
-    let store = Store::open(&data.database(&id)).unwrap();
+    let tenant = scimd::tenant::Tenant::open(&data, &id).unwrap();
+    let store = &tenant.store;
     let started = Instant::now();
-    let group = seed(&store, n, iterations).await;
+    let group = seed(store, n, iterations).await;
     eprintln!("seeded {n} users and a {n}-member group in {:.1}s", started.elapsed().as_secs_f64());
 
     let mut lookups = Vec::with_capacity(iterations);
@@ -68,7 +68,7 @@ async fn run(n: usize, iterations: usize) {
         let k = (i * 7919) % n;
         let params = ListParams { filter: Some(format!("userName eq \"USER{k}@example.com\"")), ..Default::default() };
         let t = Instant::now();
-        let found = scim::list(&store, ResourceKind::User, &params, false).await.unwrap();
+        let found = scim::list(store, ResourceKind::User, &params, false).await.unwrap();
         lookups.push(t.elapsed());
         assert_eq!(found.items.len(), 1);
     }
@@ -80,11 +80,11 @@ async fn run(n: usize, iterations: usize) {
         let member = format!("{:032x}", n + i);
         let add = json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": member}]}]});
         let t = Instant::now();
-        groups::patch(&store, &who, &group, &add, None, "2026-01-01T00:00:00.000Z".into()).await.unwrap();
+        groups::patch(&tenant, &who, &group, &add, None, "2026-01-01T00:00:00.000Z".into()).await.unwrap();
         adds.push(t.elapsed());
         let remove = json!({"Operations": [{"op": "remove", "path": format!("members[value eq \"{member}\"]")}]});
         let t = Instant::now();
-        groups::patch(&store, &who, &group, &remove, None, "2026-01-01T00:00:00.000Z".into()).await.unwrap();
+        groups::patch(&tenant, &who, &group, &remove, None, "2026-01-01T00:00:00.000Z".into()).await.unwrap();
         removes.push(t.elapsed());
     }
     summary("group member add", n, adds);

@@ -83,14 +83,20 @@ impl DataDir {
         self.root.join("demo.json")
     }
 
-    /// Creates a tenant directory and its database. Fails if it exists.
+    /// Creates a tenant directory, its database and a commented `tenant.toml` with the
+    /// default settings. Fails if it exists.
     pub fn create_tenant(&self, id: &TenantId) -> Result<(), StoreError> {
+        self.create_tenant_with_seats(id, 50, 500)
+    }
+
+    pub fn create_tenant_with_seats(&self, id: &TenantId, creator: u32, creator_float: u32) -> Result<(), StoreError> {
         let dir = self.tenant_dir(id);
         if dir.exists() {
             return Err(StoreError::Conflict(format!("tenant {id} already exists")));
         }
         std::fs::create_dir_all(&dir).map_err(StoreError::Io)?;
         restrict_dir(&dir);
+        std::fs::write(self.settings_file(id), default_settings_text(creator, creator_float)).map_err(StoreError::Io)?;
         let store = Store::open(&self.database(id))?;
         store.close();
         info!(target: "scimd::tenant", "created tenant {id} in {}", dir.display());
@@ -130,36 +136,201 @@ pub fn restrict_dir(dir: &Path) {
     }
 }
 
+/// What `DELETE /Users/{id}` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteMode {
+    /// Deactivate and hide; keep the row, its history and memberships.
+    Soft,
+    /// Remove the row (the events table still records what was deleted).
+    Hard,
+}
+
+/// What POST /Groups does when the displayName names an existing org-level group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupConflict {
+    /// Link to it: the IdP manages it from now on, it keeps its members (201, existing id).
+    Link,
+    /// RFC 7644's answer: 409 uniqueness.
+    Reject,
+}
+
+/// Group-membership policies: regular expressions on group names (`always_assign` holds
+/// plain group names).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub only_assign: Vec<String>,
+    pub never_assign: Vec<String>,
+    pub always_assign: Vec<String>,
+    pub never_remove: Vec<String>,
+}
+
+/// Compiled policies.
+#[derive(Clone, Debug, Default)]
+pub struct Policies {
+    only_assign: Vec<regex::Regex>,
+    never_assign: Vec<regex::Regex>,
+    pub always_assign: Vec<String>,
+    never_remove: Vec<regex::Regex>,
+}
+
+fn full_match(patterns: &[String], key: &str) -> Result<Vec<regex::Regex>, String> {
+    patterns
+        .iter()
+        .map(|p| regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| format!("policies.{key}: invalid pattern {p:?}: {e}")))
+        .collect()
+}
+
+impl Policies {
+    fn compile(c: &PolicyConfig) -> Result<Policies, String> {
+        Ok(Policies {
+            only_assign: full_match(&c.only_assign, "only_assign")?,
+            never_assign: full_match(&c.never_assign, "never_assign")?,
+            always_assign: c.always_assign.clone(),
+            never_remove: full_match(&c.never_remove, "never_remove")?,
+        })
+    }
+
+    /// Why a group with this name does not take effect, if it does not.
+    pub fn ignore_reason(&self, group_name: &str) -> Option<String> {
+        if !self.only_assign.is_empty() && !self.only_assign.iter().any(|r| r.is_match(group_name)) {
+            return Some("matches no only_assign policy".into());
+        }
+        self.never_assign
+            .iter()
+            .find(|r| r.is_match(group_name))
+            .map(|r| format!("matches never_assign policy {}", r.as_str()))
+    }
+
+    pub fn never_remove(&self, group_name: &str) -> bool {
+        self.never_remove.iter().any(|r| r.is_match(group_name))
+    }
+}
+
 /// Per-tenant settings from `tenant.toml`; every key is optional.
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
+struct RawTenantSettings {
+    token_lifetime_days: u32,
+    token_warn_days: u32,
+    delete_mode: DeleteMode,
+    require_username_is_email: bool,
+    group_conflict: GroupConflict,
+    creator: u32,
+    creator_float: u32,
+    policies: PolicyConfig,
+}
+
+impl Default for RawTenantSettings {
+    fn default() -> Self {
+        RawTenantSettings {
+            token_lifetime_days: 182,
+            token_warn_days: 30,
+            delete_mode: DeleteMode::Soft,
+            require_username_is_email: true,
+            group_conflict: GroupConflict::Link,
+            creator: 50,
+            creator_float: 500,
+            policies: PolicyConfig::default(),
+        }
+    }
+}
+
+/// Validated tenant settings.
+#[derive(Clone, Debug)]
 pub struct TenantSettings {
     /// How long a bearer token lives.
     pub token_lifetime_days: u32,
     /// From how many days before expiry the server warns.
     pub token_warn_days: u32,
+    pub delete_mode: DeleteMode,
+    pub require_username_is_email: bool,
+    pub group_conflict: GroupConflict,
+    /// Named Creator seats.
+    pub creator: u32,
+    /// Creator Float seats.
+    pub creator_float: u32,
+    pub policies: Policies,
 }
 
 impl Default for TenantSettings {
     fn default() -> Self {
-        TenantSettings { token_lifetime_days: 182, token_warn_days: 30 }
+        TenantSettings::from_raw(RawTenantSettings::default()).expect("defaults are valid")
     }
 }
 
 impl TenantSettings {
+    fn from_raw(raw: RawTenantSettings) -> Result<TenantSettings, String> {
+        if raw.token_lifetime_days == 0 {
+            return Err("token_lifetime_days must be at least 1".into());
+        }
+        Ok(TenantSettings {
+            token_lifetime_days: raw.token_lifetime_days,
+            token_warn_days: raw.token_warn_days,
+            delete_mode: raw.delete_mode,
+            require_username_is_email: raw.require_username_is_email,
+            group_conflict: raw.group_conflict,
+            creator: raw.creator,
+            creator_float: raw.creator_float,
+            policies: Policies::compile(&raw.policies)?,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<TenantSettings, String> {
+        let raw: RawTenantSettings = toml::from_str(text).map_err(|e| e.to_string())?;
+        TenantSettings::from_raw(raw)
+    }
+
     pub fn load(path: &Path) -> Result<TenantSettings, String> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| format!("invalid {}: {e}", path.display())),
+            Ok(text) => TenantSettings::parse(&text).map_err(|e| format!("invalid {}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TenantSettings::default()),
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
     }
 }
 
+/// The `tenant.toml` a new tenant starts with: every setting, its default, and why.
+pub fn default_settings_text(creator: u32, creator_float: u32) -> String {
+    format!(
+        r#"# scimd tenant settings. Edit, then send the server SIGHUP (systemctl reload scimd).
+
+# DELETE /Users/{{id}}: "soft" deactivates and hides the user but keeps the row, its history
+# and memberships (a later POST of the same userName restores it); "hard" removes the row.
+delete_mode = "soft"
+
+# Refuse a user whose userName is not its primary (else work, else first) email.
+require_username_is_email = true
+
+# POST /Groups naming an existing org-level group: "link" to it (201, existing id, members
+# kept) or "reject" with 409 as RFC 7644 does.
+group_conflict = "link"
+
+# Licence seats: SCIM-created users get Creator while one is free, then Creator Float.
+creator = {creator}
+creator_float = {creator_float}
+
+# Bearer tokens.
+token_lifetime_days = 182
+token_warn_days = 30
+
+[policies]
+# Regular expressions on group names (whole-name match).
+only_assign = []     # e.g. ["app-.*"]: only these groups take effect
+never_assign = []    # e.g. ["Domain Users"]: these never take effect
+always_assign = []   # e.g. ["Everyone"]: every SCIM-provisioned user joins these groups
+never_remove = []    # e.g. ["Auditors"]: SCIM never removes members from these
+"#
+    )
+}
+
 pub struct Tenant {
     pub id: TenantId,
     pub store: Store,
-    pub settings: TenantSettings,
+    settings: std::sync::RwLock<Arc<TenantSettings>>,
+    settings_path: PathBuf,
     pub keys: crate::auth::keys::KeyState,
 }
 
@@ -169,7 +340,22 @@ impl Tenant {
         let settings = TenantSettings::load(&data.settings_file(id)).map_err(StoreError::Corrupt)?;
         let store = Store::open(&data.database(id))?;
         let keys = crate::auth::keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
-        Ok(Tenant { id: id.clone(), store, settings, keys })
+        Ok(Tenant { id: id.clone(), store, settings: std::sync::RwLock::new(Arc::new(settings)), settings_path: data.settings_file(id), keys })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<TenantSettings> {
+        self.settings.read().map(|s| Arc::clone(&s)).unwrap_or_default()
+    }
+
+    /// Re-reads `tenant.toml`. A broken file is refused and the old settings stay.
+    pub fn reload_settings(&self) -> Result<(), String> {
+        let fresh = TenantSettings::load(&self.settings_path)?;
+        if let Ok(mut s) = self.settings.write() {
+            *s = Arc::new(fresh);
+        }
+        info!(target: "scimd::tenant", "tenant {}: reloaded {}", self.id, self.settings_path.display());
+        Ok(())
     }
 }
 
@@ -206,6 +392,16 @@ impl TenantRegistry {
         Ok(Some(Arc::clone(tenant)))
     }
 
+    /// Reloads every open tenant's settings (SIGHUP).
+    pub fn reload_settings(&self) {
+        let open: Vec<Arc<Tenant>> = self.open.lock().map(|o| o.values().cloned().collect()).unwrap_or_default();
+        for t in open {
+            if let Err(e) = t.reload_settings() {
+                log::error!(target: "scimd::tenant", "tenant {}: keeping the previous settings: {e}", t.id);
+            }
+        }
+    }
+
     /// Closes every open store (writers finish their queues and checkpoint).
     pub fn close_all(&self) {
         if let Ok(mut open) = self.open.lock() {
@@ -228,5 +424,22 @@ mod tests {
         for bad in ["", "-a", "A", "a_b", "a/b", "..", "../x", "a%2fb", "é", &"a".repeat(64)] {
             assert!(TenantId::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn settings_defaults_file_and_policies() {
+        use super::*;
+        let parsed = TenantSettings::parse(&default_settings_text(7, 9)).unwrap();
+        assert_eq!((parsed.creator, parsed.creator_float, parsed.delete_mode), (7, 9, DeleteMode::Soft));
+        assert!(parsed.require_username_is_email);
+        let p = TenantSettings::parse("[policies]\nonly_assign = [\"app-.*\"]\nnever_assign = [\"app-legacy\"]\nnever_remove = [\"Aud.*\"]").unwrap().policies;
+        assert_eq!(p.ignore_reason("app-sales"), None);
+        assert!(p.ignore_reason("sales").unwrap().contains("only_assign"));
+        assert!(p.ignore_reason("app-legacy").unwrap().contains("never_assign"));
+        assert!(p.ignore_reason("xapp-sales").is_some(), "patterns match whole names");
+        assert!(p.never_remove("Auditors") && !p.never_remove("The Auditors"));
+        assert!(TenantSettings::parse("[policies]\nonly_assign = [\"(\"]").is_err());
+        assert!(TenantSettings::parse("delete_mode = \"sometimes\"").is_err());
+        assert!(TenantSettings::parse("bogus = 1").is_err());
     }
 }

@@ -185,6 +185,16 @@ fn admin_principal(tenant_id: &str, account: users::AccountRecord) -> Result<Pri
             account.user_name
         )));
     }
+    if account.license != "creator" {
+        let held = match account.license.as_str() {
+            "creator_float" => "a Creator Float licence",
+            _ => "no licence",
+        };
+        return Err(AuthError::Forbidden(format!(
+            "account {} holds {held}; this API needs an org admin with a named Creator licence (scimd user set-license)",
+            account.user_name
+        )));
+    }
     Ok(Principal { user_id: account.id, user_name: account.user_name })
 }
 

@@ -122,7 +122,7 @@ pub struct IssuedToken {
 /// Issues a token for an account, revoking its current one if `revoke_existing`.
 pub async fn issue(tenant: &Tenant, user_id: &str, revoke_existing: bool, now: UtcMillis) -> Result<IssuedToken, TokenError> {
     let key = tenant.keys.current().ok_or(TokenError::NoKey)?;
-    let expires = UtcMillis(now.0 + i64::from(tenant.settings.token_lifetime_days) * DAY_MS);
+    let expires = UtcMillis(now.0 + i64::from(tenant.settings().token_lifetime_days) * DAY_MS);
     let claims = Claims {
         ten: tenant.id.to_string(),
         sub: user_id.to_string(),
@@ -197,7 +197,7 @@ pub fn days_left(expires_at: &str, now: UtcMillis) -> i64 {
 
 /// Live tokens within the tenant's warning window, as human-readable reasons.
 pub async fn expiring(tenant: &Tenant, now: UtcMillis) -> Result<Vec<(tokens::TokenRecord, i64)>, TokenError> {
-    let warn = i64::from(tenant.settings.token_warn_days);
+    let warn = i64::from(tenant.settings().token_warn_days);
     Ok(live(tenant, now).await?.into_iter().map(|t| {
         let d = days_left(&t.expires_at, now);
         (t, d)

@@ -127,7 +127,7 @@ async fn run_one(ctx: &Ctx, op: &BulkOp) -> Result<(StatusCode, Option<String>, 
     match handlers::execute(ctx, kind, &method, id.as_deref(), op.data.as_ref(), if_match).await? {
         Done::Resource(status, res) => Ok((status, Some(location(&res.id)), Some(res.etag()))),
         Done::GroupPatched(id) => {
-            let res = groups::get(&ctx.tenant.store, &id, false).await?;
+            let res = groups::get(&ctx.tenant, &id, false).await?;
             Ok((StatusCode::OK, Some(location(&id)), Some(res.etag())))
         }
         Done::Deleted => Ok((StatusCode::NO_CONTENT, id.as_deref().map(location), None)),

@@ -23,7 +23,7 @@ pub enum Done {
 /// Runs one write operation. `id` is `None` only for POST.
 pub async fn execute(ctx: &Ctx, kind: ResourceKind, method: &hyper::Method, id: Option<&str>, body: Option<&Value>, if_match: Option<IfMatch>) -> Result<Done, ApiError> {
     use hyper::Method;
-    let store = &ctx.tenant.store;
+    let store: &crate::tenant::Tenant = &ctx.tenant;
     let who = &ctx.principal;
     let now = || ctx.now.to_rfc3339();
     let body_or_empty = || body.ok_or_else(|| ApiError::BadJson("this operation needs a body".into()));
@@ -79,8 +79,8 @@ fn wants_computed(kind: ResourceKind, proj: &Projection) -> bool {
 pub async fn load(ctx: &Ctx, kind: ResourceKind, id: &str, proj: &Projection) -> Result<StoredResource, ApiError> {
     let with = wants_computed(kind, proj);
     Ok(match kind {
-        ResourceKind::User => users::get(&ctx.tenant.store, id, with).await?,
-        ResourceKind::Group => groups::get(&ctx.tenant.store, id, with).await?,
+        ResourceKind::User => users::get(&ctx.tenant, id, with).await?,
+        ResourceKind::Group => groups::get(&ctx.tenant, id, with).await?,
     })
 }
 

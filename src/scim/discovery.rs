@@ -130,6 +130,7 @@ pub fn schemas(base_url: &str) -> Vec<Value> {
         schema_doc(USER_SCHEMA, "User", "User Account", USER_ATTRS, base_url),
         schema_doc(GROUP_SCHEMA, "Group", "Group", GROUP_ATTRS, base_url),
         schema_doc(ENTERPRISE_SCHEMA, "EnterpriseUser", "Enterprise User", ENTERPRISE_ATTRS, base_url),
+        schema_doc(SCIMD_SCHEMA, "ScimdUser", "scimd licence and origin (read-only)", SCIMD_ATTRS, base_url),
     ]
 }
 

@@ -1,5 +1,7 @@
 //! Group service functions. Membership changes are computed as explicit add/remove
-//! lists and applied row by row, never as a rewrite of the member list.
+//! lists and applied row by row, never as a rewrite of the member list, under the
+//! tenant's rules: linking on a name match, IdP-only replacement, local users left alone,
+//! inactive Basic-auth members leaving, and the group policies.
 
 use std::collections::HashSet;
 
@@ -10,7 +12,9 @@ use super::resource::{self, Attrs, StoredResource};
 use super::schema::{self, ResourceKind};
 use super::{IfMatch, Principal, ScimError};
 use crate::store::events::{self, Action};
-use crate::store::{groups, Store, StoreResult};
+use crate::store::groups::{self, GroupState};
+use crate::store::{StoreError, StoreResult};
+use crate::tenant::{GroupConflict, Tenant, TenantSettings};
 
 const KIND: ResourceKind = ResourceKind::Group;
 
@@ -21,6 +25,12 @@ struct MemberChanges {
     add: Vec<String>,
     remove: Vec<String>,
     remove_all: bool,
+}
+
+impl MemberChanges {
+    fn is_empty(&self) -> bool {
+        self.replace_all.is_none() && self.add.is_empty() && self.remove.is_empty() && !self.remove_all
+    }
 }
 
 fn is_members(attr: &str) -> bool {
@@ -35,84 +45,197 @@ fn take_members(doc: &mut Attrs, body: &Value) -> Result<Vec<String>, ScimError>
     patch::member_ids(raw)
 }
 
-fn apply_members(conn: &rusqlite::Connection, group_pk: i64, group_id: &str, changes: &MemberChanges, actor: &str, now: &str) -> StoreResult<bool> {
-    let mut changed = false;
-    let mut record = |action: Action, member: &str| -> StoreResult<()> {
-        changed = true;
-        let detail = json!({"group": group_id, "member": member});
-        events::record(conn, now, actor, action, "Membership", &format!("{group_id}:{member}"), &detail)
-    };
-    let mut to_add: Vec<&String> = changes.add.iter().collect();
-    let mut to_remove: Vec<String> = changes.remove.clone();
-    if changes.remove_all || changes.replace_all.is_some() {
-        let current = groups::member_ids(conn, group_pk)?;
-        let wanted: HashSet<&String> = changes.replace_all.iter().flatten().collect();
-        to_remove.extend(current.iter().filter(|id| !wanted.contains(id)).cloned());
-        if let Some(all) = &changes.replace_all {
-            to_add.extend(all.iter());
-        }
+/// One write's context for membership rules.
+struct Sync<'a> {
+    conn: &'a rusqlite::Connection,
+    group: &'a GroupState,
+    settings: &'a TenantSettings,
+    actor: &'a str,
+    now: &'a str,
+}
+
+impl Sync<'_> {
+    fn event(&self, action: Action, member: &str, detail: Value) -> StoreResult<()> {
+        let id = format!("{}:{member}", self.group.id);
+        events::record(self.conn, self.now, self.actor, action, "Membership", &id, &detail)
     }
-    for id in to_remove {
-        // Removing a member that is not there (or not a user) changes nothing.
-        if let Ok(user_pk) = groups::member_pk(conn, &id) {
-            if groups::remove_member(conn, group_pk, user_pk)? {
-                record(Action::Delete, &id)?;
+
+    /// Applies member changes; returns whether anything changed.
+    fn apply(&self, changes: &MemberChanges) -> StoreResult<bool> {
+        let (group_pk, name) = (self.group.pk, self.group.display_name.as_str());
+        if self.group.ignored && !changes.is_empty() {
+            // The group does not take effect: keep it, apply nothing, say so.
+            let reason = self.settings.policies.ignore_reason(name).unwrap_or_else(|| "ignored by policy".into());
+            let skipped = json!({"add": changes.add, "remove": changes.remove, "replace": changes.replace_all, "remove_all": changes.remove_all});
+            events::record(self.conn, self.now, self.actor, Action::Ignore, "Group", &self.group.id, &json!({"reason": reason, "skipped": skipped}))?;
+            return Ok(false);
+        }
+        let mut changed = false;
+        let mut to_add: Vec<&String> = changes.add.iter().collect();
+        let mut to_remove: Vec<String> = changes.remove.clone();
+        if changes.remove_all || changes.replace_all.is_some() {
+            // Replacing the list replaces only what the IdP added; local memberships stay.
+            let current = groups::idp_member_ids(self.conn, group_pk)?;
+            let wanted: HashSet<&String> = changes.replace_all.iter().flatten().collect();
+            to_remove.extend(current.iter().filter(|id| !wanted.contains(id)).cloned());
+            if let Some(all) = &changes.replace_all {
+                to_add.extend(all.iter());
+            }
+        }
+        let protected = self.settings.policies.never_remove(name);
+        for id in to_remove {
+            // Removing a member that is not there (or not a user) changes nothing.
+            let Ok((user_pk, managed_by)) = groups::member_pk(self.conn, &id) else { continue };
+            if protected || managed_by == "local" {
+                let reason = if protected { "never_remove policy" } else { "local user not managed by the IdP" };
+                self.event(Action::Ignore, &id, json!({"skipped": "remove", "reason": reason, "group": name}))?;
+                continue;
+            }
+            if groups::remove_member(self.conn, group_pk, user_pk)? {
+                changed = true;
+                self.event(Action::Delete, &id, json!({"group": self.group.id, "member": id}))?;
+            }
+        }
+        for id in to_add {
+            let (user_pk, managed_by) = groups::member_pk(self.conn, id)?;
+            if managed_by == "local" {
+                self.event(Action::Ignore, id, json!({"skipped": "add", "reason": "local user not managed by the IdP", "group": name}))?;
+                continue;
+            }
+            if groups::add_member(self.conn, group_pk, user_pk, "idp")? {
+                changed = true;
+                self.event(Action::Create, id, json!({"group": self.group.id, "member": id}))?;
+            }
+        }
+        // Inactive Basic-auth members leave an IdP-managed group at its next sync.
+        for (user_pk, id) in groups::inactive_basic_members(self.conn, group_pk)? {
+            if groups::remove_member(self.conn, group_pk, user_pk)? {
+                changed = true;
+                self.event(Action::Delete, &id, json!({"group": self.group.id, "member": id, "reason": "inactive Basic-auth user"}))?;
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// Re-evaluates the policies for a group's (new) name and records a change of effect.
+fn refresh_policy(conn: &rusqlite::Connection, group: &mut GroupState, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
+    let reason = settings.policies.ignore_reason(&group.display_name);
+    if reason.is_some() != group.ignored {
+        group.ignored = reason.is_some();
+        groups::set_flags(conn, group.pk, &group.managed_by, group.ignored)?;
+        let detail = json!({"ignored": group.ignored, "reason": reason, "group": group.display_name});
+        events::record(conn, now, actor, Action::Ignore, "Group", &group.id, &detail)?;
+    }
+    Ok(())
+}
+
+/// `always_assign`: adds a SCIM-provisioned user to the named org-level groups.
+pub fn always_assign(conn: &rusqlite::Connection, user_id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
+    for name in &settings.policies.always_assign {
+        match groups::state_by_name(conn, name)? {
+            Some(group) if group.scope == "org" && !group.ignored => {
+                let (user_pk, _) = groups::member_pk(conn, user_id)?;
+                if groups::add_member(conn, group.pk, user_pk, "idp")? {
+                    let detail = json!({"group": group.id, "member": user_id, "reason": "always_assign policy"});
+                    events::record(conn, now, actor, Action::Create, "Membership", &format!("{}:{user_id}", group.id), &detail)?;
+                }
+            }
+            _ => {
+                let detail = json!({"reason": format!("always_assign group {name:?} does not exist or does not take effect"), "member": user_id});
+                events::record(conn, now, actor, Action::Ignore, "Membership", user_id, &detail)?;
             }
         }
     }
-    for id in to_add {
-        let user_pk = groups::member_pk(conn, id)?;
-        if groups::add_member(conn, group_pk, user_pk)? {
-            record(Action::Create, id)?;
-        }
-    }
-    Ok(changed)
+    Ok(())
 }
 
-pub async fn create(store: &Store, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
+/// POST /Groups. A name matching an existing org-level group links to it (unless the
+/// tenant rejects conflicts): the IdP manages it from now on and it keeps its members.
+pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
+    let settings = tenant.settings();
     let mut doc = resource::decode(KIND, body)?;
     let members = take_members(&mut doc, body)?;
     let actor = who.user_name.clone();
-    Ok(store
+    Ok(tenant
+        .store
         .write(move |conn| {
-            let (pk, id) = groups::insert(conn, &doc, &now)?;
-            events::record(conn, &now, &actor, Action::Create, "Group", &id, &json!({"displayName": doc.get("displayName")}))?;
+            let name = doc.get("displayName").and_then(Value::as_str).unwrap_or_default().to_string();
+            let mut group = match groups::state_by_name(conn, &name)? {
+                Some(existing) if existing.scope != "org" || settings.group_conflict == GroupConflict::Reject => {
+                    return Err(StoreError::Conflict("a group with this displayName already exists".into()));
+                }
+                Some(mut existing) => {
+                    let old = groups::get(conn, &existing.id, false)?;
+                    let mut linked = old.attrs.clone();
+                    if let Some(ext) = doc.get("externalId") {
+                        linked.insert("externalId".into(), ext.clone());
+                    }
+                    groups::update(conn, existing.pk, &linked, &now)?;
+                    existing.managed_by = "idp".into();
+                    groups::set_flags(conn, existing.pk, "idp", existing.ignored)?;
+                    events::record(conn, &now, &actor, Action::Link, "Group", &existing.id, &json!({"displayName": name, "before": old.attrs, "after": linked}))?;
+                    existing
+                }
+                None => {
+                    let ignored = settings.policies.ignore_reason(&name);
+                    let (pk, id) = groups::insert(conn, &doc, "org", "idp", ignored.is_some(), &now)?;
+                    events::record(conn, &now, &actor, Action::Create, "Group", &id, &json!({"after": doc}))?;
+                    if let Some(reason) = ignored {
+                        events::record(conn, &now, &actor, Action::Ignore, "Group", &id, &json!({"ignored": true, "reason": reason, "group": name}))?;
+                    }
+                    GroupState { pk, id, display_name: name.clone(), scope: "org".into(), managed_by: "idp".into(), ignored: false }
+                }
+            };
+            refresh_policy(conn, &mut group, &settings, &actor, &now)?;
             let changes = MemberChanges { add: members, ..Default::default() };
-            apply_members(conn, pk, &id, &changes, &actor, &now)?;
-            groups::get(conn, &id, true)
+            Sync { conn, group: &group, settings: &settings, actor: &actor, now: &now }.apply(&changes)?;
+            groups::get(conn, &group.id, true)
         })
         .await?)
 }
 
-pub async fn get(store: &Store, id: &str, with_members: bool) -> Result<StoredResource, ScimError> {
+pub async fn get(tenant: &Tenant, id: &str, with_members: bool) -> Result<StoredResource, ScimError> {
     let id = id.to_string();
-    Ok(store.read(move |conn| groups::get(conn, &id, with_members)).await?)
+    Ok(tenant.store.read(move |conn| groups::get(conn, &id, with_members)).await?)
 }
 
-pub async fn replace(store: &Store, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
+/// Writes a group's new attributes and members: the shared tail of PUT and PATCH.
+#[allow(clippy::too_many_arguments)]
+fn write_group(conn: &rusqlite::Connection, id: &str, old: &Attrs, doc: &Attrs, changes: &MemberChanges, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
+    let mut group = groups::state(conn, id)?;
+    if doc != old {
+        groups::update(conn, group.pk, doc, now)?;
+        group.display_name = doc.get("displayName").and_then(Value::as_str).unwrap_or_default().to_string();
+        let changed: Vec<&str> = ["displayName", "externalId"].into_iter().filter(|k| old.get(*k) != doc.get(*k)).collect();
+        let before: serde_json::Map<String, Value> = changed.iter().map(|k| (k.to_string(), old.get(*k).cloned().unwrap_or(Value::Null))).collect();
+        let after: serde_json::Map<String, Value> = changed.iter().map(|k| (k.to_string(), doc.get(*k).cloned().unwrap_or(Value::Null))).collect();
+        events::record(conn, now, actor, Action::Update, "Group", id, &json!({"before": before, "after": after}))?;
+        refresh_policy(conn, &mut group, settings, actor, now)?;
+    }
+    let members_changed = Sync { conn, group: &group, settings, actor, now }.apply(changes)?;
+    if members_changed && doc == old {
+        // The version and lastModified move with the membership.
+        groups::update(conn, group.pk, doc, now)?;
+    }
+    Ok(())
+}
+
+pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
+    let settings = tenant.settings();
     let mut doc = resource::decode(KIND, body)?;
     let members = take_members(&mut doc, body)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
-    Ok(store
+    Ok(tenant
+        .store
         .write(move |conn| {
-            let pk = groups::pk_of(conn, &id)?;
             let old = groups::get(conn, &id, false)?;
             IfMatch::check(if_match.as_ref(), &old)?;
-            groups::update(conn, pk, &doc, &now)?;
             let changes = MemberChanges { replace_all: Some(members), ..Default::default() };
-            apply_members(conn, pk, &id, &changes, &actor, &now)?;
-            record_update(conn, &id, &old.attrs, &doc, &actor, &now)?;
+            write_group(conn, &id, &old.attrs, &doc, &changes, &settings, &actor, &now)?;
             groups::get(conn, &id, true)
         })
         .await?)
-}
-
-fn record_update(conn: &rusqlite::Connection, id: &str, old: &Attrs, new: &Attrs, actor: &str, now: &str) -> StoreResult<()> {
-    let changed: Vec<&str> = ["displayName", "externalId"].into_iter().filter(|k| old.get(*k) != new.get(*k)).collect();
-    if changed.is_empty() {
-        return Ok(());
-    }
-    events::record(conn, now, actor, Action::Update, "Group", id, &json!({"changed": changed}))
 }
 
 /// Sorts PATCH operations into member changes and document operations.
@@ -152,12 +275,13 @@ fn split_ops(ops: Vec<patch::PatchOperation>) -> Result<(MemberChanges, Vec<patc
 }
 
 /// Applies a PATCH. Returns nothing: the response is 204 and the member list is never loaded.
-pub async fn patch(store: &Store, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
+pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
+    let settings = tenant.settings();
     let (members, ops) = split_ops(patch::parse(body)?)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
-    store
+    tenant
+        .store
         .write(move |conn| {
-            let pk = groups::pk_of(conn, &id)?;
             let old = groups::get(conn, &id, false)?;
             IfMatch::check(if_match.as_ref(), &old)?;
             let mut doc = old.attrs.clone();
@@ -169,24 +293,21 @@ pub async fn patch(store: &Store, who: &Principal, id: &str, body: &Value, if_ma
             if let Err(e) = resource::check_required(KIND, &doc) {
                 return Ok(Err(e));
             }
-            let members_changed = apply_members(conn, pk, &id, &members, &actor, &now)?;
-            if members_changed || doc != old.attrs {
-                groups::update(conn, pk, &doc, &now)?;
-                record_update(conn, &id, &old.attrs, &doc, &actor, &now)?;
-            }
+            write_group(conn, &id, &old.attrs, &doc, &members, &settings, &actor, &now)?;
             Ok(Ok(()))
         })
         .await?
 }
 
-pub async fn delete(store: &Store, who: &Principal, id: &str, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
+pub async fn delete(tenant: &Tenant, who: &Principal, id: &str, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
     let (id, actor) = (id.to_string(), who.user_name.clone());
-    store
+    tenant
+        .store
         .write(move |conn| {
-            let old = groups::get(conn, &id, false)?;
+            let old = groups::get(conn, &id, true)?;
             IfMatch::check(if_match.as_ref(), &old)?;
             groups::delete(conn, &id)?;
-            events::record(conn, &now, &actor, Action::Delete, "Group", &id, &json!({"displayName": old.attrs.get("displayName")}))
+            events::record(conn, &now, &actor, Action::Delete, "Group", &id, &json!({"before": old.attrs}))
         })
         .await?;
     Ok(())

@@ -9,6 +9,8 @@
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// scimd's own, read-only user attributes: licence and origin.
+pub const SCIMD_SCHEMA: &str = "urn:scimd:params:scim:schemas:extension:2.0:User";
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -232,6 +234,18 @@ pub static ENTERPRISE_ATTRS: &[AttrDef] = &[
     ]),
 ];
 
+pub static SCIMD_ATTRS: &[AttrDef] = &[
+    string("license", "The user's licence: creator, creator_float or none. Set by scimd (seat availability) and the operator.")
+        .mutability(Mutability::ReadOnly)
+        .canonical(&["creator", "creator_float", "none"]),
+    string("authenticationType", "How the user signs in: idp (through the identity provider) or basic (a local password).")
+        .mutability(Mutability::ReadOnly)
+        .canonical(&["idp", "basic"]),
+    string("managedBy", "Who manages the user: idp, or local (made by the operator and not yet adopted by the IdP).")
+        .mutability(Mutability::ReadOnly)
+        .canonical(&["idp", "local"]),
+];
+
 pub static GROUP_ATTRS: &[AttrDef] = &[
     string("displayName", "A human-readable name for the Group.").required().unique(),
     complex("members", "A list of members of the Group.").multi().sub(&[
@@ -287,7 +301,7 @@ impl ResourceKind {
     }
     /// Extension schemas: (urn, attributes, required).
     pub fn extensions(self) -> &'static [(&'static str, &'static [AttrDef])] {
-        static USER_EXTENSIONS: &[(&str, &[AttrDef])] = &[(ENTERPRISE_SCHEMA, ENTERPRISE_ATTRS)];
+        static USER_EXTENSIONS: &[(&str, &[AttrDef])] = &[(ENTERPRISE_SCHEMA, ENTERPRISE_ATTRS), (SCIMD_SCHEMA, SCIMD_ATTRS)];
         match self {
             ResourceKind::User => USER_EXTENSIONS,
             ResourceKind::Group => &[],

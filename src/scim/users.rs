@@ -1,5 +1,6 @@
 //! User service functions: validate, compute the new document, and persist it together
-//! with its activity-log event in one write.
+//! with its activity-log events in one write. The tenant's settings decide soft or hard
+//! delete, whether userName must be the email, and how many licence seats there are.
 
 use serde_json::{json, Value};
 
@@ -7,7 +8,8 @@ use super::resource::{self, Attrs, StoredResource};
 use super::schema::ResourceKind;
 use super::{patch, IfMatch, Principal, ScimError};
 use crate::store::events::{self, Action};
-use crate::store::{users, Store};
+use crate::store::{users, StoreResult};
+use crate::tenant::{DeleteMode, Tenant, TenantSettings};
 
 const KIND: ResourceKind = ResourceKind::User;
 
@@ -19,110 +21,228 @@ fn check_user_name(doc: &Attrs) -> Result<(), ScimError> {
     }
 }
 
+/// The email a userName must equal: the primary one, else the work one, else the first.
+fn chosen_email(doc: &Attrs) -> Option<&str> {
+    let emails = doc.get("emails")?.as_array()?;
+    emails
+        .iter()
+        .find(|e| e.get("primary") == Some(&Value::Bool(true)))
+        .or_else(|| emails.iter().find(|e| e.get("type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("work"))))
+        .or_else(|| emails.first())
+        .and_then(|e| e.get("value"))
+        .and_then(Value::as_str)
+}
+
+/// `require_username_is_email`: refuse, naming both values, when they differ.
+fn check_rules(doc: &Attrs, settings: &TenantSettings) -> Result<(), ScimError> {
+    check_user_name(doc)?;
+    if !settings.require_username_is_email {
+        return Ok(());
+    }
+    let user_name = doc.get("userName").and_then(Value::as_str).unwrap_or_default();
+    match chosen_email(doc) {
+        None => Err(ScimError::invalid_value(format!("userName '{user_name}' must equal the user's email, but the user has no email"))),
+        Some(email) if !email.eq_ignore_ascii_case(user_name) => {
+            Err(ScimError::invalid_value(format!("userName '{user_name}' must equal the user's email '{email}'")))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 fn is_active(doc: &Attrs) -> bool {
     doc.get("active").and_then(Value::as_bool).unwrap_or(true)
 }
 
-/// The action and detail for an update: which attributes changed, and whether it was a
-/// (de)activation.
-fn update_event(old: &Attrs, new: &Attrs) -> (Action, Value) {
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).filter(|k| *k != "groups").collect();
+/// Before/after values of what changed (never a password: it is not stored).
+fn diff(old: &Attrs, new: &Attrs) -> Value {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).filter(|k| *k != "groups" && *k != super::schema::SCIMD_SCHEMA).collect();
     keys.sort();
     keys.dedup();
-    let changed: Vec<&String> = keys.into_iter().filter(|k| old.get(*k) != new.get(*k)).collect();
-    let action = match (is_active(old), is_active(new)) {
-        (true, false) => Action::Deactivate,
-        (false, true) => Action::Reactivate,
+    let mut before = serde_json::Map::new();
+    let mut after = serde_json::Map::new();
+    for k in keys.into_iter().filter(|k| old.get(*k) != new.get(*k)) {
+        before.insert(k.clone(), old.get(k).cloned().unwrap_or(Value::Null));
+        after.insert(k.clone(), new.get(k).cloned().unwrap_or(Value::Null));
+    }
+    json!({"before": before, "after": after})
+}
+
+/// Gives a user the first free seat (Creator, then Creator Float, else none, with a
+/// warning event) and records the change.
+fn assign_seat(conn: &rusqlite::Connection, id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<String> {
+    let (current, ..) = users::origin_of(conn, id)?;
+    let license = if users::seats_used(conn, "creator", id)? < u64::from(settings.creator) {
+        "creator"
+    } else if users::seats_used(conn, "creator_float", id)? < u64::from(settings.creator_float) {
+        "creator_float"
+    } else {
+        "none"
+    };
+    if license != current {
+        users::set_license(conn, id, license, now)?;
+        events::record(conn, now, actor, Action::License, "User", id, &json!({"before": current, "after": license}))?;
+    }
+    if license == "none" {
+        log::warn!(target: "scimd::scim", "user {id} created without a licence: no Creator or Creator Float seat is free");
+        events::record(conn, now, actor, Action::License, "User", id, &json!({"warning": "no Creator or Creator Float seat is free"}))?;
+    }
+    Ok(license.to_string())
+}
+
+/// Frees the seat of a user that is no longer active.
+fn free_seat(conn: &rusqlite::Connection, id: &str, actor: &str, now: &str) -> StoreResult<()> {
+    let (current, ..) = users::origin_of(conn, id)?;
+    if current != "none" {
+        users::set_license(conn, id, "none", now)?;
+        events::record(conn, now, actor, Action::License, "User", id, &json!({"before": current, "after": "none"}))?;
+    }
+    Ok(())
+}
+
+/// Replaces the user with `new_doc` and records what changed: the shared tail of PUT,
+/// PATCH, restore and adoption. Activation changes move the licence seat.
+fn replace_in_tx(conn: &rusqlite::Connection, id: &str, old: &Attrs, new_doc: &Attrs, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<StoredResource> {
+    users::replace(conn, id, new_doc, now)?;
+    let (_, _, _, managed_by) = users::origin_of(conn, id)?;
+    if managed_by == "local" {
+        // A SCIM write to a local user adopts it: the IdP manages it from now on.
+        users::set_managed_by(conn, id, "idp")?;
+        events::record(conn, now, actor, Action::Adopt, "User", id, &json!({"before": "local", "after": "idp"}))?;
+    }
+    let action = match (is_active(old), is_active(new_doc)) {
+        (true, false) => {
+            free_seat(conn, id, actor, now)?;
+            Action::Deactivate
+        }
+        (false, true) => {
+            assign_seat(conn, id, settings, actor, now)?;
+            Action::Reactivate
+        }
         _ => Action::Update,
     };
-    (action, json!({ "changed": changed }))
+    let res = users::get(conn, id, true)?;
+    events::record(conn, now, actor, action, "User", id, &diff(old, &res.attrs))?;
+    Ok(res)
 }
 
-pub async fn create(store: &Store, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
+/// POST /Users. A soft-deleted user of the same userName is restored (same id); a local
+/// user of the same userName is adopted; otherwise a new user gets a seat.
+pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
+    let settings = tenant.settings();
     let doc = resource::decode(KIND, body)?;
-    check_user_name(&doc)?;
+    check_rules(&doc, &settings)?;
     let actor = who.user_name.clone();
-    let res = store
+    let res = tenant
+        .store
         .write(move |conn| {
-            let res = users::insert(conn, &doc, None, &now)?;
-            let detail = json!({"userName": doc.get("userName")});
-            events::record(conn, &now, &actor, Action::Create, "User", &res.id, &detail)?;
-            Ok(res)
+            let name = doc.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
+            let mut doc = doc;
+            doc.entry("active").or_insert(Value::Bool(true));
+            match users::find_by_user_name(conn, &name)? {
+                Some((id, true, _)) => {
+                    // Restore: same id, history kept, attributes from this POST.
+                    users::undelete(conn, &id)?;
+                    let old = users::get(conn, &id, false)?;
+                    events::record(conn, &now, &actor, Action::Restore, "User", &id, &json!({"userName": name}))?;
+                    let mut res = replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)?;
+                    if is_active(&doc) {
+                        assign_seat(conn, &id, &settings, &actor, &now)?;
+                        res = users::get(conn, &id, true)?;
+                    }
+                    Ok(res)
+                }
+                Some((id, false, managed_by)) if managed_by == "local" => {
+                    let old = users::get(conn, &id, false)?;
+                    replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)
+                }
+                Some(_) => Err(crate::store::StoreError::Conflict("a user with this userName already exists".into())),
+                None => {
+                    let res = users::insert(conn, &doc, &users::UserOrigin::idp("none"), &now)?;
+                    events::record(conn, &now, &actor, Action::Create, "User", &res.id, &json!({"after": res.attrs}))?;
+                    if is_active(&doc) {
+                        assign_seat(conn, &res.id, &settings, &actor, &now)?;
+                    }
+                    super::groups::always_assign(conn, &res.id, &settings, &actor, &now)?;
+                    users::get(conn, &res.id, true)
+                }
+            }
         })
         .await?;
-    log::info!(target: "scimd::scim", "created user {}", res.id);
+    log::info!(target: "scimd::scim", "tenant {}: created user {}", tenant.id, res.id);
     Ok(res)
 }
 
-pub async fn get(store: &Store, id: &str, with_groups: bool) -> Result<StoredResource, ScimError> {
+pub async fn get(tenant: &Tenant, id: &str, with_groups: bool) -> Result<StoredResource, ScimError> {
     let id = id.to_string();
-    Ok(store.read(move |conn| users::get(conn, &id, with_groups)).await?)
+    Ok(tenant.store.read(move |conn| users::get(conn, &id, with_groups)).await?)
 }
 
-/// Replaces the user with `new_doc`, recording the event; shared by PUT and PATCH.
-fn replace_in_tx(
-    conn: &rusqlite::Connection,
-    id: &str,
-    old: &Attrs,
-    new_doc: &Attrs,
-    actor: &str,
-    now: &str,
-) -> crate::store::StoreResult<StoredResource> {
-    let res = users::replace(conn, id, new_doc, now)?;
-    let (action, detail) = update_event(old, &res.attrs);
-    events::record(conn, now, actor, action, "User", id, &detail)?;
-    Ok(res)
-}
-
-pub async fn replace(store: &Store, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
+pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
+    let settings = tenant.settings();
     let doc = resource::decode(KIND, body)?;
-    check_user_name(&doc)?;
+    check_rules(&doc, &settings)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
-    Ok(store
+    Ok(tenant
+        .store
         .write(move |conn| {
             let old = users::get(conn, &id, false)?;
             IfMatch::check(if_match.as_ref(), &old)?;
-            replace_in_tx(conn, &id, &old.attrs, &doc, &actor, &now)
+            replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)
         })
         .await?)
 }
 
-pub async fn patch(store: &Store, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
+pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
+    let settings = tenant.settings();
     let ops = patch::parse(body)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     // Read, apply and write in the writer's transaction: concurrent PATCHes of one user
     // cannot interleave, and a failing operation leaves nothing behind.
-    let outcome = store
+    tenant
+        .store
         .write(move |conn| {
             let old = users::get(conn, &id, false)?;
             IfMatch::check(if_match.as_ref(), &old)?;
             let mut doc = old.attrs.clone();
+            // The read-only scimd extension is not the client's to send back.
+            doc.remove(super::schema::SCIMD_SCHEMA);
             for op in &ops {
                 if let Err(e) = patch::apply(KIND, &mut doc, op) {
                     return Ok(Err(e));
                 }
             }
-            if let Err(e) = resource::check_required(KIND, &doc).and_then(|_| check_user_name(&doc)) {
+            if let Err(e) = resource::check_required(KIND, &doc).and_then(|_| check_rules(&doc, &settings)) {
                 return Ok(Err(e));
             }
-            if doc == old.attrs {
+            let mut unchanged = old.attrs.clone();
+            unchanged.remove(super::schema::SCIMD_SCHEMA);
+            if doc == unchanged {
                 return Ok(Ok(users::get(conn, &id, true)?));
             }
-            Ok(Ok(replace_in_tx(conn, &id, &old.attrs, &doc, &actor, &now)?))
+            Ok(Ok(replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)?))
         })
-        .await?;
-    outcome
+        .await?
 }
 
-pub async fn delete(store: &Store, who: &Principal, id: &str, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
+/// DELETE /Users/{id}: soft (deactivate and hide) or hard, as the tenant says. The event
+/// keeps what was deleted either way.
+pub async fn delete(tenant: &Tenant, who: &Principal, id: &str, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
+    let mode = tenant.settings().delete_mode;
     let (id, actor) = (id.to_string(), who.user_name.clone());
-    store
+    tenant
+        .store
         .write(move |conn| {
-            let old = users::get(conn, &id, false)?;
+            let old = users::get(conn, &id, true)?;
             IfMatch::check(if_match.as_ref(), &old)?;
-            users::delete(conn, &id)?;
-            let detail = json!({"userName": old.attrs.get("userName")});
-            events::record(conn, &now, &actor, Action::Delete, "User", &id, &detail)
+            match mode {
+                DeleteMode::Soft => {
+                    free_seat(conn, &id, &actor, &now)?;
+                    users::soft_delete(conn, &id, &now)?;
+                }
+                DeleteMode::Hard => users::delete(conn, &id)?,
+            }
+            let mode_name = if mode == DeleteMode::Soft { "soft" } else { "hard" };
+            events::record(conn, &now, &actor, Action::Delete, "User", &id, &json!({"mode": mode_name, "before": old.attrs}))
         })
         .await?;
     Ok(())

@@ -12,6 +12,16 @@ pub enum Action {
     Deactivate,
     Reactivate,
     Delete,
+    /// A soft-deleted user brought back by a POST of its userName.
+    Restore,
+    /// A local user (or existing group) taken over by the IdP.
+    Adopt,
+    /// A group POST linked to an existing org-level group.
+    Link,
+    /// A licence change (or a warning that none was free).
+    License,
+    /// A change a policy kept from taking effect.
+    Ignore,
 }
 
 impl Action {
@@ -22,6 +32,11 @@ impl Action {
             Action::Deactivate => "deactivate",
             Action::Reactivate => "reactivate",
             Action::Delete => "delete",
+            Action::Restore => "restore",
+            Action::Adopt => "adopt",
+            Action::Link => "link",
+            Action::License => "license",
+            Action::Ignore => "ignore",
         }
     }
 }

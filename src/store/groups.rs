@@ -20,14 +20,60 @@ fn text(doc: &Attrs, key: &str) -> Option<String> {
     doc.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-pub fn insert(conn: &Connection, doc: &Attrs, now: &str) -> StoreResult<(i64, String)> {
+pub fn insert(conn: &Connection, doc: &Attrs, scope: &str, managed_by: &str, ignored: bool, now: &str) -> StoreResult<(i64, String)> {
     let id = new_resource_id();
     conn.prepare_cached(
-        "INSERT INTO groups (id, display_name, external_id, created, last_modified, version) VALUES (?, ?, ?, ?, ?, 1)",
+        "INSERT INTO groups (id, display_name, external_id, created, last_modified, version, scope, managed_by, ignored)
+         VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
     )?
-    .execute(params![id, text(doc, "displayName"), text(doc, "externalId"), now, now])
+    .execute(params![id, text(doc, "displayName"), text(doc, "externalId"), now, now, scope, managed_by, ignored])
     .map_err(conflict_or)?;
     Ok((conn.last_insert_rowid(), id))
+}
+
+/// What SCIM's rules need to know of a group beyond its attributes.
+#[derive(Clone, Debug)]
+pub struct GroupState {
+    pub pk: i64,
+    pub id: String,
+    pub display_name: String,
+    pub scope: String,
+    pub managed_by: String,
+    pub ignored: bool,
+}
+
+fn state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupState> {
+    Ok(GroupState { pk: r.get(0)?, id: r.get(1)?, display_name: r.get(2)?, scope: r.get(3)?, managed_by: r.get(4)?, ignored: r.get(5)? })
+}
+
+const STATE: &str = "SELECT pk, id, display_name, scope, managed_by, ignored FROM groups";
+
+/// A group by name, whatever its scope (names are unique case-insensitively).
+pub fn state_by_name(conn: &Connection, name: &str) -> StoreResult<Option<GroupState>> {
+    Ok(conn.prepare_cached(&format!("{STATE} WHERE display_name = ?"))?.query_row([name], state_row).optional()?)
+}
+
+/// An org-level group by id (project groups do not exist for SCIM).
+pub fn state(conn: &Connection, id: &str) -> StoreResult<GroupState> {
+    conn.prepare_cached(&format!("{STATE} WHERE id = ? AND scope = 'org'"))?
+        .query_row([id], state_row)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("group {id} not found")))
+}
+
+pub fn set_flags(conn: &Connection, pk: i64, managed_by: &str, ignored: bool) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE groups SET managed_by = ?, ignored = ? WHERE pk = ?")?.execute(params![managed_by, ignored, pk])?;
+    Ok(())
+}
+
+/// Members that are inactive Basic-auth users (they leave IdP-managed groups on sync).
+pub fn inactive_basic_members(conn: &Connection, group_pk: i64) -> StoreResult<Vec<(i64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.pk, u.id FROM memberships m JOIN users u ON u.pk = m.user_pk
+         WHERE m.group_pk = ? AND u.auth_type = 'basic' AND u.active = 0",
+    )?;
+    let rows = stmt.query_map([group_pk], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    Ok(rows)
 }
 
 /// Updates displayName and externalId and bumps the version (also used when only the
@@ -42,7 +88,7 @@ pub fn update(conn: &Connection, pk: i64, doc: &Attrs, now: &str) -> StoreResult
 }
 
 pub fn delete(conn: &Connection, id: &str) -> StoreResult<()> {
-    let n = conn.prepare_cached("DELETE FROM groups WHERE id = ?")?.execute([id])?;
+    let n = conn.prepare_cached("DELETE FROM groups WHERE id = ? AND scope = 'org'")?.execute([id])?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("group {id} not found")));
     }
@@ -50,7 +96,7 @@ pub fn delete(conn: &Connection, id: &str) -> StoreResult<()> {
 }
 
 pub fn pk_of(conn: &Connection, id: &str) -> StoreResult<i64> {
-    conn.prepare_cached("SELECT pk FROM groups WHERE id = ?")?
+    conn.prepare_cached("SELECT pk FROM groups WHERE id = ? AND scope = 'org'")?
         .query_row([id], |r| r.get(0))
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("group {id} not found")))
@@ -72,7 +118,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, StoredResource)> {
 
 fn load_members(conn: &Connection, pk: i64, res: &mut StoredResource) -> StoreResult<()> {
     let mut stmt = conn.prepare_cached(
-        "SELECT u.id FROM memberships m JOIN users u ON u.pk = m.user_pk WHERE m.group_pk = ? ORDER BY u.pk",
+        "SELECT u.id FROM memberships m JOIN users u ON u.pk = m.user_pk WHERE m.group_pk = ? AND u.deleted_at IS NULL ORDER BY u.pk",
     )?;
     let members: Vec<Value> = stmt
         .query_map([pk], |r| Ok(serde_json::json!({"value": r.get::<_, String>(0)?})))?
@@ -86,7 +132,7 @@ fn load_members(conn: &Connection, pk: i64, res: &mut StoredResource) -> StoreRe
 /// Loads a group; `with_members` false never touches the membership table.
 pub fn get(conn: &Connection, id: &str, with_members: bool) -> StoreResult<StoredResource> {
     let found = conn
-        .prepare_cached(&format!("SELECT {SELECT_COLUMNS} FROM groups g WHERE g.id = ?"))?
+        .prepare_cached(&format!("SELECT {SELECT_COLUMNS} FROM groups g WHERE g.id = ? AND g.scope = 'org'"))?
         .query_row([id], from_row)
         .optional()?;
     let (pk, mut res) = found.ok_or_else(|| StoreError::NotFound(format!("group {id} not found")))?;
@@ -103,7 +149,7 @@ pub fn list(
     count_total: bool,
     with_members: bool,
 ) -> StoreResult<super::Listed> {
-    let source = super::ListSource { select: SELECT_COLUMNS, from: "groups", alias: "g", map: from_row };
+    let source = super::ListSource { select: SELECT_COLUMNS, from: "groups", alias: "g", visible: "g.scope = 'org'", map: from_row };
     let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total)?;
     let last_pk = rows.last().map(|(pk, _)| *pk);
     let mut items = Vec::with_capacity(rows.len());
@@ -116,19 +162,20 @@ pub fn list(
     Ok(super::Listed { total, items, last_pk, more })
 }
 
-/// Resolves member ids to user pks; an id that is not a user is an error naming it.
-pub fn member_pk(conn: &Connection, user_id: &str) -> StoreResult<i64> {
-    conn.prepare_cached("SELECT pk FROM users WHERE id = ?")?
-        .query_row([user_id], |r| r.get(0))
+/// A member candidate: its pk and who manages it. An id that is not a (visible) user is
+/// an error naming it.
+pub fn member_pk(conn: &Connection, user_id: &str) -> StoreResult<(i64, String)> {
+    conn.prepare_cached("SELECT pk, managed_by FROM users WHERE id = ? AND deleted_at IS NULL")?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .ok_or_else(|| StoreError::Invalid(format!("member {user_id} is not a known User")))
 }
 
 /// Adds one member; returns false if it was already there (not an error).
-pub fn add_member(conn: &Connection, group_pk: i64, user_pk: i64) -> StoreResult<bool> {
+pub fn add_member(conn: &Connection, group_pk: i64, user_pk: i64, source: &str) -> StoreResult<bool> {
     let n = conn
-        .prepare_cached("INSERT OR IGNORE INTO memberships (group_pk, user_pk) VALUES (?, ?)")?
-        .execute([group_pk, user_pk])?;
+        .prepare_cached("INSERT OR IGNORE INTO memberships (group_pk, user_pk, source) VALUES (?, ?, ?)")?
+        .execute(params![group_pk, user_pk, source])?;
     Ok(n == 1)
 }
 
@@ -140,10 +187,12 @@ pub fn remove_member(conn: &Connection, group_pk: i64, user_pk: i64) -> StoreRes
     Ok(n == 1)
 }
 
-/// The ids of all members (used only when a client replaces the whole member list).
-pub fn member_ids(conn: &Connection, group_pk: i64) -> StoreResult<Vec<String>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT u.id FROM memberships m JOIN users u ON u.pk = m.user_pk WHERE m.group_pk = ?")?;
+/// The ids of the members the IdP added (a client replacing the whole member list
+/// replaces only these; memberships made locally stay).
+pub fn idp_member_ids(conn: &Connection, group_pk: i64) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.id FROM memberships m JOIN users u ON u.pk = m.user_pk WHERE m.group_pk = ? AND m.source = 'idp' AND u.deleted_at IS NULL",
+    )?;
     let ids = stmt.query_map([group_pk], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(ids)
 }

@@ -12,10 +12,36 @@ use super::{StoreError, StoreResult};
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` creates.
-pub const CURRENT: i64 = 2;
+pub const CURRENT: i64 = 3;
 
 /// `MIGRATIONS[i]` brings a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2];
+const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2, migrate_to_v3];
+
+/// v3: soft delete, licences, local users, group scope and policy state, membership
+/// source, and an events table open to more kinds of change. Existing admin accounts keep
+/// API access: they get the named Creator licence the API now requires.
+fn migrate_to_v3(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "ALTER TABLE users ADD COLUMN deleted_at TEXT;
+         ALTER TABLE users ADD COLUMN license TEXT NOT NULL DEFAULT 'none' CHECK (license IN ('creator', 'creator_float', 'none'));
+         ALTER TABLE users ADD COLUMN auth_type TEXT NOT NULL DEFAULT 'idp' CHECK (auth_type IN ('basic', 'idp'));
+         ALTER TABLE users ADD COLUMN managed_by TEXT NOT NULL DEFAULT 'idp' CHECK (managed_by IN ('idp', 'local'));
+         UPDATE users SET license = 'creator', auth_type = 'basic', managed_by = 'local' WHERE role = 'org_admin';
+         ALTER TABLE groups ADD COLUMN scope TEXT NOT NULL DEFAULT 'org' CHECK (scope IN ('org', 'project'));
+         ALTER TABLE groups ADD COLUMN managed_by TEXT NOT NULL DEFAULT 'idp' CHECK (managed_by IN ('idp', 'local'));
+         ALTER TABLE groups ADD COLUMN ignored INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE memberships ADD COLUMN source TEXT NOT NULL DEFAULT 'idp' CHECK (source IN ('idp', 'local'));
+         CREATE TABLE events_v3 (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, principal TEXT NOT NULL,
+             action TEXT NOT NULL, resource_type TEXT NOT NULL, resource_id TEXT NOT NULL,
+             detail TEXT NOT NULL DEFAULT '{}');
+         INSERT INTO events_v3 SELECT seq, at, principal, action, resource_type, resource_id, detail FROM events;
+         DROP TABLE events;
+         ALTER TABLE events_v3 RENAME TO events;
+         CREATE INDEX events_resource ON events (resource_type, resource_id);",
+    )?;
+    Ok(())
+}
 
 /// v2: bearer tokens and API clients.
 fn migrate_to_v2(conn: &Connection) -> StoreResult<()> {
@@ -79,10 +105,16 @@ mod tests {
         assert!(matches!(migrate(&mut conn), Err(StoreError::Corrupt(_))));
     }
 
-    /// A database made by the first release's schema migrates to the same tables and
-    /// columns a new database gets.
+    /// Databases made by earlier schemas migrate to the same tables and columns a new
+    /// database gets, keeping their rows.
     #[test]
-    fn v1_database_migrates_to_current_schema() {
+    fn old_databases_migrate_to_current_schema() {
+        for old_schema in [include_str!("../../tests/fixtures/schema_v1.sql"), include_str!("../../tests/fixtures/schema_v2.sql")] {
+            check_migration(old_schema);
+        }
+    }
+
+    fn check_migration(old_schema: &str) {
         let describe = |conn: &Connection| -> Vec<String> {
             let mut stmt = conn
                 .prepare("SELECT m.name, p.name, p.type FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' ORDER BY 1, p.cid")
@@ -93,8 +125,10 @@ mod tests {
                 .collect()
         };
         let mut old = Connection::open_in_memory().unwrap();
-        old.execute_batch(include_str!("../../tests/fixtures/schema_v1.sql")).unwrap();
+        old.execute_batch(old_schema).unwrap();
         old.execute("INSERT INTO users (id, user_name, created, last_modified) VALUES ('u', 'kept@x.com', 't', 't')", []).unwrap();
+        old.execute("INSERT INTO users (id, user_name, role, password_hash, created, last_modified) VALUES ('a', 'admin', 'org_admin', 'h', 't', 't')", []).unwrap();
+        old.execute("INSERT INTO events (at, principal, action, resource_type, resource_id) VALUES ('t', 'p', 'create', 'User', 'u')", []).unwrap();
         migrate(&mut old).unwrap();
         let mut new = Connection::open_in_memory().unwrap();
         migrate(&mut new).unwrap();
@@ -103,5 +137,9 @@ mod tests {
         assert_eq!(v, CURRENT);
         let kept: i64 = old.query_row("SELECT count(*) FROM users WHERE user_name = 'kept@x.com'", [], |r| r.get(0)).unwrap();
         assert_eq!(kept, 1);
+        let license: String = old.query_row("SELECT license FROM users WHERE id = 'a'", [], |r| r.get(0)).unwrap();
+        assert_eq!(license, "creator", "admins keep API access");
+        let events: i64 = old.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
+        assert_eq!(events, 1, "the activity log survives");
     }
 }

@@ -98,6 +98,8 @@ struct ListSource<'a, T> {
     select: &'a str,
     from: &'static str,
     alias: &'static str,
+    /// What SCIM may see at all (not soft-deleted users, org-level groups).
+    visible: &'static str,
     map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<(i64, T)>,
 }
 
@@ -119,7 +121,7 @@ fn query_window<T>(
     let (from, alias) = (source.from, source.alias);
     let params = rusqlite::params_from_iter(&filter.params);
     let total = if count_total {
-        let sql = format!("SELECT count(*) FROM {from} {alias} WHERE {}", filter.clause);
+        let sql = format!("SELECT count(*) FROM {from} {alias} WHERE {} AND ({})", source.visible, filter.clause);
         let n: i64 = conn.prepare_cached(&sql)?.query_row(params.clone(), |r| r.get(0))?;
         Some(n as u64)
     } else {
@@ -129,7 +131,7 @@ fn query_window<T>(
         return Ok(WindowRows { total, rows: Vec::new(), more: false });
     }
     let (extra, tail) = window.sql(alias, &filter.order_by(alias));
-    let sql = format!("SELECT {} FROM {from} {alias} WHERE ({}){extra} {tail}", source.select, filter.clause);
+    let sql = format!("SELECT {} FROM {from} {alias} WHERE {} AND ({}){extra} {tail}", source.select, source.visible, filter.clause);
     let mut rows: Vec<(i64, T)> = conn.prepare_cached(&sql)?.query_map(params, source.map)?.collect::<Result<_, _>>()?;
     let more = rows.len() > window.limit() as usize;
     rows.truncate(window.limit() as usize);

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{is_unique_violation, new_resource_id, StoreError, StoreResult};
 use crate::scim::resource::{Attrs, StoredResource};
-use crate::scim::schema::ENTERPRISE_SCHEMA;
+use crate::scim::schema::{ENTERPRISE_SCHEMA, SCIMD_SCHEMA};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ColKind {
@@ -24,22 +24,27 @@ pub struct ColumnMap {
     pub sub: Option<&'static str>,
     pub column: &'static str,
     pub kind: ColKind,
+    /// False for what SCIM may read but only the server sets (licence, origin).
+    pub writable: bool,
 }
 
 const fn col(attr: &'static str, column: &'static str) -> ColumnMap {
-    ColumnMap { ext: None, attr, sub: None, column, kind: ColKind::Text }
+    ColumnMap { ext: None, attr, sub: None, column, kind: ColKind::Text, writable: true }
 }
 const fn name(sub: &'static str, column: &'static str) -> ColumnMap {
-    ColumnMap { ext: None, attr: "name", sub: Some(sub), column, kind: ColKind::Text }
+    ColumnMap { ext: None, attr: "name", sub: Some(sub), column, kind: ColKind::Text, writable: true }
 }
 const fn ent(attr: &'static str, sub: Option<&'static str>, column: &'static str) -> ColumnMap {
-    ColumnMap { ext: Some(ENTERPRISE_SCHEMA), attr, sub, column, kind: ColKind::Text }
+    ColumnMap { ext: Some(ENTERPRISE_SCHEMA), attr, sub, column, kind: ColKind::Text, writable: true }
+}
+const fn scimd(attr: &'static str, column: &'static str) -> ColumnMap {
+    ColumnMap { ext: Some(SCIMD_SCHEMA), attr, sub: None, column, kind: ColKind::Text, writable: false }
 }
 
 pub static USER_COLUMNS: &[ColumnMap] = &[
     col("userName", "user_name"),
     col("externalId", "external_id"),
-    ColumnMap { ext: None, attr: "active", sub: None, column: "active", kind: ColKind::Bool },
+    ColumnMap { ext: None, attr: "active", sub: None, column: "active", kind: ColKind::Bool, writable: true },
     col("displayName", "display_name"),
     col("nickName", "nick_name"),
     col("profileUrl", "profile_url"),
@@ -60,7 +65,14 @@ pub static USER_COLUMNS: &[ColumnMap] = &[
     ent("division", None, "ent_division"),
     ent("department", None, "ent_department"),
     ent("manager", Some("value"), "ent_manager"),
+    scimd("license", "license"),
+    scimd("authenticationType", "auth_type"),
+    scimd("managedBy", "managed_by"),
 ];
+
+fn writable() -> impl Iterator<Item = &'static ColumnMap> {
+    USER_COLUMNS.iter().filter(|c| c.writable)
+}
 
 /// Multi-valued attributes of the value/type/display/primary shape kept in `user_values`.
 pub const VALUE_ATTRS: &[&str] = &["phoneNumbers", "ims", "photos", "entitlements", "roles", "x509Certificates"];
@@ -81,16 +93,16 @@ static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| {
 });
 
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
-    let cols: Vec<&str> = USER_COLUMNS.iter().map(|c| c.column).collect();
-    let marks = vec!["?"; cols.len() + 6].join(", ");
+    let cols: Vec<&str> = writable().map(|c| c.column).collect();
+    let marks = vec!["?"; cols.len() + 9].join(", ");
     format!(
-        "INSERT INTO users (id, created, last_modified, version, role, password_hash, {}) VALUES ({marks})",
+        "INSERT INTO users (id, created, last_modified, version, role, password_hash, license, auth_type, managed_by, {}) VALUES ({marks})",
         cols.join(", ")
     )
 });
 
 static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
-    let sets: Vec<String> = USER_COLUMNS.iter().map(|c| format!("{} = ?", c.column)).collect();
+    let sets: Vec<String> = writable().map(|c| format!("{} = ?", c.column)).collect();
     format!("UPDATE users SET {}, last_modified = ?, version = version + 1 WHERE pk = ?", sets.join(", "))
 });
 
@@ -126,8 +138,7 @@ fn put(doc: &mut Attrs, c: &ColumnMap, value: Value) {
 
 fn column_values(doc: &Attrs) -> Vec<rusqlite::types::Value> {
     use rusqlite::types::Value as Sql;
-    USER_COLUMNS
-        .iter()
+    writable()
         .map(|c| match (c.kind, lookup(doc, c)) {
             (ColKind::Bool, Some(Value::Bool(b))) => Sql::Integer(i64::from(*b)),
             (ColKind::Bool, _) => Sql::Null,
@@ -298,17 +309,41 @@ pub struct AccountRecord {
     pub active: bool,
     pub role: String,
     pub password_hash: Option<String>,
+    pub license: String,
 }
 
-/// Inserts a user. `account` gives the role and password hash of an API account.
-pub fn insert(conn: &Connection, doc: &Attrs, account: Option<(&str, &str)>, now: &str) -> StoreResult<StoredResource> {
+/// Who a new user is, beyond its SCIM attributes.
+pub struct UserOrigin<'a> {
+    pub role: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub license: &'a str,
+    pub auth_type: &'a str,
+    pub managed_by: &'a str,
+}
+
+impl UserOrigin<'_> {
+    /// A user the IdP creates through SCIM.
+    pub fn idp(license: &str) -> UserOrigin<'_> {
+        UserOrigin { role: "user", password_hash: None, license, auth_type: "idp", managed_by: "idp" }
+    }
+}
+
+/// Inserts a user.
+pub fn insert(conn: &Connection, doc: &Attrs, origin: &UserOrigin<'_>, now: &str) -> StoreResult<StoredResource> {
     use rusqlite::types::Value as Sql;
     let id = new_resource_id();
-    let (role, hash) = match account {
-        Some((role, hash)) => (role.to_string(), Sql::Text(hash.to_string())),
-        None => ("user".to_string(), Sql::Null),
-    };
-    let mut values = vec![Sql::Text(id.clone()), Sql::Text(now.into()), Sql::Text(now.into()), Sql::Integer(1), Sql::Text(role), hash];
+    let text = |s: &str| Sql::Text(s.to_string());
+    let mut values = vec![
+        Sql::Text(id.clone()),
+        text(now),
+        text(now),
+        Sql::Integer(1),
+        text(origin.role),
+        origin.password_hash.map(text).unwrap_or(Sql::Null),
+        text(origin.license),
+        text(origin.auth_type),
+        text(origin.managed_by),
+    ];
     // A user the IdP creates without saying is active (a server default, RFC 7643 §2.2).
     let mut doc = doc.clone();
     doc.entry("active").or_insert(Value::Bool(true));
@@ -336,23 +371,80 @@ pub fn replace(conn: &Connection, id: &str, doc: &Attrs, now: &str) -> StoreResu
     get(conn, id, true)
 }
 
+/// Removes the row (hard delete).
 pub fn delete(conn: &Connection, id: &str) -> StoreResult<()> {
-    let n = conn.prepare_cached("DELETE FROM users WHERE id = ?")?.execute([id])?;
+    let n = conn.prepare_cached("DELETE FROM users WHERE id = ? AND deleted_at IS NULL")?.execute([id])?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("user {id} not found")));
     }
     Ok(())
 }
 
+/// Soft delete: deactivated, hidden from SCIM, seat freed; row and memberships kept.
+pub fn soft_delete(conn: &Connection, id: &str, now: &str) -> StoreResult<()> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE users SET deleted_at = ?1, active = 0, license = 'none', last_modified = ?1, version = version + 1
+             WHERE id = ?2 AND deleted_at IS NULL",
+        )?
+        .execute(params![now, id])?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("user {id} not found")));
+    }
+    Ok(())
+}
+
+/// Brings a soft-deleted user back (its attributes are then replaced by the caller).
+pub fn undelete(conn: &Connection, id: &str) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE users SET deleted_at = NULL WHERE id = ?")?.execute([id])?;
+    Ok(())
+}
+
+/// A user by userName whatever its state: (id, soft-deleted, managed_by).
+pub fn find_by_user_name(conn: &Connection, user_name: &str) -> StoreResult<Option<(String, bool, String)>> {
+    Ok(conn
+        .prepare_cached("SELECT id, deleted_at IS NOT NULL, managed_by FROM users WHERE user_name = ? COLLATE NOCASE")?
+        .query_row([user_name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
+/// Sets who manages a user (`idp` once the IdP adopts a local user).
+pub fn set_managed_by(conn: &Connection, id: &str, managed_by: &str) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE users SET managed_by = ? WHERE id = ?")?.execute(params![managed_by, id])?;
+    Ok(())
+}
+
+/// (license, role, auth_type, managed_by) of a user.
+pub fn origin_of(conn: &Connection, id: &str) -> StoreResult<(String, String, String, String)> {
+    conn.prepare_cached("SELECT license, role, auth_type, managed_by FROM users WHERE id = ?")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))
+}
+
+/// Seats in use: active, not deleted users holding the licence (other than `except`).
+pub fn seats_used(conn: &Connection, license: &str, except: &str) -> StoreResult<u64> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM users WHERE license = ? AND active IS NOT 0 AND deleted_at IS NULL AND id <> ?")?
+        .query_row(params![license, except], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+pub fn set_license(conn: &Connection, id: &str, license: &str, now: &str) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE users SET license = ?, last_modified = ?, version = version + 1 WHERE id = ?")?
+        .execute(params![license, now, id])?;
+    Ok(())
+}
+
 pub fn pk_of(conn: &Connection, id: &str) -> StoreResult<i64> {
-    conn.prepare_cached("SELECT pk FROM users WHERE id = ?")?
+    conn.prepare_cached("SELECT pk FROM users WHERE id = ? AND deleted_at IS NULL")?
         .query_row([id], |r| r.get(0))
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))
 }
 
 pub fn get(conn: &Connection, id: &str, with_groups: bool) -> StoreResult<StoredResource> {
-    let sql = format!("SELECT {} FROM users u WHERE u.id = ?", *SELECT_COLUMNS);
+    let sql = format!("SELECT {} FROM users u WHERE u.id = ? AND u.deleted_at IS NULL", *SELECT_COLUMNS);
     let found = conn.prepare_cached(&sql)?.query_row([id], from_row).optional()?;
     let (pk, mut res) = found.ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))?;
     load_plural(conn, pk, &mut res, with_groups)?;
@@ -367,7 +459,7 @@ pub fn list(
     count_total: bool,
     with_groups: bool,
 ) -> StoreResult<super::Listed> {
-    let source = super::ListSource { select: &SELECT_COLUMNS, from: "users", alias: "u", map: from_row };
+    let source = super::ListSource { select: &SELECT_COLUMNS, from: "users", alias: "u", visible: "u.deleted_at IS NULL", map: from_row };
     let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total)?;
     let last_pk = rows.last().map(|(pk, _)| *pk);
     let mut items = Vec::with_capacity(rows.len());
@@ -385,19 +477,20 @@ fn account(r: &Row<'_>) -> rusqlite::Result<AccountRecord> {
         active: r.get::<_, Option<i64>>(2)? != Some(0),
         role: r.get(3)?,
         password_hash: r.get(4)?,
+        license: r.get(5)?,
     })
 }
 
 pub fn find_account(conn: &Connection, user_name: &str) -> StoreResult<Option<AccountRecord>> {
     Ok(conn
-        .prepare_cached("SELECT id, user_name, active, role, password_hash FROM users WHERE user_name = ? COLLATE NOCASE")?
+        .prepare_cached("SELECT id, user_name, active, role, password_hash, license FROM users WHERE user_name = ? COLLATE NOCASE AND deleted_at IS NULL")?
         .query_row([user_name], account)
         .optional()?)
 }
 
 pub fn find_account_by_id(conn: &Connection, id: &str) -> StoreResult<Option<AccountRecord>> {
     Ok(conn
-        .prepare_cached("SELECT id, user_name, active, role, password_hash FROM users WHERE id = ?")?
+        .prepare_cached("SELECT id, user_name, active, role, password_hash, license FROM users WHERE id = ? AND deleted_at IS NULL")?
         .query_row([id], account)
         .optional()?)
 }

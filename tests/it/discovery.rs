@@ -24,7 +24,8 @@ async fn discovery_documents() {
 
     let schemas = s.get("/Schemas").await;
     let ids: Vec<&str> = schemas.body["Resources"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), 3);
+    assert_eq!(ids.len(), 4);
+    assert!(ids.contains(&"urn:scimd:params:scim:schemas:extension:2.0:User"));
     let user = s.get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User").await;
     let attr = |name: &str| -> Value {
         user.body["attributes"].as_array().unwrap().iter().find(|a| a["name"] == name).cloned().unwrap()

@@ -9,6 +9,16 @@ use serde_json::json;
 
 use crate::support::{basic, Client, TempDir, ADMIN, PASSWORD};
 
+/// Kills the server if the test fails part-way, so no orphan outlives it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn no_secret_reaches_the_log_at_trace() {
     let dir = TempDir::new("logs");
@@ -32,7 +42,7 @@ async fn no_secret_reaches_the_log_at_trace() {
     let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
 
     let log_path = dir.path().join("scimd.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_scimd"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.root())
         .arg("--cert")
@@ -44,16 +54,14 @@ async fn no_secret_reaches_the_log_at_trace() {
         .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     let addr = loop {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         if let Some(rest) = log.split("serving on https://").nth(1) {
             break rest.split_whitespace().next().unwrap().to_string();
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("scimd serve did not start: {log}");
-        }
+        assert!(Instant::now() < deadline, "scimd serve did not start: {log}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let c = Client::new(addr.parse().unwrap(), &certs.ca_cert);
@@ -63,7 +71,7 @@ async fn no_secret_reaches_the_log_at_trace() {
 
     let mut secrets = vec![PASSWORD.to_string(), admin.clone(), client_secret.to_string(), client.clone(), first.clone()];
     assert_eq!(c.as_(&bearer(&first), Method::GET, "/t/acme/scim/v2/Users").await.status, 200);
-    let body = serde_json::to_vec(&json!({"userName": "logged@x.com", "password": "user-password-9000"})).unwrap();
+    let body = serde_json::to_vec(&json!({"userName": "logged@x.com", "emails": [{"value": "logged@x.com"}], "password": "user-password-9000"})).unwrap();
     secrets.push("user-password-9000".into());
     let r = c.raw(Method::POST, "/t/acme/scim/v2/Users", &[("authorization", &bearer(&first)), ("content-type", "application/scim+json")], Some(body)).await;
     assert_eq!(r.status, 201);
@@ -86,8 +94,8 @@ async fn no_secret_reaches_the_log_at_trace() {
     assert_eq!(c.as_(&admin, Method::DELETE, "/t/acme/rest/token/deleteKey").await.status, 204);
     assert_eq!(c.as_(&bearer(&fourth), Method::GET, "/t/acme/scim/v2/Groups").await.status, 401);
 
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    assert!(child.wait().unwrap().success());
+    let _ = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status();
+    assert!(child.0.wait().unwrap().success());
     let log = std::fs::read_to_string(&log_path).unwrap();
 
     // Tokens whole and in parts (payload, signature), passwords, Basic credentials.

@@ -118,17 +118,23 @@ pub fn basic(user: &str, pass: &str) -> String {
 }
 
 impl TestServer {
-    /// A server with tenants `acme` and `other`, each with admin `scim-admin`.
+    /// A server with tenants `acme` and `other`, each with admin `scim-admin`. Most
+    /// protocol tests use arbitrary userNames, so these tenants do not require
+    /// userName = email; `start_with_settings` runs with any `tenant.toml` (the
+    /// provisioning-semantics tests use the defaults).
     pub async fn start() -> TestServer {
-        Self::start_with(|_| {}).await
+        Self::start_with_settings("require_username_is_email = false\n", |_| {}).await
     }
 
-    pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
+    pub async fn start_with_settings(tenant_toml: &str, tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
         let dir = TempDir::new("srv");
         let data = DataDir::new(dir.path().join("data"));
         for tenant in ["acme", "other"] {
             let id = TenantId::parse(tenant).unwrap();
             data.create_tenant(&id).unwrap();
+            if !tenant_toml.is_empty() {
+                std::fs::write(data.settings_file(&id), tenant_toml).unwrap();
+            }
             let store = Store::open(&data.database(&id)).unwrap();
             scimd::commands::add_admin(&store, ADMIN, PASSWORD, TEST_KDF_ITERATIONS).await.unwrap();
             store.close();
