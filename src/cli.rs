@@ -12,12 +12,16 @@ USAGE:
     scimd serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--cert FILE] [--key FILE]
                 [--insecure-http] [--public-url URL]
     scimd demo [--data-dir DIR] [--listen ADDR]
-    scimd tenant create ID [--data-dir DIR]
+    scimd tenant create ID [--creator N] [--creator-float M] [--data-dir DIR]
     scimd tenant list [--data-dir DIR]
     scimd admin add --tenant ID --username NAME [--password-stdin] [--data-dir DIR]
     scimd token keygen|delete-key|list --tenant ID [--data-dir DIR]
     scimd token issue|rotate|revoke --tenant ID --username NAME [--revoke-existing] [--data-dir DIR]
     scimd apiclient add --tenant ID --username NAME [--data-dir DIR]
+    scimd user add --local --tenant ID --username NAME [--email ADDR] [--password-stdin] [--data-dir DIR]
+    scimd user set-license --tenant ID --username NAME --license creator|creator_float|none [--data-dir DIR]
+    scimd group add --tenant ID --name NAME [--project] [--data-dir DIR]
+    scimd log --tenant ID [--user NAME] [--group NAME] [--since TIME] [--json] [--data-dir DIR]
     scimd --help | --version
 
 Every serve flag can also come from SCIMD_<NAME> (e.g. SCIMD_DATA_DIR, SCIMD_LISTEN) or
@@ -29,11 +33,15 @@ The base URL of a tenant is https://HOST:PORT/t/{tenant}/scim/v2.
 pub enum Command {
     Serve { config_file: Option<PathBuf>, flags: RawConfig },
     Demo { data_dir: Option<PathBuf>, listen: Option<String> },
-    TenantCreate { data_dir: Option<PathBuf>, id: String },
+    TenantCreate { data_dir: Option<PathBuf>, id: String, creator: u32, creator_float: u32 },
     TenantList { data_dir: Option<PathBuf> },
     AdminAdd { data_dir: Option<PathBuf>, tenant: String, username: String, password_stdin: bool },
     Token { data_dir: Option<PathBuf>, tenant: String, action: TokenAction, username: Option<String>, revoke_existing: bool },
     ApiClientAdd { data_dir: Option<PathBuf>, tenant: String, username: String },
+    UserAddLocal { data_dir: Option<PathBuf>, tenant: String, username: String, email: Option<String>, password_stdin: bool },
+    UserSetLicense { data_dir: Option<PathBuf>, tenant: String, username: String, license: String },
+    GroupAdd { data_dir: Option<PathBuf>, tenant: String, name: String, project: bool },
+    Log { data_dir: Option<PathBuf>, tenant: String, user: Option<String>, group: Option<String>, since: Option<String>, json: bool },
     Help,
     Version,
 }
@@ -72,7 +80,10 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
     let mut flags = RawConfig::default();
     let mut config_file = None;
     let (mut tenant, mut username, mut password_stdin, mut revoke_existing) = (None, None, false, false);
-    let sub2 = if matches!(sub.as_str(), "tenant" | "admin" | "token" | "apiclient") { args.next() } else { None };
+    let (mut creator, mut creator_float, mut email, mut license, mut name) = (50u32, 500u32, None, None, None);
+    let (mut local, mut project, mut json, mut user_filter, mut group_filter, mut since) = (false, false, false, None, None, None);
+    let sub2 = if matches!(sub.as_str(), "tenant" | "admin" | "token" | "apiclient" | "user" | "group") { args.next() } else { None };
+    let number = |flag: &str, v: String| v.parse::<u32>().map_err(|_| format!("{flag} needs a number"));
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--data-dir" => data_dir = Some(args.value(&arg)?.into()),
@@ -86,6 +97,17 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
             "--username" => username = Some(args.value(&arg)?),
             "--password-stdin" => password_stdin = true,
             "--revoke-existing" => revoke_existing = true,
+            "--creator" => creator = number(&arg, args.value(&arg)?)?,
+            "--creator-float" => creator_float = number(&arg, args.value(&arg)?)?,
+            "--email" => email = Some(args.value(&arg)?),
+            "--license" => license = Some(args.value(&arg)?),
+            "--name" => name = Some(args.value(&arg)?),
+            "--user" => user_filter = Some(args.value(&arg)?),
+            "--group" => group_filter = Some(args.value(&arg)?),
+            "--since" => since = Some(args.value(&arg)?),
+            "--local" => local = true,
+            "--project" => project = true,
+            "--json" => json = true,
             "-h" | "--help" => return Ok(Command::Help),
             a if a.starts_with('-') => return Err(format!("unknown option {a}")),
             _ => positional.push(arg),
@@ -103,7 +125,7 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
             Ok(Command::Demo { data_dir, listen: flags.listen })
         }
         ("tenant", Some("create")) => match positional.as_slice() {
-            [id] => Ok(Command::TenantCreate { data_dir, id: id.clone() }),
+            [id] => Ok(Command::TenantCreate { data_dir, id: id.clone(), creator, creator_float }),
             _ => Err("usage: scimd tenant create ID [--data-dir DIR]".into()),
         },
         ("tenant", Some("list")) => {
@@ -138,6 +160,36 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
             let tenant = tenant.ok_or("apiclient add needs --tenant ID")?;
             let username = username.ok_or("apiclient add needs --username NAME (the admin account it acts for)")?;
             Ok(Command::ApiClientAdd { data_dir, tenant, username })
+        }
+        ("user", Some("add")) => {
+            no_positional(&positional)?;
+            if !local {
+                return Err("users are made by the IdP through SCIM; `user add` makes local users and needs --local".into());
+            }
+            let tenant = tenant.ok_or("user add needs --tenant ID")?;
+            let username = username.ok_or("user add needs --username NAME")?;
+            Ok(Command::UserAddLocal { data_dir, tenant, username, email, password_stdin })
+        }
+        ("user", Some("set-license")) => {
+            no_positional(&positional)?;
+            let tenant = tenant.ok_or("user set-license needs --tenant ID")?;
+            let username = username.ok_or("user set-license needs --username NAME")?;
+            let license = license.ok_or("user set-license needs --license creator|creator_float|none")?;
+            if !matches!(license.as_str(), "creator" | "creator_float" | "none") {
+                return Err("--license is creator, creator_float or none".into());
+            }
+            Ok(Command::UserSetLicense { data_dir, tenant, username, license })
+        }
+        ("group", Some("add")) => {
+            no_positional(&positional)?;
+            let tenant = tenant.ok_or("group add needs --tenant ID")?;
+            let name = name.ok_or("group add needs --name NAME")?;
+            Ok(Command::GroupAdd { data_dir, tenant, name, project })
+        }
+        ("log", _) => {
+            no_positional(&positional)?;
+            let tenant = tenant.ok_or("log needs --tenant ID")?;
+            Ok(Command::Log { data_dir, tenant, user: user_filter, group: group_filter, since, json })
         }
         ("-h" | "--help" | "help", _) => Ok(Command::Help),
         ("-V" | "--version" | "version", _) => Ok(Command::Version),

@@ -1,5 +1,6 @@
 //! What each subcommand does. `main` parses; this runs.
 
+mod operator;
 pub mod token;
 
 use std::io::Read;
@@ -53,10 +54,10 @@ pub fn run(command: Command) -> Result<(), String> {
             let listen = listen.unwrap_or_else(|| crate::config::DEFAULT_LISTEN.into());
             runtime()?.block_on(demo(&data_dir, &listen))
         }
-        Command::TenantCreate { data_dir, id } => {
+        Command::TenantCreate { data_dir, id, creator, creator_float } => {
             let data = data_dir_or_env(data_dir)?;
             let id = TenantId::parse(&id).ok_or("a tenant id is 1-63 of [a-z0-9-], starting with a letter or digit")?;
-            data.create_tenant(&id).map_err(|e| e.to_string())?;
+            data.create_tenant_with_seats(&id, creator, creator_float).map_err(|e| e.to_string())?;
             println!("created tenant {id}");
             println!("SCIM base URL: https://HOST:PORT/t/{id}/scim/v2");
             Ok(())
@@ -77,6 +78,24 @@ pub fn run(command: Command) -> Result<(), String> {
             let iterations = RawConfig::from_env()?.kdf_iterations.unwrap_or(password::DEFAULT_ITERATIONS);
             runtime()?.block_on(token::add_api_client(&data, &tenant, &username, iterations))
         }
+        Command::UserAddLocal { data_dir, tenant, username, email, password_stdin } => {
+            let data = data_dir_or_env(data_dir)?;
+            let password = if password_stdin { Some(read_password_stdin()?) } else { None };
+            let iterations = RawConfig::from_env()?.kdf_iterations.unwrap_or(password::DEFAULT_ITERATIONS);
+            runtime()?.block_on(operator::add_local_user(&data, &tenant, &username, email.as_deref(), password, iterations))
+        }
+        Command::UserSetLicense { data_dir, tenant, username, license } => {
+            let data = data_dir_or_env(data_dir)?;
+            runtime()?.block_on(operator::set_license(&data, &tenant, &username, &license))
+        }
+        Command::GroupAdd { data_dir, tenant, name, project } => {
+            let data = data_dir_or_env(data_dir)?;
+            runtime()?.block_on(operator::add_group(&data, &tenant, &name, project))
+        }
+        Command::Log { data_dir, tenant, user, group, since, json } => {
+            let data = data_dir_or_env(data_dir)?;
+            runtime()?.block_on(operator::log(&data, &tenant, user.as_deref(), group.as_deref(), since.as_deref(), json))
+        }
         Command::AdminAdd { data_dir, tenant, username, password_stdin } => {
             let data = data_dir_or_env(data_dir)?;
             let id = TenantId::parse(&tenant).ok_or("invalid tenant id")?;
@@ -84,13 +103,7 @@ pub fn run(command: Command) -> Result<(), String> {
                 return Err(format!("tenant {id} does not exist (scimd tenant create {id})"));
             }
             let (password, generated) = if password_stdin {
-                let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).map_err(|e| e.to_string())?;
-                let text = text.trim_end_matches(['\r', '\n']).to_string();
-                if text.len() < 12 {
-                    return Err("the password must be at least 12 characters".into());
-                }
-                (text, false)
+                (read_password_stdin()?, false)
             } else {
                 (password::generate_password(), true)
             };
@@ -107,6 +120,17 @@ pub fn run(command: Command) -> Result<(), String> {
             })
         }
     }
+}
+
+/// A password from standard input (one line), at least 12 characters.
+fn read_password_stdin() -> Result<String, String> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let text = text.trim_end_matches(['\r', '\n']).to_string();
+    if text.len() < 12 {
+        return Err("the password must be at least 12 characters".into());
+    }
+    Ok(text)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

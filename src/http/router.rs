@@ -85,6 +85,18 @@ async fn route(state: &AppState, req: Request<Incoming>, who: &mut String) -> Re
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(resp)
         }
+        ["t", tenant, "events"] => {
+            let id = TenantId::parse(tenant).ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
+            let tenant = state.tenants.get(&id).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
+            let now = (state.clock)();
+            let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let principal = auth::authenticate(&tenant, &state.auth, Api::Scim, authorization, now).await?;
+            *who = format!("{id}/{}", principal.user_name);
+            if req.method() != Method::GET {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            events_feed(&tenant, &Query::parse(req.uri().query())?).await
+        }
         ["t", tenant, "rest", "token", rest @ ..] => {
             let id = TenantId::parse(tenant).ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
             let tenant = state.tenants.get(&id).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
@@ -202,6 +214,26 @@ async fn one_resource(state: &AppState, ctx: &Ctx, req: Request<Incoming>, kind:
     let body = if method == Method::DELETE { None } else { Some(request::json_body(req, state.max_body_bytes).await?) };
     let done = handlers::execute(ctx, kind, &method, Some(id), body.as_ref(), if_match).await?;
     handlers::respond_done(ctx, kind, done).await
+}
+
+/// `GET /t/{tenant}/events?after=SEQ&limit=N`: the activity log in order, for the
+/// application to follow changes without re-reading the directory.
+async fn events_feed(tenant: &Tenant, query: &Query) -> Result<HttpResponse, ApiError> {
+    use crate::store::events;
+    let number = |name: &str, default: i64| -> Result<i64, ApiError> {
+        match query.get(name) {
+            None | Some("") => Ok(default),
+            Some(v) => v.parse().map_err(|_| ApiError::BadRequest(format!("{name} must be an integer"))),
+        }
+    };
+    let after = number("after", 0)?.max(0);
+    let limit = number("limit", 100)?.clamp(1, 1000) as u32;
+    let q = events::EventQuery { after, limit, ..Default::default() };
+    let list = tenant.store.read(move |conn| events::list(conn, &q)).await?;
+    let next = list.last().map(|e| e.seq).unwrap_or(after);
+    let mut resp = json_response(StatusCode::OK, &json!({"events": list, "next": next}));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
 }
 
 /// `/healthz`: 200 while the process can serve. A tenant whose bearer tokens are close to

@@ -87,6 +87,20 @@ pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, s
             }
         })
     };
+    let reloader = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+                while hup.recv().await.is_some() {
+                    info!(target: "scimd::http", "SIGHUP: reloading tenant settings");
+                    state.tenants.reload_settings();
+                }
+            }
+        })
+    };
     let done = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -143,6 +157,7 @@ pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, s
         }
         drop(listener);
         monitor.abort();
+        reloader.abort();
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
             error!(target: "scimd::http", "some connections did not finish within {DRAIN_TIMEOUT:?}");
         }

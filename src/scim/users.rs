@@ -69,7 +69,7 @@ fn diff(old: &Attrs, new: &Attrs) -> Value {
 
 /// Gives a user the first free seat (Creator, then Creator Float, else none, with a
 /// warning event) and records the change.
-fn assign_seat(conn: &rusqlite::Connection, id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<String> {
+pub fn assign_seat(conn: &rusqlite::Connection, id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<String> {
     let (current, ..) = users::origin_of(conn, id)?;
     let license = if users::seats_used(conn, "creator", id)? < u64::from(settings.creator) {
         "creator"

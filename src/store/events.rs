@@ -57,3 +57,52 @@ pub fn record(
     .execute(params![at, principal, action.as_str(), resource_type, resource_id, detail.to_string()])?;
     Ok(())
 }
+
+/// One recorded change.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub at: String,
+    pub principal: String,
+    pub action: String,
+    #[serde(rename = "resourceType")]
+    pub resource_type: String,
+    #[serde(rename = "resourceId")]
+    pub resource_id: String,
+    pub detail: serde_json::Value,
+}
+
+/// Which events to return: after a sequence number, optionally about one resource
+/// (a user or group id also matches its memberships) and since a time.
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    pub after: i64,
+    pub limit: u32,
+    pub resource_id: Option<String>,
+    pub since: Option<String>,
+}
+
+pub fn list(conn: &Connection, q: &EventQuery) -> StoreResult<Vec<EventRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, at, principal, action, resource_type, resource_id, detail FROM events
+         WHERE seq > ?1
+           AND (?2 IS NULL OR resource_id = ?2 OR resource_id LIKE ?2 || ':%' OR resource_id LIKE '%:' || ?2)
+           AND (?3 IS NULL OR at >= ?3)
+         ORDER BY seq LIMIT ?4",
+    )?;
+    let rows = stmt
+        .query_map(params![q.after, q.resource_id, q.since, q.limit], |r| {
+            let detail: String = r.get(6)?;
+            Ok(EventRecord {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                principal: r.get(2)?,
+                action: r.get(3)?,
+                resource_type: r.get(4)?,
+                resource_id: r.get(5)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}

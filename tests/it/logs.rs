@@ -117,3 +117,70 @@ async fn no_secret_reaches_the_log_at_trace() {
     assert!(log.contains("scimd::http::access"));
     assert!(log.lines().any(|l| l.contains("WARN") && l.contains("expires in 9 days")), "no expiry warning:\n{log}");
 }
+
+/// SIGHUP re-reads tenant.toml; a broken file is refused and the old settings stay.
+#[tokio::test]
+async fn sighup_reloads_tenant_settings() {
+    let dir = TempDir::new("hup");
+    let data = scimd::tenant::DataDir::new(dir.path().join("data"));
+    let id = scimd::tenant::TenantId::parse("acme").unwrap();
+    data.create_tenant(&id).unwrap();
+    let store = scimd::store::Store::open(&data.database(&id)).unwrap();
+    scimd::commands::add_admin(&store, ADMIN, PASSWORD, 1000).await.unwrap();
+    store.close();
+    let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
+    let log_path = dir.path().join("scimd.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.root())
+        .arg("--cert")
+        .arg(&certs.server_cert)
+        .arg("--key")
+        .arg(&certs.server_key)
+        .env("RUST_LOG", "scimd=info")
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(rest) = log.split("serving on https://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "scimd serve did not start: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let c = Client::new(addr.parse().unwrap(), &certs.ca_cert);
+    let post = |name: &'static str| {
+        let c = c.clone();
+        async move {
+            let body = serde_json::to_vec(&json!({"userName": name})).unwrap();
+            c.raw(Method::POST, "/t/acme/scim/v2/Users", &[("authorization", &basic(ADMIN, PASSWORD)), ("content-type", "application/scim+json")], Some(body)).await
+        }
+    };
+    // Default: userName must be an email the user has.
+    post("no-email-1").await.assert_error(400, Some("invalidValue"));
+    let hup = || Command::new("kill").arg("-HUP").arg(child.0.id().to_string()).status().unwrap();
+    // A broken file: refused, with an ERROR, and the old settings keep working.
+    std::fs::write(data.settings_file(&id), "require_username_is_email = maybe\n").unwrap();
+    hup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("keeping the previous settings") {
+        assert!(Instant::now() < deadline, "no ERROR for the broken tenant.toml");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    post("no-email-2").await.assert_error(400, Some("invalidValue"));
+    // A good file takes effect without a restart.
+    std::fs::write(data.settings_file(&id), "require_username_is_email = false\n").unwrap();
+    hup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = post("no-email-3").await;
+        if r.status == 201 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload the settings: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

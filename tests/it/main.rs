@@ -13,6 +13,7 @@ mod http;
 mod list;
 mod logs;
 mod protocol;
+mod semantics;
 mod tidy;
 mod tokens;
 mod users;

@@ -1,0 +1,130 @@
+//! Operator commands on users, groups and the activity log (`scimd user …`,
+//! `scimd group add`, `scimd log`). Every change is recorded as an event by "cli".
+
+use serde_json::{json, Value};
+
+use crate::auth::password;
+use crate::clock::UtcMillis;
+use crate::store::events::{self, Action, EventQuery};
+use crate::store::{groups, users};
+use crate::tenant::{DataDir, Tenant, TenantId};
+
+const CLI: &str = "cli";
+
+fn open(data: &DataDir, tenant: &str) -> Result<Tenant, String> {
+    let id = TenantId::parse(tenant).ok_or("invalid tenant id")?;
+    if !data.tenant_exists(&id) {
+        return Err(format!("tenant {id} does not exist"));
+    }
+    Tenant::open(data, &id).map_err(|e| e.to_string())
+}
+
+/// A local Basic-auth user: managed by the operator until the IdP adopts it.
+pub async fn add_local_user(data: &DataDir, tenant: &str, user_name: &str, email: Option<&str>, pass: Option<String>, iterations: u32) -> Result<(), String> {
+    let tenant = open(data, tenant)?;
+    let settings = tenant.settings();
+    let hash = match pass {
+        Some(p) => Some(tokio::task::spawn_blocking(move || password::hash_password(&p, iterations)).await.map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let mut doc = crate::scim::resource::Attrs::new();
+    doc.insert("userName".into(), Value::String(user_name.into()));
+    doc.insert("active".into(), Value::Bool(true));
+    if let Some(e) = email {
+        doc.insert("emails".into(), json!([{"value": e, "type": "work", "primary": true}]));
+    }
+    let now = UtcMillis::now().to_rfc3339();
+    let id = tenant
+        .store
+        .write(move |conn| {
+            let origin = users::UserOrigin { role: "user", password_hash: hash.as_deref(), license: "none", auth_type: "basic", managed_by: "local" };
+            let res = users::insert(conn, &doc, &origin, &now)?;
+            events::record(conn, &now, CLI, Action::Create, "User", &res.id, &json!({"after": res.attrs, "managedBy": "local"}))?;
+            crate::scim::users::assign_seat(conn, &res.id, &settings, CLI, &now)?;
+            Ok(res.id)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tenant.store.close();
+    println!("created local user {user_name} (id {id}) in tenant {}", tenant.id);
+    Ok(())
+}
+
+pub async fn set_license(data: &DataDir, tenant: &str, user_name: &str, license: &str) -> Result<(), String> {
+    let tenant = open(data, tenant)?;
+    let (name, lic, now) = (user_name.to_string(), license.to_string(), UtcMillis::now().to_rfc3339());
+    let before = tenant
+        .store
+        .write(move |conn| {
+            let account = users::find_account(conn, &name)?.ok_or_else(|| crate::store::StoreError::NotFound(format!("no user named {name}")))?;
+            let (before, ..) = users::origin_of(conn, &account.id)?;
+            users::set_license(conn, &account.id, &lic, &now)?;
+            events::record(conn, &now, CLI, Action::License, "User", &account.id, &json!({"before": before, "after": lic}))?;
+            Ok(before)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tenant.store.close();
+    println!("{user_name}: licence {before} -> {license}");
+    Ok(())
+}
+
+/// An operator-made group: `--project` ones are the application's and invisible to SCIM.
+pub async fn add_group(data: &DataDir, tenant: &str, name: &str, project: bool) -> Result<(), String> {
+    let tenant = open(data, tenant)?;
+    let scope = if project { "project" } else { "org" };
+    let mut doc = crate::scim::resource::Attrs::new();
+    doc.insert("displayName".into(), Value::String(name.into()));
+    let now = UtcMillis::now().to_rfc3339();
+    let id = tenant
+        .store
+        .write(move |conn| {
+            let (_, id) = groups::insert(conn, &doc, scope, "local", false, &now)?;
+            events::record(conn, &now, CLI, Action::Create, "Group", &id, &json!({"after": doc, "scope": scope}))?;
+            Ok(id)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tenant.store.close();
+    println!("created {scope} group {name} (id {id}) in tenant {}", tenant.id);
+    Ok(())
+}
+
+/// `scimd log`: the activity log, optionally about one user or group and since a time.
+pub async fn log(data: &DataDir, tenant: &str, user: Option<&str>, group: Option<&str>, since: Option<&str>, as_json: bool) -> Result<(), String> {
+    let tenant = open(data, tenant)?;
+    let since = match since {
+        Some(s) => Some(UtcMillis::parse_rfc3339(s).ok_or_else(|| format!("--since {s}: not an RFC 3339 time (e.g. 2026-11-01T00:00:00Z)"))?.to_rfc3339()),
+        None => None,
+    };
+    let (user, group) = (user.map(str::to_string), group.map(str::to_string));
+    let events = tenant
+        .store
+        .read(move |conn| {
+            let resource_id = match (&user, &group) {
+                (Some(name), _) => Some(users::find_by_user_name(conn, name)?.map(|(id, ..)| id).unwrap_or_else(|| format!("(no user {name})"))),
+                (None, Some(name)) => Some(groups::state_by_name(conn, name)?.map(|g| g.id).unwrap_or_else(|| format!("(no group {name})"))),
+                _ => None,
+            };
+            let mut all = Vec::new();
+            let mut q = EventQuery { after: 0, limit: 1000, resource_id, since };
+            loop {
+                let page = events::list(conn, &q)?;
+                let Some(last) = page.last().map(|e| e.seq) else { break };
+                all.extend(page);
+                q.after = last;
+            }
+            Ok(all)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tenant.store.close();
+    for e in events {
+        if as_json {
+            println!("{}", serde_json::to_string(&e).map_err(|e| e.to_string())?);
+        } else {
+            println!("{:>6} {} {:<16} {:<10} {:<10} {} {}", e.seq, e.at, e.principal, e.action, e.resource_type, e.resource_id, e.detail);
+        }
+    }
+    Ok(())
+}
