@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::SigningKey;
 use crate::clock::UtcMillis;
+use crate::store::events::{self, Action};
 use crate::store::{new_resource_id, tokens, StoreError};
 use crate::tenant::Tenant;
 
@@ -120,7 +121,7 @@ pub struct IssuedToken {
 }
 
 /// Issues a token for an account, revoking its current one if `revoke_existing`.
-pub async fn issue(tenant: &Tenant, user_id: &str, revoke_existing: bool, now: UtcMillis) -> Result<IssuedToken, TokenError> {
+pub async fn issue(tenant: &Tenant, actor: &str, user_id: &str, revoke_existing: bool, now: UtcMillis) -> Result<IssuedToken, TokenError> {
     let key = tenant.keys.current().ok_or(TokenError::NoKey)?;
     let expires = UtcMillis(now.0 + i64::from(tenant.settings().token_lifetime_days) * DAY_MS);
     let claims = Claims {
@@ -131,6 +132,7 @@ pub async fn issue(tenant: &Tenant, user_id: &str, revoke_existing: bool, now: U
         exp: expires.0 / 1000,
     };
     let (uid, jti, issued, until) = (user_id.to_string(), claims.jti.clone(), now.to_rfc3339(), expires.to_rfc3339());
+    let actor = actor.to_string();
     let outcome = tenant
         .store
         .write(move |conn| {
@@ -142,8 +144,10 @@ pub async fn issue(tenant: &Tenant, user_id: &str, revoke_existing: bool, now: U
                     return Ok(Err(TokenError::LiveTokenExists { expires_at: live.expires_at }));
                 }
             }
-            tokens::revoke_for(conn, &uid, &issued)?;
+            let replaced = tokens::revoke_for(conn, &uid, &issued)?;
             tokens::insert(conn, &jti, &uid, &issued, &until)?;
+            let detail = serde_json::json!({"account": uid, "tokenId": jti, "expiresAt": until, "replacedLiveToken": replaced > 0});
+            events::record(conn, &issued, &actor, Action::Create, "Token", &jti, &detail)?;
             Ok(Ok(()))
         })
         .await?;
@@ -154,9 +158,18 @@ pub async fn issue(tenant: &Tenant, user_id: &str, revoke_existing: bool, now: U
 }
 
 /// Revokes an account's live token.
-pub async fn revoke(tenant: &Tenant, user_id: &str, now: UtcMillis) -> Result<(), TokenError> {
-    let (uid, at) = (user_id.to_string(), now.to_rfc3339());
-    let n = tenant.store.write(move |conn| tokens::revoke_for(conn, &uid, &at)).await?;
+pub async fn revoke(tenant: &Tenant, actor: &str, user_id: &str, now: UtcMillis) -> Result<(), TokenError> {
+    let (uid, at, actor) = (user_id.to_string(), now.to_rfc3339(), actor.to_string());
+    let n = tenant
+        .store
+        .write(move |conn| {
+            let n = tokens::revoke_for(conn, &uid, &at)?;
+            if n > 0 {
+                events::record(conn, &at, &actor, Action::Delete, "Token", &uid, &serde_json::json!({"account": uid, "revoked": n}))?;
+            }
+            Ok(n)
+        })
+        .await?;
     if n == 0 {
         return Err(TokenError::NoLiveToken);
     }
@@ -165,22 +178,38 @@ pub async fn revoke(tenant: &Tenant, user_id: &str, now: UtcMillis) -> Result<()
 }
 
 /// Generates a new signing key (invalidating every token) and returns its fingerprint.
-pub async fn keygen(tenant: std::sync::Arc<Tenant>, now: UtcMillis) -> Result<String, TokenError> {
+pub async fn keygen(tenant: std::sync::Arc<Tenant>, actor: &str, now: UtcMillis) -> Result<String, TokenError> {
     let t = std::sync::Arc::clone(&tenant);
     let fingerprint = tokio::task::spawn_blocking(move || t.keys.generate())
         .await
         .map_err(|e| TokenError::Key(e.to_string()))?
         .map_err(TokenError::Key)?;
-    let at = now.to_rfc3339();
-    tenant.store.write(move |conn| tokens::revoke_all(conn, &at)).await?;
+    let (at, actor, fp) = (now.to_rfc3339(), actor.to_string(), fingerprint.clone());
+    tenant
+        .store
+        .write(move |conn| {
+            let revoked = tokens::revoke_all(conn, &at)?;
+            events::record(conn, &at, &actor, Action::Create, "Key", &fp, &serde_json::json!({"fingerprint": fp, "tokensRevoked": revoked}))
+        })
+        .await?;
     Ok(fingerprint)
 }
 
 /// Deletes the signing key; every token is rejected from now on. Returns whether one existed.
-pub async fn delete_key(tenant: &Tenant, now: UtcMillis) -> Result<bool, TokenError> {
+pub async fn delete_key(tenant: &Tenant, actor: &str, now: UtcMillis) -> Result<bool, TokenError> {
+    let fingerprint = tenant.keys.current().map(|k| k.fingerprint.clone()).unwrap_or_default();
     let existed = tenant.keys.delete().map_err(TokenError::Key)?;
-    let at = now.to_rfc3339();
-    tenant.store.write(move |conn| tokens::revoke_all(conn, &at)).await?;
+    let (at, actor) = (now.to_rfc3339(), actor.to_string());
+    tenant
+        .store
+        .write(move |conn| {
+            let revoked = tokens::revoke_all(conn, &at)?;
+            if existed {
+                events::record(conn, &at, &actor, Action::Delete, "Key", &fingerprint, &serde_json::json!({"fingerprint": fingerprint, "tokensRevoked": revoked}))?;
+            }
+            Ok(())
+        })
+        .await?;
     Ok(existed)
 }
 

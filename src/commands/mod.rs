@@ -283,7 +283,7 @@ async fn ensure_demo_token(tenant: &std::sync::Arc<crate::tenant::Tenant>, data:
     use crate::auth::token;
     let now = UtcMillis::now();
     if tenant.keys.current().is_none() {
-        token::keygen(std::sync::Arc::clone(tenant), now).await.map_err(|e| format!("{e:?}"))?;
+        token::keygen(std::sync::Arc::clone(tenant), "demo", now).await.map_err(|e| format!("{e:?}"))?;
     }
     let admin = tenant
         .store
@@ -308,7 +308,7 @@ async fn ensure_demo_token(tenant: &std::sync::Arc<crate::tenant::Tenant>, data:
             }
         }
     }
-    let issued = token::issue(tenant, &admin.id, true, now).await.map_err(|e| format!("{e:?}"))?;
+    let issued = token::issue(tenant, "demo", &admin.id, true, now).await.map_err(|e| format!("{e:?}"))?;
     Ok(issued.token)
 }
 

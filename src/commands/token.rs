@@ -41,12 +41,12 @@ pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Op
     let now = UtcMillis::now();
     let result = match action {
         TokenAction::Keygen => {
-            let fingerprint = token::keygen(Arc::clone(&tenant), now).await.map_err(explain)?;
+            let fingerprint = token::keygen(Arc::clone(&tenant), "cli", now).await.map_err(explain)?;
             println!("generated a new signing key for tenant {} ({fingerprint}); every earlier token is now invalid", tenant.id);
             Ok(())
         }
         TokenAction::DeleteKey => {
-            let existed = token::delete_key(&tenant, now).await.map_err(explain)?;
+            let existed = token::delete_key(&tenant, "cli", now).await.map_err(explain)?;
             println!("{}", if existed { "deleted the signing key: every token of this tenant is now rejected" } else { "the tenant had no signing key" });
             Ok(())
         }
@@ -61,14 +61,14 @@ pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Op
         TokenAction::Issue | TokenAction::Rotate => {
             let user_id = account_id(&tenant, username.unwrap_or_default()).await?;
             let revoke = revoke_existing || action == TokenAction::Rotate;
-            let issued = token::issue(&tenant, &user_id, revoke, now).await.map_err(explain)?;
+            let issued = token::issue(&tenant, "cli", &user_id, revoke, now).await.map_err(explain)?;
             println!("token (shown once): {}", issued.token);
             println!("expires: {}", issued.expires_at);
             Ok(())
         }
         TokenAction::Revoke => {
             let user_id = account_id(&tenant, username.unwrap_or_default()).await?;
-            token::revoke(&tenant, &user_id, now).await.map_err(explain)?;
+            token::revoke(&tenant, "cli", &user_id, now).await.map_err(explain)?;
             println!("revoked the token of {}", username.unwrap_or_default());
             Ok(())
         }

@@ -37,20 +37,20 @@ fn flag(query: &Query, name: &str) -> bool {
 pub async fn route(method: &Method, rest: &[&str], query: &Query, tenant: Arc<Tenant>, who: &Principal, now: UtcMillis) -> Result<HttpResponse, ApiError> {
     match (method, rest) {
         (&Method::GET, []) => {
-            let issued = token::issue(&tenant, &who.user_id, flag(query, "revokeExistingToken"), now).await?;
+            let issued = token::issue(&tenant, &who.user_name, &who.user_id, flag(query, "revokeExistingToken"), now).await?;
             Ok(json_response(StatusCode::OK, &json!({"token": issued.token, "expiresAt": issued.expires_at})))
         }
         (&Method::DELETE, ["current"]) => {
             let target = query.get("forUser").filter(|u| !u.is_empty()).unwrap_or(&who.user_id).to_string();
-            token::revoke(&tenant, &target, now).await?;
+            token::revoke(&tenant, &who.user_name, &target, now).await?;
             Ok(no_content())
         }
         (&Method::POST, ["apiKeygen"]) => {
-            let fingerprint = token::keygen(Arc::clone(&tenant), now).await?;
+            let fingerprint = token::keygen(Arc::clone(&tenant), &who.user_name, now).await?;
             Ok(json_response(StatusCode::CREATED, &json!({"fingerprint": fingerprint, "algorithm": "RS256", "bits": 2048})))
         }
         (&Method::DELETE, ["deleteKey"]) => {
-            if token::delete_key(&tenant, now).await? {
+            if token::delete_key(&tenant, &who.user_name, now).await? {
                 Ok(no_content())
             } else {
                 Err(ApiError::NotFound("this tenant has no token signing key".into()))

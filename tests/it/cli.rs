@@ -29,8 +29,12 @@ fn tenant_create_list_and_admin_add() {
     assert!(!out.status.success(), "creating twice fails");
     let out = scimd(&["tenant", "create", "Bad/Id", "--data-dir", d]).output().unwrap();
     assert!(!out.status.success());
-    let out = scimd(&["tenant", "create", "beta"]).env("SCIMD_DATA_DIR", d).output().unwrap();
+    let out = scimd(&["tenant", "create", "beta", "--creator", "3", "--creator-float", "4"]).env("SCIMD_DATA_DIR", d).output().unwrap();
     assert!(out.status.success());
+    let toml = std::fs::read_to_string(dir.path().join("tenants/beta/tenant.toml")).unwrap();
+    assert!(toml.contains("creator = 3") && toml.contains("creator_float = 4"), "{toml}");
+    let acme_toml = std::fs::read_to_string(dir.path().join("tenants/acme/tenant.toml")).unwrap();
+    assert!(acme_toml.contains("creator = 50") && acme_toml.contains("creator_float = 500"), "defaults");
     let out = scimd(&["tenant", "list", "--data-dir", d]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "acme\nbeta\n");
 

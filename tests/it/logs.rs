@@ -30,9 +30,9 @@ async fn no_secret_reaches_the_log_at_trace() {
     let tenant = std::sync::Arc::new(scimd::tenant::Tenant::open(&data, &id).unwrap());
     scimd::commands::add_admin(&tenant.store, ADMIN, PASSWORD, 1000).await.unwrap();
     let now = scimd::clock::UtcMillis::now();
-    scimd::auth::token::keygen(std::sync::Arc::clone(&tenant), now).await.unwrap();
+    scimd::auth::token::keygen(std::sync::Arc::clone(&tenant), "test", now).await.unwrap();
     let admin_id = tenant.store.read(|c| scimd::store::users::find_account(c, ADMIN)).await.unwrap().unwrap().id;
-    let first = scimd::auth::token::issue(&tenant, &admin_id, false, now).await.unwrap().token;
+    let first = scimd::auth::token::issue(&tenant, "test", &admin_id, false, now).await.unwrap().token;
     let client_secret = "client-secret-for-the-log-test";
     let client_hash = scimd::auth::password::hash_password(client_secret, 1000);
     let (cid, uid) = ("apiclient_logtest".to_string(), admin_id.clone());

@@ -113,6 +113,19 @@ async fn key_deletion_and_regeneration_invalidate_everything() {
     scim_with(&s, "acme", &before).await.assert_error(401, None);
     token_api(&s, &admin, Method::GET, "").await.assert_error(409, None);
     token_api(&s, &admin, Method::DELETE, "/deleteKey").await.assert_error(404, None);
+    // The activity log has the key and token changes, never the token text.
+    let conn = s.db("acme");
+    let kinds: Vec<(String, String)> = conn
+        .prepare("SELECT action, resource_type FROM events WHERE resource_type IN ('Key', 'Token') ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let expected = [("create", "Key"), ("create", "Token"), ("delete", "Key")];
+    assert_eq!(kinds, expected.map(|(a, t)| (a.to_string(), t.to_string())));
+    let details: String = conn.query_row("SELECT group_concat(detail) FROM events", [], |r| r.get(0)).unwrap();
+    assert!(!details.contains(before.trim_start_matches("apikey_")));
     // A new key pair: the old token stays dead, a new one works.
     token_api(&s, &admin, Method::POST, "/apiKeygen").await;
     scim_with(&s, "acme", &before).await.assert_error(401, None);
