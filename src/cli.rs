@@ -22,6 +22,15 @@ USAGE:
     scimd user set-license --tenant ID --username NAME --license creator|creator_float|none [--data-dir DIR]
     scimd group add --tenant ID --name NAME [--project] [--data-dir DIR]
     scimd log --tenant ID [--user NAME] [--group NAME] [--since TIME] [--json] [--data-dir DIR]
+    scimd tenant show|delete ID [--json] [--yes] [--data-dir DIR]
+    scimd user list|show|activate|deactivate --tenant ID [--username NAME] [--json] [--data-dir DIR]
+    scimd group list|show --tenant ID [--name NAME] [--json] [--data-dir DIR]
+    scimd import --tenant ID FILE [--json] [--data-dir DIR]
+    scimd sanitize --tenant ID [--auth-mode basic|idp|multi] [--apply] [--json] [--data-dir DIR]
+    scimd backup --tenant ID --out FILE [--data-dir DIR]
+    scimd restore --tenant ID --from FILE --yes [--data-dir DIR]
+    scimd check [--cert FILE] [--json] [--data-dir DIR]
+    scimd COMMAND --help          (a manual page for one command)
     scimd --help | --version
 
 Every serve flag can also come from SCIMD_<NAME> (e.g. SCIMD_DATA_DIR, SCIMD_LISTEN) or
@@ -42,6 +51,20 @@ pub enum Command {
     UserSetLicense { data_dir: Option<PathBuf>, tenant: String, username: String, license: String },
     GroupAdd { data_dir: Option<PathBuf>, tenant: String, name: String, project: bool },
     Log { data_dir: Option<PathBuf>, tenant: String, user: Option<String>, group: Option<String>, since: Option<String>, json: bool },
+    TenantShow { data_dir: Option<PathBuf>, id: String, json: bool },
+    TenantDelete { data_dir: Option<PathBuf>, id: String, yes: bool },
+    UserList { data_dir: Option<PathBuf>, tenant: String, json: bool },
+    UserShow { data_dir: Option<PathBuf>, tenant: String, username: String, json: bool },
+    UserSetActive { data_dir: Option<PathBuf>, tenant: String, username: String, active: bool },
+    GroupList { data_dir: Option<PathBuf>, tenant: String, json: bool },
+    GroupShow { data_dir: Option<PathBuf>, tenant: String, name: String, json: bool },
+    Import { data_dir: Option<PathBuf>, tenant: String, file: PathBuf, json: bool },
+    Sanitize { data_dir: Option<PathBuf>, tenant: String, auth_mode: String, apply: bool, json: bool },
+    Backup { data_dir: Option<PathBuf>, tenant: String, out: PathBuf },
+    Restore { data_dir: Option<PathBuf>, tenant: String, from: PathBuf, yes: bool },
+    Check { data_dir: Option<PathBuf>, cert: Option<PathBuf>, json: bool },
+    /// `scimd COMMAND --help`.
+    HelpFor(String),
     Help,
     Version,
 }
@@ -82,7 +105,11 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
     let (mut tenant, mut username, mut password_stdin, mut revoke_existing) = (None, None, false, false);
     let (mut creator, mut creator_float, mut email, mut license, mut name) = (50u32, 500u32, None, None, None);
     let (mut local, mut project, mut json, mut user_filter, mut group_filter, mut since) = (false, false, false, None, None, None);
+    let (mut auth_mode, mut apply, mut yes, mut out, mut from) = (String::from("multi"), false, false, None, None);
     let sub2 = if matches!(sub.as_str(), "tenant" | "admin" | "token" | "apiclient" | "user" | "group") { args.next() } else { None };
+    if matches!(sub2.as_deref(), Some("-h" | "--help")) {
+        return Ok(Command::HelpFor(sub));
+    }
     let number = |flag: &str, v: String| v.parse::<u32>().map_err(|_| format!("{flag} needs a number"));
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -108,7 +135,12 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
             "--local" => local = true,
             "--project" => project = true,
             "--json" => json = true,
-            "-h" | "--help" => return Ok(Command::Help),
+            "--auth-mode" => auth_mode = args.value(&arg)?,
+            "--apply" => apply = true,
+            "--yes" => yes = true,
+            "--out" => out = Some(PathBuf::from(args.value(&arg)?)),
+            "--from" => from = Some(PathBuf::from(args.value(&arg)?)),
+            "-h" | "--help" => return Ok(Command::HelpFor(sub.clone())),
             a if a.starts_with('-') => return Err(format!("unknown option {a}")),
             _ => positional.push(arg),
         }
@@ -127,6 +159,14 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
         ("tenant", Some("create")) => match positional.as_slice() {
             [id] => Ok(Command::TenantCreate { data_dir, id: id.clone(), creator, creator_float }),
             _ => Err("usage: scimd tenant create ID [--data-dir DIR]".into()),
+        },
+        ("tenant", Some("show")) => match positional.as_slice() {
+            [id] => Ok(Command::TenantShow { data_dir, id: id.clone(), json }),
+            _ => Err("usage: scimd tenant show ID [--json]".into()),
+        },
+        ("tenant", Some("delete")) => match positional.as_slice() {
+            [id] => Ok(Command::TenantDelete { data_dir, id: id.clone(), yes }),
+            _ => Err("usage: scimd tenant delete ID --yes".into()),
         },
         ("tenant", Some("list")) => {
             no_positional(&positional)?;
@@ -179,6 +219,50 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
                 return Err("--license is creator, creator_float or none".into());
             }
             Ok(Command::UserSetLicense { data_dir, tenant, username, license })
+        }
+        ("user", Some(action @ ("list" | "show" | "activate" | "deactivate"))) => {
+            no_positional(&positional)?;
+            let tenant = tenant.ok_or("user commands need --tenant ID")?;
+            if action == "list" {
+                return Ok(Command::UserList { data_dir, tenant, json });
+            }
+            let username = username.ok_or_else(|| format!("user {action} needs --username NAME"))?;
+            Ok(match action {
+                "show" => Command::UserShow { data_dir, tenant, username, json },
+                other => Command::UserSetActive { data_dir, tenant, username, active: other == "activate" },
+            })
+        }
+        ("group", Some(action @ ("list" | "show"))) => {
+            no_positional(&positional)?;
+            let tenant = tenant.ok_or("group commands need --tenant ID")?;
+            if action == "list" {
+                return Ok(Command::GroupList { data_dir, tenant, json });
+            }
+            let name = name.ok_or("group show needs --name NAME")?;
+            Ok(Command::GroupShow { data_dir, tenant, name, json })
+        }
+        ("import", _) => match positional.as_slice() {
+            [file] => Ok(Command::Import { data_dir, tenant: tenant.ok_or("import needs --tenant ID")?, file: file.into(), json }),
+            _ => Err("usage: scimd import --tenant ID FILE".into()),
+        },
+        ("sanitize", _) => {
+            no_positional(&positional)?;
+            if !matches!(auth_mode.as_str(), "basic" | "idp" | "multi") {
+                return Err("--auth-mode is basic, idp or multi".into());
+            }
+            Ok(Command::Sanitize { data_dir, tenant: tenant.ok_or("sanitize needs --tenant ID")?, auth_mode, apply, json })
+        }
+        ("backup", _) => {
+            no_positional(&positional)?;
+            Ok(Command::Backup { data_dir, tenant: tenant.ok_or("backup needs --tenant ID")?, out: out.ok_or("backup needs --out FILE")? })
+        }
+        ("restore", _) => {
+            no_positional(&positional)?;
+            Ok(Command::Restore { data_dir, tenant: tenant.ok_or("restore needs --tenant ID")?, from: from.ok_or("restore needs --from FILE")?, yes })
+        }
+        ("check", _) => {
+            no_positional(&positional)?;
+            Ok(Command::Check { data_dir, cert: flags.cert, json })
         }
         ("group", Some("add")) => {
             no_positional(&positional)?;

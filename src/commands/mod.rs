@@ -1,5 +1,6 @@
 //! What each subcommand does. `main` parses; this runs.
 
+mod data;
 mod operator;
 pub mod token;
 
@@ -32,6 +33,28 @@ pub fn run(command: Command) -> Result<(), String> {
             print!("{HELP}");
             Ok(())
         }
+        Command::HelpFor(cmd) => {
+            print!("{}", crate::help::manual(&cmd).unwrap_or(HELP));
+            Ok(())
+        }
+        Command::TenantShow { data_dir, id, json } => runtime()?.block_on(data::tenant_show(&data_dir_or_env(data_dir)?, &id, json)),
+        Command::TenantDelete { data_dir, id, yes } => runtime()?.block_on(data::tenant_delete(&data_dir_or_env(data_dir)?, &id, yes)),
+        Command::UserList { data_dir, tenant, json } => runtime()?.block_on(data::user_list(&data_dir_or_env(data_dir)?, &tenant, json)),
+        Command::UserShow { data_dir, tenant, username, json } => {
+            runtime()?.block_on(data::user_show(&data_dir_or_env(data_dir)?, &tenant, &username, json))
+        }
+        Command::UserSetActive { data_dir, tenant, username, active } => {
+            runtime()?.block_on(data::user_set_active(&data_dir_or_env(data_dir)?, &tenant, &username, active))
+        }
+        Command::GroupList { data_dir, tenant, json } => runtime()?.block_on(data::group_list(&data_dir_or_env(data_dir)?, &tenant, json)),
+        Command::GroupShow { data_dir, tenant, name, json } => runtime()?.block_on(data::group_show(&data_dir_or_env(data_dir)?, &tenant, &name, json)),
+        Command::Import { data_dir, tenant, file, json } => runtime()?.block_on(data::import(&data_dir_or_env(data_dir)?, &tenant, &file, json)),
+        Command::Sanitize { data_dir, tenant, auth_mode, apply, json } => {
+            runtime()?.block_on(data::sanitize(&data_dir_or_env(data_dir)?, &tenant, &auth_mode, apply, json))
+        }
+        Command::Backup { data_dir, tenant, out } => data::backup(&data_dir_or_env(data_dir)?, &tenant, &out),
+        Command::Restore { data_dir, tenant, from, yes } => data::restore(&data_dir_or_env(data_dir)?, &tenant, &from, yes),
+        Command::Check { data_dir, cert, json } => data::check(&data_dir_or_env(data_dir)?, cert.as_deref(), json),
         Command::Version => {
             println!("scimd {}", env!("CARGO_PKG_VERSION"));
             Ok(())

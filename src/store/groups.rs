@@ -196,3 +196,33 @@ pub fn idp_member_ids(conn: &Connection, group_pk: i64) -> StoreResult<Vec<Strin
     let ids = stmt.query_map([group_pk], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(ids)
 }
+
+/// One line of `scimd group list`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GroupSummary {
+    pub id: String,
+    pub name: String,
+    pub scope: String,
+    pub managed_by: String,
+    pub ignored: bool,
+    pub members: i64,
+}
+
+/// Every group, project ones included, with member counts.
+pub fn summaries(conn: &Connection) -> StoreResult<Vec<GroupSummary>> {
+    let mut stmt = conn.prepare(
+        "SELECT g.id, g.display_name, g.scope, g.managed_by, g.ignored, (SELECT count(*) FROM memberships m WHERE m.group_pk = g.pk)
+         FROM groups g ORDER BY g.display_name",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok(GroupSummary { id: r.get(0)?, name: r.get(1)?, scope: r.get(2)?, managed_by: r.get(3)?, ignored: r.get(4)?, members: r.get(5)? }))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Member user names of a group (any scope), with each membership's source.
+pub fn member_names(conn: &Connection, group_pk: i64) -> StoreResult<Vec<(String, String)>> {
+    let mut stmt = conn.prepare("SELECT u.user_name, m.source FROM memberships m JOIN users u ON u.pk = m.user_pk WHERE m.group_pk = ? ORDER BY u.user_name")?;
+    let rows = stmt.query_map([group_pk], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}

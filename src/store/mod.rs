@@ -67,6 +67,9 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The schema version this binary creates and understands.
+pub const SCHEMA_VERSION: i64 = migrate::CURRENT;
+
 /// Which rows of a list query to return.
 #[derive(Clone, Copy, Debug)]
 pub enum Window {

@@ -504,3 +504,76 @@ pub fn set_password(conn: &Connection, id: &str, hash: &str, role: &str, now: &s
     }
     Ok(())
 }
+
+/// What sanitisation reads: every visible user with the email a userName must equal
+/// (primary, else work, else first).
+pub fn sanitize_candidates(conn: &Connection) -> StoreResult<Vec<crate::ops::sanitize::Candidate>> {
+    let mut stmt = conn.prepare(
+        "SELECT u.id, u.user_name, u.active IS NOT 0, u.auth_type,
+                (SELECT e.value FROM user_emails e WHERE e.user_pk = u.pk
+                 ORDER BY coalesce(e.is_primary, 0) DESC, (e.type = 'work' COLLATE NOCASE) DESC, e.position LIMIT 1)
+         FROM users u WHERE u.deleted_at IS NULL ORDER BY u.pk",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(crate::ops::sanitize::Candidate { id: r.get(0)?, user_name: r.get(1)?, active: r.get(2)?, auth_type: r.get(3)?, email: r.get(4)? })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Renames a user (sanitisation); a clash with another userName is a conflict.
+pub fn rename(conn: &Connection, id: &str, user_name: &str, now: &str) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE users SET user_name = ?, last_modified = ?, version = version + 1 WHERE id = ?")?
+        .execute(params![user_name, now, id])
+        .map_err(conflict_or)?;
+    Ok(())
+}
+
+/// Sets a local user's sign-in type and licence (import).
+pub fn set_origin(conn: &Connection, id: &str, auth_type: &str, license: &str) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE users SET auth_type = ?, license = ? WHERE id = ?")?.execute(params![auth_type, license, id])?;
+    Ok(())
+}
+
+/// Sets `active` (operator activate/deactivate).
+pub fn set_active(conn: &Connection, id: &str, active: bool, now: &str) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE users SET active = ?, last_modified = ?, version = version + 1 WHERE id = ? AND deleted_at IS NULL")?
+        .execute(params![active, now, id])?;
+    Ok(())
+}
+
+/// One line of `scimd user list`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UserSummary {
+    pub id: String,
+    pub username: String,
+    pub active: bool,
+    pub license: String,
+    pub auth_type: String,
+    pub managed_by: String,
+    pub role: String,
+    pub deleted: bool,
+}
+
+/// Every user, deleted ones included (the operator sees everything).
+pub fn summaries(conn: &Connection) -> StoreResult<Vec<UserSummary>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, user_name, active IS NOT 0, license, auth_type, managed_by, role, deleted_at IS NOT NULL FROM users ORDER BY user_name",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(UserSummary {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                active: r.get(2)?,
+                license: r.get(3)?,
+                auth_type: r.get(4)?,
+                managed_by: r.get(5)?,
+                role: r.get(6)?,
+                deleted: r.get(7)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}

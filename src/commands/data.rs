@@ -1,0 +1,285 @@
+//! Operator commands over a tenant's data: show/delete tenants, list/show users and groups,
+//! (de)activate users, import, sanitize, backup, restore, check.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::clock::UtcMillis;
+use crate::ops::{import, maintenance, sanitize};
+use crate::store::events::{self, Action};
+use crate::store::{groups, users};
+use crate::tenant::{DataDir, Tenant, TenantId};
+
+fn tenant_id(data: &DataDir, tenant: &str) -> Result<TenantId, String> {
+    let id = TenantId::parse(tenant).ok_or("invalid tenant id")?;
+    if !data.tenant_exists(&id) {
+        return Err(format!("tenant {id} does not exist"));
+    }
+    Ok(id)
+}
+
+fn open(data: &DataDir, tenant: &str) -> Result<Tenant, String> {
+    Tenant::open(data, &tenant_id(data, tenant)?).map_err(|e| e.to_string())
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<(), String> {
+    println!("{}", serde_json::to_string_pretty(v).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+pub async fn tenant_show(data: &DataDir, id: &str, as_json: bool) -> Result<(), String> {
+    let tenant = open(data, id)?;
+    let s = tenant.settings();
+    let counts = tenant
+        .store
+        .read(|conn| {
+            let n = |sql: &str| -> rusqlite::Result<i64> { conn.query_row(sql, [], |r| r.get(0)) };
+            Ok(json!({
+                "users": n("SELECT count(*) FROM users WHERE deleted_at IS NULL")?,
+                "active_users": n("SELECT count(*) FROM users WHERE deleted_at IS NULL AND active IS NOT 0")?,
+                "deleted_users": n("SELECT count(*) FROM users WHERE deleted_at IS NOT NULL")?,
+                "groups": n("SELECT count(*) FROM groups")?,
+                "creator_in_use": n("SELECT count(*) FROM users WHERE license = 'creator' AND active IS NOT 0 AND deleted_at IS NULL")?,
+                "creator_float_in_use": n("SELECT count(*) FROM users WHERE license = 'creator_float' AND active IS NOT 0 AND deleted_at IS NULL")?,
+                "schema_version": n("PRAGMA user_version")?,
+            }))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let fingerprint = tenant.keys.current().map(|k| k.fingerprint.clone());
+    let info = json!({
+        "tenant": tenant.id.to_string(),
+        "counts": counts,
+        "seats": {"creator": s.creator, "creator_float": s.creator_float},
+        "delete_mode": format!("{:?}", s.delete_mode).to_lowercase(),
+        "require_username_is_email": s.require_username_is_email,
+        "group_conflict": format!("{:?}", s.group_conflict).to_lowercase(),
+        "token_signing_key": fingerprint,
+    });
+    tenant.store.close();
+    if as_json {
+        return print_json(&info);
+    }
+    println!("tenant {}", tenant.id);
+    for (k, v) in info.as_object().into_iter().flatten().filter(|(k, _)| *k != "tenant") {
+        println!("  {k}: {v}");
+    }
+    Ok(())
+}
+
+pub async fn tenant_delete(data: &DataDir, id: &str, yes: bool) -> Result<(), String> {
+    let id = tenant_id(data, id)?;
+    if !yes {
+        return Err(format!("deleting tenant {id} removes its users, groups, tokens and keys; run again with --yes (a backup is kept)"));
+    }
+    let backup = maintenance::backup_before_delete(data, &id)?;
+    std::fs::remove_dir_all(data.tenant_dir(&id)).map_err(|e| e.to_string())?;
+    println!("deleted tenant {id}; its database was backed up to {}", backup.display());
+    Ok(())
+}
+
+pub async fn user_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(), String> {
+    let tenant = open(data, tenant)?;
+    let list = tenant.store.read(users::summaries).await.map_err(|e| e.to_string())?;
+    tenant.store.close();
+    if as_json {
+        return print_json(&list);
+    }
+    println!("{:<36} {:<7} {:<14} {:<6} {:<6} {}", "USERNAME", "ACTIVE", "LICENSE", "AUTH", "BY", "STATE");
+    for u in list {
+        let state = if u.deleted { "deleted" } else if u.role == "org_admin" { "org admin" } else { "" };
+        println!("{:<36} {:<7} {:<14} {:<6} {:<6} {state}", u.username, u.active, u.license, u.auth_type, u.managed_by);
+    }
+    Ok(())
+}
+
+pub async fn user_show(data: &DataDir, tenant: &str, username: &str, as_json: bool) -> Result<(), String> {
+    let tenant = open(data, tenant)?;
+    let name = username.to_string();
+    let found = tenant
+        .store
+        .read(move |conn| {
+            let Some(account) = users::find_account(conn, &name)? else { return Ok(None) };
+            let res = users::get(conn, &account.id, true)?;
+            Ok(Some(json!({"id": res.id, "attributes": res.attrs, "created": res.created, "lastModified": res.last_modified, "role": account.role})))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tenant.store.close();
+    let info = found.ok_or_else(|| format!("no user named {username}"))?;
+    if as_json {
+        print_json(&info)
+    } else {
+        println!("{}", serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+}
+
+/// Operator (de)activation, with the licence seat following it.
+pub async fn user_set_active(data: &DataDir, tenant: &str, username: &str, active: bool) -> Result<(), String> {
+    let tenant = open(data, tenant)?;
+    let settings = tenant.settings();
+    let (name, now) = (username.to_string(), UtcMillis::now().to_rfc3339());
+    tenant
+        .store
+        .write(move |conn| {
+            let account = users::find_account(conn, &name)?.ok_or_else(|| crate::store::StoreError::NotFound(format!("no user named {name}")))?;
+            users::set_active(conn, &account.id, active, &now)?;
+            let action = if active { Action::Reactivate } else { Action::Deactivate };
+            events::record(conn, &now, "cli", action, "User", &account.id, &json!({"before": {"active": account.active}, "after": {"active": active}}))?;
+            if active {
+                crate::scim::users::assign_seat(conn, &account.id, &settings, "cli", &now)?;
+            } else {
+                let (license, ..) = users::origin_of(conn, &account.id)?;
+                if license != "none" {
+                    users::set_license(conn, &account.id, "none", &now)?;
+                    events::record(conn, &now, "cli", Action::License, "User", &account.id, &json!({"before": license, "after": "none"}))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tenant.store.close();
+    println!("{username} is now {}", if active { "active" } else { "inactive" });
+    Ok(())
+}
+
+pub async fn group_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(), String> {
+    let tenant = open(data, tenant)?;
+    let list = tenant.store.read(groups::summaries).await.map_err(|e| e.to_string())?;
+    tenant.store.close();
+    if as_json {
+        return print_json(&list);
+    }
+    println!("{:<36} {:<8} {:<6} {:>8} {}", "NAME", "SCOPE", "BY", "MEMBERS", "POLICY");
+    for g in list {
+        println!("{:<36} {:<8} {:<6} {:>8} {}", g.name, g.scope, g.managed_by, g.members, if g.ignored { "ignored" } else { "" });
+    }
+    Ok(())
+}
+
+pub async fn group_show(data: &DataDir, tenant: &str, name: &str, as_json: bool) -> Result<(), String> {
+    let tenant = open(data, tenant)?;
+    let n = name.to_string();
+    let found = tenant
+        .store
+        .read(move |conn| {
+            let Some(g) = groups::state_by_name(conn, &n)? else { return Ok(None) };
+            let members: Vec<Value> = groups::member_names(conn, g.pk)?.into_iter().map(|(u, s)| json!({"username": u, "source": s})).collect();
+            Ok(Some(json!({"id": g.id, "name": g.display_name, "scope": g.scope, "managed_by": g.managed_by, "ignored": g.ignored, "members": members})))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tenant.store.close();
+    let info = found.ok_or_else(|| format!("no group named {name}"))?;
+    if as_json {
+        return print_json(&info);
+    }
+    println!("{} ({} group, managed by {}{})", info["name"].as_str().unwrap_or_default(), info["scope"].as_str().unwrap_or_default(), info["managed_by"].as_str().unwrap_or_default(), if info["ignored"] == true { ", ignored by policy" } else { "" });
+    for m in info["members"].as_array().into_iter().flatten() {
+        println!("  {} ({})", m["username"].as_str().unwrap_or_default(), m["source"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+pub async fn import(data: &DataDir, tenant: &str, file: &Path, as_json: bool) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let is_json = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) || text.trim_start().starts_with('[');
+    let rows = if is_json { import::rows_from_json(&text)? } else { import::rows_from_csv(&text)? };
+    let tenant = open(data, tenant)?;
+    let now = UtcMillis::now().to_rfc3339();
+    let report = tenant.store.write(move |conn| import::apply(conn, &rows, &now)).await.map_err(|e| e.to_string())?;
+    tenant.store.close();
+    if as_json {
+        return print_json(&report);
+    }
+    println!("created {}, updated {}, skipped {}", report.created.len(), report.updated.len(), report.skipped.len());
+    for s in &report.skipped {
+        println!("  skipped {}: {}", s.username, s.reason);
+    }
+    Ok(())
+}
+
+pub async fn sanitize(data: &DataDir, tenant: &str, mode: &str, apply: bool, as_json: bool) -> Result<(), String> {
+    let mode = sanitize::AuthMode::parse(mode).ok_or("--auth-mode is basic, idp or multi")?;
+    let tenant = open(data, tenant)?;
+    let now = UtcMillis::now().to_rfc3339();
+    let report = tenant
+        .store
+        .write(move |conn| {
+            let analysis = sanitize::analyse(&users::sanitize_candidates(conn)?, mode);
+            let mut report = analysis.report;
+            if apply {
+                // One transaction: all of the safe renames, or none.
+                for (id, old, new) in &analysis.plan {
+                    users::rename(conn, id, new, &now)?;
+                    events::record(conn, &now, "sanitize", Action::Update, "User", id, &json!({"before": {"userName": old}, "after": {"userName": new}}))?;
+                    report.applied.push(old.clone());
+                }
+            }
+            Ok(report)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tenant.store.close();
+    if as_json {
+        println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!("{} user(s) need userName := email:", report.needs_update.len());
+    for n in &report.needs_update {
+        println!("  {:<36} -> {:<36} ({})", n.username, n.email, n.reason);
+    }
+    println!("{} clashing pair(s), left for a person to decide:", report.clashes.len());
+    for c in &report.clashes {
+        println!("  {} / {} ({})", c.usernames[0], c.usernames[1], c.rule);
+    }
+    if apply {
+        println!("applied to {} user(s)", report.applied.len());
+    } else {
+        println!("nothing changed; run again with --apply to update the users in no clashing pair");
+    }
+    Ok(())
+}
+
+pub fn backup(data: &DataDir, tenant: &str, out: &Path) -> Result<(), String> {
+    let id = tenant_id(data, tenant)?;
+    maintenance::backup(data, &id, out)?;
+    println!("backed up tenant {id} to {} (integrity ok)", out.display());
+    Ok(())
+}
+
+pub fn restore(data: &DataDir, tenant: &str, from: &Path, yes: bool) -> Result<(), String> {
+    let id = tenant_id(data, tenant)?;
+    if !yes {
+        return Err(format!("restoring replaces tenant {id}'s database; stop the server, then run again with --yes"));
+    }
+    maintenance::restore(data, &id, from)?;
+    println!("restored tenant {id} from {} (integrity ok)", from.display());
+    Ok(())
+}
+
+/// Returns Err when something is wrong, so the exit status is non-zero.
+pub fn check(data: &DataDir, cert: Option<&Path>, as_json: bool) -> Result<(), String> {
+    let findings = maintenance::check(data, cert, UtcMillis::now());
+    let worst = findings.iter().map(|f| f.level).max().unwrap_or(maintenance::Level::Ok);
+    for f in &findings {
+        let level = match f.level {
+            maintenance::Level::Ok => "OK",
+            maintenance::Level::Warn => "WARN",
+            maintenance::Level::Error => "ERROR",
+        };
+        if as_json {
+            println!("{}", json!({"level": level, "finding": f.what}));
+        } else {
+            println!("{level:<5} {}", f.what);
+        }
+    }
+    if worst == maintenance::Level::Ok {
+        Ok(())
+    } else {
+        Err(format!("{} finding(s) need attention", findings.iter().filter(|f| f.level != maintenance::Level::Ok).count()))
+    }
+}

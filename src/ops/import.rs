@@ -1,0 +1,279 @@
+//! `scimd import`: existing application users and org-level groups from CSV or JSON.
+//! Imported users are local (managed by the application) until the IdP adopts them.
+//! Idempotent: a row equal to what is stored is skipped; IdP-managed users are never
+//! overwritten. The whole file is validated first and applied in one transaction.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::scim::resource::Attrs;
+use crate::store::events::{self, Action};
+use crate::store::{groups, users, StoreResult};
+
+pub const HEADER: [&str; 8] = ["username", "email", "given_name", "family_name", "active", "auth_type", "license", "groups"];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportRow {
+    pub username: String,
+    pub email: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub active: bool,
+    pub auth_type: String,
+    pub license: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub username: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// RFC 4180 CSV: quoted fields, doubled quotes, CRLF or LF.
+pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    let mut line = 1;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => {
+                if c == '\n' {
+                    line += 1;
+                }
+                field.push(c);
+            }
+            (false, '"') if field.is_empty() => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\r') if chars.peek() == Some(&'\n') => {}
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+                line += 1;
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if quoted {
+        return Err(format!("line {line}: unterminated quoted field"));
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows.retain(|r| !(r.len() == 1 && r[0].trim().is_empty()));
+    Ok(rows)
+}
+
+fn parse_bool(v: &str, line: usize) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(format!("row {line}: active must be true or false, not {other:?}")),
+    }
+}
+
+fn validate(mut row: ImportRow, line: usize) -> Result<ImportRow, String> {
+    row.username = row.username.trim().to_string();
+    row.email = row.email.trim().to_string();
+    if row.username.is_empty() {
+        return Err(format!("row {line}: username is empty"));
+    }
+    if !matches!(row.auth_type.as_str(), "basic" | "idp") {
+        return Err(format!("row {line}: auth_type must be basic or idp, not {:?}", row.auth_type));
+    }
+    if !matches!(row.license.as_str(), "creator" | "creator_float" | "none") {
+        return Err(format!("row {line}: license must be creator, creator_float or none, not {:?}", row.license));
+    }
+    row.groups.retain(|g| !g.trim().is_empty());
+    for g in row.groups.iter_mut() {
+        *g = g.trim().to_string();
+    }
+    Ok(row)
+}
+
+/// Parses a CSV file with the documented header (columns in any order).
+pub fn rows_from_csv(text: &str) -> Result<Vec<ImportRow>, String> {
+    let mut rows = parse_csv(text.trim_start_matches('\u{feff}'))?.into_iter();
+    let header: Vec<String> = rows.next().ok_or("the file is empty")?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).ok_or_else(|| format!("the header lacks the column {name:?} (expected {})", HEADER.join(",")));
+    let idx: Vec<usize> = HEADER.iter().map(|h| col(h)).collect::<Result<_, _>>()?;
+    rows.enumerate()
+        .map(|(i, r)| {
+            let line = i + 2;
+            let get = |k: usize| r.get(idx[k]).cloned().unwrap_or_default();
+            let row = ImportRow {
+                username: get(0),
+                email: get(1),
+                given_name: get(2),
+                family_name: get(3),
+                active: parse_bool(&get(4), line)?,
+                auth_type: get(5).trim().to_ascii_lowercase(),
+                license: get(6).trim().to_ascii_lowercase(),
+                groups: get(7).split(';').map(str::to_string).collect(),
+            };
+            validate(row, line)
+        })
+        .collect()
+}
+
+/// Parses a JSON array of objects with the same keys (`groups` a list or `;`-separated).
+pub fn rows_from_json(text: &str) -> Result<Vec<ImportRow>, String> {
+    let items: Vec<Value> = serde_json::from_str(text).map_err(|e| format!("not a JSON array of objects: {e}"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let line = i + 1;
+            let s = |k: &str| match v.get(k) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            let active = match v.get("active") {
+                Some(Value::Bool(b)) => *b,
+                _ => parse_bool(&s("active"), line)?,
+            };
+            let groups = match v.get("groups") {
+                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+                _ => s("groups").split(';').map(str::to_string).collect(),
+            };
+            let row = ImportRow {
+                username: s("username"),
+                email: s("email"),
+                given_name: s("given_name"),
+                family_name: s("family_name"),
+                active,
+                auth_type: s("auth_type").to_ascii_lowercase(),
+                license: s("license").to_ascii_lowercase(),
+                groups,
+            };
+            validate(row, line)
+        })
+        .collect()
+}
+
+fn doc_of(row: &ImportRow) -> Attrs {
+    let mut doc = Attrs::new();
+    doc.insert("userName".into(), Value::String(row.username.clone()));
+    doc.insert("active".into(), Value::Bool(row.active));
+    if !row.email.is_empty() {
+        doc.insert("emails".into(), json!([{"value": row.email, "type": "work", "primary": true}]));
+    }
+    let mut name = serde_json::Map::new();
+    if !row.given_name.is_empty() {
+        name.insert("givenName".into(), Value::String(row.given_name.clone()));
+    }
+    if !row.family_name.is_empty() {
+        name.insert("familyName".into(), Value::String(row.family_name.clone()));
+    }
+    if !name.is_empty() {
+        doc.insert("name".into(), Value::Object(name));
+    }
+    doc
+}
+
+/// Applies validated rows in the caller's transaction.
+pub fn apply(conn: &rusqlite::Connection, rows: &[ImportRow], now: &str) -> StoreResult<ImportReport> {
+    const ACTOR: &str = "import";
+    let mut report = ImportReport::default();
+    for row in rows {
+        let doc = doc_of(row);
+        let id = match users::find_by_user_name(conn, &row.username)? {
+            Some((_, true, _)) => {
+                report.skipped.push(Skipped { username: row.username.clone(), reason: "soft-deleted; restore it through SCIM".into() });
+                continue;
+            }
+            Some((_, false, managed_by)) if managed_by == "idp" => {
+                report.skipped.push(Skipped { username: row.username.clone(), reason: "managed by the IdP".into() });
+                continue;
+            }
+            Some((id, false, _)) => {
+                let old = users::get(conn, &id, false)?;
+                let (license, _, auth_type, _) = users::origin_of(conn, &id)?;
+                let mut current = old.attrs.clone();
+                current.remove(crate::scim::schema::SCIMD_SCHEMA);
+                let same = current == doc && license == row.license && auth_type == row.auth_type;
+                if !same {
+                    users::replace(conn, &id, &doc, now)?;
+                    users::set_origin(conn, &id, &row.auth_type, &row.license)?;
+                    events::record(conn, now, ACTOR, Action::Update, "User", &id, &json!({"before": current, "after": doc, "license": row.license}))?;
+                    report.updated.push(row.username.clone());
+                }
+                id
+            }
+            None => {
+                let origin = users::UserOrigin { role: "user", password_hash: None, license: &row.license, auth_type: &row.auth_type, managed_by: "local" };
+                let res = users::insert(conn, &doc, &origin, now)?;
+                events::record(conn, now, ACTOR, Action::Create, "User", &res.id, &json!({"after": doc, "license": row.license}))?;
+                report.created.push(row.username.clone());
+                res.id
+            }
+        };
+        let mut joined_any = false;
+        for name in &row.groups {
+            let group = match groups::state_by_name(conn, name)? {
+                Some(g) => g,
+                None => {
+                    let mut gdoc = Attrs::new();
+                    gdoc.insert("displayName".into(), Value::String(name.clone()));
+                    let (_, gid) = groups::insert(conn, &gdoc, "org", "local", false, now)?;
+                    events::record(conn, now, ACTOR, Action::Create, "Group", &gid, &json!({"after": gdoc}))?;
+                    groups::state(conn, &gid)?
+                }
+            };
+            let (user_pk, _) = groups::member_pk(conn, &id)?;
+            if groups::add_member(conn, group.pk, user_pk, "local")? {
+                joined_any = true;
+                events::record(conn, now, ACTOR, Action::Create, "Membership", &format!("{}:{id}", group.id), &json!({"group": group.id, "member": id}))?;
+            }
+        }
+        if joined_any && !report.created.contains(&row.username) && !report.updated.contains(&row.username) {
+            report.updated.push(row.username.clone());
+        }
+        if !report.created.contains(&row.username) && !report.updated.contains(&row.username) {
+            report.skipped.push(Skipped { username: row.username.clone(), reason: "unchanged".into() });
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_parsing() {
+        let rows = parse_csv("a,b\r\n\"x, y\",\"say \"\"hi\"\"\"\n\nz,\n").unwrap();
+        assert_eq!(rows, vec![vec!["a", "b"], vec!["x, y", "say \"hi\""], vec!["z", ""]]);
+        assert!(parse_csv("\"open").is_err());
+    }
+
+    #[test]
+    fn rows_and_errors() {
+        let csv = "username,email,given_name,family_name,active,auth_type,license,groups\nann,ann@x.com,Ann,A,true,basic,creator,Sales;Ops\n";
+        let rows = rows_from_csv(csv).unwrap();
+        assert_eq!(rows[0].groups, ["Sales", "Ops"]);
+        assert!(rows_from_csv("username,email\nx,y\n").unwrap_err().contains("given_name"));
+        let bad = "username,email,given_name,family_name,active,auth_type,license,groups\nann,a,A,A,maybe,basic,none,\n";
+        assert!(rows_from_csv(bad).unwrap_err().contains("row 2"));
+        let json = r#"[{"username":"bo","email":"bo@x.com","given_name":"B","family_name":"O","active":false,"auth_type":"idp","license":"none","groups":["G"]}]"#;
+        assert_eq!(rows_from_json(json).unwrap()[0].groups, ["G"]);
+        assert!(rows_from_json(r#"[{"username":"x","active":true,"auth_type":"ldap","license":"none"}]"#).is_err());
+    }
+}

@@ -1,0 +1,217 @@
+//! Backups, restores and `scimd check`.
+//!
+//! A backup uses SQLite's online backup API, so it is consistent while the server writes.
+//! A restore checks the file's integrity first, copies it over the tenant's database with
+//! the same API (the server must be stopped, or the tenant offline), and checks again.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::clock::UtcMillis;
+use crate::tenant::{DataDir, TenantId};
+
+fn integrity(conn: &Connection) -> Result<(), String> {
+    let result: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+    if result == "ok" {
+        Ok(())
+    } else {
+        Err(format!("integrity_check: {result}"))
+    }
+}
+
+/// Copies the tenant's database to `out` while the server may be writing.
+pub fn backup(data: &DataDir, id: &TenantId, out: &Path) -> Result<(), String> {
+    let src = Connection::open_with_flags(data.database(id), OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| e.to_string())?;
+    src.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    if out.exists() {
+        return Err(format!("{} exists; choose a new file", out.display()));
+    }
+    src.backup(rusqlite::MAIN_DB, out, None).map_err(|e| format!("backup failed: {e}"))?;
+    let copy = Connection::open(out).map_err(|e| e.to_string())?;
+    integrity(&copy)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(())
+}
+
+/// Puts a backup back as the tenant's database.
+pub fn restore(data: &DataDir, id: &TenantId, from: &Path) -> Result<(), String> {
+    let backup = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| format!("{}: {e}", from.display()))?;
+    integrity(&backup).map_err(|e| format!("{} is not a sound backup: {e}", from.display()))?;
+    let version: i64 = backup.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+    if version > crate::store::SCHEMA_VERSION {
+        return Err(format!("the backup is of schema version {version}, newer than this scimd"));
+    }
+    drop(backup);
+    let mut target = Connection::open(data.database(id)).map_err(|e| e.to_string())?;
+    target.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    target
+        .restore(rusqlite::MAIN_DB, from, None::<fn(rusqlite::backup::Progress)>)
+        .map_err(|e| format!("restore failed (is the server still running?): {e}"))?;
+    integrity(&target)?;
+    // Bring an older backup up to date.
+    drop(target);
+    crate::store::open_for_write(&data.database(id)).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A dated backup file in `DATA_DIR/backups/` (before a tenant is deleted).
+pub fn backup_before_delete(data: &DataDir, id: &TenantId) -> Result<std::path::PathBuf, String> {
+    let dir = data.root().join("backups");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let stamp = UtcMillis::now().to_rfc3339().replace([':', '.'], "-");
+    let out = dir.join(format!("{id}-{stamp}.db"));
+    backup(data, id, &out)?;
+    Ok(out)
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
+pub enum Level {
+    Ok,
+    Warn,
+    Error,
+}
+
+pub struct Finding {
+    pub level: Level,
+    pub what: String,
+}
+
+fn finding(level: Level, what: impl Into<String>) -> Finding {
+    Finding { level, what: what.into() }
+}
+
+/// Walks a certificate's DER to its notAfter (RFC 5280: tbsCertificate → validity).
+pub fn cert_not_after(der: &[u8]) -> Option<UtcMillis> {
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = b.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (first as usize, rest)
+        } else {
+            let n = (first & 0x7f) as usize;
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            (rest[..n].iter().fold(0usize, |a, &x| (a << 8) | x as usize), &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    let (_, cert, _) = tlv(der)?;
+    let (_, tbs, _) = tlv(cert)?;
+    let mut rest = tbs;
+    let (tag, _, after) = tlv(rest)?;
+    if tag == 0xa0 {
+        rest = after; // explicit version
+    }
+    for _ in 0..3 {
+        rest = tlv(rest)?.2; // serialNumber, signature, issuer
+    }
+    let (_, validity, _) = tlv(rest)?;
+    let (_, _, after_not_before) = tlv(validity)?;
+    let (tag, not_after, _) = tlv(after_not_before)?;
+    let text = std::str::from_utf8(not_after).ok()?;
+    let full = match tag {
+        0x17 if text.len() == 13 => {
+            let yy: i32 = text[..2].parse().ok()?;
+            format!("{}{}", if yy >= 50 { 19 } else { 20 }, text)
+        }
+        0x18 if text.len() == 15 => text.to_string(),
+        _ => return None,
+    };
+    let iso = format!("{}-{}-{}T{}:{}:{}Z", &full[0..4], &full[4..6], &full[6..8], &full[8..10], &full[10..12], &full[12..14]);
+    UtcMillis::parse_rfc3339(&iso)
+}
+
+/// `scimd check`: every finding, worst last.
+pub fn check(data: &DataDir, cert: Option<&Path>, now: UtcMillis) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if !data.root().is_dir() {
+        out.push(finding(Level::Error, format!("data directory {} does not exist", data.root().display())));
+        return out;
+    }
+    out.push(finding(Level::Ok, format!("data directory {}", data.root().display())));
+    if let Some(cert) = cert {
+        use rustls_pki_types::pem::PemObject;
+        match rustls_pki_types::CertificateDer::pem_file_iter(cert).ok().and_then(|mut i| i.next()).and_then(Result::ok) {
+            None => out.push(finding(Level::Error, format!("certificate {}: unreadable", cert.display()))),
+            Some(der) => match cert_not_after(&der) {
+                None => out.push(finding(Level::Error, format!("certificate {}: cannot read its expiry", cert.display()))),
+                Some(t) => {
+                    let days = (t.0 - now.0).div_euclid(86_400_000);
+                    let level = if days < 0 { Level::Error } else if days < 14 { Level::Warn } else { Level::Ok };
+                    out.push(finding(level, format!("certificate {} expires {} ({days} days)", cert.display(), t.to_rfc3339())));
+                }
+            },
+        }
+    }
+    let tenants = match data.list_tenants() {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(finding(Level::Error, format!("cannot list tenants: {e}")));
+            return out;
+        }
+    };
+    for id in tenants {
+        check_tenant(data, &id, now, &mut out);
+    }
+    out
+}
+
+fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Finding>) {
+    if let Err(e) = crate::tenant::TenantSettings::load(&data.settings_file(id)) {
+        out.push(finding(Level::Error, format!("tenant {id}: {e}")));
+    }
+    #[cfg(unix)]
+    if let Ok(m) = std::fs::metadata(data.private_key(id)) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = m.permissions().mode() & 0o777;
+        let level = if mode & 0o077 != 0 { Level::Error } else { Level::Ok };
+        out.push(finding(level, format!("tenant {id}: token signing key mode {mode:o}")));
+    }
+    let conn = match Connection::open_with_flags(data.database(id), OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        Ok(c) => c,
+        Err(e) => return out.push(finding(Level::Error, format!("tenant {id}: cannot open the database: {e}"))),
+    };
+    let _ = conn.busy_timeout(Duration::from_secs(10));
+    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
+        Ok(v) if v == crate::store::SCHEMA_VERSION => out.push(finding(Level::Ok, format!("tenant {id}: schema version {v}"))),
+        Ok(v) if v < crate::store::SCHEMA_VERSION => out.push(finding(Level::Warn, format!("tenant {id}: schema version {v}; the server migrates it on first use"))),
+        Ok(v) => out.push(finding(Level::Error, format!("tenant {id}: schema version {v} is newer than this scimd"))),
+        Err(e) => out.push(finding(Level::Error, format!("tenant {id}: {e}"))),
+    }
+    match integrity(&conn) {
+        Ok(()) => out.push(finding(Level::Ok, format!("tenant {id}: integrity ok"))),
+        Err(e) => out.push(finding(Level::Error, format!("tenant {id}: {e}"))),
+    }
+    let warn_days = crate::tenant::TenantSettings::load(&data.settings_file(id)).map(|s| s.token_warn_days).unwrap_or(30);
+    let live = crate::store::tokens::live(&conn, &now.to_rfc3339());
+    if let Ok(live) = live {
+        for t in live {
+            let days = crate::auth::token::days_left(&t.expires_at, now);
+            let level = if days < i64::from(warn_days) { Level::Warn } else { Level::Ok };
+            out.push(finding(level, format!("tenant {id}: token of {} expires {} ({days} days)", t.user_name, t.expires_at)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_certificate_expiry() {
+        let dir = std::env::temp_dir().join(format!("scimd-cert-{}", std::process::id()));
+        let paths = crate::certs::generate(&dir, &["localhost".into()]).unwrap();
+        use rustls_pki_types::pem::PemObject;
+        let der = rustls_pki_types::CertificateDer::pem_file_iter(&paths.server_cert).unwrap().next().unwrap().unwrap();
+        let not_after = cert_not_after(&der).expect("a notAfter");
+        assert!(not_after > UtcMillis::now());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
