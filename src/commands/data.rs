@@ -86,7 +86,7 @@ pub async fn user_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<()
     if as_json {
         return print_json(&list);
     }
-    println!("{:<36} {:<7} {:<14} {:<6} {:<6} {}", "USERNAME", "ACTIVE", "LICENSE", "AUTH", "BY", "STATE");
+    println!("{:<36} {:<7} {:<14} {:<6} {:<6} STATE", "USERNAME", "ACTIVE", "LICENSE", "AUTH", "BY");
     for u in list {
         let state = if u.deleted { "deleted" } else if u.role == "org_admin" { "org admin" } else { "" };
         println!("{:<36} {:<7} {:<14} {:<6} {:<6} {state}", u.username, u.active, u.license, u.auth_type, u.managed_by);
@@ -153,7 +153,7 @@ pub async fn group_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(
     if as_json {
         return print_json(&list);
     }
-    println!("{:<36} {:<8} {:<6} {:>8} {}", "NAME", "SCOPE", "BY", "MEMBERS", "POLICY");
+    println!("{:<36} {:<8} {:<6} {:>8} POLICY", "NAME", "SCOPE", "BY", "MEMBERS");
     for g in list {
         println!("{:<36} {:<8} {:<6} {:>8} {}", g.name, g.scope, g.managed_by, g.members, if g.ignored { "ignored" } else { "" });
     }

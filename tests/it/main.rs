@@ -12,6 +12,7 @@ mod groups;
 mod http;
 mod list;
 mod logs;
+mod operator;
 mod protocol;
 mod semantics;
 mod tidy;

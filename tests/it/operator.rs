@@ -1,0 +1,210 @@
+//! Issue 6: the operator's commands against real tenant directories (the binary, while the
+//! server runs where the command allows it).
+
+use std::process::Command;
+
+use hyper::Method;
+use serde_json::{json, Value};
+
+use crate::support::{TempDir, TestServer};
+
+fn scimd(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("SCIMD_KDF_ITERATIONS", "1000")
+        .env("RUST_LOG", "scimd=warn")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// One user per clash shape, plus users that are fine and users that only need the update.
+const FIXTURE: &str = "\
+username,email,given_name,family_name,active,auth_type,license,groups
+alice,alice@x.com,Alice,A,true,idp,creator,Sales;Ops
+bob@x.com,bob@x.com,Bob,B,true,idp,none,Sales
+frank,george,Frank,F,true,idp,none,
+george,george@x.com,George,G,true,basic,none,
+hank,hank@x.com,Hank,H,true,idp,none,
+ivan,hank,Ivan,I,false,idp,none,
+jill,shared@x.com,Jill,J,true,idp,none,
+kate,Shared@x.com,Kate,K,true,idp,none,
+\"mike, jr\",mike@x.com,\"Mike \"\"MJ\"\"\",M,true,idp,creator_float,Ops
+";
+
+#[tokio::test]
+async fn import_sanitize_and_scim_round_trip_while_serving() {
+    let s = TestServer::start().await;
+    let data = s.data().root().to_path_buf();
+    let file = s.dir.path().join("users.csv");
+    std::fs::write(&file, FIXTURE).unwrap();
+    let (ok, out, err) = scimd(&data, &["import", "--tenant", "acme", file.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["created"].as_array().unwrap().len(), 9);
+    // Idempotent.
+    let (_, out, _) = scimd(&data, &["import", "--tenant", "acme", file.to_str().unwrap(), "--json"]);
+    let again: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((again["created"].as_array().unwrap().len(), again["updated"].as_array().unwrap().len()), (0, 0));
+    // Imported users are local, with their licence and groups.
+    let r = s.get("/Users?filter=userName%20eq%20%22alice%22").await;
+    let alice = r.body["Resources"][0].clone();
+    assert_eq!(alice["urn:scimd:params:scim:schemas:extension:2.0:User"]["managedBy"], "local");
+    assert_eq!(alice["urn:scimd:params:scim:schemas:extension:2.0:User"]["license"], "creator");
+    assert_eq!(alice["groups"].as_array().unwrap().len(), 2);
+
+    // The report, exactly as documented.
+    let (ok, out, _) = scimd(&data, &["sanitize", "--tenant", "acme", "--json"]);
+    assert!(ok);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let needs: Vec<&str> = report["needs_update"].as_array().unwrap().iter().map(|n| n["username"].as_str().unwrap()).collect();
+    assert_eq!(needs, ["alice", "frank", "hank", "jill", "kate", "mike, jr"]);
+    assert_eq!(
+        report["clashes"],
+        json!([
+            {"usernames": ["frank", "george"], "rule": "email_equals_username"},
+            {"usernames": ["ivan", "hank"], "rule": "email_equals_username"},
+            {"usernames": ["jill", "kate"], "rule": "same_email"}
+        ])
+    );
+    assert_eq!(report["applied"], json!([]));
+    assert_eq!(report.as_object().unwrap().keys().collect::<Vec<_>>(), ["needs_update", "clashes", "applied"]);
+    // --apply: the safe ones, in one transaction, an event each; the clashing ones stay.
+    let (ok, out, _) = scimd(&data, &["sanitize", "--tenant", "acme", "--apply", "--json"]);
+    assert!(ok);
+    let applied: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(applied["applied"], json!(["alice", "mike, jr"]));
+    assert_eq!(s.count("acme", "SELECT count(*) FROM events WHERE principal = 'sanitize'"), 2);
+    // SCIM sees the new userNames (and the user keeps its id and groups).
+    let r = s.get("/Users?filter=userName%20eq%20%22alice%40x.com%22").await;
+    assert_eq!(r.body["Resources"][0]["id"], alice["id"]);
+    assert_eq!(r.body["Resources"][0]["groups"].as_array().unwrap().len(), 2);
+    assert_eq!(s.get("/Users?filter=userName%20eq%20%22frank%22").await.body["totalResults"], 1, "clashing users are left");
+    // Running it again changes nothing.
+    let (_, out, _) = scimd(&data, &["sanitize", "--tenant", "acme", "--apply", "--json"]);
+    let third: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(third["applied"], json!([]));
+    // Human-readable mode says what it would do.
+    let (_, out, _) = scimd(&data, &["sanitize", "--tenant", "acme", "--auth-mode", "basic"]);
+    assert!(out.contains("george") && out.contains("clashing pair"), "{out}");
+    let (ok, _, err) = scimd(&data, &["import", "--tenant", "acme", "/nonexistent.csv"]);
+    assert!(!ok && err.contains("cannot read"));
+}
+
+#[tokio::test]
+async fn backup_during_writes_restores_with_integrity() {
+    let s = TestServer::start().await;
+    let data = s.data().root().to_path_buf();
+    let backup = s.dir.path().join("acme.db");
+    // Writers keep creating users while the backup runs.
+    let writer = {
+        let client = s.client.clone();
+        let auth = s.auth.clone();
+        tokio::spawn(async move {
+            for i in 0..150 {
+                let body = serde_json::to_vec(&json!({"userName": format!("w{i}@x.com")})).unwrap();
+                let r = client.raw(Method::POST, "/t/acme/scim/v2/Users", &[("authorization", &auth), ("content-type", "application/scim+json")], Some(body)).await;
+                assert_eq!(r.status, 201);
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let (data, backup) = (data.clone(), backup.clone());
+        move || scimd(&data, &["backup", "--tenant", "acme", "--out", backup.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("integrity ok"));
+    writer.await.unwrap();
+    let backed_up: i64 = rusqlite::Connection::open(&backup).unwrap().query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    assert!((1..=151).contains(&backed_up));
+    let (ok, _, err) = scimd(&data, &["backup", "--tenant", "acme", "--out", backup.to_str().unwrap()]);
+    assert!(!ok && err.contains("exists"), "never overwrites");
+    // Restore needs --yes and a stopped server.
+    let dir = s.stop().await;
+    let (ok, _, err) = scimd(&data, &["restore", "--tenant", "acme", "--from", backup.to_str().unwrap()]);
+    assert!(!ok && err.contains("--yes"));
+    let (ok, out, err) = scimd(&data, &["restore", "--tenant", "acme", "--from", backup.to_str().unwrap(), "--yes"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("integrity ok"));
+    let db = rusqlite::Connection::open(data.join("tenants/acme/scim.db")).unwrap();
+    let restored: i64 = db.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    assert_eq!(restored, backed_up);
+    let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    // A corrupt file is refused.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a database at all").unwrap();
+    let (ok, _, _) = scimd(&data, &["restore", "--tenant", "acme", "--from", junk.to_str().unwrap(), "--yes"]);
+    assert!(!ok);
+}
+
+#[test]
+fn tenant_user_group_commands_and_check() {
+    let dir = TempDir::new("ops");
+    let d = dir.path();
+    assert!(scimd(d, &["tenant", "create", "acme"]).0);
+    assert!(scimd(d, &["admin", "add", "--tenant", "acme", "--username", "okta"]).0);
+    assert!(scimd(d, &["user", "add", "--local", "--tenant", "acme", "--username", "pat@x.com", "--email", "pat@x.com"]).0);
+    assert!(scimd(d, &["group", "add", "--tenant", "acme", "--name", "Builders"]).0);
+    let (ok, out, _) = scimd(d, &["user", "list", "--tenant", "acme", "--json"]);
+    assert!(ok);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (_, out, _) = scimd(d, &["user", "show", "--tenant", "acme", "--username", "okta", "--json"]);
+    assert!(!out.contains("pbkdf2"), "never prints the password hash");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["role"], "org_admin");
+    assert!(scimd(d, &["user", "deactivate", "--tenant", "acme", "--username", "pat@x.com"]).0);
+    let (_, out, _) = scimd(d, &["user", "list", "--tenant", "acme", "--json"]);
+    let pat = serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().iter().find(|u| u["username"] == "pat@x.com").cloned().unwrap();
+    assert_eq!((pat["active"].as_bool(), pat["license"].as_str()), (Some(false), Some("none")));
+    assert!(scimd(d, &["user", "activate", "--tenant", "acme", "--username", "pat@x.com"]).0);
+    let (_, out, _) = scimd(d, &["group", "list", "--tenant", "acme", "--json"]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()[0]["name"], "Builders");
+    let (_, out, _) = scimd(d, &["group", "show", "--tenant", "acme", "--name", "Builders"]);
+    assert!(out.contains("org group"));
+    let (ok, out, _) = scimd(d, &["tenant", "show", "acme", "--json"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["counts"]["users"], 2);
+
+    // check: all OK, then a world-readable key is an ERROR and a non-zero exit.
+    let (ok, out, _) = scimd(d, &["check"]);
+    assert!(ok, "{out}");
+    assert!(scimd(d, &["token", "keygen", "--tenant", "acme"]).0);
+    let certs = scimd::certs::generate(&d.join("certs"), &["localhost".into()]).unwrap();
+    let (ok, out, _) = scimd(d, &["check", "--cert", certs.server_cert.to_str().unwrap()]);
+    assert!(ok && out.contains("certificate") && out.contains("key mode 600"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("tenants/acme/keys/token-signing.key.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (ok, out, _) = scimd(d, &["check", "--json"]);
+        assert!(!ok);
+        assert!(out.lines().any(|l| l.contains("\"ERROR\"") && l.contains("key mode 644")), "{out}");
+    }
+
+    // delete asks for --yes and keeps a backup.
+    let (ok, _, err) = scimd(d, &["tenant", "delete", "acme"]);
+    assert!(!ok && err.contains("--yes"));
+    let (ok, out, _) = scimd(d, &["tenant", "delete", "acme", "--yes"]);
+    assert!(ok, "{out}");
+    assert!(!d.join("tenants/acme").exists());
+    assert_eq!(std::fs::read_dir(d.join("backups")).unwrap().count(), 1);
+}
+
+#[test]
+fn every_command_has_a_manual_and_clear_errors() {
+    let dir = TempDir::new("help");
+    for cmd in ["serve", "demo", "tenant", "admin", "user", "group", "token", "apiclient", "import", "sanitize", "backup", "restore", "check", "log"] {
+        let (ok, out, _) = scimd(dir.path(), &[cmd, "--help"]);
+        assert!(ok && out.starts_with("NAME") && out.contains("SYNOPSIS"), "{cmd}: {out}");
+    }
+    let (ok, _, err) = scimd(dir.path(), &["user", "show", "--tenant", "nope", "--username", "x"]);
+    assert!(!ok && err.contains("does not exist"));
+    let (ok, _, err) = scimd(dir.path(), &["sanitize", "--tenant", "x", "--auth-mode", "ldap"]);
+    assert!(!ok && err.contains("basic, idp or multi"));
+}
