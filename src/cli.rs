@@ -29,7 +29,7 @@ USAGE:
     scimd sanitize --tenant ID [--auth-mode basic|idp|multi] [--apply] [--json] [--data-dir DIR]
     scimd backup --tenant ID --out FILE [--data-dir DIR]
     scimd restore --tenant ID --from FILE --yes [--data-dir DIR]
-    scimd check [--cert FILE] [--json] [--data-dir DIR]
+    scimd check [--config FILE] [--cert FILE] [--json] [--data-dir DIR]
     scimd COMMAND --help          (a manual page for one command)
     scimd --help | --version
 
@@ -45,7 +45,7 @@ pub enum Command {
     TenantCreate { data_dir: Option<PathBuf>, id: String, creator: u32, creator_float: u32 },
     TenantList { data_dir: Option<PathBuf> },
     AdminAdd { data_dir: Option<PathBuf>, tenant: String, username: String, password_stdin: bool },
-    Token { data_dir: Option<PathBuf>, tenant: String, action: TokenAction, username: Option<String>, revoke_existing: bool },
+    Token { data_dir: Option<PathBuf>, tenant: String, action: TokenAction, username: Option<String>, revoke_existing: bool, json: bool },
     ApiClientAdd { data_dir: Option<PathBuf>, tenant: String, username: String },
     UserAddLocal { data_dir: Option<PathBuf>, tenant: String, username: String, email: Option<String>, password_stdin: bool },
     UserSetLicense { data_dir: Option<PathBuf>, tenant: String, username: String, license: String },
@@ -62,7 +62,7 @@ pub enum Command {
     Sanitize { data_dir: Option<PathBuf>, tenant: String, auth_mode: String, apply: bool, json: bool },
     Backup { data_dir: Option<PathBuf>, tenant: String, out: PathBuf },
     Restore { data_dir: Option<PathBuf>, tenant: String, from: PathBuf, yes: bool },
-    Check { data_dir: Option<PathBuf>, cert: Option<PathBuf>, json: bool },
+    Check { data_dir: Option<PathBuf>, cert: Option<PathBuf>, config_file: Option<PathBuf>, json: bool },
     /// `scimd COMMAND --help`.
     HelpFor(String),
     Help,
@@ -193,7 +193,7 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
             if matches!(action, TokenAction::Issue | TokenAction::Rotate | TokenAction::Revoke) && username.is_none() {
                 return Err("this token command needs --username NAME (the account)".into());
             }
-            Ok(Command::Token { data_dir, tenant, action, username, revoke_existing })
+            Ok(Command::Token { data_dir, tenant, action, username, revoke_existing, json })
         }
         ("apiclient", Some("add")) => {
             no_positional(&positional)?;
@@ -262,7 +262,7 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
         }
         ("check", _) => {
             no_positional(&positional)?;
-            Ok(Command::Check { data_dir, cert: flags.cert, json })
+            Ok(Command::Check { data_dir, cert: flags.cert, config_file, json })
         }
         ("group", Some("add")) => {
             no_positional(&positional)?;

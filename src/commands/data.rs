@@ -262,8 +262,19 @@ pub fn restore(data: &DataDir, tenant: &str, from: &Path, yes: bool) -> Result<(
 }
 
 /// Returns Err when something is wrong, so the exit status is non-zero.
-pub fn check(data: &DataDir, cert: Option<&Path>, as_json: bool) -> Result<(), String> {
-    let findings = maintenance::check(data, cert, UtcMillis::now());
+pub fn check(
+    data: &DataDir,
+    cert: Option<&Path>,
+    config: Option<Result<(std::path::PathBuf, crate::config::ServeConfig), String>>,
+    as_json: bool,
+) -> Result<(), String> {
+    let mut findings = Vec::new();
+    match config {
+        Some(Ok((path, _))) => findings.push(maintenance::Finding { level: maintenance::Level::Ok, what: format!("configuration {}", path.display()) }),
+        Some(Err(e)) => findings.push(maintenance::Finding { level: maintenance::Level::Error, what: format!("configuration: {e}") }),
+        None => {}
+    }
+    findings.extend(maintenance::check(data, cert, UtcMillis::now()));
     let worst = findings.iter().map(|f| f.level).max().unwrap_or(maintenance::Level::Ok);
     for f in &findings {
         let level = match f.level {

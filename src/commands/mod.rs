@@ -54,7 +54,18 @@ pub fn run(command: Command) -> Result<(), String> {
         }
         Command::Backup { data_dir, tenant, out } => data::backup(&data_dir_or_env(data_dir)?, &tenant, &out),
         Command::Restore { data_dir, tenant, from, yes } => data::restore(&data_dir_or_env(data_dir)?, &tenant, &from, yes),
-        Command::Check { data_dir, cert, json } => data::check(&data_dir_or_env(data_dir)?, cert.as_deref(), json),
+        Command::Check { data_dir, cert, config_file, json } => {
+            // The server's own configuration, as `serve` would read it.
+            let config = match config_file.or_else(RawConfig::env_config_path) {
+                Some(path) => Some(RawConfig::from_file(&path).and_then(|raw| {
+                    let merged = raw.or(RawConfig::from_env()?);
+                    ServeConfig::validate(merged).map(|c| (path, c))
+                })),
+                None => None,
+            };
+            let cert = cert.or_else(|| config.as_ref().and_then(|c| c.as_ref().ok()).and_then(|(_, c)| c.tls.as_ref().map(|(cert, _)| cert.clone())));
+            data::check(&data_dir_or_env(data_dir)?, cert.as_deref(), config, json)
+        }
         Command::Version => {
             println!("scimd {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -92,9 +103,9 @@ pub fn run(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Token { data_dir, tenant, action, username, revoke_existing } => {
+        Command::Token { data_dir, tenant, action, username, revoke_existing, json } => {
             let data = data_dir_or_env(data_dir)?;
-            runtime()?.block_on(token::run(&data, &tenant, action, username.as_deref(), revoke_existing))
+            runtime()?.block_on(token::run(&data, &tenant, action, username.as_deref(), revoke_existing, json))
         }
         Command::ApiClientAdd { data_dir, tenant, username } => {
             let data = data_dir_or_env(data_dir)?;

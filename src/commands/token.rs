@@ -36,7 +36,7 @@ fn explain(e: TokenError) -> String {
     }
 }
 
-pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Option<&str>, revoke_existing: bool) -> Result<(), String> {
+pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Option<&str>, revoke_existing: bool, as_json: bool) -> Result<(), String> {
     let tenant = open(data, tenant)?;
     let now = UtcMillis::now();
     let result = match action {
@@ -52,6 +52,15 @@ pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Op
         }
         TokenAction::List => {
             let live = token::live(&tenant, now).await.map_err(explain)?;
+            if as_json {
+                let rows: Vec<serde_json::Value> = live
+                    .iter()
+                    .map(|t| serde_json::json!({"owner": t.user_name, "issued": t.issued_at, "expires": t.expires_at, "days_left": token::days_left(&t.expires_at, now)}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+                tenant.store.close();
+                return Ok(());
+            }
             println!("{:<32} {:<26} {:<26} {:>9}", "OWNER", "ISSUED", "EXPIRES", "DAYS LEFT");
             for t in live {
                 println!("{:<32} {:<26} {:<26} {:>9}", t.user_name, t.issued_at, t.expires_at, token::days_left(&t.expires_at, now));

@@ -82,6 +82,12 @@ pub struct Finding {
     pub what: String,
 }
 
+impl Finding {
+    pub fn new(level: Level, what: impl Into<String>) -> Finding {
+        Finding { level, what: what.into() }
+    }
+}
+
 fn finding(level: Level, what: impl Into<String>) -> Finding {
     Finding { level, what: what.into() }
 }

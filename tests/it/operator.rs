@@ -91,6 +91,15 @@ async fn import_sanitize_and_scim_round_trip_while_serving() {
     assert!(out.contains("george") && out.contains("clashing pair"), "{out}");
     let (ok, _, err) = scimd(&data, &["import", "--tenant", "acme", "/nonexistent.csv"]);
     assert!(!ok && err.contains("cannot read"));
+    // JSON import, and a file with a bad row is refused whole.
+    let json_file = s.dir.path().join("more.json");
+    std::fs::write(&json_file, r#"[{"username":"zoe@x.com","email":"zoe@x.com","given_name":"Z","family_name":"O","active":true,"auth_type":"basic","license":"none","groups":["Ops"]}]"#).unwrap();
+    let (ok, out, _) = scimd(&data, &["import", "--tenant", "acme", json_file.to_str().unwrap()]);
+    assert!(ok && out.contains("created 1"), "{out}");
+    std::fs::write(&json_file, r#"[{"username":"yan@x.com","active":true,"auth_type":"basic","license":"none"},{"username":"","active":true,"auth_type":"basic","license":"none"}]"#).unwrap();
+    let (ok, _, err) = scimd(&data, &["import", "--tenant", "acme", json_file.to_str().unwrap()]);
+    assert!(!ok && err.contains("row 2"), "{err}");
+    assert_eq!(s.count("acme", "SELECT count(*) FROM users WHERE user_name = 'yan@x.com'"), 0);
 }
 
 #[tokio::test]
@@ -186,6 +195,14 @@ fn tenant_user_group_commands_and_check() {
         assert!(!ok);
         assert!(out.lines().any(|l| l.contains("\"ERROR\"") && l.contains("key mode 644")), "{out}");
     }
+
+    // A broken server configuration is a finding too.
+    let bad = d.join("scimd.toml");
+    std::fs::write(&bad, "listen = \"nowhere\"\n").unwrap();
+    let (ok, out, _) = scimd(d, &["check", "--config", bad.to_str().unwrap()]);
+    assert!(!ok && out.contains("ERROR configuration"), "{out}");
+    let (ok, out, _) = scimd(d, &["token", "list", "--tenant", "acme", "--json"]);
+    assert!(ok && out.trim() == "[]", "{out}");
 
     // delete asks for --yes and keeps a backup.
     let (ok, _, err) = scimd(d, &["tenant", "delete", "acme"]);
