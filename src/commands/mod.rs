@@ -56,13 +56,12 @@ pub fn run(command: Command) -> Result<(), String> {
         Command::Restore { data_dir, tenant, from, yes } => data::restore(&data_dir_or_env(data_dir)?, &tenant, &from, yes),
         Command::Check { data_dir, cert, config_file, json } => {
             // The server's own configuration, as `serve` would read it.
-            let config = match config_file.or_else(RawConfig::env_config_path) {
-                Some(path) => Some(RawConfig::from_file(&path).and_then(|raw| {
+            let config = config_file.or_else(RawConfig::env_config_path).map(|path| {
+                RawConfig::from_file(&path).and_then(|raw| {
                     let merged = raw.or(RawConfig::from_env()?);
                     ServeConfig::validate(merged).map(|c| (path, c))
-                })),
-                None => None,
-            };
+                })
+            });
             let cert = cert.or_else(|| config.as_ref().and_then(|c| c.as_ref().ok()).and_then(|(_, c)| c.tls.as_ref().map(|(cert, _)| cert.clone())));
             data::check(&data_dir_or_env(data_dir)?, cert.as_deref(), config, json)
         }
