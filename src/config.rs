@@ -24,6 +24,9 @@ pub struct RawConfig {
     pub public_url: Option<String>,
     pub kdf_iterations: Option<u32>,
     pub max_body_bytes: Option<usize>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
 }
 
 impl RawConfig {
@@ -38,6 +41,9 @@ impl RawConfig {
             public_url: self.public_url.or(other.public_url),
             kdf_iterations: self.kdf_iterations.or(other.kdf_iterations),
             max_body_bytes: self.max_body_bytes.or(other.max_body_bytes),
+            header_read_timeout_secs: self.header_read_timeout_secs.or(other.header_read_timeout_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(other.idle_timeout_secs),
+            max_connections: self.max_connections.or(other.max_connections),
         }
     }
 
@@ -60,6 +66,9 @@ impl RawConfig {
             public_url: var("SCIMD_PUBLIC_URL"),
             kdf_iterations: parse_num("SCIMD_KDF_ITERATIONS")?.map(|n| n as u32),
             max_body_bytes: parse_num("SCIMD_MAX_BODY_BYTES")?.map(|n| n as usize),
+            header_read_timeout_secs: parse_num("SCIMD_HEADER_READ_TIMEOUT_SECS")?,
+            idle_timeout_secs: parse_num("SCIMD_IDLE_TIMEOUT_SECS")?,
+            max_connections: parse_num("SCIMD_MAX_CONNECTIONS")?.map(|n| n as usize),
         })
     }
 
@@ -78,7 +87,33 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     pub kdf_iterations: u32,
     pub max_body_bytes: usize,
+    pub limits: Limits,
 }
+
+/// Connection limits (documented with their defaults in the README).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A request's headers must arrive within this (slowloris); the connection is closed.
+    pub header_read_timeout: std::time::Duration,
+    /// A keep-alive connection with no traffic for this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// Connections beyond this are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: std::time::Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS),
+            idle_timeout: std::time::Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 impl ServeConfig {
     pub fn validate(raw: RawConfig) -> Result<ServeConfig, String> {
@@ -108,7 +143,21 @@ impl ServeConfig {
         if max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());
         }
-        Ok(ServeConfig { data_dir, listen, tls, public_url: raw.public_url, kdf_iterations, max_body_bytes })
+        let secs = |v: Option<u64>, default: u64, name: &str| -> Result<std::time::Duration, String> {
+            match v.unwrap_or(default) {
+                0 => Err(format!("{name} must be at least 1 second")),
+                n => Ok(std::time::Duration::from_secs(n)),
+            }
+        };
+        let limits = Limits {
+            header_read_timeout: secs(raw.header_read_timeout_secs, DEFAULT_HEADER_READ_TIMEOUT_SECS, "header_read_timeout_secs")?,
+            idle_timeout: secs(raw.idle_timeout_secs, DEFAULT_IDLE_TIMEOUT_SECS, "idle_timeout_secs")?,
+            max_connections: match raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) {
+                0 => return Err("max_connections must be at least 1".into()),
+                n => n,
+            },
+        };
+        Ok(ServeConfig { data_dir, listen, tls, public_url: raw.public_url, kdf_iterations, max_body_bytes, limits })
     }
 }
 

@@ -219,7 +219,7 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
         public_url: config.public_url.clone(),
         scheme: if tls.is_some() { "https" } else { "http" },
     });
-    server::start(config.listen, tls, state).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))
+    server::start(config.listen, tls, config.limits, state).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))
 }
 
 async fn shutdown_signal() {
@@ -283,6 +283,7 @@ async fn demo(data_dir: &Path, listen: &str) -> Result<(), String> {
         public_url: None,
         kdf_iterations: password::DEFAULT_ITERATIONS,
         max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
+        limits: crate::config::Limits::default(),
     };
     let running = start_server(&config).await?;
     let host = if running.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { running.addr.ip().to_string() };

@@ -19,11 +19,63 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::router::{self, AppState};
+use crate::config::Limits;
 
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Closes a connection on which nothing has been read or written for `timeout` (idle
+/// keep-alive connections). While a request is being handled the connection is not read,
+/// so a slow handler is not cut off; hyper's header-read timeout covers slow senders.
+struct IdleIo<T> {
+    inner: T,
+    timeout: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> IdleIo<T> {
+    fn new(inner: T, timeout: Duration) -> IdleIo<T> {
+        IdleIo { inner, timeout, deadline: Box::pin(tokio::time::sleep(timeout)) }
+    }
+    fn touch(&mut self) {
+        self.deadline.as_mut().reset(tokio::time::Instant::now() + self.timeout);
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for IdleIo<T> {
+    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.touch();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle keep-alive timeout"))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleIo<T> {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, data: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-pub const MAX_CONNECTIONS: usize = 1024;
 /// How often token expiry is checked (each token still warns at most once a day).
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -73,7 +125,7 @@ impl RunningServer {
 }
 
 /// Binds `listen` and starts serving. `tls` is `None` only for `--insecure-http`.
-pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, state: Arc<AppState>) -> std::io::Result<RunningServer> {
+pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, limits: Limits, state: Arc<AppState>) -> std::io::Result<RunningServer> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
@@ -103,9 +155,10 @@ pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, s
     };
     let done = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+        builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+        let idle = limits.idle_timeout;
         loop {
             let (stream, peer) = tokio::select! {
                 _ = &mut stop_rx => break,
@@ -119,7 +172,7 @@ pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, s
                 },
             };
             let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                warn!(target: "scimd::http", "connection limit ({MAX_CONNECTIONS}) reached; refusing {peer}");
+                warn!(target: "scimd::http", "connection limit ({}) reached; refusing {peer}", limits.max_connections);
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -137,14 +190,14 @@ pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, s
                             Ok(Err(e)) => return debug!(target: "scimd::http", "TLS handshake with {peer} failed: {e}"),
                             Err(_) => return debug!(target: "scimd::http", "TLS handshake with {peer} timed out"),
                         };
-                        let conn = builder.serve_connection(TokioIo::new(tls), service);
+                        let conn = builder.serve_connection(TokioIo::new(IdleIo::new(tls, idle)), service);
                         if let Err(e) = watcher.watch(conn).await {
                             debug!(target: "scimd::http", "connection from {peer} ended: {e}");
                         }
                     });
                 }
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let conn = builder.serve_connection(TokioIo::new(IdleIo::new(stream, idle)), service);
                     let fut = graceful.watch(conn);
                     tokio::spawn(async move {
                         let _permit = permit;

@@ -147,6 +147,7 @@ impl TestServer {
             public_url: None,
             kdf_iterations: TEST_KDF_ITERATIONS,
             max_body_bytes: 64 * 1024,
+            limits: scimd::config::Limits::default(),
         };
         tweak(&mut config);
         let clock_offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
