@@ -4,8 +4,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use log::{debug, error, info, warn};
 use rustls_pki_types::pem::PemObject;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
@@ -76,11 +77,29 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleIo<T> {
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the certificate files are checked for a renewal (SIGHUP reloads at once).
+const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// How often token expiry is checked (each token still warns at most once a day).
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Loads a PEM certificate chain and private key into a rustls server config.
-pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+/// The server's certificate, swapped in place on SIGHUP or when its files change, so an
+/// ACME renewal needs no restart. Connections already made keep the certificate they
+/// started with; a new pair that does not load is refused and the old one keeps serving.
+#[derive(Debug)]
+pub struct ReloadableCert {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: RwLock<(Arc<CertifiedKey>, Option<FileStamps>)>,
+}
+
+type FileStamps = (std::time::SystemTime, std::time::SystemTime);
+
+fn stamps(cert: &Path, key: &Path) -> Option<FileStamps> {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((m(cert)?, m(key)?))
+}
+
+fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -88,16 +107,80 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     if certs.is_empty() {
         return Err(format!("no certificate in {}", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
+    let signing = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| format!("unusable private key {}: {e}", key.display()))?;
+    let pair = CertifiedKey::new(certs, signing);
+    pair.keys_match().map_err(|e| format!("certificate and key do not form a usable pair: {e}"))?;
+    Ok(Arc::new(pair))
+}
+
+impl ReloadableCert {
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<ReloadableCert>, String> {
+        let pair = load_pair(cert, key)?;
+        Ok(Arc::new(ReloadableCert {
+            cert_path: cert.to_path_buf(),
+            key_path: key.to_path_buf(),
+            current: RwLock::new((pair, stamps(cert, key))),
+        }))
+    }
+
+    /// Loads the files again; on failure logs an ERROR and keeps serving the old pair.
+    pub fn reload(&self) -> bool {
+        match load_pair(&self.cert_path, &self.key_path) {
+            Ok(pair) => {
+                if let Ok(mut c) = self.current.write() {
+                    *c = (pair, stamps(&self.cert_path, &self.key_path));
+                }
+                info!(target: "scimd::http", "reloaded the TLS certificate from {}", self.cert_path.display());
+                true
+            }
+            Err(e) => {
+                error!(target: "scimd::http", "refusing the new TLS certificate, still serving the old one: {e}");
+                // Do not retry the same broken files every check.
+                if let Ok(mut c) = self.current.write() {
+                    c.1 = stamps(&self.cert_path, &self.key_path);
+                }
+                false
+            }
+        }
+    }
+
+    /// Reloads if either file changed since the last load (the periodic check).
+    pub fn reload_if_changed(&self) {
+        let now = stamps(&self.cert_path, &self.key_path);
+        let changed = self.current.read().map(|c| c.1 != now).unwrap_or(false);
+        if changed && now.is_some() {
+            self.reload();
+        }
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| Arc::clone(&c.0))
+    }
+}
+
+/// TLS for the listener: the rustls config and the certificate handle to reload.
+pub struct Tls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub cert: Arc<ReloadableCert>,
+}
+
+/// Loads a PEM certificate chain and private key into a rustls server config.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Tls, String> {
+    let reloadable = ReloadableCert::load(cert, key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("certificate and key do not form a usable pair: {e}"))?;
+        .with_cert_resolver(Arc::clone(&reloadable) as Arc<dyn rustls::server::ResolvesServerCert>);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Tls { config: Arc::new(config), cert: reloadable })
 }
 
 /// A server that is accepting connections.
@@ -125,11 +208,22 @@ impl RunningServer {
 }
 
 /// Binds `listen` and starts serving. `tls` is `None` only for `--insecure-http`.
-pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, limits: Limits, state: Arc<AppState>) -> std::io::Result<RunningServer> {
+pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: Arc<AppState>) -> std::io::Result<RunningServer> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    let acceptor = tls.map(TlsAcceptor::from);
+    let cert = tls.as_ref().map(|t| Arc::clone(&t.cert));
+    let acceptor = tls.map(|t| TlsAcceptor::from(t.config));
+    let cert_watch = {
+        let cert = cert.clone();
+        tokio::spawn(async move {
+            let Some(cert) = cert else { return };
+            loop {
+                tokio::time::sleep(CERT_CHECK_INTERVAL).await;
+                cert.reload_if_changed();
+            }
+        })
+    };
     let monitor = {
         let state = Arc::clone(&state);
         tokio::spawn(async move {
@@ -141,13 +235,17 @@ pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, l
     };
     let reloader = {
         let state = Arc::clone(&state);
+        let cert = cert.clone();
         tokio::spawn(async move {
             #[cfg(unix)]
             {
                 use tokio::signal::unix::{signal, SignalKind};
                 let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
                 while hup.recv().await.is_some() {
-                    info!(target: "scimd::http", "SIGHUP: reloading tenant settings");
+                    info!(target: "scimd::http", "SIGHUP: reloading the certificate and tenant settings");
+                    if let Some(cert) = &cert {
+                        cert.reload();
+                    }
                     state.tenants.reload_settings();
                 }
             }
@@ -211,6 +309,7 @@ pub async fn start(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, l
         drop(listener);
         monitor.abort();
         reloader.abort();
+        cert_watch.abort();
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
             error!(target: "scimd::http", "some connections did not finish within {DRAIN_TIMEOUT:?}");
         }

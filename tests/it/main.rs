@@ -10,6 +10,7 @@ mod dialects;
 mod discovery;
 mod groups;
 mod http;
+mod lifecycle;
 mod limits;
 mod list;
 mod logs;

@@ -255,3 +255,78 @@ pub fn connector(ca: &Path, version: Option<&'static rustls::SupportedProtocolVe
         .with_no_client_auth();
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
+
+/// The real `scimd serve` binary on 127.0.0.1:0 over a data directory, with its log in a
+/// file. Killed on drop, so a failing test leaves no process behind.
+pub struct ServeBinary {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub log_path: PathBuf,
+}
+
+impl ServeBinary {
+    pub async fn start(data: &Path, cert: &Path, key: &Path, log_dir: &Path, rust_log: &str) -> ServeBinary {
+        use std::process::{Command, Stdio};
+        let log_path = log_dir.join(format!("serve-{}.log", std::process::id()));
+        let child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .env("RUST_LOG", rust_log)
+            .env_remove("SCIMD_CONFIG")
+            .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+            .spawn()
+            .unwrap();
+        let mut server = ServeBinary { child, addr: "127.0.0.1:1".parse().unwrap(), log_path };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let log = server.log();
+            if let Some(rest) = log.split("serving on https://").nth(1) {
+                server.addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                return server;
+            }
+            assert!(std::time::Instant::now() < deadline, "scimd serve did not start: {log}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap().success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Polls the log until it contains `text` (bounded).
+    pub async fn wait_for_log(&self, text: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !self.log().contains(text) {
+            assert!(std::time::Instant::now() < deadline, "the log never said {text:?}:\n{}", self.log());
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for ServeBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A data directory with tenant `acme` and its admin, ready for `ServeBinary`.
+pub async fn binary_data_dir(dir: &Path) -> DataDir {
+    let data = DataDir::new(dir.join("data"));
+    let id = TenantId::parse("acme").unwrap();
+    data.create_tenant(&id).unwrap();
+    std::fs::write(data.settings_file(&id), "require_username_is_email = false\n").unwrap();
+    let store = Store::open(&data.database(&id)).unwrap();
+    scimd::commands::add_admin(&store, ADMIN, PASSWORD, TEST_KDF_ITERATIONS).await.unwrap();
+    store.close();
+    data
+}
