@@ -10,7 +10,7 @@ scimd — a self-hosted SCIM 2.0 service provider
 
 USAGE:
     scimd serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--cert FILE] [--key FILE]
-                [--insecure-http] [--public-url URL]
+                [--insecure-http] [--public-url URL] [--metrics-listen ADDR|off]
     scimd demo [--data-dir DIR] [--listen ADDR]
     scimd tenant create ID [--creator N] [--creator-float M] [--data-dir DIR]
     scimd tenant list [--data-dir DIR]
@@ -41,7 +41,7 @@ The base URL of a tenant is https://HOST:PORT/t/{tenant}/scim/v2.
 #[derive(Debug)]
 pub enum Command {
     Serve { config_file: Option<PathBuf>, flags: RawConfig },
-    Demo { data_dir: Option<PathBuf>, listen: Option<String> },
+    Demo { data_dir: Option<PathBuf>, listen: Option<String>, metrics_listen: Option<String> },
     TenantCreate { data_dir: Option<PathBuf>, id: String, creator: u32, creator_float: u32 },
     TenantList { data_dir: Option<PathBuf> },
     AdminAdd { data_dir: Option<PathBuf>, tenant: String, username: String, password_stdin: bool },
@@ -118,6 +118,7 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
             "--cert" => flags.cert = Some(args.value(&arg)?.into()),
             "--key" => flags.key = Some(args.value(&arg)?.into()),
             "--public-url" => flags.public_url = Some(args.value(&arg)?),
+            "--metrics-listen" => flags.metrics_listen = Some(args.value(&arg)?),
             "--insecure-http" => flags.insecure_http = Some(true),
             "--config" => config_file = Some(PathBuf::from(args.value(&arg)?)),
             "--tenant" => tenant = Some(args.value(&arg)?),
@@ -154,7 +155,7 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
         }
         ("demo", _) => {
             no_positional(&positional)?;
-            Ok(Command::Demo { data_dir, listen: flags.listen })
+            Ok(Command::Demo { data_dir, listen: flags.listen, metrics_listen: flags.metrics_listen })
         }
         ("tenant", Some("create")) => match positional.as_slice() {
             [id] => Ok(Command::TenantCreate { data_dir, id: id.clone(), creator, creator_float }),

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::auth::password::{DEFAULT_ITERATIONS, MIN_ITERATIONS};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -27,6 +28,8 @@ pub struct RawConfig {
     pub header_read_timeout_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
+    /// Where `/metrics` is served; "off" disables it.
+    pub metrics_listen: Option<String>,
 }
 
 impl RawConfig {
@@ -44,6 +47,7 @@ impl RawConfig {
             header_read_timeout_secs: self.header_read_timeout_secs.or(other.header_read_timeout_secs),
             idle_timeout_secs: self.idle_timeout_secs.or(other.idle_timeout_secs),
             max_connections: self.max_connections.or(other.max_connections),
+            metrics_listen: self.metrics_listen.or(other.metrics_listen),
         }
     }
 
@@ -69,6 +73,7 @@ impl RawConfig {
             header_read_timeout_secs: parse_num("SCIMD_HEADER_READ_TIMEOUT_SECS")?,
             idle_timeout_secs: parse_num("SCIMD_IDLE_TIMEOUT_SECS")?,
             max_connections: parse_num("SCIMD_MAX_CONNECTIONS")?.map(|n| n as usize),
+            metrics_listen: var("SCIMD_METRICS_LISTEN"),
         })
     }
 
@@ -88,6 +93,8 @@ pub struct ServeConfig {
     pub kdf_iterations: u32,
     pub max_body_bytes: usize,
     pub limits: Limits,
+    /// `/metrics` listener; `None` when disabled.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Connection limits (documented with their defaults in the README).
@@ -157,7 +164,11 @@ impl ServeConfig {
                 n => n,
             },
         };
-        Ok(ServeConfig { data_dir, listen, tls, public_url: raw.public_url, kdf_iterations, max_body_bytes, limits })
+        let metrics_listen = match raw.metrics_listen.as_deref().unwrap_or(DEFAULT_METRICS_LISTEN) {
+            "off" | "" => None,
+            text => Some(text.parse().map_err(|_| format!("metrics_listen must be IP:PORT or \"off\" (got '{text}')"))?),
+        };
+        Ok(ServeConfig { data_dir, listen, tls, public_url: raw.public_url, kdf_iterations, max_body_bytes, limits, metrics_listen })
     }
 }
 

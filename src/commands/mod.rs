@@ -78,14 +78,17 @@ pub fn run(command: Command) -> Result<(), String> {
             runtime()?.block_on(async {
                 let running = start_server(&config).await?;
                 log::info!(target: "scimd", "serving on {}://{}", if config.tls.is_some() { "https" } else { "http" }, running.addr);
+                if let Some(m) = running.metrics_addr {
+                    log::info!(target: "scimd", "metrics on http://{m}/metrics");
+                }
                 running.run_until(shutdown_signal()).await;
                 Ok(())
             })
         }
-        Command::Demo { data_dir, listen } => {
+        Command::Demo { data_dir, listen, metrics_listen } => {
             let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DEMO_DIR));
             let listen = listen.unwrap_or_else(|| crate::config::DEFAULT_LISTEN.into());
-            runtime()?.block_on(demo(&data_dir, &listen))
+            runtime()?.block_on(demo(&data_dir, &listen, metrics_listen))
         }
         Command::TenantCreate { data_dir, id, creator, creator_float } => {
             let data = data_dir_or_env(data_dir)?;
@@ -212,6 +215,7 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
         None => None,
     };
     let state = Arc::new(AppState {
+        metrics: crate::http::metrics::Metrics::default(),
         tenants: TenantRegistry::new(DataDir::new(&config.data_dir)),
         auth: AuthState::default(),
         clock,
@@ -219,7 +223,18 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
         public_url: config.public_url.clone(),
         scheme: if tls.is_some() { "https" } else { "http" },
     });
-    server::start(config.listen, tls, config.limits, state).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))
+    let running = server::start(config.listen, tls, config.limits, Arc::clone(&state))
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    match config.metrics_listen {
+        Some(addr) => {
+            let (bound, task) = crate::http::metrics::serve(addr, state)
+                .await
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e} (set metrics_listen, or \"off\")"))?;
+            Ok(running.with_metrics(bound, task))
+        }
+        None => Ok(running),
+    }
 }
 
 async fn shutdown_signal() {
@@ -247,7 +262,7 @@ fn read_demo_password(path: &Path) -> Option<String> {
 }
 
 /// `scimd demo`: create what is missing, print how to connect, serve.
-async fn demo(data_dir: &Path, listen: &str) -> Result<(), String> {
+async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> Result<(), String> {
     std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     restrict_dir(data_dir);
     let data = DataDir::new(data_dir);
@@ -284,6 +299,11 @@ async fn demo(data_dir: &Path, listen: &str) -> Result<(), String> {
         kdf_iterations: password::DEFAULT_ITERATIONS,
         max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
         limits: crate::config::Limits::default(),
+        // Beside the API: a free port when the API took one, else the usual 9464.
+        metrics_listen: Some(match metrics_listen {
+            Some(m) => m.parse().map_err(|_| format!("--metrics-listen must be IP:PORT (got '{m}')"))?,
+            None => SocketAddr::new(listen.ip(), if listen.port() == 0 { 0 } else { 9464 }),
+        }),
     };
     let running = start_server(&config).await?;
     let host = if running.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { running.addr.ip().to_string() };
@@ -296,6 +316,7 @@ async fn demo(data_dir: &Path, listen: &str) -> Result<(), String> {
         "password": password,
         "ca_cert": ca_cert.display().to_string(),
         "token": token,
+        "metrics_url": running.metrics_addr.map(|m| format!("http://{m}/metrics")),
     });
     let json_text = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
     certs::write_file(&data.demo_json(), json_text.as_bytes(), 0o600)?;
@@ -305,6 +326,9 @@ async fn demo(data_dir: &Path, listen: &str) -> Result<(), String> {
     println!("  password      : {password}");
     println!("  CA certificate: {}", ca_cert.display());
     println!("  bearer token  : {token}");
+    if let Some(m) = running.metrics_addr {
+        println!("  metrics       : http://{m}/metrics");
+    }
     println!("  (the same, as JSON: {})", data.demo_json().display());
     println!("Try: curl --cacert {} -u {DEMO_ADMIN}:'{password}' {base_url}/Users", ca_cert.display());
     running.run_until(shutdown_signal()).await;

@@ -2,6 +2,7 @@
 
 pub mod bulk;
 pub mod handlers;
+pub mod metrics;
 pub mod request;
 pub mod response;
 pub mod router;

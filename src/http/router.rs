@@ -25,6 +25,7 @@ use crate::tenant::{Tenant, TenantId, TenantRegistry};
 /// What every request handler shares.
 pub struct AppState {
     pub tenants: TenantRegistry,
+    pub metrics: super::metrics::Metrics,
     pub auth: AuthState,
     pub clock: Clock,
     pub max_body_bytes: usize,
@@ -41,8 +42,23 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     let mut who = String::from("-");
     let resp = match route(&state, req, &mut who).await {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if let ApiError::Auth(reason) = &e {
+                let tenant = path.split('/').nth(2).filter(|t| TenantId::parse(t).is_some()).unwrap_or("-");
+                let label = match reason {
+                    auth::AuthError::Missing(_) => "missing",
+                    auth::AuthError::Invalid => "invalid",
+                    auth::AuthError::Expired => "expired",
+                    auth::AuthError::Revoked => "revoked",
+                    auth::AuthError::Forbidden(_) => "forbidden",
+                    auth::AuthError::Internal(_) => "internal",
+                };
+                state.metrics.auth_failure(tenant, label);
+            }
+            e.into_response()
+        }
     };
+    state.metrics.observe(super::metrics::route_label(&path), &method, resp.status().as_u16(), started.elapsed());
     info!(
         target: "scimd::http::access",
         "{peer} {method} {path} {} {}ms {who}",

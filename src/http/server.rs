@@ -186,13 +186,26 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Tls, String> {
 /// A server that is accepting connections.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, if it is.
+    pub metrics_addr: Option<SocketAddr>,
+    background: Vec<tokio::task::JoinHandle<()>>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
     /// Stops accepting, drains in-flight requests (bounded) and closes the stores.
+    /// Attaches the metrics listener, stopped with the server.
+    pub fn with_metrics(mut self, addr: SocketAddr, task: tokio::task::JoinHandle<()>) -> RunningServer {
+        self.metrics_addr = Some(addr);
+        self.background.push(task);
+        self
+    }
+
     pub async fn shutdown(mut self) {
+        for task in self.background.drain(..) {
+            task.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -316,5 +329,5 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
         let state_for_close = Arc::clone(&state);
         let _ = tokio::task::spawn_blocking(move || state_for_close.tenants.close_all()).await;
     });
-    Ok(RunningServer { addr, stop: Some(stop_tx), done })
+    Ok(RunningServer { addr, metrics_addr: None, background: Vec::new(), stop: Some(stop_tx), done })
 }

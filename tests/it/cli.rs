@@ -68,7 +68,7 @@ fn tenant_create_list_and_admin_add() {
 fn serve_refuses_bad_configuration_clearly() {
     let dir = TempDir::new("cli-bad");
     let d = dir.path().to_str().unwrap();
-    let out = scimd(&["serve", "--data-dir", d, "--listen", "0.0.0.0:8080", "--insecure-http"]).output().unwrap();
+    let out = scimd(&["serve", "--data-dir", d, "--listen", "0.0.0.0:8080", "--insecure-http"]).env("SCIMD_METRICS_LISTEN", "off").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("only on a loopback address"));
     let out = scimd(&["serve", "--data-dir", d]).output().unwrap();
@@ -86,6 +86,7 @@ fn serve_takes_config_file_env_and_flags() {
     std::fs::write(&config, format!("data_dir = {:?}\nlisten = \"127.0.0.1:1\"\ninsecure_http = true\n", data.to_str().unwrap())).unwrap();
     let mut child = scimd(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .env("SCIMD_LISTEN", "127.0.0.1:2")
+        .env("SCIMD_METRICS_LISTEN", "off")
         .env("RUST_LOG", "scimd=info")
         .stderr(Stdio::piped())
         .spawn()

@@ -83,6 +83,11 @@ async fn demo_serves_and_reuses_what_exists() {
     assert!(info["base_url"].as_str().unwrap().starts_with("https://127.0.0.1:"));
     assert!(!info["base_url"].as_str().unwrap().ends_with(":0/t/demo/scim/v2"), "the real port is shown");
     assert_eq!(get_users(&info).await, 200);
+    // The demo prints and records where its metrics are.
+    let metrics_url = info["metrics_url"].as_str().expect("metrics_url in demo.json");
+    let addr: std::net::SocketAddr = metrics_url.trim_start_matches("http://").trim_end_matches("/metrics").parse().unwrap();
+    let (status, body) = crate::metrics::scrape(addr, "/metrics").await;
+    assert!(status.starts_with("HTTP/1.1 200") && body.contains("scimd_tenant_users{tenant=\"demo\"}"), "{status}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

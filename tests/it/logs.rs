@@ -51,6 +51,7 @@ async fn no_secret_reaches_the_log_at_trace() {
         .arg(&certs.server_key)
         .env("RUST_LOG", "trace")
         .env_remove("SCIMD_CONFIG")
+        .env("SCIMD_METRICS_LISTEN", "127.0.0.1:0")
         .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
         .spawn()
         .unwrap();
@@ -138,6 +139,7 @@ async fn sighup_reloads_tenant_settings() {
         .arg("--key")
         .arg(&certs.server_key)
         .env("RUST_LOG", "scimd=info")
+        .env("SCIMD_METRICS_LISTEN", "127.0.0.1:0")
         .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
         .spawn()
         .unwrap();

@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod list;
 mod logs;
+mod metrics;
 mod operator;
 mod protocol;
 mod semantics;

@@ -102,6 +102,7 @@ impl Client {
 }
 
 pub struct TestServer {
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub dir: TempDir,
     pub addr: std::net::SocketAddr,
     pub ca: PathBuf,
@@ -148,6 +149,7 @@ impl TestServer {
             kdf_iterations: TEST_KDF_ITERATIONS,
             max_body_bytes: 64 * 1024,
             limits: scimd::config::Limits::default(),
+            metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         };
         tweak(&mut config);
         let clock_offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
@@ -157,6 +159,7 @@ impl TestServer {
         let running = scimd::commands::start_server_with_clock(&config, clock).await.unwrap();
         let client = Client::new(running.addr, &certs.ca_cert);
         TestServer {
+            metrics_addr: running.metrics_addr,
             addr: running.addr,
             ca: certs.ca_cert,
             running: Some(running),
@@ -276,6 +279,7 @@ impl ServeBinary {
             .arg("--key")
             .arg(key)
             .env("RUST_LOG", rust_log)
+            .env("SCIMD_METRICS_LISTEN", "127.0.0.1:0")
             .env_remove("SCIMD_CONFIG")
             .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
             .spawn()
