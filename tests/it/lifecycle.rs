@@ -54,31 +54,36 @@ async fn sigterm_completes_in_flight_requests_and_exits_zero() {
     let data = binary_data_dir(dir.path()).await;
     let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
     let mut server = ServeBinary::start(data.root(), &certs.server_cert, &certs.server_key, dir.path(), "scimd=info").await;
-    // Four Bulk requests of 400 durable creates each: long enough to be in flight.
+    // Four Bulk requests of 800 durable creates each: long enough to be in flight.
     let mut tasks = Vec::new();
     for n in 0..4 {
         let (mut sender, _) = connect(server.addr, &[&certs.ca_cert]).await;
-        let ops: Vec<Value> = (0..400).map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": {"userName": format!("t{n}-{i}@x.com")}})).collect();
+        let ops: Vec<Value> = (0..800).map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": {"userName": format!("t{n}-{i}@x.com")}})).collect();
         tasks.push(tokio::spawn(async move { send(&mut sender, "POST", "/t/acme/scim/v2/Bulk", Some(json!({"Operations": ops}))).await }));
     }
     // Once the server is working on them (rows are appearing), ask it to stop.
     let db = data.database(&scimd::tenant::TenantId::parse("acme").unwrap());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Every one of the four must be in flight (a connection with no request in flight is
+    // closed at shutdown, as it should be).
     loop {
-        let started: i64 = rusqlite::Connection::open(&db).unwrap().query_row("SELECT count(*) FROM users WHERE user_name LIKE 't%@x.com'", [], |r| r.get(0)).unwrap_or(0);
-        if started > 0 {
-            assert!(started < 1600, "the requests finished before SIGTERM; the test proves nothing");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let per_bulk: Vec<i64> = (0..4)
+            .map(|n| conn.query_row("SELECT count(*) FROM users WHERE user_name LIKE ?1", [format!("t{n}-%")], |r| r.get(0)).unwrap_or(0))
+            .collect();
+        if per_bulk.iter().all(|c| *c > 0) {
+            assert!(per_bulk.iter().any(|c| *c < 800), "the requests finished before SIGTERM; the test proves nothing");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the Bulk requests never started");
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(std::time::Instant::now() < deadline, "the Bulk requests never all started: {per_bulk:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     server.signal("TERM");
     for task in tasks {
         let (status, body) = task.await.unwrap();
         assert_eq!(status, 200, "{body}");
         let ops = body["Operations"].as_array().unwrap();
-        assert_eq!(ops.len(), 400);
+        assert_eq!(ops.len(), 800);
         assert!(ops.iter().all(|o| o["status"] == "201"));
     }
     let status = tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap();
@@ -86,7 +91,7 @@ async fn sigterm_completes_in_flight_requests_and_exits_zero() {
     // Everything acknowledged is in the database, which is consistent.
     let conn = rusqlite::Connection::open(data.database(&scimd::tenant::TenantId::parse("acme").unwrap())).unwrap();
     let users: i64 = conn.query_row("SELECT count(*) FROM users WHERE user_name LIKE 't%@x.com'", [], |r| r.get(0)).unwrap();
-    assert_eq!(users, 1600);
+    assert_eq!(users, 3200);
     let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
 }
