@@ -30,6 +30,8 @@ USAGE:
     scimd backup --tenant ID --out FILE [--data-dir DIR]
     scimd restore --tenant ID --from FILE --yes [--data-dir DIR]
     scimd check [--config FILE] [--cert FILE] [--json] [--data-dir DIR]
+    scimd cert self-signed --host NAME [--host NAME…] [--out DIR]
+    scimd healthcheck [--config FILE] [--listen ADDR] [--insecure-http]
     scimd COMMAND --help          (a manual page for one command)
     scimd --help | --version
 
@@ -65,6 +67,8 @@ pub enum Command {
     Check { data_dir: Option<PathBuf>, cert: Option<PathBuf>, config_file: Option<PathBuf>, json: bool },
     /// `scimd COMMAND --help`.
     HelpFor(String),
+    CertSelfSigned { hosts: Vec<String>, out: PathBuf },
+    Healthcheck { config_file: Option<PathBuf>, flags: RawConfig },
     Help,
     Version,
 }
@@ -106,7 +110,8 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
     let (mut creator, mut creator_float, mut email, mut license, mut name) = (50u32, 500u32, None, None, None);
     let (mut local, mut project, mut json, mut user_filter, mut group_filter, mut since) = (false, false, false, None, None, None);
     let (mut auth_mode, mut apply, mut yes, mut out, mut from) = (String::from("multi"), false, false, None, None);
-    let sub2 = if matches!(sub.as_str(), "tenant" | "admin" | "token" | "apiclient" | "user" | "group") { args.next() } else { None };
+    let sub2 = if matches!(sub.as_str(), "tenant" | "admin" | "token" | "apiclient" | "user" | "group" | "cert") { args.next() } else { None };
+    let mut hosts: Vec<String> = Vec::new();
     if matches!(sub2.as_deref(), Some("-h" | "--help")) {
         return Ok(Command::HelpFor(sub));
     }
@@ -134,6 +139,7 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
             "--group" => group_filter = Some(args.value(&arg)?),
             "--since" => since = Some(args.value(&arg)?),
             "--local" => local = true,
+            "--host" => hosts.push(args.value(&arg)?),
             "--project" => project = true,
             "--json" => json = true,
             "--auth-mode" => auth_mode = args.value(&arg)?,
@@ -260,6 +266,14 @@ pub fn parse(argv: Vec<String>) -> Result<Command, String> {
         ("restore", _) => {
             no_positional(&positional)?;
             Ok(Command::Restore { data_dir, tenant: tenant.ok_or("restore needs --tenant ID")?, from: from.ok_or("restore needs --from FILE")?, yes })
+        }
+        ("cert", Some("self-signed")) => {
+            no_positional(&positional)?;
+            Ok(Command::CertSelfSigned { hosts, out: out.unwrap_or_else(|| PathBuf::from("certs")) })
+        }
+        ("healthcheck", _) => {
+            no_positional(&positional)?;
+            Ok(Command::Healthcheck { config_file, flags })
         }
         ("check", _) => {
             no_positional(&positional)?;

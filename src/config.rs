@@ -83,6 +83,16 @@ impl RawConfig {
     }
 }
 
+/// `SCIMD_LOG_FORMAT=json`: one JSON object per log line, for log shippers.
+pub fn log_format_is_json() -> bool {
+    std::env::var("SCIMD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"))
+}
+
+/// `NOTIFY_SOCKET`, set by systemd for `Type=notify` services.
+pub fn systemd_notify_socket() -> Option<String> {
+    std::env::var("NOTIFY_SOCKET").ok().filter(|v| !v.is_empty())
+}
+
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,

@@ -15,6 +15,8 @@ pub fn manual(command: &str) -> Option<&'static str> {
         "backup" | "restore" => BACKUP,
         "check" => CHECK,
         "log" => LOG,
+        "cert" => CERT,
+        "healthcheck" => HEALTHCHECK,
         _ => return None,
     })
 }
@@ -220,4 +222,32 @@ DESCRIPTION
     who, when and before/after values. --user and --group include memberships; TIME is
     RFC 3339 (2026-11-01T00:00:00Z). The application follows the same log over HTTP with
     GET /t/ID/events?after=SEQ&limit=N.
+";
+
+const CERT: &str = "\
+NAME
+    scimd cert self-signed - a certificate for a demo or a test
+
+SYNOPSIS
+    scimd cert self-signed --host NAME [--host NAME...] [--out DIR]
+
+DESCRIPTION
+    Writes a throwaway CA (ca.pem) and a certificate for the hosts (DNS names or IP
+    addresses) signed by it (server.pem, with the CA appended; server.key, mode 600) into
+    DIR (default ./certs). Clients trust ca.pem. Production needs a certificate from a CA
+    the IdP trusts.
+";
+
+const HEALTHCHECK: &str = "\
+NAME
+    scimd healthcheck - probe the local server's /healthz
+
+SYNOPSIS
+    scimd healthcheck [--config FILE] [--listen ADDR] [--insecure-http]
+
+DESCRIPTION
+    Connects to the address the server listens on (from the flags, SCIMD_LISTEN or the
+    config file; 0.0.0.0 means this host) and GETs /healthz, accepting any certificate: it
+    checks that this host's server answers, not who it is. Prints the body; exits 0 on 200
+    (ok or degraded), 1 otherwise. The container's HEALTHCHECK runs it.
 ";

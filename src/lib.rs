@@ -11,4 +11,5 @@ pub mod http;
 pub mod ops;
 pub mod scim;
 pub mod store;
+pub mod systemd;
 pub mod tenant;

@@ -11,7 +11,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("scimd=info")).init();
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("scimd=info"));
+    if scimd::config::log_format_is_json() {
+        logger.format(|buf, record| {
+            use std::io::Write;
+            let line = serde_json::json!({
+                "ts": scimd::clock::UtcMillis::now().to_rfc3339(),
+                "level": record.level().to_string(),
+                "target": record.target(),
+                "msg": record.args().to_string(),
+            });
+            writeln!(buf, "{line}")
+        });
+    }
+    logger.init();
     match scimd::commands::run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

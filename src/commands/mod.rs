@@ -2,6 +2,7 @@
 
 mod data;
 mod operator;
+mod probe;
 pub mod token;
 
 use std::io::Read;
@@ -65,6 +66,18 @@ pub fn run(command: Command) -> Result<(), String> {
             let cert = cert.or_else(|| config.as_ref().and_then(|c| c.as_ref().ok()).and_then(|(_, c)| c.tls.as_ref().map(|(cert, _)| cert.clone())));
             data::check(&data_dir_or_env(data_dir)?, cert.as_deref(), config, json)
         }
+        Command::CertSelfSigned { hosts, out } => probe::self_signed(&out, &hosts),
+        Command::Healthcheck { config_file, flags } => {
+            let file = match config_file.or_else(RawConfig::env_config_path) {
+                Some(path) => RawConfig::from_file(&path)?,
+                None => RawConfig::default(),
+            };
+            let raw = flags.or(RawConfig::from_env()?).or(file);
+            let listen: SocketAddr = raw.listen.as_deref().unwrap_or(crate::config::DEFAULT_LISTEN).parse().map_err(|_| "--listen must be IP:PORT")?;
+            // Probe this host even when the server binds every address.
+            let target = if listen.ip().is_unspecified() { SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port()) } else { listen };
+            runtime()?.block_on(probe::healthcheck(target, !raw.insecure_http.unwrap_or(false)))
+        }
         Command::Version => {
             println!("scimd {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -77,11 +90,16 @@ pub fn run(command: Command) -> Result<(), String> {
             let config = ServeConfig::validate(flags.or(RawConfig::from_env()?).or(file))?;
             runtime()?.block_on(async {
                 let running = start_server(&config).await?;
+                crate::systemd::notify("READY=1");
                 log::info!(target: "scimd", "serving on {}://{}", if config.tls.is_some() { "https" } else { "http" }, running.addr);
                 if let Some(m) = running.metrics_addr {
                     log::info!(target: "scimd", "metrics on http://{m}/metrics");
                 }
-                running.run_until(shutdown_signal()).await;
+                running.run_until(async {
+                    shutdown_signal().await;
+                    crate::systemd::notify("STOPPING=1");
+                })
+                .await;
                 Ok(())
             })
         }

@@ -16,6 +16,7 @@ mod list;
 mod logs;
 mod metrics;
 mod operator;
+mod packaging;
 mod protocol;
 mod semantics;
 mod tidy;
