@@ -153,3 +153,23 @@ fn token_and_apiclient_commands() {
     assert!(run(&["token", "delete-key", "--tenant", "acme"]).1.contains("deleted"));
     assert!(!dir.path().join("tenants/acme/keys/token-signing.key.pem").exists());
 }
+
+#[test]
+fn cert_self_signed_writes_a_usable_pair() {
+    let dir = TempDir::new("cert-cli");
+    let out_dir = dir.path().join("certs");
+    let out = scimd(&["cert", "self-signed", "--host", "scim.test", "--host", "127.0.0.1", "--out", out_dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        assert!(out_dir.join(f).is_file(), "{f}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(out_dir.join("server.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // The pair loads as a server certificate.
+    assert!(scimd::http::server::tls_config(&out_dir.join("server.pem"), &out_dir.join("server.key")).is_ok());
+    let out = scimd(&["cert", "self-signed"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--host"));
+}
