@@ -1,23 +1,12 @@
 //! The real binary at TRACE through a whole token lifecycle: no token, password, client
 //! secret or private-key material may reach a log line.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper::Method;
 use serde_json::json;
 
-use crate::support::{basic, Client, TempDir, ADMIN, PASSWORD};
-
-/// Kills the server if the test fails part-way, so no orphan outlives it.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{basic, Client, ServeBinary, TempDir, ADMIN, PASSWORD};
 
 #[tokio::test]
 async fn no_secret_reaches_the_log_at_trace() {
@@ -41,31 +30,8 @@ async fn no_secret_reaches_the_log_at_trace() {
     drop(tenant);
     let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
 
-    let log_path = dir.path().join("scimd.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_scimd"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.root())
-        .arg("--cert")
-        .arg(&certs.server_cert)
-        .arg("--key")
-        .arg(&certs.server_key)
-        .env("RUST_LOG", "trace")
-        .env_remove("SCIMD_CONFIG")
-        .env("SCIMD_METRICS_LISTEN", "127.0.0.1:0")
-        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(rest) = log.split("serving on https://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "scimd serve did not start: {log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let c = Client::new(addr.parse().unwrap(), &certs.ca_cert);
+    let mut server = ServeBinary::start(data.root(), &certs.server_cert, &certs.server_key, dir.path(), "trace").await;
+    let c = Client::new(server.addr, &certs.ca_cert);
     let admin = basic(ADMIN, PASSWORD);
     let client = basic("apiclient_logtest", client_secret);
     let bearer = |t: &str| format!("Bearer {t}");
@@ -95,9 +61,9 @@ async fn no_secret_reaches_the_log_at_trace() {
     assert_eq!(c.as_(&admin, Method::DELETE, "/t/acme/rest/token/deleteKey").await.status, 204);
     assert_eq!(c.as_(&bearer(&fourth), Method::GET, "/t/acme/scim/v2/Groups").await.status, 401);
 
-    let _ = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status();
-    assert!(child.0.wait().unwrap().success());
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    server.signal("TERM");
+    assert!(server.child.wait().unwrap().success());
+    let log = server.log();
 
     // Tokens whole and in parts (payload, signature), passwords, Basic credentials.
     for secret in &secrets {
@@ -130,30 +96,8 @@ async fn sighup_reloads_tenant_settings() {
     scimd::commands::add_admin(&store, ADMIN, PASSWORD, 1000).await.unwrap();
     store.close();
     let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
-    let log_path = dir.path().join("scimd.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_scimd"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.root())
-        .arg("--cert")
-        .arg(&certs.server_cert)
-        .arg("--key")
-        .arg(&certs.server_key)
-        .env("RUST_LOG", "scimd=info")
-        .env("SCIMD_METRICS_LISTEN", "127.0.0.1:0")
-        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-        .spawn()
-        .unwrap();
-    let child = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(rest) = log.split("serving on https://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "scimd serve did not start: {log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let c = Client::new(addr.parse().unwrap(), &certs.ca_cert);
+    let server = ServeBinary::start(data.root(), &certs.server_cert, &certs.server_key, dir.path(), "scimd=info").await;
+    let c = Client::new(server.addr, &certs.ca_cert);
     let post = |name: &'static str| {
         let c = c.clone();
         async move {
@@ -163,15 +107,11 @@ async fn sighup_reloads_tenant_settings() {
     };
     // Default: userName must be an email the user has.
     post("no-email-1").await.assert_error(400, Some("invalidValue"));
-    let hup = || Command::new("kill").arg("-HUP").arg(child.0.id().to_string()).status().unwrap();
+    let hup = || server.signal("HUP");
     // A broken file: refused, with an ERROR, and the old settings keep working.
     std::fs::write(data.settings_file(&id), "require_username_is_email = maybe\n").unwrap();
     hup();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("keeping the previous settings") {
-        assert!(Instant::now() < deadline, "no ERROR for the broken tenant.toml");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_for_log("keeping the previous settings").await;
     post("no-email-2").await.assert_error(400, Some("invalidValue"));
     // A good file takes effect without a restart.
     std::fs::write(data.settings_file(&id), "require_username_is_email = false\n").unwrap();
