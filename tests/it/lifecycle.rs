@@ -2,51 +2,13 @@
 //! exits 0; SIGHUP swaps the certificate for new connections while old ones keep working,
 //! and a broken pair is refused.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::CertificateDer;
 use serde_json::{json, Value};
 
-use crate::support::{basic, binary_data_dir, ServeBinary, TempDir, ADMIN, PASSWORD};
-
-/// A client trusting every CA file given, keeping one HTTP/1.1 connection open.
-async fn connect(addr: std::net::SocketAddr, cas: &[&std::path::Path]) -> (hyper::client::conn::http1::SendRequest<Full<Bytes>>, CertificateDer<'static>) {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in cas {
-        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
-    let peer = tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned();
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
-    tokio::spawn(conn);
-    (sender, peer)
-}
-
-async fn send(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = Request::builder().method(method).uri(path).header("host", "localhost").header("authorization", basic(ADMIN, PASSWORD));
-    if body.is_some() {
-        req = req.header("content-type", "application/scim+json");
-    }
-    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
-    let resp = sender.send_request(req.body(Full::new(Bytes::from(bytes))).unwrap()).await.unwrap();
-    let status = resp.status().as_u16();
-    let raw = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
-}
+use crate::support::{binary_data_dir, connect, send, ServeBinary, TempDir};
 
 #[tokio::test]
 async fn sigterm_completes_in_flight_requests_and_exits_zero() {

@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod crash;
 mod demo;
 mod dialects;
 mod discovery;

@@ -334,3 +334,50 @@ pub async fn binary_data_dir(dir: &Path) -> DataDir {
     store.close();
     data
 }
+
+/// A client trusting every CA file given, keeping one HTTP/1.1 connection open.
+pub async fn connect(addr: std::net::SocketAddr, cas: &[&std::path::Path]) -> (hyper::client::conn::http1::SendRequest<Full<Bytes>>, CertificateDer<'static>) {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let peer = tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    (sender, peer)
+}
+
+pub async fn send(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = Request::builder().method(method).uri(path).header("host", "localhost").header("authorization", basic(ADMIN, PASSWORD));
+    if body.is_some() {
+        req = req.header("content-type", "application/scim+json");
+    }
+    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
+    let resp = sender.send_request(req.body(Full::new(Bytes::from(bytes))).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let raw = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
+}
+
+
+/// Like `send`, but `None` instead of a panic when the connection fails (a killed server).
+pub async fn try_send(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
+    let mut req = Request::builder().method(method).uri(path).header("host", "localhost").header("authorization", basic(ADMIN, PASSWORD));
+    if body.is_some() {
+        req = req.header("content-type", "application/scim+json");
+    }
+    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
+    let resp = sender.send_request(req.body(Full::new(Bytes::from(bytes))).ok()?).await.ok()?;
+    let status = resp.status().as_u16();
+    let raw = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, serde_json::from_slice(&raw).unwrap_or(Value::Null)))
+}
