@@ -11,6 +11,7 @@
 
 pub mod keys;
 pub mod password;
+pub mod throttle;
 pub mod token;
 
 use std::collections::HashSet;
@@ -38,6 +39,8 @@ pub enum AuthError {
     Revoked,
     /// A valid account that may not use this API; the message says why.
     Forbidden(String),
+    /// Too many failures from this client for this account (or at all): retry after N s.
+    Throttled(u64),
     /// The account lookup itself failed.
     Internal(String),
 }
@@ -56,6 +59,7 @@ pub enum Api {
 pub struct AuthState {
     pub credentials: CredentialCache,
     pub tokens: token::TokenCache,
+    pub throttle: throttle::Throttle,
 }
 
 /// API client ids carry this prefix, so they cannot be mistaken for account names.
@@ -116,7 +120,14 @@ fn parse_basic(header: &str) -> Option<(String, String)> {
 }
 
 /// Authenticates a request to a tenant's API from its `Authorization` header.
-pub async fn authenticate(tenant: &Tenant, auth: &AuthState, api: Api, authorization: Option<&str>, now: UtcMillis) -> Result<Principal, AuthError> {
+pub async fn authenticate(
+    tenant: &Tenant,
+    auth: &AuthState,
+    api: Api,
+    authorization: Option<&str>,
+    peer: std::net::IpAddr,
+    now: UtcMillis,
+) -> Result<Principal, AuthError> {
     let header = authorization.map(str::trim).unwrap_or_default();
     let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
     if scheme.eq_ignore_ascii_case("bearer") {
@@ -127,6 +138,24 @@ pub async fn authenticate(tenant: &Tenant, auth: &AuthState, api: Api, authoriza
     }
     let (user, pass) = parse_basic(header).ok_or(AuthError::Missing("authentication required"))?;
     let tenant_id = tenant.id.as_str();
+    let keys = [throttle::Key::account(tenant_id, &user, peer), throttle::Key::Address(peer)];
+    if let Err(wait) = auth.throttle.check(&keys) {
+        warn!(target: "scimd::auth", "tenant {tenant_id}: throttled {user} from {peer} for {}s", wait.as_secs() + 1);
+        return Err(AuthError::Throttled(wait.as_secs() + 1));
+    }
+    let result = check_basic(tenant, auth, api, &user, pass).await;
+    match &result {
+        Ok(_) => auth.throttle.succeed(&keys[0]),
+        Err(AuthError::Invalid) => auth.throttle.fail(&keys),
+        Err(_) => {}
+    }
+    result
+}
+
+/// The Basic-auth part of `authenticate`, after the throttle.
+async fn check_basic(tenant: &Tenant, auth: &AuthState, api: Api, user: &str, pass: String) -> Result<Principal, AuthError> {
+    let tenant_id = tenant.id.as_str();
+    let user = user.to_string();
     let lookup = user.clone();
     let (account, stored) = if user.starts_with(CLIENT_PREFIX) {
         if api != Api::TokenApi {

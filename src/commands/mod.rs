@@ -228,6 +228,7 @@ pub async fn start_server(config: &ServeConfig) -> Result<RunningServer, String>
 /// As `start_server`, reading the time from `clock` (tests move it forward).
 pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::Clock) -> Result<RunningServer, String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    refuse_exposed_keys(&DataDir::new(&config.data_dir))?;
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_config(cert, key)?),
         None => None,
@@ -253,6 +254,25 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
         }
         None => Ok(running),
     }
+}
+
+/// A token signing key others can read is a leaked key: refuse to start until it is fixed.
+fn refuse_exposed_keys(data: &DataDir) -> Result<(), String> {
+    #[cfg(unix)]
+    for id in data.list_tenants().map_err(|e| e.to_string())? {
+        use std::os::unix::fs::PermissionsExt;
+        let path = data.private_key(&id);
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "refusing to start: tenant {id}'s private key {} is readable by others (mode {mode:o}); chmod 600 it, or rotate it if it may have leaked",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

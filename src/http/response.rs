@@ -88,6 +88,9 @@ impl ApiError {
             ApiError::Auth(AuthError::Expired) => (StatusCode::UNAUTHORIZED, None, "the bearer token has expired; issue a new one".into()),
             ApiError::Auth(AuthError::Revoked) => (StatusCode::UNAUTHORIZED, None, "the bearer token has been revoked or replaced".into()),
             ApiError::Auth(AuthError::Forbidden(why)) => (StatusCode::FORBIDDEN, None, why.clone()),
+            ApiError::Auth(AuthError::Throttled(secs)) => {
+                (StatusCode::TOO_MANY_REQUESTS, None, format!("too many failed logins; retry after {secs} seconds"))
+            }
             ApiError::Auth(AuthError::Internal(cause)) => {
                 error!(target: "scimd::auth", "account lookup failed: {cause}");
                 (StatusCode::INTERNAL_SERVER_ERROR, None, "internal error".into())
@@ -137,6 +140,11 @@ impl ApiError {
     pub fn into_response(self) -> HttpResponse {
         let (status, body) = self.to_status_and_body();
         let mut resp = json_response(status, &body);
+        if let ApiError::Auth(AuthError::Throttled(secs)) = &self {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"scimd\", charset=\"UTF-8\""));

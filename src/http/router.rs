@@ -40,7 +40,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let mut who = String::from("-");
-    let resp = match route(&state, req, &mut who).await {
+    let resp = match route(&state, req, peer.ip(), &mut who).await {
         Ok(r) => r,
         Err(e) => {
             if let ApiError::Auth(reason) = &e {
@@ -51,6 +51,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
                     auth::AuthError::Expired => "expired",
                     auth::AuthError::Revoked => "revoked",
                     auth::AuthError::Forbidden(_) => "forbidden",
+                    auth::AuthError::Throttled(_) => "throttled",
                     auth::AuthError::Internal(_) => "internal",
                 };
                 state.metrics.auth_failure(tenant, label);
@@ -89,7 +90,7 @@ fn segments(path: &str) -> Vec<&str> {
     }
 }
 
-async fn route(state: &AppState, req: Request<Incoming>, who: &mut String) -> Result<HttpResponse, ApiError> {
+async fn route(state: &AppState, req: Request<Incoming>, peer: std::net::IpAddr, who: &mut String) -> Result<HttpResponse, ApiError> {
     let path = req.uri().path().to_string();
     let segs = segments(&path);
     match segs.as_slice() {
@@ -106,7 +107,7 @@ async fn route(state: &AppState, req: Request<Incoming>, who: &mut String) -> Re
             let tenant = state.tenants.get(&id).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
             let now = (state.clock)();
             let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let principal = auth::authenticate(&tenant, &state.auth, Api::Scim, authorization, now).await?;
+            let principal = auth::authenticate(&tenant, &state.auth, Api::Scim, authorization, peer, now).await?;
             *who = format!("{id}/{}", principal.user_name);
             if req.method() != Method::GET {
                 return Err(ApiError::MethodNotAllowed);
@@ -118,7 +119,7 @@ async fn route(state: &AppState, req: Request<Incoming>, who: &mut String) -> Re
             let tenant = state.tenants.get(&id).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
             let now = (state.clock)();
             let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let principal = auth::authenticate(&tenant, &state.auth, Api::TokenApi, authorization, now).await?;
+            let principal = auth::authenticate(&tenant, &state.auth, Api::TokenApi, authorization, peer, now).await?;
             *who = format!("{id}/{}", principal.user_name);
             let query = Query::parse(req.uri().query())?;
             let rest: Vec<&str> = rest.to_vec();
@@ -131,7 +132,7 @@ async fn route(state: &AppState, req: Request<Incoming>, who: &mut String) -> Re
             let rest: Vec<String> = rest.iter().map(|s| request::percent_decode(s).unwrap_or_default()).collect();
             let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
             let now = (state.clock)();
-            let principal = auth::authenticate(&tenant, &state.auth, Api::Scim, authorization, now).await?;
+            let principal = auth::authenticate(&tenant, &state.auth, Api::Scim, authorization, peer, now).await?;
             *who = format!("{id}/{}", principal.user_name);
             let host = req
                 .headers()

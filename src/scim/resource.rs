@@ -29,12 +29,32 @@ impl StoredResource {
     }
 }
 
+/// The longest string value scimd stores (a 1 MB "name" is an attack, not a name).
+pub const MAX_STRING_BYTES: usize = 64 * 1024;
+
+/// `schemas` may name this resource's core schema, its extensions, and vendor URNs that
+/// IdPs add (Entra sends `http://schemas.microsoft.com/…/Group`); an unknown SCIM URN
+/// (`urn:ietf:params:scim:…`) — including another resource type's — is refused.
+pub fn check_schemas(kind: ResourceKind, body: &Value) -> Result<(), ScimError> {
+    let Some(schemas) = body.get("schemas") else { return Ok(()) };
+    let list = schemas.as_array().ok_or_else(|| ScimError::invalid_syntax("'schemas' must be an array of URIs"))?;
+    for urn in list {
+        let urn = urn.as_str().ok_or_else(|| ScimError::invalid_syntax("'schemas' must be an array of URIs"))?;
+        let known = urn.eq_ignore_ascii_case(kind.core_schema()) || schema::extension_urn(kind, urn).is_some();
+        if !known && schema::strip_prefix_ci(urn, "urn:ietf:params:scim:").is_some() {
+            return Err(ScimError::invalid_value(format!("unknown schema {urn} for a {}", kind.name())));
+        }
+    }
+    Ok(())
+}
+
 /// Decodes a POST/PUT body into a canonical document. Unknown attributes are ignored
 /// (Entra sends many), read-only ones are dropped, values are coerced to their type.
 pub fn decode(kind: ResourceKind, body: &Value) -> Result<Attrs, ScimError> {
     let obj = body
         .as_object()
         .ok_or_else(|| ScimError::invalid_syntax("the request body must be a JSON object"))?;
+    check_schemas(kind, body)?;
     let mut doc = Attrs::new();
     for (key, value) in obj {
         if ["schemas", "id", "meta"].iter().any(|k| k.eq_ignore_ascii_case(key)) {
@@ -226,6 +246,9 @@ fn coerce_single(attr: &AttrDef, value: &Value) -> Result<Option<Value>, ScimErr
         (AttrType::Integer, Value::Number(n)) if n.is_i64() => Some(value.clone()),
         (AttrType::Integer, Value::String(s)) => Some(Value::from(s.trim().parse::<i64>().map_err(|_| bad())?)),
         (AttrType::Integer, _) => return Err(bad()),
+        (_, Value::String(s)) if s.len() > MAX_STRING_BYTES => {
+            return Err(ScimError::invalid_value(format!("{} is longer than {MAX_STRING_BYTES} bytes", attr.name)))
+        }
         (_, Value::String(s)) => Some(Value::String(s.clone())),
         (_, Value::Number(n)) => Some(Value::String(n.to_string())),
         (_, Value::Bool(b)) => Some(Value::String(b.to_string())),

@@ -10,6 +10,7 @@ mod demo;
 mod dialects;
 mod discovery;
 mod groups;
+mod hostile;
 mod http;
 mod lifecycle;
 mod limits;
