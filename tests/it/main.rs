@@ -9,6 +9,7 @@ mod crash;
 mod demo;
 mod dialects;
 mod discovery;
+mod fuzz;
 mod groups;
 mod hostile;
 mod http;
