@@ -89,6 +89,7 @@ pub fn run(command: Command) -> Result<(), String> {
             };
             let config = ServeConfig::validate(flags.or(RawConfig::from_env()?).or(file))?;
             runtime()?.block_on(async {
+                let stop = shutdown_signal();
                 let running = start_server(&config).await?;
                 crate::systemd::notify("READY=1");
                 log::info!(target: "scimd", "serving on {}://{}", if config.tls.is_some() { "https" } else { "http" }, running.addr);
@@ -96,7 +97,7 @@ pub fn run(command: Command) -> Result<(), String> {
                     log::info!(target: "scimd", "metrics on http://{m}/metrics");
                 }
                 running.run_until(async {
-                    shutdown_signal().await;
+                    stop.await;
                     crate::systemd::notify("STOPPING=1");
                 })
                 .await;
@@ -275,21 +276,30 @@ fn refuse_exposed_keys(data: &DataDir) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or Ctrl-C. The handlers are registered when this is called, not when the
+/// future is first polled: a signal that arrives just after "ready" must drain, not kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                }
+                _ => std::future::pending::<()>().await,
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The credentials the demo keeps between runs, so a second run reuses them.
@@ -343,6 +353,7 @@ async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> 
             None => SocketAddr::new(listen.ip(), if listen.port() == 0 { 0 } else { 9464 }),
         }),
     };
+    let stop = shutdown_signal();
     let running = start_server(&config).await?;
     let host = if running.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { running.addr.ip().to_string() };
     let host = if host.contains(':') { format!("[{host}]") } else { host };
@@ -369,7 +380,7 @@ async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> 
     }
     println!("  (the same, as JSON: {})", data.demo_json().display());
     println!("Try: curl --cacert {} -u {DEMO_ADMIN}:'{password}' {base_url}/Users", ca_cert.display());
-    running.run_until(shutdown_signal()).await;
+    running.run_until(stop).await;
     Ok(())
 }
 

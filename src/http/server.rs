@@ -249,11 +249,14 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
     let reloader = {
         let state = Arc::clone(&state);
         let cert = cert.clone();
+        // Registered now, before anyone is told the server is up: an early SIGHUP reloads
+        // instead of killing the process.
+        #[cfg(unix)]
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         tokio::spawn(async move {
             #[cfg(unix)]
             {
-                use tokio::signal::unix::{signal, SignalKind};
-                let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+                let Ok(mut hup) = hup else { return };
                 while hup.recv().await.is_some() {
                     info!(target: "scimd::http", "SIGHUP: reloading the certificate and tenant settings");
                     if let Some(cert) = &cert {
