@@ -214,9 +214,9 @@ pub async fn add_admin(store: &Store, username: &str, password: &str, iterations
         .write(move |conn| {
             // A SCIM admin service account: org admin, local password, named Creator seat.
             let origin = users::UserOrigin { role: "org_admin", password_hash: Some(&hash), license: "creator", auth_type: "basic", managed_by: "local" };
-            let res = users::insert(conn, &doc, &origin, &now)?;
-            events::record(conn, &now, "cli", events::Action::Create, "User", &res.id, &json!({"userName": doc["userName"], "role": "org_admin"}))?;
-            Ok(res.id)
+            let id = users::insert(conn, &doc, &origin, &now)?;
+            events::record(conn, &now, "cli", events::Action::Create, "User", &id, &json!({"userName": doc["userName"], "role": "org_admin"}))?;
+            Ok(id)
         })
         .await
 }

@@ -38,10 +38,10 @@ pub async fn add_local_user(data: &DataDir, tenant: &str, user_name: &str, email
         .store
         .write(move |conn| {
             let origin = users::UserOrigin { role: "user", password_hash: hash.as_deref(), license: "none", auth_type: "basic", managed_by: "local" };
-            let res = users::insert(conn, &doc, &origin, &now)?;
-            events::record(conn, &now, CLI, Action::Create, "User", &res.id, &json!({"after": res.attrs, "managedBy": "local"}))?;
-            crate::scim::users::assign_seat(conn, &res.id, &settings, CLI, &now)?;
-            Ok(res.id)
+            let id = users::insert(conn, &doc, &origin, &now)?;
+            events::record(conn, &now, CLI, Action::Create, "User", &id, &json!({"after": doc, "managedBy": "local"}))?;
+            crate::scim::users::assign_seat(conn, &id, &settings, CLI, &now)?;
+            Ok(id)
         })
         .await
         .map_err(|e| e.to_string())?;

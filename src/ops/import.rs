@@ -219,10 +219,10 @@ pub fn apply(conn: &rusqlite::Connection, rows: &[ImportRow], now: &str) -> Stor
             }
             None => {
                 let origin = users::UserOrigin { role: "user", password_hash: None, license: &row.license, auth_type: &row.auth_type, managed_by: "local" };
-                let res = users::insert(conn, &doc, &origin, now)?;
-                events::record(conn, now, ACTOR, Action::Create, "User", &res.id, &json!({"after": doc, "license": row.license}))?;
+                let id = users::insert(conn, &doc, &origin, now)?;
+                events::record(conn, now, ACTOR, Action::Create, "User", &id, &json!({"after": doc, "license": row.license}))?;
                 report.created.push(row.username.clone());
-                res.id
+                id
             }
         };
         let mut joined_any = false;

@@ -95,9 +95,12 @@ pub fn check_required(kind: ResourceKind, doc: &Attrs) -> Result<(), ScimError> 
 }
 
 /// Sets (replaces) the attribute a resolved path names, coercing the value.
-/// Read-only attributes are silently ignored, as RFC 7644 §3.5.1 asks for PUT.
+/// Read-only attributes are silently ignored, as RFC 7644 §3.5.1 asks for PUT; write-only
+/// ones (password) are accepted and discarded: they never enter a document, so they can
+/// reach neither the database nor the activity log.
 pub fn set_path(doc: &mut Attrs, path: &ResolvedPath, value: &Value) -> Result<(), ScimError> {
-    if path.attr.is_read_only() || path.sub.is_some_and(|s| s.is_read_only()) {
+    let skipped = |a: &AttrDef| a.is_read_only() || a.mutability == Mutability::WriteOnly;
+    if skipped(path.attr) || path.sub.is_some_and(skipped) {
         return Ok(());
     }
     let container = container_mut(doc, path.extension);

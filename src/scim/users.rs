@@ -157,13 +157,13 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                 }
                 Some(_) => Err(crate::store::StoreError::Conflict("a user with this userName already exists".into())),
                 None => {
-                    let res = users::insert(conn, &doc, &users::UserOrigin::idp("none"), &now)?;
-                    events::record(conn, &now, &actor, Action::Create, "User", &res.id, &json!({"after": res.attrs}))?;
+                    let id = users::insert(conn, &doc, &users::UserOrigin::idp("none"), &now)?;
+                    events::record(conn, &now, &actor, Action::Create, "User", &id, &json!({"after": doc}))?;
                     if is_active(&doc) {
-                        assign_seat(conn, &res.id, &settings, &actor, &now)?;
+                        assign_seat(conn, &id, &settings, &actor, &now)?;
                     }
-                    super::groups::always_assign(conn, &res.id, &settings, &actor, &now)?;
-                    users::get(conn, &res.id, true)
+                    super::groups::always_assign(conn, &id, &settings, &actor, &now)?;
+                    users::get(conn, &id, true)
                 }
             }
         })

@@ -328,8 +328,9 @@ impl UserOrigin<'_> {
     }
 }
 
-/// Inserts a user.
-pub fn insert(conn: &Connection, doc: &Attrs, origin: &UserOrigin<'_>, now: &str) -> StoreResult<StoredResource> {
+/// Inserts a user and returns its new id. Callers that answer with the user read it
+/// once, after everything else their write does (licence seat, groups).
+pub fn insert(conn: &Connection, doc: &Attrs, origin: &UserOrigin<'_>, now: &str) -> StoreResult<String> {
     use rusqlite::types::Value as Sql;
     let id = new_resource_id();
     let text = |s: &str| Sql::Text(s.to_string());
@@ -354,11 +355,11 @@ pub fn insert(conn: &Connection, doc: &Attrs, origin: &UserOrigin<'_>, now: &str
         .map_err(conflict_or)?;
     let pk = conn.last_insert_rowid();
     write_plural(conn, pk, doc)?;
-    get(conn, &id, true)
+    Ok(id)
 }
 
 /// Replaces every attribute of a user (PUT semantics; PATCH computes the new document first).
-pub fn replace(conn: &Connection, id: &str, doc: &Attrs, now: &str) -> StoreResult<StoredResource> {
+pub fn replace(conn: &Connection, id: &str, doc: &Attrs, now: &str) -> StoreResult<()> {
     use rusqlite::types::Value as Sql;
     let pk = pk_of(conn, id)?;
     let mut values = column_values(doc);
@@ -367,8 +368,7 @@ pub fn replace(conn: &Connection, id: &str, doc: &Attrs, now: &str) -> StoreResu
     conn.prepare_cached(&UPDATE_SQL)?
         .execute(rusqlite::params_from_iter(values))
         .map_err(conflict_or)?;
-    write_plural(conn, pk, doc)?;
-    get(conn, id, true)
+    write_plural(conn, pk, doc)
 }
 
 /// Removes the row (hard delete).
