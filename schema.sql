@@ -1,4 +1,4 @@
--- scimd tenant database, schema version 3.
+-- scimd tenant database, schema version 4.
 -- This file is the contract for a NEW tenant database; it is embedded in the binary
 -- (include_str!) and run once. Older databases are brought forward by numbered
 -- migrations in src/store/migrate.rs, never by editing this file in place.
@@ -51,6 +51,8 @@ CREATE TABLE users (
 CREATE UNIQUE INDEX users_user_name ON users (user_name COLLATE NOCASE);
 CREATE INDEX users_external_id ON users (external_id);
 CREATE INDEX users_display_name ON users (display_name COLLATE NOCASE);
+-- v4: seats in use are counted on every create; this keeps that count off a table scan.
+CREATE INDEX users_seats ON users (license) WHERE active IS NOT 0 AND deleted_at IS NULL;
 
 -- emails: their own table, indexed on value (case-insensitive, as RFC 7643 says).
 CREATE TABLE user_emails (
@@ -152,4 +154,4 @@ CREATE TABLE api_clients (
     created      TEXT NOT NULL
 );
 
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;
