@@ -110,7 +110,7 @@ pub async fn render(state: &AppState) -> String {
         let Ok(Some(tenant)) = state.tenants.get(&id).await else { continue };
         let counts = tenant
             .store
-            .read(|conn| {
+            .scan(|conn| {
                 let n = |sql: &str| -> rusqlite::Result<i64> { conn.query_row(sql, [], |r| r.get(0)) };
                 Ok((
                     n("SELECT count(*) FROM users WHERE deleted_at IS NULL")?,

@@ -246,7 +246,7 @@ async fn events_feed(tenant: &Tenant, query: &Query) -> Result<HttpResponse, Api
     let after = number("after", 0)?.max(0);
     let limit = number("limit", 100)?.clamp(1, 1000) as u32;
     let q = events::EventQuery { after, limit, ..Default::default() };
-    let list = tenant.store.read(move |conn| events::list(conn, &q)).await?;
+    let list = tenant.store.scan(move |conn| events::list(conn, &q)).await?;
     let next = list.last().map(|e| e.seq).unwrap_or(after);
     let mut resp = json_response(StatusCode::OK, &json!({"events": list, "next": next}));
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

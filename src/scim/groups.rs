@@ -197,7 +197,9 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
 
 pub async fn get(tenant: &Tenant, id: &str, with_members: bool) -> Result<StoredResource, ScimError> {
     let id = id.to_string();
-    Ok(tenant.store.read(move |conn| groups::get(conn, &id, with_members)).await?)
+    let job = move |conn: &rusqlite::Connection| groups::get(conn, &id, with_members);
+    // The member list grows with the group; without it the read is one indexed row.
+    Ok(if with_members { tenant.store.scan(job).await? } else { tenant.store.read(job).await? })
 }
 
 /// Writes a group's new attributes and members: the shared tail of PUT and PATCH.

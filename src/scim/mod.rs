@@ -213,7 +213,7 @@ pub async fn list(store: &Store, kind: schema::ResourceKind, params: &ListParams
     let sql = params.compile_filter(kind)?;
     let plan = params.plan(sql.order.is_some())?;
     let listed = store
-        .read(move |conn| match kind {
+        .scan(move |conn| match kind {
             schema::ResourceKind::User => crate::store::users::list(conn, &sql, plan.window, plan.count_total, with_computed),
             schema::ResourceKind::Group => crate::store::groups::list(conn, &sql, plan.window, plan.count_total, with_computed),
         })

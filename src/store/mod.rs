@@ -241,30 +241,30 @@ impl Store {
         reply_rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs `job` on a pooled read connection on the blocking thread pool.
+    /// Runs `job` on a pooled read connection, right here on the calling task's thread.
+    /// For bounded work only (index lookups of one resource or account): it blocks the
+    /// async worker for its duration, which costs less than a hop to the blocking pool
+    /// and back for reads of a few microseconds. Anything that may scan uses `scan`.
     pub async fn read<T, F>(&self, job: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        with_reader(&self.readers, &self.path, job)
+    }
+
+    /// Runs `job` on a pooled read connection on the blocking thread pool: for reads whose
+    /// cost grows with the data (lists, counts, a group's member list).
+    pub async fn scan<T, F>(&self, job: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let pool = Arc::clone(&self.readers);
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = pool.lock().ok().and_then(|mut p| p.pop());
-            let conn = match pooled {
-                Some(c) => c,
-                None => open_connection(&path, true)?,
-            };
-            let result = job(&conn);
-            if let Ok(mut p) = pool.lock() {
-                if p.len() < READ_POOL_IDLE {
-                    p.push(conn);
-                }
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+        tokio::task::spawn_blocking(move || with_reader(&pool, &path, job))
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
     }
 
     /// Stops the writer after the queued writes and checkpoints the WAL.
@@ -285,6 +285,34 @@ impl Drop for Store {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+fn with_reader<T>(pool: &Mutex<Vec<Connection>>, path: &Path, job: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    let pooled = pool.lock().ok().and_then(|mut p| p.pop());
+    let conn = match pooled {
+        Some(c) => c,
+        None => open_connection(path, true)?,
+    };
+    // One read transaction for the whole job: its statements see one snapshot (a user and
+    // its emails from the same commit), and the WAL read lock is taken once, not per
+    // statement, which was most of a GET's cost.
+    let result = match conn.prepare_cached("BEGIN").and_then(|mut s| s.execute([])) {
+        Ok(_) => {
+            let result = job(&conn);
+            if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
+                log::error!(target: "scimd::store", "ending a read transaction failed: {e}");
+                return Err(e.into());
+            }
+            result
+        }
+        Err(e) => Err(e.into()),
+    };
+    if let Ok(mut p) = pool.lock() {
+        if p.len() < READ_POOL_IDLE {
+            p.push(conn);
+        }
+    }
+    result
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>) {

@@ -1,0 +1,226 @@
+//! Seeds a running scimd for `benches/run.sh`, through the SCIM API as an IdP would:
+//! `--users N` users (`user{i}@bench.example`, each with a work email and a name) plus
+//! `--spare S` more, created by concurrent `POST /Users` on keep-alive TLS connections;
+//! then one group holding the first `--members M` users, filled by `PATCH add members`
+//! in chunks. Writes what the wrk phases need into `--out DIR`:
+//! `sample-ids.txt` (20,000 random ids of the N users), `spare-ids.txt` (the S users
+//! outside the group, for member adds), `member-ids.txt` (the M members, shuffled, for
+//! member removes), `group-id.txt`, and `seed.json` (how long each step took).
+//!
+//! `target/release/examples/bench-seed --base URL --ca FILE --token T --users N --spare S
+//!  --members M --out DIR [--connections 16]`
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{json, Value};
+
+struct Options {
+    base: String,
+    ca: PathBuf,
+    token: String,
+    users: usize,
+    spare: usize,
+    members: usize,
+    out: PathBuf,
+    connections: usize,
+}
+
+fn options() -> Result<Options, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let get = |name: &str| -> Result<String, String> {
+        let at = args.iter().position(|a| a == name).ok_or(format!("missing {name}"))?;
+        args.get(at + 1).cloned().ok_or(format!("{name} needs a value"))
+    };
+    let num = |name: &str| -> Result<usize, String> { get(name)?.parse().map_err(|e| format!("{name}: {e}")) };
+    Ok(Options {
+        base: get("--base")?,
+        ca: get("--ca")?.into(),
+        token: get("--token")?,
+        users: num("--users")?,
+        spare: num("--spare")?,
+        members: num("--members")?,
+        out: get("--out")?.into(),
+        connections: if args.iter().any(|a| a == "--connections") { num("--connections")? } else { 16 },
+    })
+}
+
+/// One keep-alive HTTPS connection to the server.
+struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    authority: String,
+    token: String,
+}
+
+impl Conn {
+    async fn open(opts: &Options, tls: &tokio_rustls::TlsConnector) -> Result<Conn, String> {
+        let authority = opts.base.split('/').nth(2).ok_or("base URL has no host")?.to_string();
+        let tcp = tokio::net::TcpStream::connect(&authority).await.map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h).to_string();
+        let name = ServerName::try_from(host).map_err(|e| e.to_string())?;
+        let stream = tls.connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Conn { sender, authority, token: opts.token.clone() })
+    }
+
+    async fn send(&mut self, method: &str, url: &str, body: &Value) -> Result<(u16, Value), String> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("host", &self.authority)
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/scim+json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| e.to_string())?;
+        let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).map_err(|e| e.to_string())? };
+        Ok((status, value))
+    }
+}
+
+fn connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+fn path_of(base: &str) -> String {
+    base.splitn(4, '/').nth(3).map_or("/".to_string(), |p| format!("/{p}"))
+}
+
+fn user(i: usize) -> Value {
+    let name = format!("user{i}@bench.example");
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "name": {"givenName": "Bench", "familyName": format!("User {i}")},
+        "emails": [{"value": name, "type": "work", "primary": true}],
+        "active": true
+    })
+}
+
+/// A fixed-seed xorshift: the same run picks the same sample.
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+async fn create_users(opts: &Arc<Options>, tls: &tokio_rustls::TlsConnector) -> Result<Vec<String>, String> {
+    let total = opts.users + opts.spare;
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..opts.connections {
+        let mut conn = Conn::open(opts, tls).await?;
+        let (next, opts) = (Arc::clone(&next), Arc::clone(opts));
+        workers.push(tokio::spawn(async move {
+            let url = format!("{}/Users", path_of(&opts.base));
+            let mut made = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, String>(made);
+                }
+                let (status, body) = conn.send("POST", &url, &user(i)).await?;
+                let id = body["id"].as_str().filter(|_| status == 201).ok_or(format!("create {i}: {status} {body}"))?;
+                made.push((i, id.to_string()));
+                if i % 100_000 == 0 && i > 0 {
+                    eprintln!("bench-seed: {i} users");
+                }
+            }
+        }));
+    }
+    let mut ids = vec![String::new(); total];
+    for w in workers {
+        for (i, id) in w.await.map_err(|e| e.to_string())?? {
+            ids[i] = id;
+        }
+    }
+    Ok(ids)
+}
+
+async fn fill_group(opts: &Options, tls: &tokio_rustls::TlsConnector, members: &[String]) -> Result<String, String> {
+    let mut conn = Conn::open(opts, tls).await?;
+    let base = path_of(&opts.base);
+    let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Bench Everyone"});
+    let (status, body) = conn.send("POST", &format!("{base}/Groups"), &group).await?;
+    let id = body["id"].as_str().filter(|_| status == 201).ok_or(format!("create group: {status} {body}"))?.to_string();
+    for chunk in members.chunks(5_000) {
+        let value: Vec<Value> = chunk.iter().map(|m| json!({"value": m})).collect();
+        let patch = json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": value}]
+        });
+        let (status, body) = conn.send("PATCH", &format!("{base}/Groups/{id}"), &patch).await?;
+        if !(200..300).contains(&status) {
+            return Err(format!("add members: {status} {body}"));
+        }
+    }
+    Ok(id)
+}
+
+fn write_lines(path: PathBuf, lines: &[String]) -> Result<(), String> {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+async fn run(opts: Options) -> Result<(), String> {
+    let opts = Arc::new(opts);
+    let tls = connector(&opts.ca)?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let ids = create_users(&opts, &tls).await?;
+    let users_secs = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let members = &ids[..opts.members.min(opts.users)];
+    let group = fill_group(&opts, &tls, members).await?;
+    let group_secs = started.elapsed().as_secs_f64();
+
+    let mut sample: Vec<String> = ids[..opts.users].to_vec();
+    shuffle(&mut sample, 0x5eed);
+    sample.truncate(20_000);
+    let mut removable = members.to_vec();
+    shuffle(&mut removable, 0xbee);
+    write_lines(opts.out.join("sample-ids.txt"), &sample)?;
+    write_lines(opts.out.join("spare-ids.txt"), &ids[opts.users..])?;
+    write_lines(opts.out.join("member-ids.txt"), &removable)?;
+    write_lines(opts.out.join("group-id.txt"), &[group])?;
+    let report = json!({
+        "users": opts.users + opts.spare,
+        "users_seconds": (users_secs * 10.0).round() / 10.0,
+        "creates_per_second": ((opts.users + opts.spare) as f64 / users_secs).round(),
+        "group_members": members.len(),
+        "group_seconds": (group_secs * 10.0).round() / 10.0,
+    });
+    std::fs::write(opts.out.join("seed.json"), report.to_string()).map_err(|e| e.to_string())?;
+    println!("{report}");
+    Ok(())
+}
+
+fn main() -> Result<(), String> {
+    let opts = options()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(run(opts))
+}

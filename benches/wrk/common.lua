@@ -1,0 +1,46 @@
+-- Shared by the phase scripts of benches/run.sh. A phase script sets `phase` and
+-- defines `request`; ids come from files the seeder wrote (BENCH_SEED_DIR).
+local M = {}
+
+function M.lines(name)
+  local dir = os.getenv("BENCH_SEED_DIR") or "."
+  local t = {}
+  for line in io.lines(dir .. "/" .. name) do
+    if line ~= "" then t[#t + 1] = line end
+  end
+  return t
+end
+
+-- Each wrk thread gets a number, so threads work on disjoint parts of a list.
+local threads = {}
+function M.setup(thread)
+  thread:set("thread_no", #threads)
+  threads[#threads + 1] = thread
+end
+
+-- Prints one JSON line; benches/run.sh collects them. Any non-2xx answer or socket
+-- error is counted: a phase with errors is not a valid measurement.
+function M.done(phase)
+  return function(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format(
+      '{"phase":"%s","requests":%d,"seconds":%.2f,"rps":%.0f,"p50_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f,"errors":%d}\n',
+      phase, summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+      latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
+      e.connect + e.read + e.write + e.timeout + e.status))
+  end
+end
+
+-- A response other than the expected status is printed once per thread, so a broken
+-- phase says why.
+function M.expect(status_ok)
+  local shown = false
+  return function(status, headers, body)
+    if not status_ok(status) and not shown then
+      shown = true
+      io.stderr:write("unexpected " .. status .. ": " .. (body or "") .. "\n")
+    end
+  end
+end
+
+return M
