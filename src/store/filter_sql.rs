@@ -22,8 +22,11 @@ pub struct SqlFilter {
 }
 
 impl SqlFilter {
+    /// The clause of a list without a filter.
+    pub const MATCH_ALL: &'static str = "1";
+
     pub fn all() -> SqlFilter {
-        SqlFilter { clause: "1".into(), params: Vec::new(), order: None }
+        SqlFilter { clause: Self::MATCH_ALL.into(), params: Vec::new(), order: None }
     }
 
     /// The ORDER BY list, always ending in the primary key so pages are stable.

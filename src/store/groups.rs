@@ -66,12 +66,15 @@ pub fn set_flags(conn: &Connection, pk: i64, managed_by: &str, ignored: bool) ->
     Ok(())
 }
 
+/// Starts from the few inactive Basic-auth users (the `users_inactive_basic` partial
+/// index; CROSS JOIN keeps that order) and probes each one's membership, so a sync of a
+/// 100,000-member group does not walk its members.
+pub(crate) const INACTIVE_BASIC_MEMBERS_SQL: &str = "SELECT u.pk, u.id FROM users u CROSS JOIN memberships m
+     WHERE u.auth_type = 'basic' AND u.active = 0 AND m.group_pk = ? AND m.user_pk = u.pk";
+
 /// Members that are inactive Basic-auth users (they leave IdP-managed groups on sync).
 pub fn inactive_basic_members(conn: &Connection, group_pk: i64) -> StoreResult<Vec<(i64, String)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT u.pk, u.id FROM memberships m JOIN users u ON u.pk = m.user_pk
-         WHERE m.group_pk = ? AND u.auth_type = 'basic' AND u.active = 0",
-    )?;
+    let mut stmt = conn.prepare_cached(INACTIVE_BASIC_MEMBERS_SQL)?;
     let rows = stmt.query_map([group_pk], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }

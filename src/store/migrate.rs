@@ -17,15 +17,30 @@ pub const CURRENT: i64 = 4;
 /// `MIGRATIONS[i]` brings a database from version `i + 1` to `i + 2`.
 const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2, migrate_to_v3, migrate_to_v4];
 
-/// v4: an index for counting the seats in use. Without it every create counted its
-/// licence by scanning all users, so creates slowed down as the tenant grew.
+/// v4: indexes for work done on every write, which scanned and so slowed down as the
+/// tenant grew: counting the seats in use (each create) and finding inactive Basic-auth
+/// members (each group sync walked all of the group's members).
+/// Also the visible-row counters behind an unfiltered list's totalResults: the table and
+/// triggers exactly as `schema.sql` has them, then counted once from the rows.
 fn migrate_to_v4(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(SEATS_INDEX)?;
+    conn.execute_batch(INACTIVE_BASIC_INDEX)?;
+    let counters = SCHEMA
+        .lines()
+        .filter(|l| l.starts_with("CREATE TABLE visible_counts") || l.starts_with("CREATE TRIGGER "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    conn.execute_batch(&counters)?;
+    conn.execute_batch(
+        "INSERT INTO visible_counts (resource, n) SELECT 'users', count(*) FROM users WHERE deleted_at IS NULL;
+         INSERT INTO visible_counts (resource, n) SELECT 'groups', count(*) FROM groups WHERE scope = 'org';",
+    )?;
     Ok(())
 }
 
-/// Kept identical to the index in `schema.sql` (a test compares them).
+/// Kept identical to the indexes in `schema.sql` (a test compares them).
 const SEATS_INDEX: &str = "CREATE INDEX users_seats ON users (license) WHERE active IS NOT 0 AND deleted_at IS NULL;";
+const INACTIVE_BASIC_INDEX: &str = "CREATE INDEX users_inactive_basic ON users (pk) WHERE auth_type = 'basic' AND active = 0;";
 
 /// v3: soft delete, licences, local users, group scope and policy state, membership
 /// source, and an events table open to more kinds of change. Existing admin accounts keep
@@ -130,6 +145,22 @@ mod tests {
         assert!(schema_defines(SEATS_INDEX), "schema.sql and migrate_to_v4 must create the same index");
     }
 
+    #[test]
+    fn inactive_basic_members_start_from_their_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", super::super::groups::INACTIVE_BASIC_MEMBERS_SQL))
+            .unwrap()
+            .query_map([1], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.first().is_some_and(|step| step.contains("users_inactive_basic")), "{plan:?}");
+        assert!(plan.iter().all(|step| !step.starts_with("SCAN m")), "{plan:?}");
+        assert!(schema_defines(INACTIVE_BASIC_INDEX), "schema.sql and migrate_to_v4 must create the same index");
+    }
+
     fn schema_defines(statement: &str) -> bool {
         SCHEMA.contains(statement)
     }
@@ -158,7 +189,9 @@ mod tests {
                 .collect()
         };
         let indexes = |conn: &Connection| -> Vec<String> {
-            let mut stmt = conn.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name").unwrap();
+            let mut stmt = conn
+                .prepare("SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY name")
+                .unwrap();
             stmt.query_map([], |r| Ok(format!("{}: {}", r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap().map(Result::unwrap).collect()
         };
         let mut old = Connection::open_in_memory().unwrap();
@@ -179,6 +212,11 @@ mod tests {
             let license: String = old.query_row("SELECT license FROM users WHERE id = 'a'", [], |r| r.get(0)).unwrap();
             assert_eq!(license, "creator", "admins keep API access when v3 brings licences");
         }
+        let counted: i64 = old.query_row("SELECT n FROM visible_counts WHERE resource = 'users'", [], |r| r.get(0)).unwrap();
+        assert_eq!(counted, 2, "the visible-user counter starts from the rows");
+        old.execute("UPDATE users SET deleted_at = 't' WHERE id = 'u'", []).unwrap();
+        let counted: i64 = old.query_row("SELECT n FROM visible_counts WHERE resource = 'users'", [], |r| r.get(0)).unwrap();
+        assert_eq!(counted, 1, "the triggers keep it");
         let events: i64 = old.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
         assert_eq!(events, 1, "the activity log survives");
     }

@@ -123,7 +123,12 @@ fn query_window<T>(
 ) -> StoreResult<WindowRows<T>> {
     let (from, alias) = (source.from, source.alias);
     let params = rusqlite::params_from_iter(&filter.params);
-    let total = if count_total {
+    let total = if count_total && filter.clause == filter_sql::SqlFilter::MATCH_ALL {
+        let n: i64 = conn
+            .prepare_cached("SELECT n FROM visible_counts WHERE resource = ?")?
+            .query_row([source.from], |r| r.get(0))?;
+        Some(n as u64)
+    } else if count_total {
         let sql = format!("SELECT count(*) FROM {from} {alias} WHERE {} AND ({})", source.visible, filter.clause);
         let n: i64 = conn.prepare_cached(&sql)?.query_row(params.clone(), |r| r.get(0))?;
         Some(n as u64)
@@ -189,12 +194,20 @@ type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Finisher) + Send>;
 const MAX_BATCH: usize = 256;
 const READ_POOL_IDLE: usize = 8;
 
+/// How many scans of one tenant run at once: one per core, at least two.
+fn concurrent_scans() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
+}
+
 /// A tenant's database: the writer queue and the reader pool.
 pub struct Store {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<WriteJob>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Scans are CPU-bound: more at once than there are cores only adds blocking threads,
+    /// their malloc arenas and read connections (each with its page cache) to the RSS.
+    scans: Arc<tokio::sync::Semaphore>,
 }
 
 impl Store {
@@ -212,6 +225,7 @@ impl Store {
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(handle)),
             readers: Arc::new(Mutex::new(Vec::new())),
+            scans: Arc::new(tokio::sync::Semaphore::new(concurrent_scans())),
         })
     }
 
@@ -260,9 +274,13 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        let permit = Arc::clone(&self.scans).acquire_owned().await.map_err(|_| StoreError::Closed)?;
         let pool = Arc::clone(&self.readers);
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || with_reader(&pool, &path, job))
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            with_reader(&pool, &path, job)
+        })
             .await
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
     }

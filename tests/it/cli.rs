@@ -23,7 +23,7 @@ fn tenant_create_list_and_admin_add() {
         let conn = rusqlite::Connection::open(dir.path().join("tenants/acme/scim.db")).unwrap();
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!((mode.as_str(), version), ("wal", 3));
+        assert_eq!((mode.as_str(), version), ("wal", scimd::store::SCHEMA_VERSION));
     }
     let out = scimd(&["tenant", "create", "acme", "--data-dir", d]).output().unwrap();
     assert!(!out.status.success(), "creating twice fails");
