@@ -51,8 +51,6 @@ CREATE TABLE users (
 CREATE UNIQUE INDEX users_user_name ON users (user_name COLLATE NOCASE);
 CREATE INDEX users_external_id ON users (external_id);
 CREATE INDEX users_display_name ON users (display_name COLLATE NOCASE);
--- v4: seats in use are counted on every create; this keeps that count off a table scan.
-CREATE INDEX users_seats ON users (license) WHERE active IS NOT 0 AND deleted_at IS NULL;
 -- v4: inactive Basic-auth users leave IdP-managed groups at each sync; they are few.
 CREATE INDEX users_inactive_basic ON users (pk) WHERE auth_type = 'basic' AND active = 0;
 
@@ -113,16 +111,17 @@ CREATE TABLE groups (
 CREATE UNIQUE INDEX groups_display_name ON groups (display_name COLLATE NOCASE);
 CREATE INDEX groups_external_id ON groups (external_id);
 
--- v4: how many users and groups SCIM can see, kept by triggers, so an unfiltered list's
--- totalResults is one row read instead of a count over every row.
-CREATE TABLE visible_counts (resource TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
-INSERT INTO visible_counts (resource, n) VALUES ('users', 0), ('groups', 0);
-CREATE TRIGGER users_count_insert AFTER INSERT ON users WHEN NEW.deleted_at IS NULL BEGIN UPDATE visible_counts SET n = n + 1 WHERE resource = 'users'; END;
-CREATE TRIGGER users_count_delete AFTER DELETE ON users WHEN OLD.deleted_at IS NULL BEGIN UPDATE visible_counts SET n = n - 1 WHERE resource = 'users'; END;
-CREATE TRIGGER users_count_update AFTER UPDATE OF deleted_at ON users WHEN (OLD.deleted_at IS NULL) <> (NEW.deleted_at IS NULL) BEGIN UPDATE visible_counts SET n = n + (NEW.deleted_at IS NULL) - (OLD.deleted_at IS NULL) WHERE resource = 'users'; END;
-CREATE TRIGGER groups_count_insert AFTER INSERT ON groups WHEN NEW.scope = 'org' BEGIN UPDATE visible_counts SET n = n + 1 WHERE resource = 'groups'; END;
-CREATE TRIGGER groups_count_delete AFTER DELETE ON groups WHEN OLD.scope = 'org' BEGIN UPDATE visible_counts SET n = n - 1 WHERE resource = 'groups'; END;
-CREATE TRIGGER groups_count_update AFTER UPDATE OF scope ON groups WHEN (OLD.scope = 'org') <> (NEW.scope = 'org') BEGIN UPDATE visible_counts SET n = n + (NEW.scope = 'org') - (OLD.scope = 'org') WHERE resource = 'groups'; END;
+-- v4: counts kept by triggers, read instead of counted on the hot paths: the users and
+-- groups SCIM can see (an unfiltered list's totalResults) and the seats in use of each
+-- licence (every create and reactivation). A seat is held by an active, not deleted user.
+CREATE TABLE counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO counters (name, n) VALUES ('users', 0), ('groups', 0), ('seats:creator', 0), ('seats:creator_float', 0);
+CREATE TRIGGER users_count_insert AFTER INSERT ON users BEGIN UPDATE counters SET n = n + 1 WHERE name = 'users' AND NEW.deleted_at IS NULL; UPDATE counters SET n = n + 1 WHERE name = 'seats:' || NEW.license AND NEW.active IS NOT 0 AND NEW.deleted_at IS NULL; END;
+CREATE TRIGGER users_count_delete AFTER DELETE ON users BEGIN UPDATE counters SET n = n - 1 WHERE name = 'users' AND OLD.deleted_at IS NULL; UPDATE counters SET n = n - 1 WHERE name = 'seats:' || OLD.license AND OLD.active IS NOT 0 AND OLD.deleted_at IS NULL; END;
+CREATE TRIGGER users_count_update AFTER UPDATE OF deleted_at, active, license ON users BEGIN UPDATE counters SET n = n + (NEW.deleted_at IS NULL) - (OLD.deleted_at IS NULL) WHERE name = 'users' AND (NEW.deleted_at IS NULL) <> (OLD.deleted_at IS NULL); UPDATE counters SET n = n - 1 WHERE name = 'seats:' || OLD.license AND OLD.active IS NOT 0 AND OLD.deleted_at IS NULL; UPDATE counters SET n = n + 1 WHERE name = 'seats:' || NEW.license AND NEW.active IS NOT 0 AND NEW.deleted_at IS NULL; END;
+CREATE TRIGGER groups_count_insert AFTER INSERT ON groups WHEN NEW.scope = 'org' BEGIN UPDATE counters SET n = n + 1 WHERE name = 'groups'; END;
+CREATE TRIGGER groups_count_delete AFTER DELETE ON groups WHEN OLD.scope = 'org' BEGIN UPDATE counters SET n = n - 1 WHERE name = 'groups'; END;
+CREATE TRIGGER groups_count_update AFTER UPDATE OF scope ON groups WHEN (OLD.scope = 'org') <> (NEW.scope = 'org') BEGIN UPDATE counters SET n = n + (NEW.scope = 'org') - (OLD.scope = 'org') WHERE name = 'groups'; END;
 
 -- One row per (group, member): adding one member to a huge group touches one row.
 CREATE TABLE memberships (
