@@ -212,12 +212,14 @@ impl ListOutcome {
 pub async fn list(store: &Store, kind: schema::ResourceKind, params: &ListParams, with_computed: bool) -> Result<ListOutcome, ScimError> {
     let sql = params.compile_filter(kind)?;
     let plan = params.plan(sql.order.is_some())?;
-    let listed = store
-        .scan(move |conn| match kind {
-            schema::ResourceKind::User => crate::store::users::list(conn, &sql, plan.window, plan.count_total, with_computed),
-            schema::ResourceKind::Group => crate::store::groups::list(conn, &sql, plan.window, plan.count_total, with_computed),
-        })
-        .await?;
+    // A lookup by a unique attribute is bounded, so it runs inline like a GET by id; a
+    // group's member list is not, whatever the filter.
+    let bounded = sql.at_most_one && !(with_computed && kind == schema::ResourceKind::Group);
+    let job = move |conn: &rusqlite::Connection| match kind {
+        schema::ResourceKind::User => crate::store::users::list(conn, &sql, plan.window, plan.count_total, with_computed),
+        schema::ResourceKind::Group => crate::store::groups::list(conn, &sql, plan.window, plan.count_total, with_computed),
+    };
+    let listed = if bounded { store.read(job).await? } else { store.scan(job).await? };
     let next_cursor = match (plan.start_index, listed.more) {
         (None, true) => Some(encode_cursor(match plan.window {
             Window::Offset { offset, .. } if plan.sorted => format!("o{}", offset + listed.items.len() as u64),

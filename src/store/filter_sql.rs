@@ -19,6 +19,10 @@ pub struct SqlFilter {
     pub params: Vec<SqlValue>,
     /// An ORDER BY expression list; `None` is creation order.
     pub order: Option<String>,
+    /// Matches at most one row through a unique index (`userName eq "…"`, `id eq "…"`, a
+    /// group's `displayName eq "…"`, or such a term ANDed with anything): the query is
+    /// bounded whatever the tenant's size.
+    pub at_most_one: bool,
 }
 
 impl SqlFilter {
@@ -26,7 +30,7 @@ impl SqlFilter {
     pub const MATCH_ALL: &'static str = "1";
 
     pub fn all() -> SqlFilter {
-        SqlFilter { clause: Self::MATCH_ALL.into(), params: Vec::new(), order: None }
+        SqlFilter { clause: Self::MATCH_ALL.into(), params: Vec::new(), order: None, at_most_one: false }
     }
 
     /// The ORDER BY list, always ending in the primary key so pages are stable.
@@ -41,7 +45,22 @@ impl SqlFilter {
 pub fn compile(kind: ResourceKind, expr: &FilterExpr) -> Result<SqlFilter, ScimError> {
     let mut c = Compiler { kind, params: Vec::new(), aliases: 0 };
     let clause = c.expr(expr, None)?;
-    Ok(SqlFilter { clause, params: c.params, order: None })
+    Ok(SqlFilter { clause, params: c.params, order: None, at_most_one: at_most_one(kind, expr) })
+}
+
+fn at_most_one(kind: ResourceKind, expr: &FilterExpr) -> bool {
+    match expr {
+        FilterExpr::Compare { path, op: CompareOp::Eq, value: Literal::Str(_) } => {
+            let Some(rp) = schema::resolve_path(kind, path) else { return false };
+            let unique = match kind {
+                ResourceKind::User => ["id", "userName"].as_slice(),
+                ResourceKind::Group => ["id", "displayName"].as_slice(),
+            };
+            rp.extension.is_none() && rp.sub.is_none() && unique.contains(&rp.attr.name)
+        }
+        FilterExpr::And(a, b) => at_most_one(kind, a) || at_most_one(kind, b),
+        _ => false,
+    }
 }
 
 /// The ORDER BY expression for `sortBy` (RFC 7644 §3.4.2.3). A multi-valued attribute
@@ -325,6 +344,23 @@ fn plural_column(alias: &str, sub: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::scim::filter;
+
+    /// Only lookups through a unique index are run inline; anything that may match many
+    /// rows goes to the blocking pool.
+    #[test]
+    fn at_most_one_only_for_unique_lookups() {
+        let one = |kind, text: &str| compile(kind, &filter::parse(text).unwrap()).unwrap().at_most_one;
+        assert!(one(ResourceKind::User, r#"userName eq "a@b.c""#));
+        assert!(one(ResourceKind::User, r#"id eq "x" and active eq true"#));
+        assert!(one(ResourceKind::Group, r#"displayName eq "G""#));
+        assert!(!one(ResourceKind::User, r#"externalId eq "x""#));
+        assert!(!one(ResourceKind::User, r#"displayName eq "A""#));
+        assert!(!one(ResourceKind::User, r#"userName sw "a""#));
+        assert!(!one(ResourceKind::User, r#"userName eq "a" or userName eq "b""#));
+        assert!(!one(ResourceKind::User, r#"not (userName eq "a")"#));
+        assert!(!one(ResourceKind::User, r#"emails[value eq "a@b.c"]"#));
+        assert!(!SqlFilter::all().at_most_one);
+    }
 
     /// `eq` on the attributes IdPs look users and groups up by must use an index, so a
     /// lookup among a million rows costs what it costs among a hundred.
