@@ -195,6 +195,17 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
         Ok(()) => out.push(finding(Level::Ok, format!("tenant {id}: integrity ok"))),
         Err(e) => out.push(finding(Level::Error, format!("tenant {id}: {e}"))),
     }
+    if conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).ok() == Some(crate::store::SCHEMA_VERSION) {
+        match crate::store::counters_drift(&conn) {
+            Ok(drift) if drift.is_empty() => out.push(finding(Level::Ok, format!("tenant {id}: counters match the rows"))),
+            Ok(drift) => {
+                for (name, counted, actual) in drift {
+                    out.push(finding(Level::Error, format!("tenant {id}: counter {name} says {counted}, the rows say {actual}")));
+                }
+            }
+            Err(e) => out.push(finding(Level::Error, format!("tenant {id}: cannot recount: {e}"))),
+        }
+    }
     let warn_days = crate::tenant::TenantSettings::load(&data.settings_file(id)).map(|s| s.token_warn_days).unwrap_or(30);
     let live = crate::store::tokens::live(&conn, &now.to_rfc3339());
     if let Ok(live) = live {

@@ -182,7 +182,17 @@ fn tenant_user_group_commands_and_check() {
 
     // check: all OK, then a world-readable key is an ERROR and a non-zero exit.
     let (ok, out, _) = scimd(d, &["check"]);
-    assert!(ok, "{out}");
+    assert!(ok && out.contains("counters match the rows"), "{out}");
+    {
+        // A counter that no longer matches its rows (changed behind the triggers' back).
+        let conn = rusqlite::Connection::open(d.join("tenants/acme/scim.db")).unwrap();
+        conn.execute("UPDATE counters SET n = n + 5 WHERE name = 'users'", []).unwrap();
+        drop(conn);
+        let (ok, out, _) = scimd(d, &["check"]);
+        assert!(!ok && out.contains("counter users says 7, the rows say 2"), "{out}");
+        let conn = rusqlite::Connection::open(d.join("tenants/acme/scim.db")).unwrap();
+        conn.execute("UPDATE counters SET n = n - 5 WHERE name = 'users'", []).unwrap();
+    }
     assert!(scimd(d, &["token", "keygen", "--tenant", "acme"]).0);
     let certs = scimd::certs::generate(&d.join("certs"), &["localhost".into()]).unwrap();
     let (ok, out, _) = scimd(d, &["check", "--cert", certs.server_cert.to_str().unwrap()]);
