@@ -81,6 +81,8 @@ impl Conn {
             .header("content-type", "application/scim+json")
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| e.to_string())?;
+        // hyper refuses a request until the connection has finished with the previous one.
+        self.sender.ready().await.map_err(|e| format!("{e:?}"))?;
         let resp = self.sender.send_request(req).await.map_err(|e| format!("{e:?}"))?;
         let status = resp.status().as_u16();
         let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
@@ -173,16 +175,7 @@ async fn fill_group(opts: &Options, tls: &tokio_rustls::TlsConnector, members: &
             "Operations": [{"op": "add", "path": "members", "value": value}]
         });
         let url = format!("{base}/Groups/{id}");
-        // Adding members is idempotent, so a request whose connection failed is sent
-        // again on a new connection (once).
-        let (status, body) = match conn.send("PATCH", &url, &patch).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                eprintln!("bench-seed: add members failed ({e}); retrying on a new connection");
-                conn = Conn::open(opts, tls).await?;
-                conn.send("PATCH", &url, &patch).await?
-            }
-        };
+        let (status, body) = conn.send("PATCH", &url, &patch).await?;
         if !(200..300).contains(&status) {
             return Err(format!("add members: {status} {body}"));
         }

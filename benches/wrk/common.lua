@@ -18,16 +18,33 @@ function M.setup(thread)
   threads[#threads + 1] = thread
 end
 
+-- Phases that change one member each walk a slice of a list per thread; a request past
+-- the end of its slice reuses an id (and so changes nothing). `take` counts those in the
+-- thread's "reused", reported by done(): such a phase ran too long for its list.
+function M.take(ids, slices)
+  local size = math.floor(#ids / slices)
+  local n = 0
+  reused = 0
+  return function()
+    if n >= size then reused = reused + 1 end
+    local id = ids[thread_no * size + (n % size) + 1]
+    n = n + 1
+    return id
+  end
+end
+
 -- Prints one JSON line; benches/run.sh collects them. Any non-2xx answer or socket
 -- error is counted: a phase with errors is not a valid measurement.
 function M.done(phase)
   return function(summary, latency, requests)
     local e = summary.errors
+    local reused = 0
+    for _, t in ipairs(threads) do reused = reused + (t:get("reused") or 0) end
     io.write(string.format(
-      '{"phase":"%s","requests":%d,"seconds":%.2f,"rps":%.0f,"p50_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f,"errors":%d}\n',
+      '{"phase":"%s","requests":%d,"seconds":%.2f,"rps":%.0f,"p50_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f,"errors":%d,"reused":%d}\n',
       phase, summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
       latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
-      e.connect + e.read + e.write + e.timeout + e.status))
+      e.connect + e.read + e.write + e.timeout + e.status, reused))
   end
 end
 
