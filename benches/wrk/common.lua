@@ -33,6 +33,23 @@ function M.take(ids, slices)
   end
 end
 
+-- A phase that PATCHes the big group once per request, each time about a different user:
+-- `list` is the seeder's file of ids, `operation(id)` the JSON of the one operation.
+function M.member_phase(phase, list, operation)
+  local next_id, group
+  init = function(args)
+    next_id = M.take(M.lines(list), 2)
+    group = M.lines("group-id.txt")[1]
+  end
+  request = function()
+    local body = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[' .. operation(next_id()) .. ']}'
+    return wrk.format("PATCH", wrk.path .. "/Groups/" .. group, nil, body)
+  end
+  setup = M.setup
+  response = M.expect(function(s) return s == 204 or s == 200 end)
+  done = M.done(phase)
+end
+
 -- Prints one JSON line; benches/run.sh collects them. Any non-2xx answer or socket
 -- error is counted: a phase with errors is not a valid measurement.
 function M.done(phase)

@@ -108,17 +108,7 @@ pub async fn render(state: &AppState) -> String {
     let mut tokens = String::new();
     for id in state.tenants.data().list_tenants().unwrap_or_default() {
         let Ok(Some(tenant)) = state.tenants.get(&id).await else { continue };
-        let counts = tenant
-            .store
-            .scan(|conn| {
-                let n = |sql: &str| -> rusqlite::Result<i64> { conn.query_row(sql, [], |r| r.get(0)) };
-                Ok((
-                    n("SELECT count(*) FROM users WHERE deleted_at IS NULL")?,
-                    n("SELECT count(*) FROM users WHERE deleted_at IS NULL AND active IS NOT 0")?,
-                    n("SELECT count(*) FROM groups WHERE scope = 'org'")?,
-                ))
-            })
-            .await;
+        let counts = tenant.store.scan(crate::store::tenant_counts).await;
         if let Ok((users, active, groups)) = counts {
             let t = escape(id.as_str());
             let _ = writeln!(gauges, "scimd_tenant_users{{tenant=\"{t}\"}} {users}");

@@ -185,17 +185,18 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
         Err(e) => return out.push(finding(Level::Error, format!("tenant {id}: cannot open the database: {e}"))),
     };
     let _ = conn.busy_timeout(Duration::from_secs(10));
-    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
+    let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+    match version {
         Ok(v) if v == crate::store::SCHEMA_VERSION => out.push(finding(Level::Ok, format!("tenant {id}: schema version {v}"))),
         Ok(v) if v < crate::store::SCHEMA_VERSION => out.push(finding(Level::Warn, format!("tenant {id}: schema version {v}; the server migrates it on first use"))),
         Ok(v) => out.push(finding(Level::Error, format!("tenant {id}: schema version {v} is newer than this scimd"))),
-        Err(e) => out.push(finding(Level::Error, format!("tenant {id}: {e}"))),
+        Err(ref e) => out.push(finding(Level::Error, format!("tenant {id}: {e}"))),
     }
     match integrity(&conn) {
         Ok(()) => out.push(finding(Level::Ok, format!("tenant {id}: integrity ok"))),
         Err(e) => out.push(finding(Level::Error, format!("tenant {id}: {e}"))),
     }
-    if conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).ok() == Some(crate::store::SCHEMA_VERSION) {
+    if version.ok() == Some(crate::store::SCHEMA_VERSION) {
         match crate::store::counters_drift(&conn) {
             Ok(drift) if drift.is_empty() => out.push(finding(Level::Ok, format!("tenant {id}: counters match the rows"))),
             Ok(drift) => {

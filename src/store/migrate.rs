@@ -30,13 +30,7 @@ fn migrate_to_v4(conn: &Connection) -> StoreResult<()> {
         .collect::<Vec<_>>()
         .join("\n");
     conn.execute_batch(&counters)?;
-    conn.execute_batch(
-        "INSERT INTO counters (name, n) SELECT 'users', count(*) FROM users WHERE deleted_at IS NULL;
-         INSERT INTO counters (name, n) SELECT 'groups', count(*) FROM groups WHERE scope = 'org';
-         INSERT INTO counters (name, n) SELECT 'seats:' || l, (SELECT count(*) FROM users
-             WHERE license = l AND active IS NOT 0 AND deleted_at IS NULL)
-             FROM (SELECT 'creator' AS l UNION ALL SELECT 'creator_float');",
-    )?;
+    conn.execute(&format!("INSERT INTO counters (name, n) {}", super::RECOUNT_SQL), [])?;
     Ok(())
 }
 

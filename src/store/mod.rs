@@ -146,19 +146,31 @@ fn query_window<T>(
     Ok(WindowRows { total, rows, more })
 }
 
+/// Every counter in `counters`, counted from the rows: what the triggers keep. The one
+/// definition of what each counter counts, used to fill them (migration to v4) and to check
+/// them (`scimd check`).
+pub(crate) const RECOUNT_SQL: &str = "SELECT 'users' AS name, (SELECT count(*) FROM users WHERE deleted_at IS NULL) AS n
+     UNION ALL SELECT 'groups', (SELECT count(*) FROM groups WHERE scope = 'org')
+     UNION ALL SELECT 'seats:' || l, (SELECT count(*) FROM users WHERE license = l AND active IS NOT 0 AND deleted_at IS NULL)
+         FROM (SELECT 'creator' AS l UNION ALL SELECT 'creator_float')";
+
 /// Counters whose value differs from a recount of the rows: (name, counted, actual).
 /// Triggers keep them in the writer's transactions; a difference means the database was
 /// changed by something that bypassed them (or is damaged).
 pub fn counters_drift(conn: &Connection) -> StoreResult<Vec<(String, i64, i64)>> {
-    let mut stmt = conn.prepare(
-        "SELECT c.name, c.n, CASE c.name
-             WHEN 'users' THEN (SELECT count(*) FROM users WHERE deleted_at IS NULL)
-             WHEN 'groups' THEN (SELECT count(*) FROM groups WHERE scope = 'org')
-             ELSE (SELECT count(*) FROM users WHERE 'seats:' || license = c.name AND active IS NOT 0 AND deleted_at IS NULL)
-         END FROM counters c",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<(String, i64, i64)>, _>>()?;
-    Ok(rows.into_iter().filter(|(_, counted, actual)| counted != actual).collect())
+    let sql = format!("SELECT c.name, c.n, r.n FROM counters c JOIN ({RECOUNT_SQL}) r ON r.name = c.name WHERE c.n <> r.n");
+    let rows = conn.prepare(&sql)?.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Sizes of a tenant for `/metrics`: (users, active users, groups) that SCIM can see.
+/// Users and groups come from the counters; active users are counted.
+pub fn tenant_counts(conn: &Connection) -> StoreResult<(i64, i64, i64)> {
+    let counter = |name: &str| -> rusqlite::Result<i64> {
+        conn.prepare_cached("SELECT n FROM counters WHERE name = ?")?.query_row([name], |r| r.get(0))
+    };
+    let active = conn.query_row("SELECT count(*) FROM users WHERE deleted_at IS NULL AND active IS NOT 0", [], |r| r.get(0))?;
+    Ok((counter("users")?, active, counter("groups")?))
 }
 
 /// One page of a list query.
@@ -299,12 +311,11 @@ impl Store {
         let permit = Arc::clone(&self.scans).acquire_owned().await.map_err(|_| StoreError::Closed)?;
         let pool = Arc::clone(&self.readers);
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             with_reader(&pool, &path, job)
-        })
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+        });
+        task.await.map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
     }
 
     /// Stops the writer after the queued writes and checkpoints the WAL.
