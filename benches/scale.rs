@@ -74,7 +74,7 @@ async fn run(n: usize, iterations: usize) {
     }
     summary("filter userName eq", n, lookups);
 
-    let who = Principal { user_id: "bench".into(), user_name: "bench".into() };
+    let who = Principal { user_id: "bench".into(), user_name: "bench".into(), via: scimd::scim::Credential::Password };
     let (mut adds, mut removes) = (Vec::with_capacity(iterations), Vec::with_capacity(iterations));
     for i in 0..iterations {
         let member = format!("{:032x}", n + i);

@@ -49,21 +49,39 @@ pub fn generate(dir: &Path, hosts: &[String]) -> Result<DevCertPaths, String> {
     Ok(paths)
 }
 
-/// Writes a file created with `mode` from the start (no window where a key is readable).
+/// Writes a file created with `mode` from the start (no window where a key is readable),
+/// atomically: the bytes go to a new temporary file beside it (`O_CREAT|O_EXCL|O_NOFOLLOW`,
+/// so nothing planted there is followed or reused), which is synced and renamed over
+/// `path`. A symlink at `path` is replaced, never written through.
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     use std::io::Write;
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", crate::store::new_resource_id()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
+        options.mode(mode).custom_flags(libc::O_NOFOLLOW);
     }
-    let mut file = options.open(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = file.set_permissions(std::fs::Permissions::from_mode(mode));
+    let mut file = options.open(&tmp).map_err(fail)?;
+    let written = (|| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
     }
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    if let Some(dir) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         });
     }
     logger.init();
+    scimd::tenant::owner_only_umask();
     match scimd::commands::run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

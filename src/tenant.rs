@@ -95,10 +95,11 @@ impl DataDir {
             return Err(StoreError::Conflict(format!("tenant {id} already exists")));
         }
         std::fs::create_dir_all(&dir).map_err(StoreError::Io)?;
-        restrict_dir(&dir);
-        std::fs::write(self.settings_file(id), default_settings_text(creator, creator_float)).map_err(StoreError::Io)?;
+        crate::certs::write_file(&self.settings_file(id), default_settings_text(creator, creator_float).as_bytes(), 0o600)
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         let store = Store::open(&self.database(id))?;
         store.close();
+        self.restrict_tenant(id);
         info!(target: "scimd::tenant", "created tenant {id} in {}", dir.display());
         Ok(())
     }
@@ -127,12 +128,53 @@ impl DataDir {
     }
 }
 
-/// Tenant directories hold credentials: owner-only.
-pub fn restrict_dir(dir: &Path) {
+impl DataDir {
+    /// Everything under the data directory is the service user's alone (databases hold
+    /// password hashes and the activity log; keys sign tokens): directories 0700, files
+    /// 0600. Tightens what an older version, a restore or a loose umask left looser.
+    pub fn restrict_tenant(&self, id: &TenantId) {
+        for dir in [self.root.clone(), self.tenants(), self.tenant_dir(id), self.keys_dir(id)] {
+            restrict(&dir, 0o700);
+        }
+        let db = self.database(id);
+        let mut files = vec![self.settings_file(id), self.private_key(id), self.public_key(id)];
+        for suffix in ["", "-wal", "-shm"] {
+            files.push(PathBuf::from(format!("{}{suffix}", db.display())));
+        }
+        for file in files {
+            restrict(&file, 0o600);
+        }
+    }
+}
+
+/// Sets `mode` on `path` when it exists, is not a symlink and grants more than `mode`.
+fn restrict(path: &Path, mode: u32) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        let Ok(meta) = std::fs::symlink_metadata(path) else { return };
+        if meta.file_type().is_symlink() || meta.permissions().mode() & 0o777 & !mode == 0 {
+            return;
+        }
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            log::warn!(target: "scimd::tenant", "cannot restrict {} to mode {mode:o}: {e}", path.display());
+        }
+    }
+}
+
+/// Tenant directories hold credentials: owner-only.
+pub fn restrict_dir(dir: &Path) {
+    restrict(dir, 0o700);
+}
+
+/// New files and directories of this process are the service user's alone (0600/0700),
+/// whatever umask it was started with: SQLite creates the `-wal` and `-shm` files, backups
+/// and key files under it too.
+pub fn owner_only_umask() {
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
     }
 }
 
@@ -339,6 +381,7 @@ impl Tenant {
     pub fn open(data: &DataDir, id: &TenantId) -> Result<Tenant, StoreError> {
         let settings = TenantSettings::load(&data.settings_file(id)).map_err(StoreError::Corrupt)?;
         let store = Store::open(&data.database(id))?;
+        data.restrict_tenant(id);
         let keys = crate::auth::keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
         Ok(Tenant { id: id.clone(), store, settings: std::sync::RwLock::new(Arc::new(settings)), settings_path: data.settings_file(id), keys })
     }
@@ -390,6 +433,13 @@ impl TenantRegistry {
         // Another request may have opened it meanwhile; keep the first.
         let tenant = open.entry(id.clone()).or_insert_with(|| Arc::new(tenant));
         Ok(Some(Arc::clone(tenant)))
+    }
+
+    /// The tenants open now (none is opened to answer).
+    pub fn open_tenants(&self) -> Vec<Arc<Tenant>> {
+        let mut open: Vec<Arc<Tenant>> = self.open.lock().map(|o| o.values().cloned().collect()).unwrap_or_default();
+        open.sort_by(|a, b| a.id.0.cmp(&b.id.0));
+        open
     }
 
     /// Reloads every open tenant's settings (SIGHUP).

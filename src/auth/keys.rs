@@ -55,7 +55,7 @@ pub struct KeyState {
 type FileStamp = (SystemTime, u64);
 
 fn stamp(path: &Path) -> Option<FileStamp> {
-    let m = std::fs::metadata(path).ok()?;
+    let m = std::fs::symlink_metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
 
@@ -129,15 +129,34 @@ impl KeyState {
     }
 
     fn load(&self) -> Result<SigningKey, String> {
+        use std::io::Read;
+        // Opened without following a symlink, and the checks are made on the open file:
+        // a key swapped for a link to another file is refused, not read.
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        let mut file = options.open(&self.private).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => "the private key is a symbolic link; scimd refuses to follow it".to_string(),
+            _ => e.to_string(),
+        })?;
+        let meta = file.metadata().map_err(|e| e.to_string())?;
+        if !meta.is_file() {
+            return Err("the private key is not a regular file".into());
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&self.private).map_err(|e| e.to_string())?.permissions().mode();
+            let mode = meta.permissions().mode();
             if mode & 0o077 != 0 {
                 return Err(format!("the private key is readable by others (mode {:o}); chmod 600 it", mode & 0o777));
             }
         }
-        let text = std::fs::read_to_string(&self.private).map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(|e| e.to_string())?;
         let der = pem_body(&text, "PRIVATE KEY").ok_or("not a PKCS#8 PEM private key")?;
         let pair = RsaKeyPair::from_pkcs8(&der).map_err(|e| format!("unusable RSA key: {e}"))?;
         let fingerprint = fingerprint(pair.public().as_ref());
@@ -153,11 +172,10 @@ impl KeyState {
         let key = rsa::RsaPrivateKey::new(&mut RingRng(ring::rand::SystemRandom::new()), KEY_BITS).map_err(|e| e.to_string())?;
         let private_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?;
         let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| e.to_string())?;
-        // Write beside, then rename: a reader never sees half a key.
-        let tmp = self.private.with_extension("pem.tmp");
-        crate::certs::write_file(&tmp, private_pem.as_bytes(), 0o600)?;
-        std::fs::rename(&tmp, &self.private).map_err(|e| e.to_string())?;
-        crate::certs::write_file(&self.public, public_pem.as_bytes(), 0o644)?;
+        // Each is written beside and renamed: a reader never sees half a key, and a
+        // symlink planted at either path is replaced, not written through.
+        crate::certs::write_file(&self.private, private_pem.as_bytes(), 0o600)?;
+        crate::certs::write_file(&self.public, public_pem.as_bytes(), 0o600)?;
         let loaded = self.load()?;
         if let Ok(mut c) = self.cached.lock() {
             *c = None;

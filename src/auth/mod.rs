@@ -23,7 +23,7 @@ use ring::hmac;
 use ring::rand::SystemRandom;
 
 use crate::clock::UtcMillis;
-use crate::scim::Principal;
+use crate::scim::{Credential, Principal};
 use crate::store::{tokens, users};
 use crate::tenant::Tenant;
 
@@ -54,12 +54,30 @@ pub enum Api {
     TokenApi,
 }
 
-/// Caches that spare the KDF and RSA work on the hot path.
-#[derive(Default)]
+/// Caches that spare the KDF and RSA work on the hot path, the throttle, and the hash
+/// that unknown accounts are checked against.
 pub struct AuthState {
     pub credentials: CredentialCache,
     pub tokens: token::TokenCache,
     pub throttle: throttle::Throttle,
+    /// Tokens near expiry, from the last periodic check.
+    pub expiry: token::ExpiryBoard,
+    /// A hash of a random password at the configured KDF cost. A name with no account
+    /// (or no password) is verified against it, so a wrong name costs as long as a wrong
+    /// password and the timing does not tell which accounts exist.
+    dummy_hash: String,
+}
+
+impl AuthState {
+    pub fn new(kdf_iterations: u32) -> AuthState {
+        AuthState {
+            credentials: CredentialCache::default(),
+            tokens: token::TokenCache::default(),
+            throttle: throttle::Throttle::default(),
+            expiry: token::ExpiryBoard::default(),
+            dummy_hash: password::hash_password(&password::generate_password(), kdf_iterations),
+        }
+    }
 }
 
 /// API client ids carry this prefix, so they cannot be mistaken for account names.
@@ -119,6 +137,8 @@ fn parse_basic(header: &str) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
+const BEARER_ON_TOKEN_API: &str = "the token API takes HTTP Basic credentials, not a bearer token";
+
 /// Authenticates a request to a tenant's API from its `Authorization` header.
 pub async fn authenticate(
     tenant: &Tenant,
@@ -130,19 +150,24 @@ pub async fn authenticate(
 ) -> Result<Principal, AuthError> {
     let header = authorization.map(str::trim).unwrap_or_default();
     let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let tenant_id = tenant.id.as_str();
     if scheme.eq_ignore_ascii_case("bearer") {
-        return match api {
-            Api::Scim => authenticate_bearer(tenant, &auth.tokens, rest.trim(), now).await,
-            Api::TokenApi => Err(AuthError::Missing("the token API takes HTTP Basic credentials, not a bearer token")),
-        };
+        if api == Api::TokenApi {
+            return Err(AuthError::Missing(BEARER_ON_TOKEN_API));
+        }
+        // Bad tokens count against the address like wrong passwords: guessing or replaying
+        // tokens is throttled too.
+        let keys = [throttle::Key::Address(peer)];
+        throttled(auth, &keys, tenant_id, "a bearer token", peer)?;
+        let result = authenticate_bearer(tenant, &auth.tokens, rest.trim(), now).await;
+        if matches!(result, Err(AuthError::Invalid | AuthError::Expired | AuthError::Revoked)) {
+            auth.throttle.fail(&keys);
+        }
+        return result;
     }
     let (user, pass) = parse_basic(header).ok_or(AuthError::Missing("authentication required"))?;
-    let tenant_id = tenant.id.as_str();
     let keys = [throttle::Key::account(tenant_id, &user, peer), throttle::Key::Address(peer)];
-    if let Err(wait) = auth.throttle.check(&keys) {
-        warn!(target: "scimd::auth", "tenant {tenant_id}: throttled {user} from {peer} for {}s", wait.as_secs() + 1);
-        return Err(AuthError::Throttled(wait.as_secs() + 1));
-    }
+    throttled(auth, &keys, tenant_id, &user, peer)?;
     let result = check_basic(tenant, auth, api, &user, pass).await;
     match &result {
         Ok(_) => auth.throttle.succeed(&keys[0]),
@@ -152,58 +177,105 @@ pub async fn authenticate(
     result
 }
 
-/// The Basic-auth part of `authenticate`, after the throttle.
+/// `Err(Throttled)` while any of `keys` is blocked.
+fn throttled(auth: &AuthState, keys: &[throttle::Key], tenant_id: &str, who: &str, peer: std::net::IpAddr) -> Result<(), AuthError> {
+    auth.throttle.check(keys).map_err(|wait| {
+        warn!(target: "scimd::auth", "tenant {tenant_id}: throttled {who} from {peer} for {}s", wait.as_secs() + 1);
+        AuthError::Throttled(wait.as_secs() + 1)
+    })
+}
+
+/// A request for a tenant that does not exist is answered as one for a tenant that does
+/// with the same credentials would be when they are wrong: 401 (or 429 once throttled),
+/// after as long a password check, so tenant ids cannot be enumerated.
+pub async fn refuse_unknown_tenant(auth: &AuthState, api: Api, authorization: Option<&str>, peer: std::net::IpAddr) -> AuthError {
+    let header = authorization.map(str::trim).unwrap_or_default();
+    let (scheme, _) = header.split_once(' ').unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        if api == Api::TokenApi {
+            return AuthError::Missing(BEARER_ON_TOKEN_API);
+        }
+        let keys = [throttle::Key::Address(peer)];
+        if let Err(e) = throttled(auth, &keys, "-", "a bearer token", peer) {
+            return e;
+        }
+        auth.throttle.fail(&keys);
+        return AuthError::Invalid;
+    }
+    let Some((user, pass)) = parse_basic(header) else { return AuthError::Missing("authentication required") };
+    let keys = [throttle::Key::account("-", &user, peer), throttle::Key::Address(peer)];
+    if let Err(e) = throttled(auth, &keys, "-", &user, peer) {
+        return e;
+    }
+    verify_slowly(pass, auth.dummy_hash.clone()).await;
+    auth.throttle.fail(&keys);
+    AuthError::Invalid
+}
+
+/// PBKDF2 off the async runtime.
+async fn verify_slowly(pass: String, stored: String) -> bool {
+    tokio::task::spawn_blocking(move || password::verify_password(&pass, &stored)).await.unwrap_or(false)
+}
+
+/// The Basic-auth part of `authenticate`, after the throttle. Every way of failing costs
+/// one password check, and every failure before the account's role is known answers the
+/// same 401, so neither the answer nor its timing says whether a name exists or whether
+/// a non-admin's password was right.
 async fn check_basic(tenant: &Tenant, auth: &AuthState, api: Api, user: &str, pass: String) -> Result<Principal, AuthError> {
     let tenant_id = tenant.id.as_str();
     let user = user.to_string();
     let lookup = user.clone();
-    let (account, stored) = if user.starts_with(CLIENT_PREFIX) {
-        if api != Api::TokenApi {
-            return Err(AuthError::Forbidden("API client credentials may only be used for the token API".into()));
-        }
-        let found = tenant
-            .store
-            .read(move |conn| {
+    let is_client = user.starts_with(CLIENT_PREFIX);
+    if is_client && api != Api::TokenApi {
+        return Err(AuthError::Forbidden("API client credentials may only be used for the token API".into()));
+    }
+    let found = tenant
+        .store
+        .read(move |conn| {
+            if is_client {
                 let Some((hash, user_id)) = tokens::find_client(conn, &lookup)? else { return Ok(None) };
-                Ok(users::find_account_by_id(conn, &user_id)?.map(|acc| (acc, hash)))
-            })
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
-        let Some((account, hash)) = found else {
-            debug!(target: "scimd::auth", "tenant {tenant_id}: unknown API client");
-            return Err(AuthError::Invalid);
-        };
-        (account, hash)
-    } else {
-        let account = tenant
-            .store
-            .read(move |conn| users::find_account(conn, &lookup))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
-        let Some(account) = account else {
-            debug!(target: "scimd::auth", "tenant {tenant_id}: unknown account");
-            return Err(AuthError::Invalid);
-        };
-        let Some(stored) = account.password_hash.clone() else {
+                Ok(users::find_account_by_id(conn, &user_id)?.map(|acc| (acc, Some(hash))))
+            } else {
+                Ok(users::find_account(conn, &lookup)?.map(|acc| {
+                    let hash = acc.password_hash.clone();
+                    (acc, hash)
+                }))
+            }
+        })
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    let (account, stored) = match found {
+        Some((account, Some(stored))) => (account, stored),
+        Some((account, None)) => {
             debug!(target: "scimd::auth", "tenant {tenant_id}: account {} has no password", account.user_name);
+            verify_slowly(pass, auth.dummy_hash.clone()).await;
             return Err(AuthError::Invalid);
-        };
-        (account, stored)
+        }
+        None => {
+            debug!(target: "scimd::auth", "tenant {tenant_id}: unknown {}", if is_client { "API client" } else { "account" });
+            verify_slowly(pass, auth.dummy_hash.clone()).await;
+            return Err(AuthError::Invalid);
+        }
     };
     let tag = auth.credentials.tag(tenant_id, &user, &pass, &stored);
     if !auth.credentials.contains(&tag) {
-        let ok = tokio::task::spawn_blocking(move || password::verify_password(&pass, &stored)).await.unwrap_or(false);
-        if !ok {
+        if !verify_slowly(pass, stored).await {
             warn!(target: "scimd::auth", "tenant {tenant_id}: wrong password for {user}");
             return Err(AuthError::Invalid);
         }
         auth.credentials.insert(tag);
     }
-    admin_principal(tenant_id, account)
+    if account.role != "org_admin" {
+        // Answered like a wrong password: a 403 here would confirm the password.
+        warn!(target: "scimd::auth", "tenant {tenant_id}: account {} is not an org admin; only SCIM admin service accounts may use this API", account.user_name);
+        return Err(AuthError::Invalid);
+    }
+    let via = if is_client { Credential::ApiClient } else { Credential::Password };
+    admin_principal(tenant_id, account, via)
 }
 
 /// The account behind valid credentials may act only while it is an active org admin.
-fn admin_principal(tenant_id: &str, account: users::AccountRecord) -> Result<Principal, AuthError> {
+fn admin_principal(tenant_id: &str, account: users::AccountRecord, via: Credential) -> Result<Principal, AuthError> {
     if !account.active {
         warn!(target: "scimd::auth", "tenant {tenant_id}: account {} is deactivated", account.user_name);
         return Err(AuthError::Invalid);
@@ -224,7 +296,7 @@ fn admin_principal(tenant_id: &str, account: users::AccountRecord) -> Result<Pri
             account.user_name
         )));
     }
-    Ok(Principal { user_id: account.id, user_name: account.user_name })
+    Ok(Principal { user_id: account.id, user_name: account.user_name, via })
 }
 
 async fn authenticate_bearer(tenant: &Tenant, cache: &token::TokenCache, bearer: &str, now: UtcMillis) -> Result<Principal, AuthError> {
@@ -256,5 +328,5 @@ async fn authenticate_bearer(tenant: &Tenant, cache: &token::TokenCache, bearer:
         return Err(AuthError::Revoked);
     }
     let account = account.ok_or(AuthError::Invalid)?;
-    admin_principal(tenant_id, account)
+    admin_principal(tenant_id, account, Credential::Bearer)
 }

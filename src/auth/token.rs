@@ -233,13 +233,41 @@ pub async fn expiring(tenant: &Tenant, now: UtcMillis) -> Result<Vec<(tokens::To
     }).filter(|(_, d)| *d < warn).collect())
 }
 
+/// Tokens inside their tenant's warning window as of the last expiry check, per tenant:
+/// what the operator's health endpoint reports without opening any tenant.
+#[derive(Default)]
+pub struct ExpiryBoard {
+    reasons: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+impl ExpiryBoard {
+    /// (tenant, reasons) for every tenant with a token close to expiry.
+    pub fn snapshot(&self) -> Vec<(String, Vec<String>)> {
+        self.reasons.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+    }
+    fn set(&self, all: std::collections::BTreeMap<String, Vec<String>>) {
+        if let Ok(mut m) = self.reasons.lock() {
+            *m = all;
+        }
+    }
+}
+
 /// Logs a WARN once a day for every token inside its tenant's warning window, so a token
-/// cannot expire silently (Entra quarantines the app when it does).
-pub async fn warn_expiring(tenants: &crate::tenant::TenantRegistry, now: UtcMillis) {
+/// cannot expire silently (Entra quarantines the app when it does), and posts the list on
+/// `board`.
+pub async fn warn_expiring(tenants: &crate::tenant::TenantRegistry, board: &ExpiryBoard, now: UtcMillis) {
     let today = now.to_rfc3339()[..10].to_string();
+    let mut all = std::collections::BTreeMap::new();
     for id in tenants.data().list_tenants().unwrap_or_default() {
         let Ok(Some(tenant)) = tenants.get(&id).await else { continue };
         let Ok(expiring) = expiring(&tenant, now).await else { continue };
+        let reasons: Vec<String> = expiring
+            .iter()
+            .map(|(t, days)| format!("the bearer token of {} expires in {days} days ({}); rotate it", t.user_name, t.expires_at))
+            .collect();
+        if !reasons.is_empty() {
+            all.insert(id.to_string(), reasons);
+        }
         for (t, days) in expiring {
             if t.last_warned.as_deref() == Some(today.as_str()) {
                 continue;
@@ -254,4 +282,5 @@ pub async fn warn_expiring(tenants: &crate::tenant::TenantRegistry, now: UtcMill
             let _ = tenant.store.write(move |conn| tokens::mark_warned(conn, &jti, &day)).await;
         }
     }
+    board.set(all);
 }

@@ -237,7 +237,7 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
     let state = Arc::new(AppState {
         metrics: crate::http::metrics::Metrics::default(),
         tenants: TenantRegistry::new(DataDir::new(&config.data_dir)),
-        auth: AuthState::default(),
+        auth: AuthState::new(config.kdf_iterations),
         clock,
         max_body_bytes: config.max_body_bytes,
         public_url: config.public_url.clone(),

@@ -133,7 +133,35 @@ pub async fn render(state: &AppState) -> String {
     out
 }
 
-/// Serves `GET /metrics` over plain HTTP on `listen`; returns the bound address.
+/// The operator's `/healthz`: "ok", or "degraded" with, per tenant, the bearer tokens
+/// inside their warning window. Tenants already open are read now; the others as the
+/// last periodic expiry check found them. No tenant is opened to answer.
+pub async fn operator_health(state: &AppState) -> serde_json::Value {
+    use serde_json::json;
+    let now = (state.clock)();
+    let mut tenants: std::collections::BTreeMap<String, Vec<String>> = state.auth.expiry.snapshot().into_iter().collect();
+    for tenant in state.tenants.open_tenants() {
+        let Ok(expiring) = crate::auth::token::expiring(&tenant, now).await else { continue };
+        let reasons: Vec<String> = expiring
+            .iter()
+            .map(|(t, days)| format!("the bearer token of {} expires in {days} days ({}); rotate it", t.user_name, t.expires_at))
+            .collect();
+        if reasons.is_empty() {
+            tenants.remove(tenant.id.as_str());
+        } else {
+            tenants.insert(tenant.id.to_string(), reasons);
+        }
+    }
+    if tenants.is_empty() {
+        return json!({"status": "ok"});
+    }
+    let detail: serde_json::Map<String, serde_json::Value> =
+        tenants.into_iter().map(|(id, reasons)| (id, json!({"status": "degraded", "reasons": reasons}))).collect();
+    json!({"status": "degraded", "tenants": detail})
+}
+
+/// Serves `GET /metrics` and the operator's `GET /healthz` over plain HTTP on `listen`;
+/// returns the bound address.
 pub async fn serve(listen: SocketAddr, state: Arc<AppState>) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -151,6 +179,10 @@ pub async fn serve(listen: SocketAddr, state: Arc<AppState>) -> std::io::Result<
                         let resp = if req.method() == Method::GET && req.uri().path() == "/metrics" {
                             let mut r = Response::new(Full::new(Bytes::from(render(&state).await)));
                             r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
+                            r
+                        } else if req.method() == Method::GET && req.uri().path() == "/healthz" {
+                            let mut r = Response::new(Full::new(Bytes::from(operator_health(&state).await.to_string())));
+                            r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
                             r
                         } else {
                             let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));

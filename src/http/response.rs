@@ -62,6 +62,7 @@ fn scim_error_parts(e: &ScimError) -> (StatusCode, Option<&'static str>) {
         ScimErrorKind::Uniqueness => (StatusCode::CONFLICT, Some("uniqueness")),
         ScimErrorKind::Conflict => (StatusCode::CONFLICT, None),
         ScimErrorKind::Mutability => (StatusCode::BAD_REQUEST, Some("mutability")),
+        ScimErrorKind::Forbidden => (StatusCode::FORBIDDEN, None),
         ScimErrorKind::TooMany => (StatusCode::BAD_REQUEST, Some("tooMany")),
         ScimErrorKind::NotFound => (StatusCode::NOT_FOUND, None),
         ScimErrorKind::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, None),

@@ -39,12 +39,14 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let mut who = String::from("-");
-    let resp = match route(&state, req, peer.ip(), &mut who).await {
+    let mut seen = Seen { who: String::from("-"), tenant: None };
+    let resp = match route(&state, req, peer.ip(), &mut seen).await {
         Ok(r) => r,
         Err(e) => {
             if let ApiError::Auth(reason) = &e {
-                let tenant = path.split('/').nth(2).filter(|t| TenantId::parse(t).is_some()).unwrap_or("-");
+                // Only tenants that exist become label values: ids from the path are the
+                // client's to invent, and each would be a new time series.
+                let tenant = seen.tenant.as_deref().unwrap_or("-");
                 let label = match reason {
                     auth::AuthError::Missing(_) => "missing",
                     auth::AuthError::Invalid => "invalid",
@@ -62,11 +64,44 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     state.metrics.observe(super::metrics::route_label(&path), &method, resp.status().as_u16(), started.elapsed());
     info!(
         target: "scimd::http::access",
-        "{peer} {method} {path} {} {}ms {who}",
+        "{peer} {method} {path} {} {}ms {}",
         resp.status().as_u16(),
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        seen.who
     );
     Ok(resp)
+}
+
+/// What `route` learnt about the caller, for the access log and metrics.
+struct Seen {
+    /// `tenant/account` once authenticated.
+    who: String,
+    /// The tenant, once it is known to exist.
+    tenant: Option<String>,
+}
+
+/// The tenant a request names, and the caller authenticated for it. A tenant id that is
+/// malformed is 404 before any file is touched; one that is well-formed but does not exist
+/// is refused exactly as bad credentials for an existing tenant would be (401, after as
+/// long a check), so tenant ids cannot be probed.
+async fn tenant_and_principal(
+    state: &AppState,
+    segment: &str,
+    req: &Request<Incoming>,
+    api: Api,
+    peer: std::net::IpAddr,
+    seen: &mut Seen,
+) -> Result<(Arc<Tenant>, Principal, UtcMillis), ApiError> {
+    let id = TenantId::parse(segment).ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
+    let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(tenant) = state.tenants.get(&id).await? else {
+        return Err(ApiError::Auth(auth::refuse_unknown_tenant(&state.auth, api, authorization, peer).await));
+    };
+    seen.tenant = Some(id.to_string());
+    let now = (state.clock)();
+    let principal = auth::authenticate(&tenant, &state.auth, api, authorization, peer, now).await?;
+    seen.who = format!("{id}/{}", principal.user_name);
+    Ok((tenant, principal, now))
 }
 
 /// A request inside one tenant's SCIM base URL, after authentication.
@@ -90,7 +125,7 @@ fn segments(path: &str) -> Vec<&str> {
     }
 }
 
-async fn route(state: &AppState, req: Request<Incoming>, peer: std::net::IpAddr, who: &mut String) -> Result<HttpResponse, ApiError> {
+async fn route(state: &AppState, req: Request<Incoming>, peer: std::net::IpAddr, seen: &mut Seen) -> Result<HttpResponse, ApiError> {
     let path = req.uri().path().to_string();
     let segs = segments(&path);
     match segs.as_slice() {
@@ -98,42 +133,29 @@ async fn route(state: &AppState, req: Request<Incoming>, peer: std::net::IpAddr,
             if req.method() != Method::GET && req.method() != Method::HEAD {
                 return Err(ApiError::MethodNotAllowed);
             }
-            let mut resp = json_response(StatusCode::OK, &health(state).await);
+            // The public listener says only that the process serves; per-tenant detail is
+            // on the operator (metrics) listener and in `scimd check`.
+            let mut resp = json_response(StatusCode::OK, &json!({"status": "ok"}));
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(resp)
         }
         ["t", tenant, "events"] => {
-            let id = TenantId::parse(tenant).ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
-            let tenant = state.tenants.get(&id).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
-            let now = (state.clock)();
-            let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let principal = auth::authenticate(&tenant, &state.auth, Api::Scim, authorization, peer, now).await?;
-            *who = format!("{id}/{}", principal.user_name);
+            let (tenant, _, _) = tenant_and_principal(state, tenant, &req, Api::Scim, peer, seen).await?;
             if req.method() != Method::GET {
                 return Err(ApiError::MethodNotAllowed);
             }
             events_feed(&tenant, &Query::parse(req.uri().query())?).await
         }
         ["t", tenant, "rest", "token", rest @ ..] => {
-            let id = TenantId::parse(tenant).ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
-            let tenant = state.tenants.get(&id).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
-            let now = (state.clock)();
-            let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let principal = auth::authenticate(&tenant, &state.auth, Api::TokenApi, authorization, peer, now).await?;
-            *who = format!("{id}/{}", principal.user_name);
+            let (tenant, principal, now) = tenant_and_principal(state, tenant, &req, Api::TokenApi, peer, seen).await?;
             let query = Query::parse(req.uri().query())?;
             let rest: Vec<&str> = rest.to_vec();
             token_api::route(req.method(), &rest, &query, tenant, &principal, now).await
         }
         ["t", tenant, "scim", "v2", rest @ ..] => {
-            // Anything that is not a valid tenant id is a 404 before any file is touched.
-            let id = TenantId::parse(tenant).ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
-            let tenant = state.tenants.get(&id).await?.ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
+            let (tenant, principal, now) = tenant_and_principal(state, tenant, &req, Api::Scim, peer, seen).await?;
+            let id = tenant.id.clone();
             let rest: Vec<String> = rest.iter().map(|s| request::percent_decode(s).unwrap_or_default()).collect();
-            let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let now = (state.clock)();
-            let principal = auth::authenticate(&tenant, &state.auth, Api::Scim, authorization, peer, now).await?;
-            *who = format!("{id}/{}", principal.user_name);
             let host = req
                 .headers()
                 .get(HOST)
@@ -251,29 +273,6 @@ async fn events_feed(tenant: &Tenant, query: &Query) -> Result<HttpResponse, Api
     let mut resp = json_response(StatusCode::OK, &json!({"events": list, "next": next}));
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
-}
-
-/// `/healthz`: 200 while the process can serve. A tenant whose bearer tokens are close to
-/// expiry is reported as degraded (still 200): Entra quarantines an app whose token lapses.
-async fn health(state: &AppState) -> Value {
-    let now = (state.clock)();
-    let mut degraded = serde_json::Map::new();
-    for id in state.tenants.data().list_tenants().unwrap_or_default() {
-        let Ok(Some(tenant)) = state.tenants.get(&id).await else { continue };
-        let Ok(expiring) = auth::token::expiring(&tenant, now).await else { continue };
-        let reasons: Vec<String> = expiring
-            .iter()
-            .map(|(t, days)| format!("the bearer token of {} expires in {days} days ({}); rotate it", t.user_name, t.expires_at))
-            .collect();
-        if !reasons.is_empty() {
-            degraded.insert(id.to_string(), json!({"status": "degraded", "reasons": reasons}));
-        }
-    }
-    if degraded.is_empty() {
-        json!({"status": "ok"})
-    } else {
-        json!({"status": "degraded", "tenants": degraded})
-    }
 }
 
 fn list_of(items: Vec<Value>) -> HttpResponse {

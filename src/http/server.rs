@@ -241,7 +241,7 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
         let state = Arc::clone(&state);
         tokio::spawn(async move {
             loop {
-                crate::auth::token::warn_expiring(&state.tenants, (state.clock)()).await;
+                crate::auth::token::warn_expiring(&state.tenants, &state.auth.expiry, (state.clock)()).await;
                 tokio::time::sleep(EXPIRY_CHECK_INTERVAL).await;
             }
         })

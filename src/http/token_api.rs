@@ -1,6 +1,7 @@
 //! The token API under `/t/{tenant}/rest/token`: key pair generation and deletion, and
 //! issuing and revoking the caller's (or another account's) bearer token. Callers use
-//! HTTP Basic (an admin account or an API client), never a bearer token.
+//! HTTP Basic (an admin account or an API client), never a bearer token. An API client
+//! may only get, rotate and revoke its own account's token.
 
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use super::request::Query;
 use super::response::{json_response, no_content, ApiError, HttpResponse};
 use crate::auth::token::{self, TokenError};
 use crate::clock::UtcMillis;
-use crate::scim::{Principal, ScimError, ScimErrorKind};
+use crate::auth::AuthError;
+use crate::scim::{Credential, Principal, ScimError, ScimErrorKind};
 use crate::tenant::Tenant;
 
 impl From<TokenError> for ApiError {
@@ -34,6 +36,18 @@ fn flag(query: &Query, name: &str) -> bool {
     query.get(name).is_some_and(|v| v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1")
 }
 
+/// What an API client is refused: it exists to get, rotate and revoke its own account's
+/// token, so anything that touches the tenant's key or another account needs the org
+/// admin's own password.
+fn admin_only(who: &Principal, what: &str) -> Result<(), ApiError> {
+    match who.via {
+        Credential::ApiClient => Err(ApiError::Auth(AuthError::Forbidden(format!(
+            "an API client may only get, rotate or revoke the token of the account it was made for; {what} needs the org admin's own credentials"
+        )))),
+        Credential::Password | Credential::Bearer => Ok(()),
+    }
+}
+
 pub async fn route(method: &Method, rest: &[&str], query: &Query, tenant: Arc<Tenant>, who: &Principal, now: UtcMillis) -> Result<HttpResponse, ApiError> {
     match (method, rest) {
         (&Method::GET, []) => {
@@ -42,14 +56,19 @@ pub async fn route(method: &Method, rest: &[&str], query: &Query, tenant: Arc<Te
         }
         (&Method::DELETE, ["current"]) => {
             let target = query.get("forUser").filter(|u| !u.is_empty()).unwrap_or(&who.user_id).to_string();
+            if target != who.user_id {
+                admin_only(who, "revoking another account's token (forUser)")?;
+            }
             token::revoke(&tenant, &who.user_name, &target, now).await?;
             Ok(no_content())
         }
         (&Method::POST, ["apiKeygen"]) => {
+            admin_only(who, "generating the tenant's signing key (which revokes every token)")?;
             let fingerprint = token::keygen(Arc::clone(&tenant), &who.user_name, now).await?;
             Ok(json_response(StatusCode::CREATED, &json!({"fingerprint": fingerprint, "algorithm": "RS256", "bits": 2048})))
         }
         (&Method::DELETE, ["deleteKey"]) => {
+            admin_only(who, "deleting the tenant's signing key")?;
             if token::delete_key(&tenant, &who.user_name, now).await? {
                 Ok(no_content())
             } else {

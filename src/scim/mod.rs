@@ -34,6 +34,8 @@ pub enum ScimErrorKind {
     /// A conflict with the resource's state that is not a uniqueness clash (409, no scimType).
     Conflict,
     Mutability,
+    /// The caller may not do this to this resource (403, no scimType).
+    Forbidden,
     TooMany,
     NotFound,
     PreconditionFailed,
@@ -97,6 +99,19 @@ impl From<StoreError> for ScimError {
 pub struct Principal {
     pub user_id: String,
     pub user_name: String,
+    /// How the caller proved it: an API client acts for `user_id` but may do less.
+    pub via: Credential,
+}
+
+/// The credential a request was authenticated with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// HTTP Basic with the org admin's own password.
+    Password,
+    /// HTTP Basic with an API client made for the account (`scimd apiclient add`).
+    ApiClient,
+    /// A bearer token `apikey_…`.
+    Bearer,
 }
 
 /// What the caller may ask of a list or search: already parsed, not yet validated

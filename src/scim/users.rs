@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::resource::{self, Attrs, StoredResource};
 use super::schema::ResourceKind;
-use super::{patch, IfMatch, Principal, ScimError};
+use super::{patch, IfMatch, Principal, ScimError, ScimErrorKind};
 use crate::store::events::{self, Action};
 use crate::store::{users, StoreResult};
 use crate::tenant::{DeleteMode, Tenant, TenantSettings};
@@ -125,6 +125,19 @@ fn replace_in_tx(conn: &rusqlite::Connection, id: &str, old: &Attrs, new_doc: &A
     Ok(res)
 }
 
+/// SCIM admin service accounts are the operator's (`scimd admin add`): the IdP they serve
+/// must not disable, rename, replace, delete or adopt them, or it could lock itself (or
+/// the operator) out. `Some(error)` when `id` is one.
+fn service_account_refusal(conn: &rusqlite::Connection, id: &str) -> StoreResult<Option<ScimError>> {
+    let (_, role, ..) = users::origin_of(conn, id)?;
+    Ok((role == "org_admin").then(|| {
+        ScimError::new(
+            ScimErrorKind::Forbidden,
+            "this is a SCIM admin service account; only the operator may change it (scimd user ..., scimd admin ...)",
+        )
+    }))
+}
+
 /// POST /Users. A soft-deleted user of the same userName is restored (same id); a local
 /// user of the same userName is adopted; otherwise a new user gets a seat.
 pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
@@ -138,7 +151,16 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
             let name = doc.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
             let mut doc = doc;
             doc.entry("active").or_insert(Value::Bool(true));
-            match users::find_by_user_name(conn, &name)? {
+            let existing = users::find_by_user_name(conn, &name)?;
+            if let Some((id, ..)) = &existing {
+                if service_account_refusal(conn, id)?.is_some() {
+                    return Ok(Err(ScimError::new(
+                        ScimErrorKind::Uniqueness,
+                        format!("userName '{name}' is taken by a SCIM admin service account; the IdP cannot create or adopt it"),
+                    )));
+                }
+            }
+            let done = match existing {
                 Some((id, true, _)) => {
                     // Restore: same id, history kept, attributes from this POST.
                     users::undelete(conn, &id)?;
@@ -165,9 +187,10 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                     super::groups::always_assign(conn, &id, &settings, &actor, &now)?;
                     users::get(conn, &id, true)
                 }
-            }
+            };
+            done.map(Ok)
         })
-        .await?;
+        .await??;
     log::info!(target: "scimd::scim", "tenant {}: created user {}", tenant.id, res.id);
     Ok(res)
 }
@@ -182,14 +205,17 @@ pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, i
     let doc = resource::decode(KIND, body)?;
     check_rules(&doc, &settings)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
-    Ok(tenant
+    tenant
         .store
         .write(move |conn| {
             let old = users::get(conn, &id, false)?;
+            if let Some(refusal) = service_account_refusal(conn, &id)? {
+                return Ok(Err(refusal));
+            }
             IfMatch::check(if_match.as_ref(), &old)?;
-            replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)
+            replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now).map(Ok)
         })
-        .await?)
+        .await?
 }
 
 pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
@@ -202,6 +228,9 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
         .store
         .write(move |conn| {
             let old = users::get(conn, &id, false)?;
+            if let Some(refusal) = service_account_refusal(conn, &id)? {
+                return Ok(Err(refusal));
+            }
             IfMatch::check(if_match.as_ref(), &old)?;
             let mut doc = old.attrs.clone();
             // The read-only scimd extension is not the client's to send back.
@@ -233,6 +262,9 @@ pub async fn delete(tenant: &Tenant, who: &Principal, id: &str, if_match: Option
         .store
         .write(move |conn| {
             let old = users::get(conn, &id, true)?;
+            if let Some(refusal) = service_account_refusal(conn, &id)? {
+                return Ok(Err(refusal));
+            }
             IfMatch::check(if_match.as_ref(), &old)?;
             match mode {
                 DeleteMode::Soft => {
@@ -242,8 +274,8 @@ pub async fn delete(tenant: &Tenant, who: &Principal, id: &str, if_match: Option
                 DeleteMode::Hard => users::delete(conn, &id)?,
             }
             let mode_name = if mode == DeleteMode::Soft { "soft" } else { "hard" };
-            events::record(conn, &now, &actor, Action::Delete, "User", &id, &json!({"mode": mode_name, "before": old.attrs}))
+            events::record(conn, &now, &actor, Action::Delete, "User", &id, &json!({"mode": mode_name, "before": old.attrs}))?;
+            Ok(Ok(()))
         })
-        .await?;
-    Ok(())
+        .await?
 }

@@ -36,6 +36,8 @@ pub enum StoreError {
     PreconditionFailed(String),
     /// The writer thread is gone (shutting down).
     Closed,
+    /// A job panicked (a bug): that request fails, the writer and the tenant go on.
+    Panicked(String),
     /// The database is of a newer schema than this binary understands, or damaged.
     Corrupt(String),
     Sql(rusqlite::Error),
@@ -50,6 +52,7 @@ impl fmt::Display for StoreError {
             StoreError::Invalid(what) => write!(f, "invalid: {what}"),
             StoreError::PreconditionFailed(what) => write!(f, "precondition failed: {what}"),
             StoreError::Closed => write!(f, "store is closed"),
+            StoreError::Panicked(what) => write!(f, "a storage job panicked: {what}"),
             StoreError::Corrupt(what) => write!(f, "database unusable: {what}"),
             StoreError::Sql(e) => write!(f, "sqlite: {e}"),
             StoreError::Io(e) => write!(f, "i/o: {e}"),
@@ -272,7 +275,9 @@ impl Store {
     {
         let (reply_tx, reply_rx) = oneshot::channel::<StoreResult<T>>();
         let boxed: WriteJob = Box::new(move |conn: &Connection| {
-            let outcome = job(conn);
+            // A panic inside a job must not take the writer thread (and with it every later
+            // write of the tenant) down: it fails this job, whose savepoint is rolled back.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))).unwrap_or_else(|panic| Err(StoreError::Panicked(panic_text(&panic))));
             let ok = outcome.is_ok();
             let finish: Finisher = Box::new(move |commit: StoreResult<()>| {
                 let result = match (outcome, commit) {
@@ -338,6 +343,15 @@ impl Drop for Store {
     }
 }
 
+/// The message of a caught panic, for the log.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 fn with_reader<T>(pool: &Mutex<Vec<Connection>>, path: &Path, job: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
     let pooled = pool.lock().ok().and_then(|mut p| p.pop());
     let conn = match pooled {
@@ -349,7 +363,7 @@ fn with_reader<T>(pool: &Mutex<Vec<Connection>>, path: &Path, job: impl FnOnce(&
     // statement, which was most of a GET's cost.
     let result = match conn.prepare_cached("BEGIN").and_then(|mut s| s.execute([])) {
         Ok(_) => {
-            let result = job(&conn);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn))).unwrap_or_else(|panic| Err(StoreError::Panicked(panic_text(&panic))));
             if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
                 log::error!(target: "scimd::store", "ending a read transaction failed: {e}");
                 return Err(e.into());
@@ -442,4 +456,43 @@ pub fn new_resource_id() -> String {
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that panics fails with `Panicked`, its changes are rolled back, and the
+    /// writer serves the next job (before, the writer thread died with the panic and
+    /// every later write of the tenant answered `Closed`).
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone() {
+        let dir = std::env::temp_dir().join(format!("scimd-panic-{}-{}", std::process::id(), new_resource_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("scim.db")).unwrap();
+        let insert = |conn: &Connection, name: &str| -> StoreResult<()> {
+            conn.execute(
+                "INSERT INTO groups (id, display_name, created, last_modified) VALUES (?1, ?1, 'x', 'x')",
+                [name],
+            )?;
+            Ok(())
+        };
+        let panicked = store
+            .write(move |conn| -> StoreResult<()> {
+                insert(conn, "written-then-panicked")?;
+                panic!("a bug in a job");
+            })
+            .await;
+        assert!(matches!(&panicked, Err(StoreError::Panicked(m)) if m.contains("a bug in a job")), "{panicked:?}");
+        store.write(move |conn| insert(conn, "next")).await.expect("the writer still serves");
+        let names: Vec<String> = store
+            .read(|conn| Ok(conn.prepare("SELECT display_name FROM groups")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?))
+            .await
+            .unwrap();
+        assert_eq!(names, vec!["next".to_string()]);
+        let read_panic = store.read(|_| -> StoreResult<()> { panic!("a bug in a read") }).await;
+        assert!(matches!(read_panic, Err(StoreError::Panicked(_))));
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -103,21 +103,9 @@ async fn header_flooding_is_refused() {
     assert_eq!(s.client.raw(Method::GET, "/healthz", &[], None).await.status, 200);
 }
 
-/// A request from a chosen loopback address (127.0.0.0/8 is all this host).
+/// GET /Users from a chosen loopback address.
 async fn from(s: &TestServer, addr: &str, auth: &str) -> crate::support::Response {
-    use http_body_util::{BodyExt, Full};
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{addr}:0").parse().unwrap()).unwrap();
-    let tcp = socket.connect(s.addr).await.unwrap();
-    let tls = connector(&s.ca, None).connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::get("/t/acme/scim/v2/Users").header("host", "localhost").header("authorization", auth).body(Full::new(hyper::body::Bytes::new())).unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let raw = resp.into_body().collect().await.unwrap().to_bytes();
-    crate::support::Response { status, headers, body: serde_json::from_slice(&raw).unwrap_or(Value::Null), raw }
+    crate::support::from_address(s, addr, Method::GET, "/t/acme/scim/v2/Users", auth).await
 }
 
 #[tokio::test]

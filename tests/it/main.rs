@@ -3,6 +3,7 @@
 
 mod support;
 
+mod attacker;
 mod auth;
 mod cli;
 mod crash;

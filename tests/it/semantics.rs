@@ -4,7 +4,7 @@
 use hyper::Method;
 use serde_json::{json, Value};
 
-use crate::support::{basic, TestServer, ADMIN, PASSWORD};
+use crate::support::{basic, scimd_cli, TestServer, ADMIN, PASSWORD};
 
 const SCIMD: &str = "urn:scimd:params:scim:schemas:extension:2.0:User";
 
@@ -20,17 +20,6 @@ async fn create(s: &TestServer, name: &str) -> Value {
     let r = s.post("/Users", person(name)).await;
     assert_eq!(r.status, 201, "{}", r.body);
     r.body
-}
-
-fn scimd_cli(s: &TestServer, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimd"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(s.data().root())
-        .env("SCIMD_KDF_ITERATIONS", "1000")
-        .output()
-        .unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 fn events(s: &TestServer, action: &str) -> Vec<Value> {

@@ -381,3 +381,33 @@ pub async fn try_send(sender: &mut hyper::client::conn::http1::SendRequest<Full<
     let raw = resp.into_body().collect().await.ok()?.to_bytes();
     Some((status, serde_json::from_slice(&raw).unwrap_or(Value::Null)))
 }
+
+/// A request on a new TLS connection from a chosen loopback address (127.0.0.0/8 is all
+/// this host), for tests of per-address limits.
+pub async fn from_address(s: &TestServer, addr: &str, method: Method, path: &str, auth: &str) -> Response {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{addr}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(s.addr).await.unwrap();
+    let tls = connector(&s.ca, None).connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder().method(method).uri(path).header("host", "localhost").header("authorization", auth).body(Full::new(Bytes::new())).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let raw = resp.into_body().collect().await.unwrap().to_bytes();
+    Response { status, headers, body: serde_json::from_slice(&raw).unwrap_or(Value::Null), raw }
+}
+
+/// Runs the real `scimd` binary with `args` on the server's data directory (as the operator
+/// would, from another process): (success, stdout + stderr).
+pub fn scimd_cli(s: &TestServer, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(s.data().root())
+        .env("SCIMD_KDF_ITERATIONS", "1000")
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
