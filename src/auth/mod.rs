@@ -62,7 +62,7 @@ pub struct AuthState {
     pub throttle: throttle::Throttle,
     /// Tokens near expiry, from the last periodic check.
     pub expiry: token::ExpiryBoard,
-    /// A hash of a random password at the configured KDF cost. A name with no account
+    /// A hash no password matches, at the configured KDF cost. A name with no account
     /// (or no password) is verified against it, so a wrong name costs as long as a wrong
     /// password and the timing does not tell which accounts exist.
     dummy_hash: String,
@@ -75,7 +75,7 @@ impl AuthState {
             tokens: token::TokenCache::default(),
             throttle: throttle::Throttle::default(),
             expiry: token::ExpiryBoard::default(),
-            dummy_hash: password::hash_password(&password::generate_password(), kdf_iterations),
+            dummy_hash: password::unmatchable_hash(kdf_iterations),
         }
     }
 }
