@@ -1,9 +1,10 @@
 //! Wall-clock time as the UTC text SCIM and our schema use.
 //!
-//! We only need "now" formatted as RFC 3339 with milliseconds, and the reverse for
-//! filters on `meta.created`/`meta.lastModified`; a date crate would be more than that.
 //! Formatting is fixed-width (`YYYY-MM-DDTHH:MM:SS.mmmZ`) so stored times compare as
-//! strings, which is what SQLite's indexes and our filters rely on.
+//! strings, which is what SQLite's indexes and our filters rely on. Parsing (filters on
+//! `meta.created`/`meta.lastModified`, `scimd log --since`) is jiff's RFC 3339 parser: a
+//! hand-written one accepted 2026-02-30 and turned it into March 2nd. jiff is already in the
+//! build (env_logger's timestamps) with the same `std`-only features.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,75 +20,26 @@ impl UtcMillis {
 
     /// `2026-11-23T10:09:00.123Z`
     pub fn to_rfc3339(self) -> String {
-        let secs = self.0.div_euclid(1000);
-        let millis = self.0.rem_euclid(1000);
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        )
+        match jiff::Timestamp::from_millisecond(self.0) {
+            Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            // Outside jiff's range (years -9999..=9999): the earliest or latest it has, so
+            // the text still sorts where the time belongs.
+            Err(_) if self.0 < 0 => "-009999-01-01T00:00:00.000Z".into(),
+            Err(_) => "9999-12-31T23:59:59.999Z".into(),
+        }
     }
 
-    /// Parses RFC 3339 date-times (`Z` or `±HH:MM` offsets, optional fraction).
+    /// Parses an RFC 3339 date-time (`Z` or `±HH:MM` offset, optional fraction; a
+    /// fraction beyond milliseconds is truncated). Impossible dates and times are `None`.
     pub fn parse_rfc3339(text: &str) -> Option<UtcMillis> {
+        // RFC 3339 needs a full date, a time with seconds and an offset; jiff also takes
+        // shorter ISO 8601 forms, which a filter literal must not silently become.
         let b = text.as_bytes();
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        if b.len() < 20 || b.get(10).is_none_or(|c| !matches!(c, b'T' | b't' | b' ')) || b.get(16) != Some(&b':') {
             return None;
         }
-        let num = |r: std::ops::Range<usize>| -> Option<i64> {
-            let s = text.get(r)?;
-            if !s.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            s.parse().ok()
-        };
-        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        if b[13] != b':' || b[16] != b':' {
-            return None;
-        }
-        let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-            return None;
-        }
-        let mut i = 19;
-        let mut millis = 0i64;
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            let start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                if i - start < 3 {
-                    millis = millis * 10 + i64::from(b[i] - b'0');
-                }
-                i += 1;
-            }
-            if i == start {
-                return None;
-            }
-            for _ in (i - start)..3 {
-                millis *= 10;
-            }
-        }
-        let offset_secs = match b.get(i) {
-            Some(b'Z') | Some(b'z') if i + 1 == b.len() => 0,
-            Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
-                let oh = num(i + 1..i + 3)?;
-                let om = num(i + 4..i + 6)?;
-                let v = oh * 3600 + om * 60;
-                if *sign == b'+' {
-                    v
-                } else {
-                    -v
-                }
-            }
-            _ => return None,
-        };
-        let days = days_from_civil(y, mo, d);
-        let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
-        Some(UtcMillis(secs * 1000 + millis))
+        let t: jiff::Timestamp = text.parse().ok()?;
+        Some(UtcMillis(t.as_millisecond()))
     }
 }
 
@@ -96,30 +48,6 @@ pub type Clock = std::sync::Arc<dyn Fn() -> UtcMillis + Send + Sync>;
 
 pub fn system_clock() -> Clock {
     std::sync::Arc::new(UtcMillis::now)
-}
-
-// Howard Hinnant's civil-from-days / days-from-civil algorithms (public domain).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -142,7 +70,19 @@ mod tests {
             Some(UtcMillis(1_795_431_540_123))
         );
         assert_eq!(UtcMillis::parse_rfc3339("2026-11-23T10:59:00Z"), Some(UtcMillis(1_795_431_540_000)));
-        for bad in ["", "2026-13-01T00:00:00Z", "2026-11-23", "2026-11-23T10:59:00", "x026-11-23T10:59:00Z"] {
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23",
+            "2026-11-23T10:59:00",
+            "x026-11-23T10:59:00Z",
+            // Dates that do not exist (the hand-written parser took them as early March).
+            "2026-02-30T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-11-23T24:00:00Z",
+            "2026-11-23T10:59Z",
+        ] {
             assert_eq!(UtcMillis::parse_rfc3339(bad), None, "{bad}");
         }
     }
