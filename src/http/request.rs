@@ -35,24 +35,28 @@ pub async fn json_body(req: Request<Incoming>, limit: usize) -> Result<Value, Ap
     serde_json::from_str(text).map_err(|e| ApiError::BadJson(format!("the request body is not valid JSON: {e}")))
 }
 
-/// Percent-decodes a query component (`+` is a space).
+/// Whether every `%` starts an escape of exactly two hex digits (the crate below leaves
+/// a malformed escape as it is; we refuse it instead of guessing).
+fn escapes_are_well_formed(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.iter().enumerate().filter(|(_, c)| **c == b'%').all(|(i, _)| {
+        b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    })
+}
+
+/// Percent-decodes a path segment (RFC 3986: `+` is a plus sign there). `None` for a
+/// malformed escape or bytes that are not UTF-8.
 pub fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
+    if !escapes_are_well_formed(text) {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(text).decode_utf8().ok().map(|c| c.into_owned())
+}
+
+/// Percent-decodes a query component, where `+` is a space (form encoding, as clients
+/// write filters); `%2B` is a plus sign.
+pub fn query_decode(text: &str) -> Option<String> {
+    percent_decode(&text.replace('+', " "))
 }
 
 /// Parsed query parameters (names case-insensitive).
@@ -65,8 +69,8 @@ impl Query {
         let mut pairs = Vec::new();
         for part in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            let k = percent_decode(k).ok_or_else(|| ApiError::BadRequest("malformed query string".into()))?;
-            let v = percent_decode(v).ok_or_else(|| ApiError::BadRequest("malformed query string".into()))?;
+            let k = query_decode(k).ok_or_else(|| ApiError::BadRequest("malformed query string".into()))?;
+            let v = query_decode(v).ok_or_else(|| ApiError::BadRequest("malformed query string".into()))?;
             pairs.push((k, v));
         }
         Ok(Query { pairs })
@@ -130,4 +134,30 @@ pub fn search_params(body: &Value) -> Result<ListParams, ApiError> {
         sort_order: get("sortOrder").and_then(Value::as_str).map(str::to_string),
         cursor: get("cursor").and_then(Value::as_str).map(str::to_string),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{percent_decode, query_decode};
+
+    #[test]
+    fn paths_and_queries_decode_as_rfc_3986_and_forms_say() {
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            // (input, as a path segment, as a query component)
+            ("a+b", Some("a+b"), Some("a b")),
+            ("a%2Bb", Some("a+b"), Some("a+b")),
+            ("a%20b", Some("a b"), Some("a b")),
+            ("%C3%A9", Some("é"), Some("é")),
+            ("%+5", None, None),
+            ("%5", None, None),
+            ("%zz", None, None),
+            ("100%", None, None),
+            ("%FF", None, None),
+            ("plain", Some("plain"), Some("plain")),
+        ];
+        for (input, path, query) in cases {
+            assert_eq!(percent_decode(input).as_deref(), *path, "path {input}");
+            assert_eq!(query_decode(input).as_deref(), *query, "query {input}");
+        }
+    }
 }

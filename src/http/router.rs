@@ -155,7 +155,10 @@ async fn route(state: &AppState, req: Request<Incoming>, peer: std::net::IpAddr,
         ["t", tenant, "scim", "v2", rest @ ..] => {
             let (tenant, principal, now) = tenant_and_principal(state, tenant, &req, Api::Scim, peer, seen).await?;
             let id = tenant.id.clone();
-            let rest: Vec<String> = rest.iter().map(|s| request::percent_decode(s).unwrap_or_default()).collect();
+            let rest: Vec<String> = rest
+                .iter()
+                .map(|s| request::percent_decode(s).ok_or_else(|| ApiError::NotFound("malformed percent-encoding in the path".into())))
+                .collect::<Result<_, _>>()?;
             let host = req
                 .headers()
                 .get(HOST)
