@@ -83,15 +83,6 @@ impl rsa::rand_core::RngCore for RingRng {
 }
 impl rsa::rand_core::CryptoRng for RingRng {}
 
-fn pem_body(text: &str, label: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = text.find(&begin)? + begin.len();
-    let stop = text[start..].find(&end)? + start;
-    let b64: String = text[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
-}
-
 impl KeyState {
     pub fn new(private: PathBuf, public: PathBuf, dir: PathBuf) -> KeyState {
         KeyState { private, public, dir, cached: Mutex::new(None) }
@@ -157,8 +148,11 @@ impl KeyState {
         }
         let mut text = String::new();
         file.read_to_string(&mut text).map_err(|e| e.to_string())?;
-        let der = pem_body(&text, "PRIVATE KEY").ok_or("not a PKCS#8 PEM private key")?;
-        let pair = RsaKeyPair::from_pkcs8(&der).map_err(|e| format!("unusable RSA key: {e}"))?;
+        // rustls-pki-types' PEM reader (already used for the TLS key): a section of the
+        // wrong kind is refused, not searched for a matching label.
+        use rustls_pki_types::pem::PemObject;
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(text.as_bytes()).map_err(|_| "not a PKCS#8 PEM private key")?;
+        let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|e| format!("unusable RSA key: {e}"))?;
         let fingerprint = fingerprint(pair.public().as_ref());
         Ok(SigningKey { pair, fingerprint })
     }
