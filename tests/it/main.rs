@@ -9,6 +9,7 @@ mod crash;
 mod demo;
 mod dialects;
 mod discovery;
+mod flood;
 mod fuzz;
 mod groups;
 mod hostile;
