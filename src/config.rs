@@ -28,6 +28,9 @@ pub struct RawConfig {
     pub header_read_timeout_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
+    pub tls_handshake_timeout_secs: Option<u64>,
+    pub max_handshakes_per_address: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
     /// Where `/metrics` is served; "off" disables it.
     pub metrics_listen: Option<String>,
 }
@@ -47,6 +50,9 @@ impl RawConfig {
             header_read_timeout_secs: self.header_read_timeout_secs.or(other.header_read_timeout_secs),
             idle_timeout_secs: self.idle_timeout_secs.or(other.idle_timeout_secs),
             max_connections: self.max_connections.or(other.max_connections),
+            tls_handshake_timeout_secs: self.tls_handshake_timeout_secs.or(other.tls_handshake_timeout_secs),
+            max_handshakes_per_address: self.max_handshakes_per_address.or(other.max_handshakes_per_address),
+            max_connections_per_address: self.max_connections_per_address.or(other.max_connections_per_address),
             metrics_listen: self.metrics_listen.or(other.metrics_listen),
         }
     }
@@ -73,6 +79,9 @@ impl RawConfig {
             header_read_timeout_secs: parse_num("SCIMD_HEADER_READ_TIMEOUT_SECS")?,
             idle_timeout_secs: parse_num("SCIMD_IDLE_TIMEOUT_SECS")?,
             max_connections: parse_num("SCIMD_MAX_CONNECTIONS")?.map(|n| n as usize),
+            tls_handshake_timeout_secs: parse_num("SCIMD_TLS_HANDSHAKE_TIMEOUT_SECS")?,
+            max_handshakes_per_address: parse_num("SCIMD_MAX_HANDSHAKES_PER_ADDRESS")?.map(|n| n as usize),
+            max_connections_per_address: parse_num("SCIMD_MAX_CONNECTIONS_PER_ADDRESS")?.map(|n| n as usize),
             metrics_listen: var("SCIMD_METRICS_LISTEN"),
         })
     }
@@ -107,15 +116,23 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-/// Connection limits (documented with their defaults in the README).
+/// Connection limits (documented with their defaults in the README; how the server admits
+/// connections within them is in `http::admission`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// A request's headers must arrive within this (slowloris); the connection is closed.
     pub header_read_timeout: std::time::Duration,
     /// A keep-alive connection with no traffic for this long is closed.
     pub idle_timeout: std::time::Duration,
-    /// Connections beyond this are closed at once.
+    /// Open connections (TLS handshakes in progress included) never exceed this. When it is
+    /// reached a handshake in progress is closed to make room; with none, the new one is.
     pub max_connections: usize,
+    /// A TLS handshake must finish within this, or the connection is closed.
+    pub tls_handshake_timeout: std::time::Duration,
+    /// TLS handshakes in progress from one client address; more are closed at once.
+    pub max_handshakes_per_address: usize,
+    /// Established connections from one client address; more are closed at once.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for Limits {
@@ -124,6 +141,9 @@ impl Default for Limits {
             header_read_timeout: std::time::Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS),
             idle_timeout: std::time::Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls_handshake_timeout: std::time::Duration::from_secs(DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS),
+            max_handshakes_per_address: DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         }
     }
 }
@@ -131,6 +151,15 @@ impl Default for Limits {
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// A client on the far side of the world finishes TLS 1.3 in two round trips (well under a
+/// second); every second more is a second an idle socket holds a slot (it was 10 s).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 3;
+/// A handshake takes milliseconds, so 16 at once from one address is already more than
+/// 1,000 new connections a second; a TCP (layer-4) proxy in front may need more.
+pub const DEFAULT_MAX_HANDSHAKES_PER_ADDRESS: usize = 16;
+/// A quarter of the default `max_connections`: one address cannot hold every slot, while an
+/// IdP's few egress addresses keep far more connections than they open.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 
 impl ServeConfig {
     pub fn validate(raw: RawConfig) -> Result<ServeConfig, String> {
@@ -166,13 +195,19 @@ impl ServeConfig {
                 n => Ok(std::time::Duration::from_secs(n)),
             }
         };
+        let at_least_one = |v: Option<usize>, default: usize, name: &str| -> Result<usize, String> {
+            match v.unwrap_or(default) {
+                0 => Err(format!("{name} must be at least 1")),
+                n => Ok(n),
+            }
+        };
         let limits = Limits {
             header_read_timeout: secs(raw.header_read_timeout_secs, DEFAULT_HEADER_READ_TIMEOUT_SECS, "header_read_timeout_secs")?,
             idle_timeout: secs(raw.idle_timeout_secs, DEFAULT_IDLE_TIMEOUT_SECS, "idle_timeout_secs")?,
-            max_connections: match raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) {
-                0 => return Err("max_connections must be at least 1".into()),
-                n => n,
-            },
+            max_connections: at_least_one(raw.max_connections, DEFAULT_MAX_CONNECTIONS, "max_connections")?,
+            tls_handshake_timeout: secs(raw.tls_handshake_timeout_secs, DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS, "tls_handshake_timeout_secs")?,
+            max_handshakes_per_address: at_least_one(raw.max_handshakes_per_address, DEFAULT_MAX_HANDSHAKES_PER_ADDRESS, "max_handshakes_per_address")?,
+            max_connections_per_address: at_least_one(raw.max_connections_per_address, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, "max_connections_per_address")?,
         };
         let metrics_listen = match raw.metrics_listen.as_deref().unwrap_or(DEFAULT_METRICS_LISTEN) {
             "off" | "" => None,
@@ -203,6 +238,22 @@ mod tests {
         assert!(err.contains("loopback"), "{err}");
         let err = ServeConfig::validate(raw("127.0.0.1:0", false)).unwrap_err();
         assert!(err.contains("--cert"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_refuse_zero() {
+        let limits = ServeConfig::validate(raw("127.0.0.1:0", true)).unwrap().limits;
+        assert_eq!(limits.tls_handshake_timeout, std::time::Duration::from_secs(DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS));
+        assert_eq!((limits.max_handshakes_per_address, limits.max_connections_per_address), (16, 256));
+        for (field, toml) in [
+            ("tls_handshake_timeout_secs", "tls_handshake_timeout_secs = 0"),
+            ("max_handshakes_per_address", "max_handshakes_per_address = 0"),
+            ("max_connections_per_address", "max_connections_per_address = 0"),
+        ] {
+            let file: RawConfig = toml::from_str(toml).unwrap();
+            let err = ServeConfig::validate(raw("127.0.0.1:0", true).or(file)).unwrap_err();
+            assert!(err.contains(field), "{err}");
+        }
     }
 
     #[test]

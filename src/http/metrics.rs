@@ -1,7 +1,8 @@
 //! Prometheus metrics, served in the text exposition format on a separate listener
 //! (loopback by default): request counts by route, method and status, a latency
-//! histogram, auth failures, and — read at scrape time — users, active users and groups
-//! per tenant and the seconds left on every live bearer token.
+//! histogram, auth failures, connections refused by reason and open connections by state,
+//! and — read at scrape time — users, active users and groups per tenant and the seconds
+//! left on every live bearer token.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -16,6 +17,7 @@ use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use super::admission::Refusal;
 use super::router::AppState;
 use crate::clock::UtcMillis;
 
@@ -29,6 +31,10 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
     auth_failures: Mutex<BTreeMap<(String, String), u64>>,
+    /// Indexed by `Refusal as usize`: a fixed set of labels, so plain atomics.
+    connections_refused: [AtomicU64; Refusal::ALL.len()],
+    connections_pending: AtomicU64,
+    connections_established: AtomicU64,
 }
 
 /// The route a path belongs to, without ids or tenant names (bounded label values).
@@ -69,6 +75,16 @@ impl Metrics {
         self.latency_sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
+    pub fn connection_refused(&self, reason: Refusal) {
+        self.connections_refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Open connections: TLS handshakes in progress and established ones.
+    pub fn set_connections(&self, pending: usize, established: usize) {
+        self.connections_pending.store(pending as u64, Ordering::Relaxed);
+        self.connections_established.store(established as u64, Ordering::Relaxed);
+    }
+
     pub fn auth_failure(&self, tenant: &str, reason: &str) {
         if let Ok(mut m) = self.auth_failures.lock() {
             *m.entry((tenant.to_string(), reason.to_string())).or_default() += 1;
@@ -103,6 +119,15 @@ pub async fn render(state: &AppState) -> String {
     for ((tenant, reason), n) in m.auth_failures.lock().map(|g| g.clone()).unwrap_or_default() {
         let _ = writeln!(out, "scimd_auth_failures_total{{tenant=\"{}\",reason=\"{reason}\"}} {n}", escape(&tenant));
     }
+    let _ = writeln!(out, "# HELP scimd_connections_refused_total Connections closed before they were served, by reason.");
+    let _ = writeln!(out, "# TYPE scimd_connections_refused_total counter");
+    for reason in Refusal::ALL {
+        let _ = writeln!(out, "scimd_connections_refused_total{{reason=\"{}\"}} {}", reason.label(), m.connections_refused[reason as usize].load(Ordering::Relaxed));
+    }
+    let _ = writeln!(out, "# HELP scimd_connections Open connections: pending (TLS handshake in progress) and established.");
+    let _ = writeln!(out, "# TYPE scimd_connections gauge");
+    let _ = writeln!(out, "scimd_connections{{state=\"pending\"}} {}", m.connections_pending.load(Ordering::Relaxed));
+    let _ = writeln!(out, "scimd_connections{{state=\"established\"}} {}", m.connections_established.load(Ordering::Relaxed));
     let now = (state.clock)();
     let mut gauges = String::new();
     let mut tokens = String::new();

@@ -1,5 +1,6 @@
 //! HTTP: the server loop and TLS, the router, request parsing and response rendering.
 
+pub mod admission;
 pub mod bulk;
 pub mod handlers;
 pub mod metrics;

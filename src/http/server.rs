@@ -1,6 +1,6 @@
-//! The listener: TCP accept, TLS handshake (rustls, ring, TLS 1.2/1.3), one hyper
-//! HTTP/1.1 connection per socket with header-read timeout and keep-alive, a connection
-//! limit, and a graceful drain on shutdown.
+//! The listener: TCP accept, TLS handshake (rustls, ring, TLS 1.2/1.3) within a deadline,
+//! one hyper HTTP/1.1 connection per socket with header-read timeout and keep-alive,
+//! connection limits (`admission`: who gets a slot), and a graceful drain on shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,10 +15,11 @@ use log::{debug, error, info, warn};
 use rustls_pki_types::pem::PemObject;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
+use super::admission::{Admission, Refusal};
 use super::router::{self, AppState};
 use crate::config::Limits;
 
@@ -75,7 +76,11 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleIo<T> {
     }
 }
 
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections the kernel completes and queues for us to accept. `TcpListener::bind` asks
+/// for 128, which a flood of reconnecting sockets overflows: the kernel then drops the SYN
+/// of a real client, which retries only after a second (seen in tests/it/flood.rs). Linux
+/// caps this at `net.core.somaxconn` (4096 by default since 5.4).
+const LISTEN_BACKLOG: u32 = 4096;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the certificate files are checked for a renewal (SIGHUP reloads at once).
 const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
@@ -220,9 +225,17 @@ impl RunningServer {
     }
 }
 
+/// What `TcpListener::bind` does (SO_REUSEADDR, bind, listen), with a longer backlog.
+fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if listen.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds `listen` and starts serving. `tls` is `None` only for `--insecure-http`.
 pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: Arc<AppState>) -> std::io::Result<RunningServer> {
-    let listener = TcpListener::bind(listen).await?;
+    let listener = bind(listen)?;
     let addr = listener.local_addr()?;
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let cert = tls.as_ref().map(|t| Arc::clone(&t.cert));
@@ -269,13 +282,19 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
     };
     let done = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let admission = Admission::new(limits, Arc::clone(&state));
+        // Sums up refusals in the log once a burst is over (see `Admission::note`).
+        let mut log_tick = tokio::time::interval(super::admission::LOG_INTERVAL / 2);
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
         let idle = limits.idle_timeout;
         loop {
             let (stream, peer) = tokio::select! {
                 _ = &mut stop_rx => break,
+                _ = log_tick.tick() => {
+                    admission.flush_log();
+                    continue;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
@@ -285,10 +304,8 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
                     }
                 },
             };
-            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                warn!(target: "scimd::http", "connection limit ({}) reached; refusing {peer}", limits.max_connections);
-                continue;
-            };
+            // Refused: dropping the stream closes it at once (counted and logged, rate-limited).
+            let Ok(mut slot) = admission.admit(peer.ip(), acceptor.is_some()) else { continue };
             let _ = stream.set_nodelay(true);
             let state = Arc::clone(&state);
             let service = service_fn(move |req| router::handle(Arc::clone(&state), req, peer));
@@ -297,13 +314,22 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
                     let acceptor = acceptor.clone();
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
+                    let admission = Arc::clone(&admission);
+                    let handshake_timeout = limits.tls_handshake_timeout;
                     tokio::spawn(async move {
-                        let _permit = permit;
-                        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(e)) => return debug!(target: "scimd::http", "TLS handshake with {peer} failed: {e}"),
-                            Err(_) => return debug!(target: "scimd::http", "TLS handshake with {peer} timed out"),
+                        let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                        let tls = tokio::select! {
+                            done = handshake => match done {
+                                Ok(Ok(tls)) => tls,
+                                Ok(Err(e)) => return debug!(target: "scimd::http", "TLS handshake with {peer} failed: {e}"),
+                                Err(_) => return admission.note(Refusal::HandshakeTimeout, peer.ip()),
+                            },
+                            // Dropping the handshake closes the socket: its slot went to a newer one.
+                            () = slot.evicted() => return debug!(target: "scimd::http", "TLS handshake with {peer} evicted to make room"),
                         };
+                        if slot.establish().is_err() {
+                            return;
+                        }
                         let conn = builder.serve_connection(TokioIo::new(IdleIo::new(tls, idle)), service);
                         if let Err(e) = watcher.watch(conn).await {
                             debug!(target: "scimd::http", "connection from {peer} ended: {e}");
@@ -314,7 +340,7 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
                     let conn = builder.serve_connection(TokioIo::new(IdleIo::new(stream, idle)), service);
                     let fut = graceful.watch(conn);
                     tokio::spawn(async move {
-                        let _permit = permit;
+                        let _slot = slot;
                         if let Err(e) = fut.await {
                             debug!(target: "scimd::http", "connection from {peer} ended: {e}");
                         }

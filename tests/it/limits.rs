@@ -26,6 +26,21 @@ async fn time_to_close(stream: &mut (impl AsyncReadExt + Unpin), limit: Duration
     }
 }
 
+/// Polls `/metrics` until `scimd_connections{state="established"}` is `n` (bounded).
+pub async fn wait_for_established(s: &TestServer, n: usize) {
+    let addr = s.metrics_addr.expect("metrics served");
+    let wanted = format!("scimd_connections{{state=\"established\"}} {n}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = crate::metrics::scrape(addr, "/metrics").await;
+        if body.lines().any(|l| l == wanted) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {wanted}:\n{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn tight() -> TestServer {
     TestServer::start_with_settings("require_username_is_email = false\n", |c| {
         c.limits.header_read_timeout = Duration::from_secs(1);
@@ -72,6 +87,9 @@ async fn connections_past_the_maximum_are_refused() {
     for _ in 0..3 {
         held.push(tls(&s).await);
     }
+    // The client's handshake ends a moment before the server's: wait until the server
+    // counts all three as established (else the fourth would evict the third's handshake).
+    wait_for_established(&s, 3).await;
     // The fourth is closed at once: its TLS handshake never completes.
     let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let handshake = tokio::time::timeout(Duration::from_secs(5), connector(&s.ca, None).connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)).await;

@@ -10,6 +10,7 @@ mod crash;
 mod demo;
 mod dialects;
 mod discovery;
+mod flood;
 mod fuzz;
 mod groups;
 mod hostile;

@@ -269,6 +269,11 @@ pub struct ServeBinary {
 
 impl ServeBinary {
     pub async fn start(data: &Path, cert: &Path, key: &Path, log_dir: &Path, rust_log: &str) -> ServeBinary {
+        Self::start_with_env(data, cert, key, log_dir, rust_log, &[]).await
+    }
+
+    /// Like `start`, with extra `SCIMD_*` settings in the child's environment.
+    pub async fn start_with_env(data: &Path, cert: &Path, key: &Path, log_dir: &Path, rust_log: &str, env: &[(&str, &str)]) -> ServeBinary {
         use std::process::{Command, Stdio};
         let log_path = log_dir.join(format!("serve-{}.log", std::process::id()));
         let child = Command::new(env!("CARGO_BIN_EXE_scimd"))
@@ -281,6 +286,7 @@ impl ServeBinary {
             .env("RUST_LOG", rust_log)
             .env("SCIMD_METRICS_LISTEN", "127.0.0.1:0")
             .env_remove("SCIMD_CONFIG")
+            .envs(env.iter().copied())
             .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
             .spawn()
             .unwrap();
