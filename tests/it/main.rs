@@ -18,6 +18,7 @@ mod limits;
 mod list;
 mod logs;
 mod metrics;
+mod names;
 mod operator;
 mod packaging;
 mod protocol;
