@@ -54,7 +54,7 @@ async fn deactivated_or_non_admin_accounts_are_refused() {
     let admin_id = s.get("/Users?filter=userName%20eq%20%22scim-admin%22").await.body["Resources"][0]["id"].as_str().unwrap().to_string();
     let second = scimd::auth::password::hash_password("second-admin-pass", 1000);
     s.db("acme")
-        .execute("INSERT INTO users (id, user_name, active, role, password_hash, license, created, last_modified) VALUES ('adm2', 'admin2', 1, 'org_admin', ?1, 'creator', 'x', 'x')", [&second])
+        .execute("INSERT INTO users (id, user_name, user_name_key, active, role, password_hash, license, created, last_modified) VALUES ('adm2', 'admin2', 'admin2', 1, 'org_admin', ?1, 'creator', 'x', 'x')", [&second])
         .unwrap();
     let r = s.patch(&format!("/Users/{admin_id}"), json!({"Operations": [{"op": "replace", "value": {"active": false}}]})).await;
     assert_eq!(r.status, 200);
