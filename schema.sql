@@ -1,4 +1,4 @@
--- scimd tenant database, schema version 4.
+-- scimd tenant database, schema version 5.
 -- This file is the contract for a NEW tenant database; it is embedded in the binary
 -- (include_str!) and run once. Older databases are brought forward by numbered
 -- migrations in src/store/migrate.rs, never by editing this file in place.
@@ -13,8 +13,11 @@ CREATE TABLE users (
     pk                  INTEGER PRIMARY KEY,
     id                  TEXT NOT NULL UNIQUE,
     user_name           TEXT NOT NULL COLLATE NOCASE,
+    -- v5: what userName uniqueness and lookups compare (src/names.rs: NFKC, whitespace
+    -- collapsed, lowercase, NFC), computed by scimd; unique under users_user_name_key.
+    user_name_key       TEXT NOT NULL,
     external_id         TEXT,
-    active              INTEGER CHECK (active IN (0, 1)),  -- NULL: unassigned (a PATCH removed it); readers treat it as active
+    active              INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),  -- v5: never NULL
     display_name        TEXT COLLATE NOCASE,
     nick_name           TEXT,
     profile_url         TEXT,
@@ -48,7 +51,8 @@ CREATE TABLE users (
     auth_type           TEXT NOT NULL DEFAULT 'idp' CHECK (auth_type IN ('basic', 'idp')),
     managed_by          TEXT NOT NULL DEFAULT 'idp' CHECK (managed_by IN ('idp', 'local'))
 );
-CREATE UNIQUE INDEX users_user_name ON users (user_name COLLATE NOCASE);
+CREATE UNIQUE INDEX users_user_name_key ON users (user_name_key);
+CREATE INDEX users_user_name ON users (user_name COLLATE NOCASE);
 CREATE INDEX users_external_id ON users (external_id);
 CREATE INDEX users_display_name ON users (display_name COLLATE NOCASE);
 -- v4: inactive Basic-auth users leave IdP-managed groups at each sync; they are few.
@@ -98,6 +102,7 @@ CREATE TABLE groups (
     pk            INTEGER PRIMARY KEY,
     id            TEXT NOT NULL UNIQUE,
     display_name  TEXT NOT NULL COLLATE NOCASE,
+    display_name_key TEXT NOT NULL,  -- v5: as users.user_name_key, for displayName
     external_id   TEXT,
     created       TEXT NOT NULL,
     last_modified TEXT NOT NULL,
@@ -108,7 +113,8 @@ CREATE TABLE groups (
     -- v3: a group a policy keeps from taking effect: kept, but its memberships are not applied.
     ignored       INTEGER NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX groups_display_name ON groups (display_name COLLATE NOCASE);
+CREATE UNIQUE INDEX groups_display_name_key ON groups (display_name_key);
+CREATE INDEX groups_display_name ON groups (display_name COLLATE NOCASE);
 CREATE INDEX groups_external_id ON groups (external_id);
 
 -- v4: counts kept by triggers, read instead of counted on the hot paths: the users and
@@ -166,4 +172,10 @@ CREATE TABLE api_clients (
     created      TEXT NOT NULL
 );
 
-PRAGMA user_version = 4;
+-- v5: deactivating or (soft) deleting an account revokes its bearer tokens, whichever path
+-- did it (SCIM, the CLI, a store function), so reactivating or restoring it does not bring
+-- an old token back; the activity log says so. `at` is the change's own lastModified.
+CREATE TRIGGER users_revoke_tokens AFTER UPDATE OF active, deleted_at ON users WHEN NEW.active = 0 OR NEW.deleted_at IS NOT NULL BEGIN INSERT INTO events (at, principal, action, resource_type, resource_id, detail) SELECT NEW.last_modified, 'scimd', 'delete', 'Token', NEW.id, json_object('account', NEW.id, 'revoked', count(*), 'reason', CASE WHEN NEW.deleted_at IS NOT NULL THEN 'account deleted' ELSE 'account deactivated' END) FROM api_tokens WHERE user_id = NEW.id AND revoked_at IS NULL HAVING count(*) > 0; UPDATE api_tokens SET revoked_at = NEW.last_modified WHERE user_id = NEW.id AND revoked_at IS NULL; END;
+CREATE TRIGGER users_revoke_tokens_delete AFTER DELETE ON users BEGIN UPDATE api_tokens SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE user_id = OLD.id AND revoked_at IS NULL; END;
+
+PRAGMA user_version = 5;

@@ -20,7 +20,7 @@ fn main() -> Result<(), String> {
     }
     let conn = scimd::store::open_for_write(&path).map_err(|e| e.to_string())?;
     let mut insert = conn
-        .prepare("INSERT INTO users (id, user_name, active, created, last_modified) VALUES (?1, ?2, 1, ?3, ?3)")
+        .prepare("INSERT INTO users (id, user_name, user_name_key, active, created, last_modified) VALUES (?1, ?2, ?2, 1, ?3, ?3)")
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut rows = 0u64;

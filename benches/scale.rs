@@ -34,7 +34,7 @@ async fn seed(store: &scimd::store::Store, n: usize, spare: usize) -> String {
     store
         .write(move |conn| {
             let now = "2026-01-01T00:00:00.000Z";
-            let mut user = conn.prepare("INSERT INTO users (pk, id, user_name, active, created, last_modified) VALUES (?, ?, ?, 1, ?, ?)")?;
+            let mut user = conn.prepare("INSERT INTO users (pk, id, user_name, user_name_key, active, created, last_modified) VALUES (?, ?, ?3, ?3, 1, ?4, ?5)")?;
             let mut email = conn.prepare("INSERT INTO user_emails (user_pk, position, value, type, is_primary) VALUES (?, 0, ?, 'work', 1)")?;
             for i in 0..(n + spare) {
                 let pk = i as i64 + 1000;
@@ -42,7 +42,7 @@ async fn seed(store: &scimd::store::Store, n: usize, spare: usize) -> String {
                 user.execute(rusqlite::params![pk, format!("{i:032x}"), name, now, now])?;
                 email.execute(rusqlite::params![pk, name])?;
             }
-            conn.execute("INSERT INTO groups (pk, id, display_name, created, last_modified) VALUES (1, 'big-group', 'Everyone', ?1, ?1)", [now])?;
+            conn.execute("INSERT INTO groups (pk, id, display_name, display_name_key, created, last_modified) VALUES (1, 'big-group', 'Everyone', 'everyone', ?1, ?1)", [now])?;
             conn.execute("INSERT INTO memberships (group_pk, user_pk) SELECT 1, pk FROM users WHERE pk < ?1", [n as i64 + 1000])?;
             Ok(())
         })

@@ -206,8 +206,9 @@ SYNOPSIS
 
 DESCRIPTION
     One line per finding (OK, WARN or ERROR): the data directory, the certificate's expiry,
-    each tenant's tenant.toml, key-file mode, schema version, integrity_check and token
-    expiry. Exits 1 when any finding is an ERROR or WARN, 0 when all are OK.
+    each tenant's tenant.toml, key-file mode, schema version, integrity_check, counters,
+    names that are the same name as another (kept apart by the schema 5 migration: rename
+    one) and token expiry. Exits 1 when any finding is an ERROR or WARN, 0 when all are OK.
 ";
 
 const LOG: &str = "\

@@ -32,7 +32,85 @@ pub async fn json_body(req: Request<Incoming>, limit: usize) -> Result<Value, Ap
         return Err(ApiError::BadJson("the request body is empty".into()));
     }
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::BadJson("the request body is not valid UTF-8".into()))?;
-    serde_json::from_str(text).map_err(|e| ApiError::BadJson(format!("the request body is not valid JSON: {e}")))
+    parse_json(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::BadJson(format!("the request body is ambiguous: {e}")),
+        _ => ApiError::BadJson(format!("the request body is not valid JSON: {e}")),
+    })
+}
+
+/// Parses JSON like `serde_json::from_str`, but refuses an object that names a key twice
+/// — exactly, or differing only in ASCII case (SCIM attribute names are case-insensitive,
+/// RFC 7643 §2.1, so `userName` and `username` in one object are the same attribute given
+/// twice). serde_json alone keeps the last value, so which one counts would be a guess.
+/// The nesting limit is serde_json's (128), as with `from_str`.
+pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = StrictValue.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Builds a `Value`, erroring on a repeated key.
+struct StrictValue;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictValue {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(StrictValue)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        use serde::de::Error;
+        let mut map = serde_json::Map::new();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = access.next_key::<String>()? {
+            if !seen.insert(key.to_ascii_lowercase()) {
+                let twice = match map.keys().find(|k| k.eq_ignore_ascii_case(&key)) {
+                    Some(first) if *first != key => format!("the keys '{first}' and '{key}' name the same attribute (names are case-insensitive)"),
+                    _ => format!("the key '{key}' appears twice in one object"),
+                };
+                return Err(A::Error::custom(twice));
+            }
+            let value = access.next_value_seed(StrictValue)?;
+            map.insert(key, value);
+        }
+        Ok(Value::Object(map))
+    }
 }
 
 /// Whether every `%` starts an escape of exactly two hex digits (the crate below leaves
@@ -138,7 +216,7 @@ pub fn search_params(body: &Value) -> Result<ListParams, ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{percent_decode, query_decode};
+    use super::*;
 
     #[test]
     fn paths_and_queries_decode_as_rfc_3986_and_forms_say() {
@@ -159,5 +237,21 @@ mod tests {
             assert_eq!(percent_decode(input).as_deref(), *path, "path {input}");
             assert_eq!(query_decode(input).as_deref(), *query, "query {input}");
         }
+    }
+
+    #[test]
+    fn strict_json_refuses_repeated_keys() {
+        let ok = [r#"{"a": 1, "b": [{"a": 2}, {"a": 3}]}"#, r#"[1, "x", null, true, 2.5, {}]"#, r#"{"userName": "x", "name": {"userName": "y"}}"#];
+        for text in ok {
+            assert_eq!(parse_json(text).unwrap(), serde_json::from_str::<Value>(text).unwrap(), "{text}");
+        }
+        let twice = [r#"{"a": 1, "a": 2}"#, r#"{"userName": "x", "UserName": "y"}"#, r#"[{"x": {"k": 1, "K": 2}}]"#];
+        for text in twice {
+            let e = parse_json(text).unwrap_err();
+            assert_eq!(e.classify(), serde_json::error::Category::Data, "{text}: {e}");
+        }
+        assert!(parse_json(r#"{"a": 1} x"#).is_err(), "trailing text");
+        let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+        assert!(parse_json(&deep).is_err(), "the nesting limit stays");
     }
 }

@@ -104,6 +104,12 @@ fn validate(mut row: ImportRow, line: usize) -> Result<ImportRow, String> {
     for g in row.groups.iter_mut() {
         *g = g.trim().to_string();
     }
+    // The characters SCIM refuses in names are refused here too (see crate::names).
+    for name in std::iter::once(&row.username).chain(row.groups.iter()) {
+        if let Some(c) = crate::names::forbidden_char(name) {
+            return Err(format!("row {line}: {name:?} contains {}, a control or invisible formatting character", crate::names::describe(c)));
+        }
+    }
     Ok(row)
 }
 
@@ -275,5 +281,9 @@ mod tests {
         let json = r#"[{"username":"bo","email":"bo@x.com","given_name":"B","family_name":"O","active":false,"auth_type":"idp","license":"none","groups":["G"]}]"#;
         assert_eq!(rows_from_json(json).unwrap()[0].groups, ["G"]);
         assert!(rows_from_json(r#"[{"username":"x","active":true,"auth_type":"ldap","license":"none"}]"#).is_err());
+        let hidden = r#"[{"username":"a\u200bnn","active":true,"auth_type":"idp","license":"none"}]"#;
+        assert!(rows_from_json(hidden).unwrap_err().contains("U+200B"));
+        let hidden = r#"[{"username":"ann","active":true,"auth_type":"idp","license":"none","groups":["Sales\u202e"]}]"#;
+        assert!(rows_from_json(hidden).unwrap_err().contains("U+202E"));
     }
 }

@@ -206,6 +206,7 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
             }
             Err(e) => out.push(finding(Level::Error, format!("tenant {id}: cannot recount: {e}"))),
         }
+        name_findings(&conn, id, out);
     }
     let warn_days = crate::tenant::TenantSettings::load(&data.settings_file(id)).map(|s| s.token_warn_days).unwrap_or(30);
     let live = crate::store::tokens::live(&conn, &now.to_rfc3339());
@@ -215,6 +216,25 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
             let level = if days < i64::from(warn_days) { Level::Warn } else { Level::Ok };
             out.push(finding(level, format!("tenant {id}: token of {} expires {} ({days} days)", t.user_name, t.expires_at)));
         }
+    }
+}
+
+/// Names that are the same name as another under the comparison `crate::names` defines
+/// (the v5 migration kept both rows), and names holding characters new names may not.
+fn name_findings(conn: &Connection, id: &TenantId, out: &mut Vec<Finding>) {
+    match crate::store::users::name_clashes(conn) {
+        Ok(clashes) if clashes.is_empty() => out.push(finding(Level::Ok, format!("tenant {id}: userNames and group names are unique"))),
+        Ok(clashes) => {
+            for c in clashes {
+                let (what, attr) = if c.table == "users" { ("user", "userName") } else { ("group", "displayName") };
+                let other = match &c.same_as {
+                    Some((other_id, other_name)) => format!("the same name as {other_name:?} ({other_id})"),
+                    None => "stored under a key that is not its own".to_string(),
+                };
+                out.push(finding(Level::Warn, format!("tenant {id}: {what} {:?} ({}) is {other}; rename one ({attr} must be unique)", c.name, c.id)));
+            }
+        }
+        Err(e) => out.push(finding(Level::Error, format!("tenant {id}: cannot compare names: {e}"))),
     }
 }
 

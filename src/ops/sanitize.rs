@@ -80,23 +80,24 @@ pub fn analyse(users: &[Candidate], mode: AuthMode) -> Analysis {
     let mut by_name: HashMap<String, usize> = HashMap::new();
     let mut by_email: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, u) in users.iter().enumerate() {
-        by_name.insert(u.user_name.to_lowercase(), i);
+        by_name.insert(crate::names::key(&u.user_name), i);
         if let Some(e) = &u.email {
-            by_email.entry(e.to_lowercase()).or_default().push(i);
+            by_email.entry(crate::names::key(e)).or_default().push(i);
         }
     }
     let mut pairs: BTreeSet<(usize, usize, &'static str)> = BTreeSet::new();
     for (a, u) in users.iter().enumerate() {
         let Some(email) = &u.email else { continue };
         // Rule 1: one of the two needs the update and the first's email is the second's userName.
-        if let Some(&b) = by_name.get(&email.to_lowercase()) {
+        // Names compare as userName uniqueness compares them (`crate::names::key`).
+        if let Some(&b) = by_name.get(&crate::names::key(email)) {
             if b != a && (needy[a] || needy[b]) {
                 pairs.insert((a, b, "email_equals_username"));
             }
         }
         // Rule 2: both need it and their emails are equal.
         if needy[a] {
-            for &b in by_email.get(&email.to_lowercase()).into_iter().flatten() {
+            for &b in by_email.get(&crate::names::key(email)).into_iter().flatten() {
                 if b > a && needy[b] {
                     pairs.insert((a, b, "same_email"));
                 }

@@ -18,6 +18,15 @@ use crate::tenant::{GroupConflict, Tenant, TenantSettings};
 
 const KIND: ResourceKind = ResourceKind::Group;
 
+/// A displayName may not hold control or formatting characters. Surrounding and repeated
+/// whitespace is kept as sent but does not make a different name ("sales " is "Sales").
+fn check_display_name(doc: &Attrs) -> Result<(), ScimError> {
+    match doc.get("displayName").and_then(Value::as_str) {
+        Some(name) => super::check_name_chars("displayName", name),
+        None => Ok(()),
+    }
+}
+
 /// What a request does to the member list.
 #[derive(Debug, Default)]
 struct MemberChanges {
@@ -155,6 +164,7 @@ pub fn always_assign(conn: &rusqlite::Connection, user_id: &str, settings: &Tena
 pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
     let mut doc = resource::decode(KIND, body)?;
+    check_display_name(&doc)?;
     let members = take_members(&mut doc, body)?;
     let actor = who.user_name.clone();
     Ok(tenant
@@ -226,6 +236,7 @@ fn write_group(conn: &rusqlite::Connection, id: &str, old: &Attrs, doc: &Attrs, 
 pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
     let mut doc = resource::decode(KIND, body)?;
+    check_display_name(&doc)?;
     let members = take_members(&mut doc, body)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     Ok(tenant
@@ -292,7 +303,7 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
                     return Ok(Err(e));
                 }
             }
-            if let Err(e) = resource::check_required(KIND, &doc) {
+            if let Err(e) = resource::check_required(KIND, &doc).and_then(|_| check_display_name(&doc)) {
                 return Ok(Err(e));
             }
             write_group(conn, &id, &old.attrs, &doc, &members, &settings, &actor, &now)?;

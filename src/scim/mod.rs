@@ -76,6 +76,19 @@ impl ScimError {
     }
 }
 
+/// Refuses a unique name (userName, a group's displayName) holding a character that
+/// `crate::names` forbids: a control or invisible formatting character, which would make
+/// it look like another name without being it.
+pub(crate) fn check_name_chars(attr: &str, name: &str) -> Result<(), ScimError> {
+    match crate::names::forbidden_char(name) {
+        Some(c) => Err(ScimError::invalid_value(format!(
+            "{attr} contains {}, a control or invisible formatting character; names may not contain them",
+            crate::names::describe(c)
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl fmt::Display for ScimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}: {}", self.kind, self.detail)

@@ -196,6 +196,11 @@ fn apply_keyed(kind: ResourceKind, doc: &mut Attrs, op: OpKind, key: &str, value
 fn apply_plain(doc: &mut Attrs, rp: &ResolvedPath, op: &PatchOperation) -> Result<(), ScimError> {
     let null = Value::Null;
     let value = op.value.as_ref().unwrap_or(&null);
+    if is_active(rp) && (op.op == OpKind::Remove || value.is_null()) {
+        // A user is active or not; no value is not a third state (it used to be stored as
+        // NULL and read as active, bringing a deactivated account back).
+        return Err(ScimError::invalid_value("'active' cannot be removed; replace it with true or false"));
+    }
     match op.op {
         OpKind::Remove if rp.attr.multi && rp.sub.is_none() && !value.is_null() => {
             // Remove the listed values only (Entra: path "members"/"emails" with a value list).
@@ -248,6 +253,11 @@ fn apply_plain(doc: &mut Attrs, rp: &ResolvedPath, op: &PatchOperation) -> Resul
         }
         OpKind::Add | OpKind::Replace => resource::set_path(doc, rp, value),
     }
+}
+
+/// The User's `active`: the one attribute that always has a value.
+fn is_active(rp: &ResolvedPath) -> bool {
+    rp.extension.is_none() && rp.sub.is_none() && rp.attr.name == "active" && rp.attr.ty == AttrType::Boolean
 }
 
 /// Whether two multi-valued elements are "the same value": equal `value` sub-attributes

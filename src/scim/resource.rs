@@ -187,9 +187,12 @@ pub fn prune_extension(doc: &mut Attrs, extension: Option<&str>) {
     }
 }
 
-/// Coerces a JSON value to an attribute's type. `Ok(None)` means "unassigned"
-/// (null, an empty array, an empty object). Tolerates what real IdPs send: booleans as
-/// `"True"`/`"False"`, numbers for strings, a single object for a multi-valued attribute.
+/// Checks a JSON value against an attribute's type. `Ok(None)` means "unassigned" (null,
+/// an empty array, an empty object). A value of the wrong JSON type is `invalidValue`
+/// (a number or `true` is not a string, a string is not a list of emails); what real IdPs
+/// send is tolerated: booleans as `"True"`/`"False"` (Entra), a single object for a
+/// multi-valued attribute, and a bare id for a singular complex attribute with a `value`
+/// (Entra's `manager`).
 pub fn coerce(attr: &AttrDef, value: &Value) -> Result<Option<Value>, ScimError> {
     if value.is_null() {
         return Ok(None);
@@ -197,13 +200,18 @@ pub fn coerce(attr: &AttrDef, value: &Value) -> Result<Option<Value>, ScimError>
     if attr.multi {
         let items: Vec<&Value> = match value {
             Value::Array(items) => items.iter().collect(),
-            single => vec![single],
+            single @ Value::Object(_) => vec![single],
+            other => return Err(wrong_type(attr, other, "an array")),
         };
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            if let Some(v) = coerce_single(attr, item)? {
-                out.push(v);
-            }
+            let element = match item {
+                Value::Null => continue,
+                Value::Object(_) => coerce_single(attr, item)?,
+                other if attr.ty == AttrType::Complex => return Err(wrong_type(attr, other, "an array of objects")),
+                _ => coerce_single(attr, item)?,
+            };
+            out.extend(element);
         }
         normalise_primary(&mut out);
         return Ok(if out.is_empty() { None } else { Some(Value::Array(out)) });
@@ -211,8 +219,23 @@ pub fn coerce(attr: &AttrDef, value: &Value) -> Result<Option<Value>, ScimError>
     coerce_single(attr, value)
 }
 
+/// The JSON type of a value, as an error names it.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn wrong_type(attr: &AttrDef, value: &Value, wanted: &str) -> ScimError {
+    ScimError::invalid_value(format!("'{}' must be {wanted}, not {}", attr.name, json_type(value)))
+}
+
 fn coerce_single(attr: &AttrDef, value: &Value) -> Result<Option<Value>, ScimError> {
-    let bad = || ScimError::invalid_value(format!("{} has a value of the wrong type", attr.name));
     Ok(match (attr.ty, value) {
         (_, Value::Null) => None,
         (AttrType::Complex, Value::Object(obj)) => {
@@ -232,30 +255,27 @@ fn coerce_single(attr: &AttrDef, value: &Value) -> Result<Option<Value>, ScimErr
                 Some(Value::Object(out))
             }
         }
-        // A bare value for a complex attribute that has a `value` sub-attribute.
-        (AttrType::Complex, scalar @ (Value::String(_) | Value::Number(_))) => match attr.sub_attr("value") {
+        // A bare id for a singular complex attribute that has a `value` (Entra's manager).
+        (AttrType::Complex, scalar @ Value::String(_)) if !attr.multi => match attr.sub_attr("value") {
             Some(sub) => coerce_single(sub, scalar)?.map(|v| {
                 let mut out = Map::new();
                 out.insert("value".into(), v);
                 Value::Object(out)
             }),
-            None => return Err(bad()),
+            None => return Err(wrong_type(attr, value, "an object")),
         },
-        (AttrType::Complex, _) => return Err(bad()),
+        (AttrType::Complex, _) => return Err(wrong_type(attr, value, "an object")),
         (AttrType::Boolean, Value::Bool(b)) => Some(Value::Bool(*b)),
         (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(Value::Bool(true)),
         (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(Value::Bool(false)),
-        (AttrType::Boolean, _) => return Err(bad()),
+        (AttrType::Boolean, _) => return Err(wrong_type(attr, value, "true or false")),
         (AttrType::Integer, Value::Number(n)) if n.is_i64() => Some(value.clone()),
-        (AttrType::Integer, Value::String(s)) => Some(Value::from(s.trim().parse::<i64>().map_err(|_| bad())?)),
-        (AttrType::Integer, _) => return Err(bad()),
+        (AttrType::Integer, _) => return Err(wrong_type(attr, value, "an integer")),
         (_, Value::String(s)) if s.len() > MAX_STRING_BYTES => {
             return Err(ScimError::invalid_value(format!("{} is longer than {MAX_STRING_BYTES} bytes", attr.name)))
         }
         (_, Value::String(s)) => Some(Value::String(s.clone())),
-        (_, Value::Number(n)) => Some(Value::String(n.to_string())),
-        (_, Value::Bool(b)) => Some(Value::String(b.to_string())),
-        (_, _) => return Err(bad()),
+        (_, _) => return Err(wrong_type(attr, value, "a string")),
     })
 }
 

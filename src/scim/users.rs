@@ -17,7 +17,8 @@ fn check_user_name(doc: &Attrs) -> Result<(), ScimError> {
     match doc.get("userName").and_then(Value::as_str) {
         Some(name) if name.len() > 512 => Err(ScimError::invalid_value("userName is longer than 512 characters")),
         Some(name) if name.trim() != name => Err(ScimError::invalid_value("userName has leading or trailing spaces")),
-        _ => Ok(()),
+        Some(name) => super::check_name_chars("userName", name),
+        None => Ok(()),
     }
 }
 
@@ -49,6 +50,8 @@ fn check_rules(doc: &Attrs, settings: &TenantSettings) -> Result<(), ScimError> 
     }
 }
 
+/// Stored users always have `active` (it is never NULL); a document without it is active
+/// only when it is a new user's (a server default, RFC 7643 §2.2).
 fn is_active(doc: &Attrs) -> bool {
     doc.get("active").and_then(Value::as_bool).unwrap_or(true)
 }
@@ -101,7 +104,18 @@ fn free_seat(conn: &rusqlite::Connection, id: &str, actor: &str, now: &str) -> S
 
 /// Replaces the user with `new_doc` and records what changed: the shared tail of PUT,
 /// PATCH, restore and adoption. Activation changes move the licence seat.
+/// A document without `active` (a PUT that leaves it out) keeps the stored value.
 fn replace_in_tx(conn: &rusqlite::Connection, id: &str, old: &Attrs, new_doc: &Attrs, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<StoredResource> {
+    let kept;
+    let new_doc = match (new_doc.get("active"), old.get("active")) {
+        (None, Some(stored)) => {
+            let mut doc = new_doc.clone();
+            doc.insert("active".into(), stored.clone());
+            kept = doc;
+            &kept
+        }
+        _ => new_doc,
+    };
     users::replace(conn, id, new_doc, now)?;
     let (_, _, _, managed_by) = users::origin_of(conn, id)?;
     if managed_by == "local" {

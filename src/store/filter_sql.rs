@@ -95,6 +95,9 @@ struct Target {
     sql: String,
     ty: AttrType,
     case_exact: bool,
+    /// For a unique name (userName, a group's displayName): its key column, which `eq`
+    /// and `ne` compare, so a filter finds the user that uniqueness says is the same.
+    key: Option<&'static str>,
 }
 
 /// Maps a sub-attribute name to its column expression under a table alias.
@@ -199,7 +202,7 @@ impl Compiler {
             let rp = ResolvedPath { extension: None, attr: scope.parent, sub: Some(sub) };
             let (_, column) = self.plural_from(&rp, scope.alias).ok_or_else(|| unknown(path))?;
             let sql = column(scope.alias, sub.name).ok_or_else(|| unknown(path))?;
-            let target = Target { sql, ty: sub.ty, case_exact: sub.case_exact };
+            let target = Target { sql, ty: sub.ty, case_exact: sub.case_exact, key: None };
             return self.compare(&target, cmp);
         }
         let rp = schema::resolve_path(self.kind, path).ok_or_else(|| unknown(path))?;
@@ -212,7 +215,7 @@ impl Compiler {
             let alias = self.alias();
             let (from, column) = self.plural_from(&rp, &alias).ok_or_else(|| unknown(path))?;
             let sql = column(&alias, sub.name).ok_or_else(|| unknown(path))?;
-            let target = Target { sql, ty: sub.ty, case_exact: sub.case_exact };
+            let target = Target { sql, ty: sub.ty, case_exact: sub.case_exact, key: None };
             let test = self.compare(&target, cmp)?;
             return Ok(format!("EXISTS (SELECT 1 FROM {from} AND {test})"));
         }
@@ -221,7 +224,7 @@ impl Compiler {
     }
 
     fn singular_target(&self, rp: &ResolvedPath) -> Option<Target> {
-        let t = |sql: String, ty: AttrType, case_exact: bool| Some(Target { sql, ty, case_exact });
+        let t = |sql: String, ty: AttrType, case_exact: bool| Some(Target { sql, ty, case_exact, key: None });
         let alias = match self.kind {
             ResourceKind::User => "u",
             ResourceKind::Group => "g",
@@ -235,7 +238,7 @@ impl Compiler {
         }
         match self.kind {
             ResourceKind::Group => match (rp.attr.name, rp.sub) {
-                ("displayName", None) => t("g.display_name".into(), AttrType::String, false),
+                ("displayName", None) => Some(Target { sql: "g.display_name".into(), ty: AttrType::String, case_exact: false, key: Some("g.display_name_key") }),
                 _ => None,
             },
             ResourceKind::User => {
@@ -244,7 +247,8 @@ impl Compiler {
                     c.ext == rp.extension && c.attr == rp.attr.name && c.sub == rp.sub.map(|s| s.name)
                 })?;
                 let ty = if column.kind == ColKind::Bool { AttrType::Boolean } else { attr.ty };
-                t(format!("u.{}", column.column), ty, attr.case_exact)
+                let key = (column.column == "user_name").then_some("u.user_name_key");
+                Some(Target { sql: format!("u.{}", column.column), ty, case_exact: attr.case_exact, key })
             }
         }
     }
@@ -316,6 +320,10 @@ impl Compiler {
             let p = self.bind(SqlValue::Text(pattern));
             return Ok(format!("{col} LIKE {p} ESCAPE '\\'"));
         }
+        if let (Some(key), CompareOp::Eq | CompareOp::Ne, SqlValue::Text(text)) = (target.key, op, &value) {
+            let p = self.bind(SqlValue::Text(crate::names::key(text)));
+            return Ok(if op == CompareOp::Eq { format!("{key} = {p}") } else { format!("{key} <> {p}") });
+        }
         let p = self.bind(value);
         Ok(match op {
             CompareOp::Eq => format!("{col} = {p}{collate}"),
@@ -369,13 +377,13 @@ mod tests {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         super::super::migrate::migrate(&mut conn).unwrap();
         let cases = [
-            (ResourceKind::User, r#"userName eq "a@b.c""#, "users_user_name"),
+            (ResourceKind::User, r#"userName eq "a@b.c""#, "users_user_name_key"),
             (ResourceKind::User, r#"externalId eq "x""#, "users_external_id"),
             (ResourceKind::User, r#"emails.value eq "a@b.c""#, "user_emails_value"),
             (ResourceKind::User, r#"emails[value eq "a@b.c"]"#, "user_emails_value"),
             (ResourceKind::User, r#"displayName eq "A""#, "users_display_name"),
             (ResourceKind::User, r#"id eq "x""#, "sqlite_autoindex_users_1"),
-            (ResourceKind::Group, r#"displayName eq "G""#, "groups_display_name"),
+            (ResourceKind::Group, r#"displayName eq "G""#, "groups_display_name_key"),
             (ResourceKind::Group, r#"externalId eq "x""#, "groups_external_id"),
             (ResourceKind::Group, r#"id eq "x""#, "sqlite_autoindex_groups_1"),
         ];

@@ -20,13 +20,18 @@ fn text(doc: &Attrs, key: &str) -> Option<String> {
     doc.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
+/// The comparison key of a document's displayName (see `crate::names`).
+fn name_key(doc: &Attrs) -> String {
+    crate::names::key(doc.get("displayName").and_then(Value::as_str).unwrap_or_default())
+}
+
 pub fn insert(conn: &Connection, doc: &Attrs, scope: &str, managed_by: &str, ignored: bool, now: &str) -> StoreResult<(i64, String)> {
     let id = new_resource_id();
     conn.prepare_cached(
-        "INSERT INTO groups (id, display_name, external_id, created, last_modified, version, scope, managed_by, ignored)
-         VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
+        "INSERT INTO groups (id, display_name, display_name_key, external_id, created, last_modified, version, scope, managed_by, ignored)
+         VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
     )?
-    .execute(params![id, text(doc, "displayName"), text(doc, "externalId"), now, now, scope, managed_by, ignored])
+    .execute(params![id, text(doc, "displayName"), name_key(doc), text(doc, "externalId"), now, now, scope, managed_by, ignored])
     .map_err(conflict_or)?;
     Ok((conn.last_insert_rowid(), id))
 }
@@ -48,9 +53,10 @@ fn state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupState> {
 
 const STATE: &str = "SELECT pk, id, display_name, scope, managed_by, ignored FROM groups";
 
-/// A group by name, whatever its scope (names are unique case-insensitively).
+/// A group by name, whatever its scope (names are unique as `crate::names::key` compares
+/// them: "sales " is "Sales").
 pub fn state_by_name(conn: &Connection, name: &str) -> StoreResult<Option<GroupState>> {
-    Ok(conn.prepare_cached(&format!("{STATE} WHERE display_name = ?"))?.query_row([name], state_row).optional()?)
+    Ok(conn.prepare_cached(&format!("{STATE} WHERE display_name_key = ?"))?.query_row([crate::names::key(name)], state_row).optional()?)
 }
 
 /// An org-level group by id (project groups do not exist for SCIM).
@@ -83,9 +89,9 @@ pub fn inactive_basic_members(conn: &Connection, group_pk: i64) -> StoreResult<V
 /// membership changed, so the group's ETag and lastModified move).
 pub fn update(conn: &Connection, pk: i64, doc: &Attrs, now: &str) -> StoreResult<()> {
     conn.prepare_cached(
-        "UPDATE groups SET display_name = ?, external_id = ?, last_modified = ?, version = version + 1 WHERE pk = ?",
+        "UPDATE groups SET display_name = ?, display_name_key = ?, external_id = ?, last_modified = ?, version = version + 1 WHERE pk = ?",
     )?
-    .execute(params![text(doc, "displayName"), text(doc, "externalId"), now, pk])
+    .execute(params![text(doc, "displayName"), name_key(doc), text(doc, "externalId"), now, pk])
     .map_err(conflict_or)?;
     Ok(())
 }

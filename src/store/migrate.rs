@@ -4,18 +4,143 @@
 //! `migrate_to_vN` in its own transaction. A newer one is refused: a downgraded binary
 //! must never write to a schema it does not understand.
 
-use log::info;
-use rusqlite::Connection;
+use log::{info, warn};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{StoreError, StoreResult};
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` creates.
-pub const CURRENT: i64 = 4;
+pub const CURRENT: i64 = 5;
 
 /// `MIGRATIONS[i]` brings a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2, migrate_to_v3, migrate_to_v4];
+const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2, migrate_to_v3, migrate_to_v4, migrate_to_v5];
+
+/// v5: stored data that was not what it claimed to be.
+/// * `active` was NULL after a PATCH removed it (or a PUT left it out) and every reader
+///   took NULL for active; it is now `NOT NULL DEFAULT 1`. Existing NULLs become 1, which
+///   is what every reader (sign-in, seat counters, lists) already made of them, so no
+///   account changes state and the counters stay right; the licence column is kept, so a
+///   NULL that held no seat still holds none.
+/// * userName and group displayName were unique in ASCII case only. Each gets a key column
+///   (`crate::names::key`, computed here in Rust) under a UNIQUE index. Rows whose names
+///   now collide are kept apart (the later row's key gets its pk appended), logged, and
+///   reported by `scimd check` for a person to rename.
+/// * Tokens of accounts that are inactive or deleted are revoked, as the new
+///   `users_revoke_tokens` trigger does from now on.
+///
+/// SQLite cannot add NOT NULL to a column in place, so `users` and `groups` are rebuilt
+/// from `schema.sql` (foreign keys off, see `migrate`): a migrated database then has the
+/// very tables, indexes and triggers of a new one.
+fn migrate_to_v5(conn: &Connection) -> StoreResult<()> {
+    let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    if enforced {
+        // Dropping `users` with foreign keys on would cascade into emails and memberships.
+        return Err(StoreError::Corrupt("the v5 migration must run with foreign keys off".into()));
+    }
+    let unassigned: i64 = conn.query_row("SELECT count(*) FROM users WHERE active IS NULL", [], |r| r.get(0))?;
+    rebuild(conn, "users", "user_name_key")?;
+    rebuild(conn, "groups", "display_name_key")?;
+    let users_kept_apart = fill_keys(conn, "users", "user_name", "user_name_key")?;
+    let groups_kept_apart = fill_keys(conn, "groups", "display_name", "display_name_key")?;
+    for table in ["users", "groups"] {
+        for statement in SCHEMA.lines().filter(|l| {
+            [format!("CREATE INDEX {table}_"), format!("CREATE UNIQUE INDEX {table}_"), format!("CREATE TRIGGER {table}_")].iter().any(|p| l.starts_with(p.as_str()))
+        }) {
+            conn.execute_batch(statement)?;
+        }
+    }
+    conn.execute(&format!("INSERT OR REPLACE INTO counters (name, n) {}", super::RECOUNT_SQL), [])?;
+    let revoked = conn.execute(
+        "UPDATE api_tokens SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE revoked_at IS NULL AND user_id NOT IN (SELECT id FROM users WHERE active = 1 AND deleted_at IS NULL)",
+        [],
+    )?;
+    let dangling: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+    if dangling != 0 {
+        return Err(StoreError::Corrupt(format!("{dangling} rows reference missing users or groups after the v5 rebuild")));
+    }
+    if unassigned > 0 {
+        warn!(target: "scimd::store", "v5: {unassigned} users had no 'active' value; they are now active, as they were already treated");
+    }
+    if revoked > 0 {
+        warn!(target: "scimd::store", "v5: revoked {revoked} bearer tokens of inactive or deleted accounts");
+    }
+    if users_kept_apart + groups_kept_apart > 0 {
+        warn!(
+            target: "scimd::store",
+            "v5: {users_kept_apart} userNames and {groups_kept_apart} group displayNames are the same name as an earlier one under Unicode \
+             normalisation; both were kept; `scimd check` lists them: rename one of each pair"
+        );
+    }
+    Ok(())
+}
+
+/// Rebuilds `table` as `schema.sql` defines it, copying every row; the new key column
+/// starts empty. The table's indexes and triggers go with the old table.
+fn rebuild(conn: &Connection, table: &str, key_column: &str) -> StoreResult<()> {
+    let head = format!("CREATE TABLE {table} (");
+    let start = SCHEMA.find(&head).ok_or_else(|| StoreError::Corrupt(format!("schema.sql has no table {table}")))?;
+    let end = SCHEMA[start..].find("\n);").map(|e| start + e + 3).ok_or_else(|| StoreError::Corrupt(format!("schema.sql: {table} does not end")))?;
+    let create = SCHEMA[start..end].replacen(&head, &format!("CREATE TABLE {table}_v5 ("), 1);
+    let columns: Vec<String> = conn
+        .prepare(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let values: Vec<String> = columns.iter().map(|c| if c == "active" { "coalesce(active, 1)".to_string() } else { c.clone() }).collect();
+    conn.execute_batch(&create)?;
+    conn.execute(&format!("INSERT INTO {table}_v5 ({}, {key_column}) SELECT {}, '' FROM {table}", columns.join(", "), values.join(", ")), [])?;
+    conn.execute_batch(&format!("DROP TABLE {table}; ALTER TABLE {table}_v5 RENAME TO {table};"))?;
+    Ok(())
+}
+
+/// Rows read per step while keys are computed: bounded memory on a million users.
+const KEY_BATCH: i64 = 10_000;
+
+/// Computes every row's name key, then keeps colliding rows apart: the first (lowest pk)
+/// keeps the key, each later one gets `key U+0001 pk` (U+0001 is refused in new names, so
+/// no real key looks like it). Returns how many rows were kept apart.
+fn fill_keys(conn: &Connection, table: &str, name_column: &str, key_column: &str) -> StoreResult<usize> {
+    let mut after = i64::MIN;
+    loop {
+        let batch: Vec<(i64, String)> = conn
+            .prepare_cached(&format!("SELECT pk, {name_column} FROM {table} WHERE pk > ? ORDER BY pk LIMIT {KEY_BATCH}"))?
+            .query_map([after], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let Some(&(last, _)) = batch.last() else { break };
+        after = last;
+        let mut update = conn.prepare_cached(&format!("UPDATE {table} SET {key_column} = ? WHERE pk = ?"))?;
+        for (pk, name) in &batch {
+            update.execute(params![crate::names::key(name), pk])?;
+        }
+    }
+    let shared: Vec<String> = conn
+        .prepare(&format!("SELECT {key_column} FROM {table} GROUP BY {key_column} HAVING count(*) > 1"))?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut kept_apart = 0;
+    for key in shared {
+        let rows: Vec<(i64, String)> = conn
+            .prepare(&format!("SELECT pk, {name_column} FROM {table} WHERE {key_column} = ? ORDER BY pk"))?
+            .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let Some((first_pk, first_name)) = rows.first().cloned() else { continue };
+        for (pk, name) in rows.into_iter().skip(1) {
+            let mut distinct = format!("{key}\u{1}{pk}");
+            let taken = |k: &str| -> StoreResult<bool> {
+                Ok(conn.prepare(&format!("SELECT 1 FROM {table} WHERE {key_column} = ?"))?.query_row([k], |_| Ok(())).optional()?.is_some())
+            };
+            while taken(&distinct)? {
+                distinct.push('\u{1}');
+            }
+            conn.execute(&format!("UPDATE {table} SET {key_column} = ? WHERE pk = ?"), params![distinct, pk])?;
+            warn!(target: "scimd::store", "v5: {table} {name:?} (pk {pk}) is the same name as {first_name:?} (pk {first_pk}); kept both");
+            kept_apart += 1;
+        }
+    }
+    Ok(kept_apart)
+}
 
 /// v4: what every write did by scanning, so it slowed down as the tenant grew: counting
 /// the seats in use (each create), counting the visible users for an unfiltered list, and
@@ -26,7 +151,7 @@ fn migrate_to_v4(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(INACTIVE_BASIC_INDEX)?;
     let counters = SCHEMA
         .lines()
-        .filter(|l| l.starts_with("CREATE TABLE counters") || l.starts_with("CREATE TRIGGER "))
+        .filter(|l| ["CREATE TABLE counters", "CREATE TRIGGER users_count", "CREATE TRIGGER groups_count"].iter().any(|p| l.starts_with(p)))
         .collect::<Vec<_>>()
         .join("\n");
     conn.execute_batch(&counters)?;
@@ -77,6 +202,17 @@ fn migrate_to_v2(conn: &Connection) -> StoreResult<()> {
 }
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    // Rebuilding a table (v5) must not cascade deletes into the rows that reference it,
+    // and `PRAGMA foreign_keys` cannot change inside a transaction: off for the
+    // migrations (each checks what it rebuilt), then back as it was.
+    let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let result = migrate_steps(conn);
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    result
+}
+
+fn migrate_steps(conn: &mut Connection) -> StoreResult<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > CURRENT {
         return Err(StoreError::Corrupt(format!(
@@ -131,7 +267,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         let add = |id: &str, license: &str| {
             conn.execute(
-                "INSERT INTO users (id, user_name, license, created, last_modified) VALUES (?1, ?1, ?2, 't', 't')",
+                "INSERT INTO users (id, user_name, user_name_key, license, created, last_modified) VALUES (?1, ?1, ?1, ?2, 't', 't')",
                 [id, license],
             )
             .unwrap();
@@ -144,8 +280,8 @@ mod tests {
         conn.execute("UPDATE users SET license = 'creator_float' WHERE id = 'a'", []).unwrap();
         conn.execute("UPDATE users SET deleted_at = 't' WHERE id = 'c'", []).unwrap();
         conn.execute("DELETE FROM users WHERE id = 'd'", []).unwrap();
-        conn.execute("INSERT INTO groups (id, display_name, created, last_modified) VALUES ('g', 'G', 't', 't')", []).unwrap();
-        conn.execute("INSERT INTO groups (id, display_name, scope, created, last_modified) VALUES ('p', 'P', 'project', 't', 't')", [])
+        conn.execute("INSERT INTO groups (id, display_name, display_name_key, created, last_modified) VALUES ('g', 'G', 'g', 't', 't')", []).unwrap();
+        conn.execute("INSERT INTO groups (id, display_name, display_name_key, scope, created, last_modified) VALUES ('p', 'P', 'p', 'project', 't', 't')", [])
             .unwrap();
         let counted = |name: &str| -> i64 { conn.query_row("SELECT n FROM counters WHERE name = ?", [name], |r| r.get(0)).unwrap() };
         let truth = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
@@ -157,10 +293,6 @@ mod tests {
         assert_eq!(super::super::users::seats_used(&conn, "creator_float", "x").unwrap(), 1);
     }
 
-    fn schema_defines(statement: &str) -> bool {
-        SCHEMA.contains(statement)
-    }
-
     /// Databases made by earlier schemas migrate to the same tables and columns a new
     /// database gets, keeping their rows.
     #[test]
@@ -169,6 +301,7 @@ mod tests {
             include_str!("../../tests/fixtures/schema_v1.sql"),
             include_str!("../../tests/fixtures/schema_v2.sql"),
             include_str!("../../tests/fixtures/schema_v3.sql"),
+            include_str!("../../tests/fixtures/schema_v4.sql"),
         ] {
             check_migration(old_schema);
         }
@@ -177,9 +310,14 @@ mod tests {
     fn check_migration(old_schema: &str) {
         let describe = |conn: &Connection| -> Vec<String> {
             let mut stmt = conn
-                .prepare("SELECT m.name, p.name, p.type FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' ORDER BY 1, p.cid")
+                .prepare(
+                    "SELECT m.name, p.name, p.type, p.\"notnull\", coalesce(p.dflt_value, '') FROM sqlite_master m, pragma_table_info(m.name) p
+                     WHERE m.type = 'table' ORDER BY 1, p.cid",
+                )
                 .unwrap();
-            stmt.query_map([], |r| Ok(format!("{}.{} {}", r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            stmt.query_map([], |r| {
+                Ok(format!("{}.{} {} notnull={} default={}", r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?))
+            })
                 .unwrap()
                 .map(Result::unwrap)
                 .collect()
@@ -216,5 +354,54 @@ mod tests {
         assert_eq!(counted("users"), 1, "the triggers keep it");
         let events: i64 = old.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
         assert_eq!(events, 1, "the activity log survives");
+    }
+
+    /// A v4 database with what v5 fixes: an `active` left NULL, names that collide under
+    /// the new key, and a live token of a deactivated account.
+    #[test]
+    fn v5_fixes_unassigned_active_colliding_names_and_stale_tokens() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../../tests/fixtures/schema_v4.sql")).unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        let user = |id: &str, name: &str, active: Option<i64>, license: &str| {
+            conn.execute(
+                "INSERT INTO users (id, user_name, active, license, created, last_modified) VALUES (?1, ?2, ?3, ?4, 't', 't')",
+                params![id, name, active, license],
+            )
+            .unwrap();
+        };
+        user("n", "unassigned@x.com", None, "creator");
+        user("a1", "\u{e4}lice@x.com", Some(1), "none");
+        user("a2", "\u{c4}LICE@X.COM", Some(1), "none");
+        user("a3", "a\u{308}lice@x.com", Some(0), "none");
+        user("off", "off@x.com", Some(0), "none");
+        conn.execute("INSERT INTO user_emails (user_pk, position, value) SELECT pk, 0, user_name FROM users", []).unwrap();
+        conn.execute("INSERT INTO groups (id, display_name, created, last_modified) VALUES ('g1', 'Sales', 't', 't'), ('g2', 'sales ', 't', 't')", []).unwrap();
+        conn.execute("INSERT INTO memberships (group_pk, user_pk) SELECT g.pk, u.pk FROM groups g, users u", []).unwrap();
+        conn.execute("INSERT INTO api_tokens (token_id, user_id, issued_at, expires_at) VALUES ('t-off', 'off', 't', 'z'), ('t-on', 'a1', 't', 'z')", []).unwrap();
+        migrate(&mut conn).unwrap();
+        let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert!(enforced, "foreign keys are back on after the migration");
+        let n = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(n("SELECT active FROM users WHERE id = 'n'"), 1, "an unassigned active became active");
+        assert_eq!(n("SELECT count(*) FROM user_emails"), 5, "no email was cascaded away by the rebuild");
+        assert_eq!(n("SELECT count(*) FROM memberships"), 10, "nor any membership");
+        assert_eq!(n("SELECT n FROM counters WHERE name = 'seats:creator'"), 1, "the NULL user keeps its seat");
+        assert!(conn.execute("UPDATE users SET active = NULL WHERE id = 'n'", []).is_err(), "active is NOT NULL now");
+        let key = |id: &str| -> String { conn.query_row("SELECT user_name_key FROM users WHERE id = ?", [id], |r| r.get(0)).unwrap() };
+        assert_eq!(key("a1"), "\u{e4}lice@x.com");
+        assert_ne!(key("a2"), key("a1"), "colliding rows are kept apart");
+        assert_ne!(key("a3"), key("a1"));
+        assert_ne!(key("a3"), key("a2"));
+        let group_keys = n("SELECT count(DISTINCT display_name_key) FROM groups");
+        assert_eq!(group_keys, 2);
+        let clashes = super::super::users::name_clashes(&conn).unwrap();
+        assert_eq!(clashes.len(), 3, "check reports each later row of a colliding set");
+        assert!(clashes.iter().any(|c| c.table == "groups" && c.name == "sales " && c.same_as.as_ref().is_some_and(|(_, n)| n == "Sales")));
+        assert_eq!(n("SELECT count(*) FROM api_tokens WHERE token_id = 't-off' AND revoked_at IS NOT NULL"), 1, "a deactivated account's token is revoked");
+        assert_eq!(n("SELECT count(*) FROM api_tokens WHERE token_id = 't-on' AND revoked_at IS NULL"), 1, "an active account's is not");
+        conn.execute("UPDATE users SET active = 0, last_modified = 'u' WHERE id = 'a1'", []).unwrap();
+        assert_eq!(n("SELECT count(*) FROM api_tokens WHERE token_id = 't-on' AND revoked_at = 'u'"), 1, "the trigger revokes from now on");
+        assert_eq!(n("SELECT count(*) FROM events WHERE resource_type = 'Token' AND action = 'delete' AND resource_id = 'a1'"), 1, "and logs it");
     }
 }

@@ -94,17 +94,28 @@ static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| {
 
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     let cols: Vec<&str> = writable().map(|c| c.column).collect();
-    let marks = vec!["?"; cols.len() + 9].join(", ");
+    let marks = vec!["?"; cols.len() + 10].join(", ");
     format!(
-        "INSERT INTO users (id, created, last_modified, version, role, password_hash, license, auth_type, managed_by, {}) VALUES ({marks})",
+        "INSERT INTO users (id, created, last_modified, version, role, password_hash, license, auth_type, managed_by, user_name_key, {}) VALUES ({marks})",
         cols.join(", ")
     )
 });
 
+/// A boolean the document leaves out keeps its stored value: `active` is never NULL.
 static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
-    let sets: Vec<String> = writable().map(|c| format!("{} = ?", c.column)).collect();
-    format!("UPDATE users SET {}, last_modified = ?, version = version + 1 WHERE pk = ?", sets.join(", "))
+    let sets: Vec<String> = writable()
+        .map(|c| match c.kind {
+            ColKind::Bool => format!("{0} = coalesce(?, {0})", c.column),
+            ColKind::Text => format!("{} = ?", c.column),
+        })
+        .collect();
+    format!("UPDATE users SET user_name_key = ?, {}, last_modified = ?, version = version + 1 WHERE pk = ?", sets.join(", "))
 });
+
+/// The comparison key of a document's userName (see `crate::names`).
+fn user_name_key(doc: &Attrs) -> String {
+    crate::names::key(doc.get("userName").and_then(Value::as_str).unwrap_or_default())
+}
 
 fn lookup<'a>(doc: &'a Attrs, c: &ColumnMap) -> Option<&'a Value> {
     let holder = match c.ext {
@@ -344,6 +355,7 @@ pub fn insert(conn: &Connection, doc: &Attrs, origin: &UserOrigin<'_>, now: &str
         text(origin.license),
         text(origin.auth_type),
         text(origin.managed_by),
+        Sql::Text(user_name_key(doc)),
     ];
     // A user the IdP creates without saying is active (a server default, RFC 7643 §2.2).
     let mut doc = doc.clone();
@@ -362,7 +374,8 @@ pub fn insert(conn: &Connection, doc: &Attrs, origin: &UserOrigin<'_>, now: &str
 pub fn replace(conn: &Connection, id: &str, doc: &Attrs, now: &str) -> StoreResult<()> {
     use rusqlite::types::Value as Sql;
     let pk = pk_of(conn, id)?;
-    let mut values = column_values(doc);
+    let mut values = vec![Sql::Text(user_name_key(doc))];
+    values.extend(column_values(doc));
     values.push(Sql::Text(now.into()));
     values.push(Sql::Integer(pk));
     conn.prepare_cached(&UPDATE_SQL)?
@@ -400,11 +413,12 @@ pub fn undelete(conn: &Connection, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// A user by userName whatever its state: (id, soft-deleted, managed_by).
+/// A user by userName (compared as `crate::names::key` does) whatever its state:
+/// (id, soft-deleted, managed_by).
 pub fn find_by_user_name(conn: &Connection, user_name: &str) -> StoreResult<Option<(String, bool, String)>> {
     Ok(conn
-        .prepare_cached("SELECT id, deleted_at IS NOT NULL, managed_by FROM users WHERE user_name = ? COLLATE NOCASE")?
-        .query_row([user_name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .prepare_cached("SELECT id, deleted_at IS NOT NULL, managed_by FROM users WHERE user_name_key = ?")?
+        .query_row([crate::names::key(user_name)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?)
 }
 
@@ -486,10 +500,11 @@ fn account(r: &Row<'_>) -> rusqlite::Result<AccountRecord> {
     })
 }
 
+/// An account by sign-in name, compared as userName uniqueness compares it.
 pub fn find_account(conn: &Connection, user_name: &str) -> StoreResult<Option<AccountRecord>> {
     Ok(conn
-        .prepare_cached("SELECT id, user_name, active, role, password_hash, license FROM users WHERE user_name = ? COLLATE NOCASE AND deleted_at IS NULL")?
-        .query_row([user_name], account)
+        .prepare_cached("SELECT id, user_name, active, role, password_hash, license FROM users WHERE user_name_key = ? AND deleted_at IS NULL")?
+        .query_row([crate::names::key(user_name)], account)
         .optional()?)
 }
 
@@ -529,8 +544,8 @@ pub fn sanitize_candidates(conn: &Connection) -> StoreResult<Vec<crate::ops::san
 
 /// Renames a user (sanitisation); a clash with another userName is a conflict.
 pub fn rename(conn: &Connection, id: &str, user_name: &str, now: &str) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE users SET user_name = ?, last_modified = ?, version = version + 1 WHERE id = ?")?
-        .execute(params![user_name, now, id])
+    conn.prepare_cached("UPDATE users SET user_name = ?, user_name_key = ?, last_modified = ?, version = version + 1 WHERE id = ?")?
+        .execute(params![user_name, crate::names::key(user_name), now, id])
         .map_err(conflict_or)?;
     Ok(())
 }
@@ -581,4 +596,37 @@ pub fn summaries(conn: &Connection) -> StoreResult<Vec<UserSummary>> {
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// A stored name whose key is not the one `crate::names::key` computes: a row the v5
+/// migration kept apart from an earlier row of the same name (or a key from a different
+/// normalisation). `same_as` is the row that holds the name's key, if any.
+#[derive(Clone, Debug)]
+pub struct NameClash {
+    pub table: &'static str,
+    pub id: String,
+    pub name: String,
+    pub same_as: Option<(String, String)>,
+}
+
+/// Every `NameClash` among users and groups (`scimd check`); reads each row once.
+pub fn name_clashes(conn: &Connection) -> StoreResult<Vec<NameClash>> {
+    let mut out = Vec::new();
+    for (table, name_column, key_column) in [("users", "user_name", "user_name_key"), ("groups", "display_name", "display_name_key")] {
+        let mut stmt = conn.prepare(&format!("SELECT id, {name_column}, {key_column} FROM {table} ORDER BY pk"))?;
+        let mut rows = stmt.query([])?;
+        let mut odd = Vec::new();
+        while let Some(r) = rows.next()? {
+            let (id, name, stored): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            if crate::names::key(&name) != stored {
+                odd.push((id, name));
+            }
+        }
+        let mut holder = conn.prepare(&format!("SELECT id, {name_column} FROM {table} WHERE {key_column} = ?"))?;
+        for (id, name) in odd {
+            let same_as = holder.query_row([crate::names::key(&name)], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+            out.push(NameClash { table, id, name, same_as });
+        }
+    }
+    Ok(out)
 }

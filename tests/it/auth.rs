@@ -55,7 +55,7 @@ async fn deactivated_or_non_admin_accounts_are_refused() {
     // request (no stale cache).
     let second = scimd::auth::password::hash_password("second-admin-pass", 1000);
     s.db("acme")
-        .execute("INSERT INTO users (id, user_name, active, role, password_hash, license, created, last_modified) VALUES ('adm2', 'admin2', 1, 'org_admin', ?1, 'creator', 'x', 'x')", [&second])
+        .execute("INSERT INTO users (id, user_name, user_name_key, active, role, password_hash, license, created, last_modified) VALUES ('adm2', 'admin2', 'admin2', 1, 'org_admin', ?1, 'creator', 'x', 'x')", [&second])
         .unwrap();
     assert_eq!(users_with(&s, "acme", Some(&s.auth)).await.status, 200);
     let (ok, out) = scimd_cli(&s, &["user", "deactivate", "--tenant", "acme", "--username", ADMIN]);

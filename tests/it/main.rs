@@ -20,6 +20,7 @@ mod limits;
 mod list;
 mod logs;
 mod metrics;
+mod names;
 mod operator;
 mod packaging;
 mod protocol;
