@@ -472,7 +472,7 @@ mod tests {
         let store = Store::open(&dir.join("scim.db")).unwrap();
         let insert = |conn: &Connection, name: &str| -> StoreResult<()> {
             conn.execute(
-                "INSERT INTO groups (id, display_name, created, last_modified) VALUES (?1, ?1, 'x', 'x')",
+                "INSERT INTO groups (id, display_name, display_name_key, created, last_modified) VALUES (?1, ?1, ?1, 'x', 'x')",
                 [name],
             )?;
             Ok(())
