@@ -1,0 +1,99 @@
+//! Issue 13 items 5 and 6: work that could grow faster than its input is capped or linear,
+//! scans have a time budget that stops the SQLite query, and list pages have a byte budget.
+//! Nothing here is timed: the costs are measured in `benches/costs.rs`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{binary_data_dir, connect, send, ServeBinary, TempDir, TestServer};
+
+const CAP: usize = scimd::scim::resource::MAX_MULTI_VALUES;
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+fn q(s: &str) -> String {
+    s.replace(' ', "%20").replace('"', "%22")
+}
+
+/// A server whose bodies may be 1 MiB (the tests' default is 64 KiB).
+async fn roomy() -> TestServer {
+    TestServer::start_with_settings("require_username_is_email = false\n", |c| c.max_body_bytes = 1 << 20).await
+}
+
+fn emails(prefix: &str, n: usize) -> Vec<Value> {
+    (0..n).map(|i| json!({"value": format!("{prefix}{i}@x.com"), "type": "work"})).collect()
+}
+
+#[tokio::test]
+async fn multi_valued_attributes_are_capped_on_post_put_and_patch() {
+    let s = roomy().await;
+    // POST: every capped attribute, one past the cap, is refused naming it; nothing stored.
+    for attr in ["emails", "phoneNumbers", "ims", "photos", "entitlements", "roles", "x509Certificates", "addresses"] {
+        let values: Vec<Value> = (0..=CAP).map(|i| if attr == "addresses" { json!({"locality": format!("c{i}")}) } else { json!({"value": format!("v{i}")}) }).collect();
+        let r = s.post("/Users", json!({"userName": format!("{attr}@x.com"), attr: values})).await;
+        r.assert_error(400, Some("invalidValue"));
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(detail.contains(attr) && detail.contains(&CAP.to_string()), "{detail}");
+    }
+    assert_eq!(s.count("acme", "SELECT count(*) FROM users WHERE user_name <> 'scim-admin'"), 0);
+    // At the cap is fine.
+    let r = s.post("/Users", json!({"userName": "full@x.com", "emails": emails("a", CAP)})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    // PUT past the cap: refused, the user unchanged.
+    let r = s.put(&format!("/Users/{id}"), json!({"userName": "full@x.com", "roles": (0..=CAP).map(|i| json!({"value": format!("r{i}")})).collect::<Vec<_>>()})).await;
+    r.assert_error(400, Some("invalidValue"));
+    // PATCH adding one more: refused, nothing stored.
+    let r = s.patch(&format!("/Users/{id}"), json!({"Operations": [{"op": "add", "path": "emails", "value": [{"value": "one-more@x.com"}]}]})).await;
+    r.assert_error(400, Some("invalidValue"));
+    assert!(r.body["detail"].as_str().unwrap().contains("emails"));
+    // A path-less PATCH (Entra's dialect) is capped the same way.
+    let r = s.patch(&format!("/Users/{id}"), json!({"Operations": [{"op": "add", "value": {"emails": [{"value": "b@x.com"}]}}]})).await;
+    r.assert_error(400, Some("invalidValue"));
+    let stored = s.count("acme", &format!("SELECT count(*) FROM user_emails e JOIN users u ON u.pk = e.user_pk WHERE u.id = '{id}'"));
+    assert_eq!(stored as usize, CAP);
+    assert_eq!(s.count("acme", "SELECT count(*) FROM user_values"), 0);
+    // Replacing the list in one operation and adding in another stays legal while the
+    // result is within the cap.
+    let r = s
+        .patch(&format!("/Users/{id}"), json!({"Operations": [
+            {"op": "replace", "path": "emails", "value": emails("c", CAP - 1)},
+            {"op": "add", "path": "emails", "value": [{"value": "last@x.com"}]}]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["emails"].as_array().unwrap().len(), CAP);
+    // Group members are rows, not values: not capped.
+    let members: Vec<Value> = (0..=CAP).map(|i| json!({"value": format!("u{i}")})).collect();
+    assert!(scimd::scim::resource::decode(scimd::scim::schema::ResourceKind::Group, &json!({"displayName": "g", "members": members})).is_ok());
+}
+
+#[tokio::test]
+async fn patch_add_and_remove_compare_values_as_before() {
+    let s = TestServer::start().await;
+    let r = s.post("/Users", json!({"userName": "p@x.com", "emails": [{"value": "a@x.com", "type": "work"}, {"value": "b@x.com"}], "roles": [{"type": "t", "display": "no value"}]})).await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    // The same value with its keys in another order is not added twice; a new one is.
+    let r = s
+        .patch(&format!("/Users/{id}"), json!({"Operations": [{"op": "add", "path": "emails", "value": [{"type": "work", "value": "a@x.com"}, {"value": "c@x.com"}, {"value": "c@x.com"}]}]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let values: Vec<&str> = r.body["emails"].as_array().unwrap().iter().map(|e| e["value"].as_str().unwrap()).collect();
+    assert_eq!(values, ["a@x.com", "b@x.com", "c@x.com"]);
+    // Remove by value list: an element with a value matches by its value; one without by
+    // the whole element.
+    let r = s
+        .patch(&format!("/Users/{id}"), json!({"Operations": [
+            {"op": "remove", "path": "emails", "value": [{"value": "a@x.com", "type": "home"}, {"value": "c@x.com"}]},
+            {"op": "remove", "path": "roles", "value": [{"display": "no value", "type": "t"}]}]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["emails"], json!([{"value": "b@x.com"}]));
+    assert!(r.body.get("roles").is_none(), "{}", r.body);
+    // A filtered remove that matches most of a list keeps the others in order.
+    let r = s.patch(&format!("/Users/{id}"), json!({"Operations": [{"op": "add", "path": "emails", "value": emails("d", 50)}]})).await;
+    assert_eq!(r.status, 200);
+    let r = s.patch(&format!("/Users/{id}"), json!({"Operations": [{"op": "remove", "path": "emails[value sw \"d\"]"}]})).await;
+    assert_eq!(r.body["emails"], json!([{"value": "b@x.com"}]), "{}", r.body);
+}
+
