@@ -97,3 +97,80 @@ async fn patch_add_and_remove_compare_values_as_before() {
     assert_eq!(r.body["emails"], json!([{"value": "b@x.com"}]), "{}", r.body);
 }
 
+fn bulk_status<'a>(body: &'a Value, bulk_id: &str) -> &'a Value {
+    body["Operations"].as_array().unwrap().iter().find(|o| o["bulkId"] == bulk_id).unwrap_or_else(|| panic!("no {bulk_id} in {body}"))
+}
+
+/// The order users were created in (by primary key), as userNames.
+fn creation_order(s: &TestServer, prefix: &str) -> Vec<String> {
+    let db = s.db("acme");
+    let mut stmt = db.prepare("SELECT user_name FROM users WHERE user_name LIKE ?1 ORDER BY pk").unwrap();
+    stmt.query_map([format!("{prefix}%")], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+#[tokio::test]
+async fn bulk_runs_each_operation_once_what_it_references_has_run() {
+    let s = roomy().await;
+    // 1,000 operations, each referencing the next one's bulkId: a backward chain.
+    let n = scimd::http::bulk::MAX_OPERATIONS;
+    let ops: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut data = json!({"userName": format!("chain{i:04}@x.com")});
+            if i + 1 < n {
+                data[ENTERPRISE] = json!({"manager": {"value": format!("bulkId:c{}", i + 1)}});
+            }
+            json!({"method": "POST", "path": "/Users", "bulkId": format!("c{i}"), "data": data})
+        })
+        .collect();
+    let r = s.post("/Bulk", json!({"Operations": ops})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let results = r.body["Operations"].as_array().unwrap();
+    assert_eq!(results.len(), n);
+    assert!(results.iter().all(|o| o["status"] == "201"), "{}", r.body);
+    // Answers come in request order; the references resolved to the right ids.
+    let id = |i: usize| bulk_status(&r.body, &format!("c{i}"))["location"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let db = s.db("acme");
+    for i in [0, 1, n / 2, n - 2] {
+        let manager: String = db.query_row("SELECT ent_manager FROM users WHERE id = ?1", [id(i)], |r| r.get(0)).unwrap();
+        assert_eq!(manager, id(i + 1), "operation {i}");
+    }
+    let expected: Vec<String> = (0..n).rev().map(|i| format!("chain{i:04}@x.com")).collect();
+    assert_eq!(creation_order(&s, "chain"), expected);
+
+    // Ties in request order: an operation runs as soon as what it references has run.
+    let r = s
+        .post("/Bulk", json!({"Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "x", "data": {"userName": "tie-x@x.com", "title": "bulkId:b"}},
+            {"method": "POST", "path": "/Users", "bulkId": "b", "data": {"userName": "tie-b@x.com"}},
+            {"method": "POST", "path": "/Users", "bulkId": "c", "data": {"userName": "tie-c@x.com"}}]}))
+        .await;
+    assert!(r.body["Operations"].as_array().unwrap().iter().all(|o| o["status"] == "201"), "{}", r.body);
+    let order: Vec<String> = r.body["Operations"].as_array().unwrap().iter().map(|o| o["bulkId"].as_str().unwrap().to_string()).collect();
+    assert_eq!(order, ["x", "b", "c"], "answers in request order");
+    assert_eq!(creation_order(&s, "tie-"), ["tie-b@x.com", "tie-x@x.com", "tie-c@x.com"]);
+
+    // Failed, unknown and circular references are reported per operation; an operation
+    // waiting on a cycle is part of it; a body naming an unknown bulkId fails at once.
+    let r = s
+        .post("/Bulk", json!({"Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "dup", "data": {"userName": "tie-b@x.com"}},
+            {"method": "PATCH", "path": "/Users/bulkId:dup", "bulkId": "after-dup", "data": {"Operations": [{"op": "add", "path": "title", "value": "t"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "p", "data": {"userName": "cyc-p@x.com", "title": "bulkId:q"}},
+            {"method": "POST", "path": "/Users", "bulkId": "q", "data": {"userName": "cyc-q@x.com", "title": "bulkId:p"}},
+            {"method": "POST", "path": "/Users", "bulkId": "r", "data": {"userName": "cyc-r@x.com", "title": "bulkId:p"}},
+            {"method": "POST", "path": "/Users", "bulkId": "u", "data": {"userName": "cyc-u@x.com", "title": "bulkId:p", "nickName": "bulkId:nobody"}},
+            {"method": "POST", "path": "/Users", "bulkId": "self", "data": {"userName": "self@x.com", "title": "bulkId:self"}}]}))
+        .await;
+    let detail = |b: &str| bulk_status(&r.body, b)["response"]["detail"].as_str().unwrap_or_default().to_string();
+    assert_eq!(bulk_status(&r.body, "dup")["status"], "409");
+    assert_eq!(bulk_status(&r.body, "after-dup")["status"], "400");
+    assert!(detail("after-dup").contains("failed"), "{}", r.body);
+    for b in ["p", "q", "r"] {
+        assert_eq!(bulk_status(&r.body, b)["status"], "400");
+        assert!(detail(b).contains("circular"), "{b}: {}", r.body);
+    }
+    assert!(detail("u").contains("unknown bulkId nobody"), "{}", r.body);
+    assert!(detail("self").contains("unknown bulkId self"), "{}", r.body);
+    assert_eq!(s.count("acme", "SELECT count(*) FROM users WHERE user_name LIKE 'cyc-%' OR user_name = 'self@x.com'"), 0);
+}
+
