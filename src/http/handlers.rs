@@ -121,9 +121,12 @@ pub async fn search_all(ctx: &Ctx, params: ListParams) -> Result<HttpResponse, A
     let mut total = 0u64;
     let mut skip = start - 1;
     let mut failures = Vec::new();
+    // A page the byte budget ended early stops there: the next page starts with the users
+    // it did not hold, so no groups may follow them in this one (they are still counted).
+    let mut ended_early = false;
     for kind in [ResourceKind::User, ResourceKind::Group] {
         let proj = Projection::parse(kind, params.attributes.as_deref(), params.excluded_attributes.as_deref());
-        let remaining = count as i64 - resources.len() as i64;
+        let remaining = if ended_early { 0 } else { count as i64 - resources.len() as i64 };
         let kind_params = ListParams { start_index: Some(skip as i64 + 1), count: Some(remaining.max(0)), ..params.clone() };
         let outcome: ListOutcome = match scim_layer::list(&ctx.tenant.store, kind, &kind_params, wants_computed(kind, &proj)).await {
             Ok(o) => o,
@@ -134,6 +137,8 @@ pub async fn search_all(ctx: &Ctx, params: ListParams) -> Result<HttpResponse, A
             Err(e) => return Err(e.into()),
         };
         let kind_total = outcome.total.unwrap_or(0);
+        let expected = (remaining.max(0) as u64).min(kind_total.saturating_sub(skip));
+        ended_early |= (outcome.items.len() as u64) < expected;
         total += kind_total;
         skip = skip.saturating_sub(kind_total);
         resources.extend(outcome.items.iter().map(|r| render(kind, r, &ctx.base_url, &proj)));

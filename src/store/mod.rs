@@ -117,12 +117,20 @@ struct WindowRows<T> {
 }
 
 /// Runs a list query, fetching one extra row to learn whether another page follows.
+///
+/// `complete` finishes each row (loads its multi-valued attributes) and says about how
+/// many bytes it renders to. Rows stop being read once the page passes `byte_budget`
+/// (at least one is returned), so what a page holds in memory is bounded by the budget,
+/// not by `count` times the largest resource; RFC 7644 §3.4.2.4 lets a page hold fewer
+/// resources than asked, and `more` tells the caller another page follows.
 fn query_window<T>(
     conn: &Connection,
     source: &ListSource<'_, T>,
     filter: &filter_sql::SqlFilter,
     window: Window,
     count_total: bool,
+    byte_budget: usize,
+    complete: &mut dyn FnMut(i64, &mut T) -> StoreResult<usize>,
 ) -> StoreResult<WindowRows<T>> {
     let (from, alias) = (source.from, source.alias);
     let params = rusqlite::params_from_iter(&filter.params);
@@ -143,11 +151,36 @@ fn query_window<T>(
     }
     let (extra, tail) = window.sql(alias, &filter.order_by(alias));
     let sql = format!("SELECT {} FROM {from} {alias} WHERE {} AND ({}){extra} {tail}", source.select, source.visible, filter.clause);
-    let mut rows: Vec<(i64, T)> = conn.prepare_cached(&sql)?.query_map(params, source.map)?.collect::<Result<_, _>>()?;
-    let more = rows.len() > window.limit() as usize;
-    rows.truncate(window.limit() as usize);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut cursor = stmt.query(params)?;
+    let (mut rows, mut bytes, mut more) = (Vec::new(), 0usize, false);
+    while let Some(row) = cursor.next()? {
+        if rows.len() >= window.limit() as usize || bytes >= byte_budget {
+            more = true;
+            break;
+        }
+        let (pk, mut item) = (source.map)(row)?;
+        bytes = bytes.saturating_add(complete(pk, &mut item)?);
+        rows.push((pk, item));
+    }
     Ok(WindowRows { total, rows, more })
 }
+
+/// About how many bytes a JSON value takes when serialised (escapes not counted): what
+/// the page budget of a list counts.
+pub fn approx_json_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 12,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| approx_json_bytes(v) + 1).sum::<usize>(),
+        Value::Object(obj) => 2 + obj.iter().map(|(k, v)| k.len() + 4 + approx_json_bytes(v)).sum::<usize>(),
+    }
+}
+
+/// What a rendered resource adds to its attributes (schemas, id, meta with location).
+pub const RESOURCE_OVERHEAD_BYTES: usize = 400;
 
 /// Every counter in `counters`, counted from the rows: what the triggers keep. The one
 /// definition of what each counter counts, used to fill them (migration to v4) and to check

@@ -174,3 +174,87 @@ async fn bulk_runs_each_operation_once_what_it_references_has_run() {
     assert_eq!(s.count("acme", "SELECT count(*) FROM users WHERE user_name LIKE 'cyc-%' OR user_name = 'self@x.com'"), 0);
 }
 
+/// Users whose JSON is about `bytes` long (one long title each).
+async fn seed_large_users(s: &TestServer, n: usize, bytes: usize) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for i in 0..n {
+        let r = s.post("/Users", json!({"userName": format!("big{i:03}@x.com"), "title": "t".repeat(bytes)})).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        ids.insert(r.body["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+fn page_ids(body: &Value) -> Vec<String> {
+    let resources = body["Resources"].as_array().unwrap();
+    assert_eq!(body["itemsPerPage"].as_u64(), Some(resources.len() as u64), "itemsPerPage counts what was returned");
+    resources.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn list_pages_stop_at_the_byte_budget_and_paging_returns_everything_once() {
+    let s = roomy().await;
+    // 100 users of 60 KiB: 6 MB asked for in one page, past the 4 MiB budget.
+    let n = 100;
+    let ids = seed_large_users(&s, n, 60 * 1024).await;
+    let filter = q("userName sw \"big\"");
+    let first = s.get(&format!("/Users?filter={filter}&count=1000")).await;
+    assert_eq!(first.status, 200);
+    let got = page_ids(&first.body).len();
+    assert!(got > 0 && got < n, "a page past the budget holds fewer than asked: {got}");
+    assert!(first.raw.len() <= scimd::scim::PAGE_BYTE_BUDGET + 128 * 1024, "{} bytes", first.raw.len());
+    assert_eq!(first.body["totalResults"], n, "totalResults stays exact");
+
+    // Index paging: startIndex advances by itemsPerPage.
+    let (mut seen, mut start) = (Vec::new(), 1);
+    for _ in 0..n {
+        let page = s.get(&format!("/Users?filter={filter}&count=1000&startIndex={start}")).await;
+        let page_ids = page_ids(&page.body);
+        if page_ids.is_empty() {
+            break;
+        }
+        start += page_ids.len();
+        seen.extend(page_ids);
+    }
+    assert_eq!(seen.len(), n);
+    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), ids);
+
+    // Cursor paging, keyset (unsorted) and offset (sorted).
+    for sort in ["", "&sortBy=userName&sortOrder=descending"] {
+        let (mut seen, mut cursor) = (Vec::new(), String::new());
+        for _ in 0..n {
+            let page = s.get(&format!("/Users?filter={filter}&count=1000&cursor={cursor}{sort}")).await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            seen.extend(page_ids(&page.body));
+            match page.body["nextCursor"].as_str() {
+                Some(next) => cursor = next.to_string(),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), n, "sort {sort:?}");
+        assert_eq!(seen.into_iter().collect::<HashSet<_>>(), ids);
+    }
+
+    // Root search pages users then groups as one sequence: a page the budget ended early
+    // holds no groups, and nothing is skipped or repeated.
+    let mut all = ids.clone();
+    for name in ["G1", "G2"] {
+        all.insert(s.post("/Groups", json!({"displayName": name})).await.body["id"].as_str().unwrap().to_string());
+    }
+    let admin = s.get(&format!("/Users?filter={}", q("userName eq \"scim-admin\""))).await;
+    all.insert(admin.body["Resources"][0]["id"].as_str().unwrap().to_string());
+    let (mut seen, mut start) = (Vec::new(), 1);
+    for _ in 0..n {
+        let page = s.post("/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "startIndex": start, "count": 1000})).await;
+        assert_eq!(page.body["totalResults"], all.len(), "{}", page.body);
+        let page_ids = page_ids(&page.body);
+        if page_ids.is_empty() {
+            break;
+        }
+        start += page_ids.len();
+        seen.extend(page_ids);
+    }
+    assert_eq!(seen.len(), all.len());
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), all);
+}
+
