@@ -106,6 +106,11 @@ impl From<StoreError> for ScimError {
             StoreError::Conflict(what) => ScimError::new(ScimErrorKind::Uniqueness, what),
             StoreError::Invalid(what) => ScimError::invalid_value(what),
             StoreError::PreconditionFailed(what) => ScimError::new(ScimErrorKind::PreconditionFailed, what),
+            // RFC 7644 §3.12 tooMany: more than the server is willing to process.
+            StoreError::OverBudget(budget) => ScimError::new(
+                ScimErrorKind::TooMany,
+                format!("the query needs more than the {} ms the server spends on one; narrow the filter or ask for fewer resources", budget.as_millis()),
+            ),
             other => ScimError::new(ScimErrorKind::Internal, other.to_string()),
         }
     }

@@ -258,3 +258,59 @@ async fn list_pages_stop_at_the_byte_budget_and_paging_returns_everything_once()
     assert_eq!(seen.into_iter().collect::<HashSet<_>>(), all);
 }
 
+/// Seeds `users` users with two emails each straight into the database (the API would take
+/// minutes): enough rows that a filter of 64 `co` clauses runs far past a small budget.
+fn seed_email_rows(db: &std::path::Path, users: usize) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(&format!(
+        "BEGIN;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {users})
+         INSERT INTO users (id, user_name, active, created, last_modified) SELECT 'seed-' || i, 'seed' || i || '@x.com', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z' FROM n;
+         INSERT INTO user_emails (user_pk, position, value, type) SELECT pk, 0, user_name, 'work' FROM users WHERE id LIKE 'seed-%';
+         INSERT INTO user_emails (user_pk, position, value, type) SELECT pk, 1, 'home.' || user_name, 'home' FROM users WHERE id LIKE 'seed-%';
+         COMMIT;"
+    ))
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_scan_past_its_budget_is_interrupted_and_the_tenant_keeps_serving() {
+    let dir = TempDir::new("budget");
+    let data = binary_data_dir(dir.path()).await;
+    seed_email_rows(&data.database(&scimd::tenant::TenantId::parse("acme").unwrap()), 60_000);
+    let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
+    let env = [("SCIMD_QUERY_TIMEOUT_MS", "300")];
+    let server = ServeBinary::start_with_env(data.root(), &certs.server_cert, &certs.server_key, dir.path(), "scimd=info", &env).await;
+    let clauses: Vec<String> = (0..64).map(|i| format!("emails.value co \"nomatch{i}\"")).collect();
+    let heavy = format!("/t/acme/scim/v2/Users?filter={}", q(&clauses.join(" or ")));
+
+    let (mut sender, _) = connect(server.addr, &[&certs.ca_cert]).await;
+    let (status, body) = send(&mut sender, "GET", &heavy, None).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["scimType"], "tooMany", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("300 ms"), "{body}");
+    server.wait_for_log("interrupted a scan because it ran past its budget").await;
+    // The same connection and tenant serve the next requests normally.
+    let (status, body) = send(&mut sender, "GET", "/t/acme/scim/v2/Users?count=2", None).await;
+    assert_eq!((status, body["totalResults"].as_u64()), (200, Some(60_001)), "{body}");
+    let (status, body) = send(&mut sender, "GET", &format!("/t/acme/scim/v2/Users?filter={}", q("emails.value co \"seed77@\"")), None).await;
+    assert_eq!((status, body["totalResults"].as_u64()), (200, Some(1)), "{body}");
+
+    // A client that gives up stops its query too (hyper drops the request's future when
+    // the connection closes): send the request by hand and close the socket.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let server_name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = crate::support::connector(&certs.ca_cert, None).connect(server_name, tcp).await.unwrap();
+        let auth = crate::support::basic(crate::support::ADMIN, crate::support::PASSWORD);
+        tls.write_all(format!("GET {heavy} HTTP/1.1\r\nhost: localhost\r\nauthorization: {auth}\r\n\r\n").as_bytes()).await.unwrap();
+        let mut byte = [0u8; 1];
+        let answered = tokio::time::timeout(Duration::from_millis(50), tls.read(&mut byte)).await;
+        assert!(answered.is_err(), "the heavy query answered within 50 ms: the test proves nothing");
+    }
+    server.wait_for_log("interrupted a scan because its client went away").await;
+    let (mut sender, _) = connect(server.addr, &[&certs.ca_cert]).await;
+    let (status, _) = send(&mut sender, "GET", "/t/acme/scim/v2/Users?count=1", None).await;
+    assert_eq!(status, 200);
+}
