@@ -114,7 +114,7 @@ async fn filter_budget(tenant: &Arc<Tenant>, users: usize) {
         .write(move |conn| {
             conn.execute_batch(&format!(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {users})
-                 INSERT INTO users (id, user_name, active, created, last_modified) SELECT 'seed-' || i, 'seed' || i || '@example.com', 1, '{NOW}', '{NOW}' FROM n;
+                 INSERT INTO users (id, user_name, user_name_key, active, created, last_modified) SELECT 'seed-' || i, 'seed' || i || '@example.com', 'seed' || i || '@example.com', 1, '{NOW}', '{NOW}' FROM n;
                  INSERT INTO user_emails (user_pk, position, value, type) SELECT pk, 0, user_name, 'work' FROM users WHERE id LIKE 'seed-%';
                  INSERT INTO user_emails (user_pk, position, value, type) SELECT pk, 1, 'home.' || user_name, 'home' FROM users WHERE id LIKE 'seed-%';"
             ))?;

@@ -53,8 +53,8 @@ with tempfile.TemporaryDirectory() as tmp:
     db = sqlite3.connect(os.path.join(data, "tenants", "acme", "scim.db"))
     now = "2026-01-01T00:00:00.000Z"
     db.executemany(
-        "INSERT INTO users (id, user_name, active, created, last_modified) VALUES (?, ?, 1, ?, ?)",
-        ((f"big-{i}", f"big{i}@example.com", now, now) for i in range(users)),
+        "INSERT INTO users (id, user_name, user_name_key, active, created, last_modified) VALUES (?, ?, ?, 1, ?, ?)",
+        ((f"big-{i}", f"big{i}@example.com", f"big{i}@example.com", now, now) for i in range(users)),
     )
     pks = [pk for (pk,) in db.execute("SELECT pk FROM users WHERE id LIKE 'big-%'")]
     db.executemany(

@@ -265,7 +265,7 @@ fn seed_email_rows(db: &std::path::Path, users: usize) {
     conn.execute_batch(&format!(
         "BEGIN;
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {users})
-         INSERT INTO users (id, user_name, active, created, last_modified) SELECT 'seed-' || i, 'seed' || i || '@x.com', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z' FROM n;
+         INSERT INTO users (id, user_name, user_name_key, active, created, last_modified) SELECT 'seed-' || i, 'seed' || i || '@x.com', 'seed' || i || '@x.com', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z' FROM n;
          INSERT INTO user_emails (user_pk, position, value, type) SELECT pk, 0, user_name, 'work' FROM users WHERE id LIKE 'seed-%';
          INSERT INTO user_emails (user_pk, position, value, type) SELECT pk, 1, 'home.' || user_name, 'home' FROM users WHERE id LIKE 'seed-%';
          COMMIT;"
