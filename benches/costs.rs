@@ -171,7 +171,7 @@ fn main() {
     data.create_tenant(&id).unwrap();
     std::fs::write(data.settings_file(&id), "require_username_is_email = false\n").unwrap();
     let tenant = Arc::new(Tenant::open(&data, &id).unwrap());
-    let who = Principal { user_id: "bench".into(), user_name: "bench".into() };
+    let who = Principal { user_id: "bench".into(), user_name: "bench".into(), via: scimd::scim::Credential::Password };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         for &n in &sizes {
