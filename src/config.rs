@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub tls_handshake_timeout_secs: Option<u64>,
     pub max_handshakes_per_address: Option<usize>,
     pub max_connections_per_address: Option<usize>,
+    /// How long one scan (a list, a search, a group's members) may run, in milliseconds.
+    pub query_timeout_ms: Option<u64>,
     /// Where `/metrics` is served; "off" disables it.
     pub metrics_listen: Option<String>,
 }
@@ -53,6 +55,7 @@ impl RawConfig {
             tls_handshake_timeout_secs: self.tls_handshake_timeout_secs.or(other.tls_handshake_timeout_secs),
             max_handshakes_per_address: self.max_handshakes_per_address.or(other.max_handshakes_per_address),
             max_connections_per_address: self.max_connections_per_address.or(other.max_connections_per_address),
+            query_timeout_ms: self.query_timeout_ms.or(other.query_timeout_ms),
             metrics_listen: self.metrics_listen.or(other.metrics_listen),
         }
     }
@@ -82,6 +85,7 @@ impl RawConfig {
             tls_handshake_timeout_secs: parse_num("SCIMD_TLS_HANDSHAKE_TIMEOUT_SECS")?,
             max_handshakes_per_address: parse_num("SCIMD_MAX_HANDSHAKES_PER_ADDRESS")?.map(|n| n as usize),
             max_connections_per_address: parse_num("SCIMD_MAX_CONNECTIONS_PER_ADDRESS")?.map(|n| n as usize),
+            query_timeout_ms: parse_num("SCIMD_QUERY_TIMEOUT_MS")?,
             metrics_listen: var("SCIMD_METRICS_LISTEN"),
         })
     }
@@ -116,8 +120,8 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-/// Connection limits (documented with their defaults in the README; how the server admits
-/// connections within them is in `http::admission`).
+/// Connection and request limits (documented with their defaults in the README; how the
+/// server admits connections within them is in `http::admission`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// A request's headers must arrive within this (slowloris); the connection is closed.
@@ -133,6 +137,8 @@ pub struct Limits {
     pub max_handshakes_per_address: usize,
     /// Established connections from one client address; more are closed at once.
     pub max_connections_per_address: usize,
+    /// A scan running longer than this is interrupted and answered 400 tooMany.
+    pub query_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -144,6 +150,7 @@ impl Default for Limits {
             tls_handshake_timeout: std::time::Duration::from_secs(DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS),
             max_handshakes_per_address: DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            query_timeout: crate::store::DEFAULT_SCAN_BUDGET,
         }
     }
 }
@@ -208,6 +215,11 @@ impl ServeConfig {
             tls_handshake_timeout: secs(raw.tls_handshake_timeout_secs, DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS, "tls_handshake_timeout_secs")?,
             max_handshakes_per_address: at_least_one(raw.max_handshakes_per_address, DEFAULT_MAX_HANDSHAKES_PER_ADDRESS, "max_handshakes_per_address")?,
             max_connections_per_address: at_least_one(raw.max_connections_per_address, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, "max_connections_per_address")?,
+            query_timeout: match raw.query_timeout_ms {
+                None => crate::store::DEFAULT_SCAN_BUDGET,
+                Some(0) => return Err("query_timeout_ms must be at least 1".into()),
+                Some(ms) => std::time::Duration::from_millis(ms),
+            },
         };
         let metrics_listen = match raw.metrics_listen.as_deref().unwrap_or(DEFAULT_METRICS_LISTEN) {
             "off" | "" => None,

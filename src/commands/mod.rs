@@ -230,6 +230,7 @@ pub async fn start_server(config: &ServeConfig) -> Result<RunningServer, String>
 pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::Clock) -> Result<RunningServer, String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     refuse_exposed_keys(&DataDir::new(&config.data_dir))?;
+    crate::store::set_scan_budget(config.limits.query_timeout);
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_config(cert, key)?),
         None => None,

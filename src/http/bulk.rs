@@ -5,7 +5,8 @@
 //! Operations are not one transaction (the RFC does not ask it): each is atomic and
 //! durable on its own, and `failOnErrors` stops processing after that many failures.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -67,38 +68,142 @@ enum Resolution {
     Failed(ApiError),
 }
 
+/// What is known of every `bulkId` while the request runs. Each lookup is a hash probe,
+/// so resolving a request costs O(operations + references).
+struct BulkIds {
+    /// bulkId → the id of the resource its (successful) operation made or named.
+    done: HashMap<String, String>,
+    /// bulkId → how many operations declaring it have not run yet.
+    unfinished: HashMap<String, usize>,
+    failed: HashSet<String>,
+}
+
+impl BulkIds {
+    /// Whether `reference` names an operation other than `own` (the asking operation's
+    /// bulkId) that has not run yet.
+    fn pending(&self, reference: &str, own: Option<&str>) -> bool {
+        let others = self.unfinished.get(reference).copied().unwrap_or(0).saturating_sub(usize::from(own == Some(reference)));
+        others > 0
+    }
+}
+
 /// Replaces `bulkId:X` strings (in `value` and in the path) with the ids they name.
-fn substitute(value: &mut Value, ids: &HashMap<String, String>, pending: &[String], failed: &[String]) -> Resolution {
+fn substitute(value: &mut Value, ids: &BulkIds, own: Option<&str>) -> Resolution {
     match value {
         Value::String(s) => {
             let Some(reference) = s.strip_prefix("bulkId:") else { return Resolution::Ready };
-            if let Some(id) = ids.get(reference) {
+            if let Some(id) = ids.done.get(reference) {
                 *s = id.clone();
                 Resolution::Ready
-            } else if pending.iter().any(|p| p == reference) {
+            } else if ids.pending(reference, own) {
                 Resolution::Waiting
-            } else if failed.iter().any(|f| f == reference) {
+            } else if ids.failed.contains(reference) {
                 Resolution::Failed(ApiError::Scim(ScimError::new(crate::scim::ScimErrorKind::InvalidValue, format!("bulkId {reference} names an operation that failed"))))
             } else {
                 Resolution::Failed(ApiError::Scim(ScimError::invalid_value(format!("unknown bulkId {reference}"))))
             }
         }
-        Value::Array(items) => fold(items.iter_mut(), ids, pending, failed),
-        Value::Object(obj) => fold(obj.values_mut(), ids, pending, failed),
+        Value::Array(items) => fold(items.iter_mut(), ids, own),
+        Value::Object(obj) => fold(obj.values_mut(), ids, own),
         _ => Resolution::Ready,
     }
 }
 
-fn fold<'a>(values: impl Iterator<Item = &'a mut Value>, ids: &HashMap<String, String>, pending: &[String], failed: &[String]) -> Resolution {
+fn fold<'a>(values: impl Iterator<Item = &'a mut Value>, ids: &BulkIds, own: Option<&str>) -> Resolution {
     let mut outcome = Resolution::Ready;
     for v in values {
-        match substitute(v, ids, pending, failed) {
+        match substitute(v, ids, own) {
             Resolution::Ready => {}
             Resolution::Waiting => outcome = Resolution::Waiting,
             failed @ Resolution::Failed(_) => return failed,
         }
     }
     outcome
+}
+
+/// Every `bulkId:X` a value mentions, each once, in the order met.
+fn references(value: &Value, out: &mut Vec<String>, seen: &mut HashSet<String>) {
+    match value {
+        Value::String(s) => {
+            if let Some(reference) = s.strip_prefix("bulkId:") {
+                if seen.insert(reference.to_string()) {
+                    out.push(reference.to_string());
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, out, seen)),
+        Value::Object(obj) => obj.values().for_each(|v| references(v, out, seen)),
+        _ => {}
+    }
+}
+
+/// The order to run operations in (Kahn's algorithm over bulkId references, ties in
+/// request order, so a request without backward references runs as sent), and the
+/// operations that can never run because their references form a cycle.
+///
+/// An operation waits for every other operation declaring a bulkId it references. A
+/// bulkId is a node between its declarers and its referrers, so duplicate bulkIds cost
+/// O(declarers + referrers), not their product. An operation whose body names a bulkId
+/// no other operation declares fails without waiting (as a resolution of its body
+/// would): it is ready at once.
+struct Schedule {
+    ready: BinaryHeap<Reverse<usize>>,
+    /// Per operation: how many of its references still wait for declarers.
+    waiting_on: Vec<usize>,
+    /// Per bulkId: operations referencing it that do / do not declare it themselves.
+    referrers: HashMap<String, (Vec<usize>, Vec<usize>)>,
+}
+
+impl Schedule {
+    fn new(ops: &[BulkOp]) -> Schedule {
+        let mut declarers: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            if let Some(b) = &op.bulk_id {
+                declarers.entry(b.as_str()).or_default().push(i);
+            }
+        }
+        let mut schedule = Schedule { ready: BinaryHeap::new(), waiting_on: vec![0; ops.len()], referrers: HashMap::new() };
+        for (i, op) in ops.iter().enumerate() {
+            let own = op.bulk_id.as_deref();
+            let others = |reference: &str| declarers.get(reference).map_or(0, Vec::len).saturating_sub(usize::from(own == Some(reference)));
+            let (mut in_data, mut seen) = (Vec::new(), HashSet::new());
+            if let Some(data) = &op.data {
+                references(data, &mut in_data, &mut seen);
+            }
+            let in_path = op.path.split('/').filter_map(|seg| seg.strip_prefix("bulkId:")).filter(|r| seen.insert(r.to_string())).map(str::to_string).collect::<Vec<_>>();
+            if in_data.iter().any(|r| others(r) == 0) {
+                schedule.ready.push(Reverse(i));
+                continue;
+            }
+            for reference in in_data.into_iter().chain(in_path).filter(|r| others(r) > 0) {
+                schedule.waiting_on[i] += 1;
+                let entry = schedule.referrers.entry(reference.clone()).or_default();
+                if own == Some(reference.as_str()) { entry.0.push(i) } else { entry.1.push(i) }
+            }
+            if schedule.waiting_on[i] == 0 {
+                schedule.ready.push(Reverse(i));
+            }
+        }
+        schedule
+    }
+
+    /// An operation declaring `bulk_id` has run and `unfinished` of them remain: release
+    /// the referrers that no longer wait for any of them.
+    fn finished(&mut self, bulk_id: &str, unfinished: usize) {
+        let Some((declaring, others)) = self.referrers.get_mut(bulk_id) else { return };
+        // A referrer that declares the bulkId itself waits only for the others.
+        let released = match unfinished {
+            1 => std::mem::take(declaring),
+            0 => std::mem::take(others),
+            _ => return,
+        };
+        for i in released {
+            self.waiting_on[i] -= 1;
+            if self.waiting_on[i] == 0 {
+                self.ready.push(Reverse(i));
+            }
+        }
+    }
 }
 
 /// `/Users`, `/Users/{id}`, `/Groups`, `/Groups/{id}`.
@@ -137,84 +242,82 @@ async fn run_one(ctx: &Ctx, op: &BulkOp) -> Result<(StatusCode, Option<String>, 
 pub async fn run(ctx: &Ctx, body: &Value) -> Result<HttpResponse, ApiError> {
     let (mut ops, fail_on_errors) = parse(body, ctx.bulk_max_operations)?;
     let mut results: Vec<Option<Value>> = (0..ops.len()).map(|_| None).collect();
-    let mut ids: HashMap<String, String> = HashMap::new();
-    let mut failed_ids: Vec<String> = Vec::new();
+    let mut ids = BulkIds { done: HashMap::new(), unfinished: HashMap::new(), failed: HashSet::new() };
+    for b in ops.iter().filter_map(|op| op.bulk_id.clone()) {
+        *ids.unfinished.entry(b).or_default() += 1;
+    }
+    let mut schedule = Schedule::new(&ops);
     let mut errors = 0u64;
-    let mut pending: Vec<usize> = (0..ops.len()).collect();
-    'passes: while !pending.is_empty() {
-        let mut progressed = false;
-        let mut waiting = Vec::new();
-        for &i in &pending {
-            let pending_ids: Vec<String> =
-                pending.iter().filter(|&&j| j != i && results[j].is_none()).filter_map(|&j| ops[j].bulk_id.clone()).collect();
-            let mut data = ops[i].data.take().unwrap_or(Value::Null);
-            // A path names its target as `/Users/bulkId:x`: resolve segment by segment.
-            let mut path = Value::Array(ops[i].path.split('/').map(|seg| Value::String(seg.to_string())).collect());
-            let resolution = match substitute(&mut data, &ids, &pending_ids, &failed_ids) {
-                Resolution::Ready => substitute(&mut path, &ids, &pending_ids, &failed_ids),
-                other => other,
-            };
-            ops[i].data = (!data.is_null()).then_some(data);
-            let outcome = match resolution {
-                Resolution::Waiting => {
-                    waiting.push(i);
-                    continue;
-                }
-                Resolution::Failed(e) => Err(e),
-                Resolution::Ready => {
-                    let segments: Vec<&str> = path.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                    ops[i].path = segments.join("/");
-                    run_one(ctx, &ops[i]).await
-                }
-            };
-            progressed = true;
-            let op = &ops[i];
-            let mut entry = json!({"method": op.method});
-            if let Some(b) = &op.bulk_id {
-                entry["bulkId"] = b.clone().into();
+    while let Some(Reverse(i)) = schedule.ready.pop() {
+        let own = ops[i].bulk_id.clone();
+        let mut data = ops[i].data.take().unwrap_or(Value::Null);
+        // A path names its target as `/Users/bulkId:x`: resolve segment by segment.
+        let mut path = Value::Array(ops[i].path.split('/').map(|seg| Value::String(seg.to_string())).collect());
+        let resolution = match substitute(&mut data, &ids, own.as_deref()) {
+            Resolution::Ready => substitute(&mut path, &ids, own.as_deref()),
+            other => other,
+        };
+        ops[i].data = (!data.is_null()).then_some(data);
+        let outcome = match resolution {
+            // The schedule runs an operation only once what it references has run.
+            Resolution::Waiting => Err(ApiError::Scim(ScimError::invalid_value("circular bulkId references"))),
+            Resolution::Failed(e) => Err(e),
+            Resolution::Ready => {
+                let segments: Vec<&str> = path.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                ops[i].path = segments.join("/");
+                run_one(ctx, &ops[i]).await
             }
-            match outcome {
-                Ok((status, location, version)) => {
-                    if let (Some(b), Some(loc)) = (&op.bulk_id, &location) {
-                        ids.insert(b.clone(), loc.rsplit('/').next().unwrap_or_default().to_string());
-                    }
-                    if let Some(l) = location {
-                        entry["location"] = l.into();
-                    }
-                    if let Some(v) = version {
-                        entry["version"] = v.into();
-                    }
-                    entry["status"] = status.as_u16().to_string().into();
+        };
+        let op = &ops[i];
+        let mut entry = json!({"method": op.method});
+        if let Some(b) = &op.bulk_id {
+            entry["bulkId"] = b.clone().into();
+        }
+        match outcome {
+            Ok((status, location, version)) => {
+                if let (Some(b), Some(loc)) = (&op.bulk_id, &location) {
+                    ids.done.insert(b.clone(), loc.rsplit('/').next().unwrap_or_default().to_string());
                 }
-                Err(e) => {
-                    let (status, body) = e.to_status_and_body();
-                    entry["status"] = status.as_u16().to_string().into();
-                    entry["response"] = body;
-                    if let Some(b) = &op.bulk_id {
-                        failed_ids.push(b.clone());
-                    }
-                    errors += 1;
+                if let Some(l) = location {
+                    entry["location"] = l.into();
                 }
+                if let Some(v) = version {
+                    entry["version"] = v.into();
+                }
+                entry["status"] = status.as_u16().to_string().into();
             }
-            results[i] = Some(entry);
-            if fail_on_errors.is_some_and(|limit| errors >= limit) {
-                break 'passes;
+            Err(e) => {
+                let (status, body) = e.to_status_and_body();
+                entry["status"] = status.as_u16().to_string().into();
+                entry["response"] = body;
+                if let Some(b) = &op.bulk_id {
+                    ids.failed.insert(b.clone());
+                }
+                errors += 1;
             }
         }
-        if !progressed {
-            // Every remaining operation waits on another: a cycle of bulkId references.
-            for &i in &waiting {
-                let err = ApiError::Scim(ScimError::invalid_value("circular bulkId references"));
-                let (status, body) = err.to_status_and_body();
-                let mut entry = json!({"method": ops[i].method, "status": status.as_u16().to_string(), "response": body});
-                if let Some(b) = &ops[i].bulk_id {
-                    entry["bulkId"] = b.clone().into();
-                }
-                results[i] = Some(entry);
-            }
-            break;
+        results[i] = Some(entry);
+        if let Some(b) = own {
+            let left = ids.unfinished.get_mut(&b).map(|n| {
+                *n -= 1;
+                *n
+            });
+            schedule.finished(&b, left.unwrap_or(0));
         }
-        pending = waiting;
+        if fail_on_errors.is_some_and(|limit| errors >= limit) {
+            let operations: Vec<Value> = results.into_iter().flatten().collect();
+            return Ok(json_response(StatusCode::OK, &json!({"schemas": [BULK_RESPONSE], "Operations": operations})));
+        }
+    }
+    // What never became ready waits on a cycle of bulkId references.
+    for (i, result) in results.iter_mut().enumerate().filter(|(_, r)| r.is_none()) {
+        let err = ApiError::Scim(ScimError::invalid_value("circular bulkId references"));
+        let (status, body) = err.to_status_and_body();
+        let mut entry = json!({"method": ops[i].method, "status": status.as_u16().to_string(), "response": body});
+        if let Some(b) = &ops[i].bulk_id {
+            entry["bulkId"] = b.clone().into();
+        }
+        *result = Some(entry);
     }
     let operations: Vec<Value> = results.into_iter().flatten().collect();
     Ok(json_response(StatusCode::OK, &json!({"schemas": [BULK_RESPONSE], "Operations": operations})))

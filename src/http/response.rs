@@ -102,6 +102,7 @@ impl ApiError {
                     StoreError::Conflict(w) => StoreError::Conflict(w.clone()),
                     StoreError::Invalid(w) => StoreError::Invalid(w.clone()),
                     StoreError::PreconditionFailed(w) => StoreError::PreconditionFailed(w.clone()),
+                    StoreError::OverBudget(budget) => StoreError::OverBudget(*budget),
                     other => {
                         error!(target: "scimd::store", "storage error: {other}");
                         return (StatusCode::INTERNAL_SERVER_ERROR, None, "internal error".into());

@@ -20,6 +20,10 @@ use crate::store::{Store, StoreError, Window};
 pub const MAX_PAGE_SIZE: u32 = 1000;
 /// Page size when the client does not send `count`.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// About how many bytes of resources one list page holds. Past it a page ends early
+/// (RFC 7644 §3.4.2.4 lets it hold fewer than `count`): 1,000 users of 32 KiB each would
+/// otherwise be read, rendered and serialised at once, several copies of 32 MB per request.
+pub const PAGE_BYTE_BUDGET: usize = 4 * 1024 * 1024;
 
 /// Every failure the SCIM layer reports. Each kind maps to one status and, where
 /// RFC 7644 §3.12 defines one, one `scimType`; the mapping lives in `http::response`.
@@ -102,6 +106,11 @@ impl From<StoreError> for ScimError {
             StoreError::Conflict(what) => ScimError::new(ScimErrorKind::Uniqueness, what),
             StoreError::Invalid(what) => ScimError::invalid_value(what),
             StoreError::PreconditionFailed(what) => ScimError::new(ScimErrorKind::PreconditionFailed, what),
+            // RFC 7644 §3.12 tooMany: more than the server is willing to process.
+            StoreError::OverBudget(budget) => ScimError::new(
+                ScimErrorKind::TooMany,
+                format!("the query needs more than the {} ms the server spends on one; narrow the filter or ask for fewer resources", budget.as_millis()),
+            ),
             other => ScimError::new(ScimErrorKind::Internal, other.to_string()),
         }
     }
@@ -244,8 +253,8 @@ pub async fn list(store: &Store, kind: schema::ResourceKind, params: &ListParams
     // group's member list is not, whatever the filter.
     let bounded = sql.at_most_one && !(with_computed && kind == schema::ResourceKind::Group);
     let job = move |conn: &rusqlite::Connection| match kind {
-        schema::ResourceKind::User => crate::store::users::list(conn, &sql, plan.window, plan.count_total, with_computed),
-        schema::ResourceKind::Group => crate::store::groups::list(conn, &sql, plan.window, plan.count_total, with_computed),
+        schema::ResourceKind::User => crate::store::users::list(conn, &sql, plan.window, plan.count_total, with_computed, PAGE_BYTE_BUDGET),
+        schema::ResourceKind::Group => crate::store::groups::list(conn, &sql, plan.window, plan.count_total, with_computed, PAGE_BYTE_BUDGET),
     };
     let listed = if bounded { store.read(job).await? } else { store.scan(job).await? };
     let next_cursor = match (plan.start_index, listed.more) {

@@ -6,6 +6,8 @@
 //! Group membership is not applied here: `groups.rs` turns member operations into row
 //! inserts and deletes so a PATCH costs O(members changed).
 
+use std::collections::HashSet;
+
 use log::debug;
 use serde_json::{Map, Value};
 
@@ -208,9 +210,10 @@ fn apply_plain(doc: &mut Attrs, rp: &ResolvedPath, op: &PatchOperation) -> Resul
                 Some(Value::Array(items)) => items,
                 _ => Vec::new(),
             };
+            let doomed = ValueSet::new(&doomed);
             let container = resource::container_mut(doc, rp.extension);
             if let Some(Value::Array(items)) = container.get_mut(rp.attr.name) {
-                items.retain(|item| !doomed.iter().any(|d| same_value(d, item)));
+                items.retain(|item| !doomed.contains(item));
                 if items.is_empty() {
                     container.remove(rp.attr.name);
                 }
@@ -233,8 +236,11 @@ fn apply_plain(doc: &mut Attrs, rp: &ResolvedPath, op: &PatchOperation) -> Resul
                         }
                     }
                 }
+                // One hash set, not a search of the list per new value: adding n values
+                // to n costs O(n), not O(n²).
+                let mut present: HashSet<String> = items.iter().map(canonical_key).collect();
                 for item in new_items {
-                    if !items.contains(&item) {
+                    if present.insert(canonical_key(&item)) {
                         items.push(item);
                     }
                 }
@@ -260,12 +266,65 @@ fn is_active(rp: &ResolvedPath) -> bool {
     rp.extension.is_none() && rp.sub.is_none() && rp.attr.name == "active" && rp.attr.ty == AttrType::Boolean
 }
 
-/// Whether two multi-valued elements are "the same value": equal `value` sub-attributes
-/// when they have one, else equal objects.
-fn same_value(a: &Value, b: &Value) -> bool {
-    match (a.get("value"), b.get("value")) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
+/// A value's text with object keys sorted: equal keys exactly when the values are equal
+/// (`serde_json` compares objects regardless of key order, and so must the key).
+fn canonical_key(value: &Value) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(obj) => {
+                let mut keys: Vec<&String> = obj.keys().collect();
+                keys.sort();
+                out.push('{');
+                for key in keys {
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    write(&obj[key.as_str()], out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for item in items {
+                    write(item, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
+/// The values a `remove` names, for O(1) membership tests. Two elements are "the same
+/// value" when both have a `value` sub-attribute and those are equal, else when they are
+/// equal objects: so an element with a `value` matches by its `value` only, one without
+/// by the whole element.
+struct ValueSet {
+    by_value: HashSet<String>,
+    whole: HashSet<String>,
+}
+
+impl ValueSet {
+    fn new(items: &[Value]) -> ValueSet {
+        let mut set = ValueSet { by_value: HashSet::new(), whole: HashSet::new() };
+        for item in items {
+            match item.get("value") {
+                Some(v) => set.by_value.insert(canonical_key(v)),
+                None => set.whole.insert(canonical_key(item)),
+            };
+        }
+        set
+    }
+
+    fn contains(&self, item: &Value) -> bool {
+        match item.get("value") {
+            Some(v) => self.by_value.contains(&canonical_key(v)),
+            None => self.whole.contains(&canonical_key(item)),
+        }
     }
 }
 
@@ -293,25 +352,24 @@ fn apply_filtered(doc: &mut Attrs, rp: &ResolvedPath, expr: &FilterExpr, op: &Pa
         }
     };
     let mut matched = 0;
-    let mut index = 0;
-    while index < items.len() {
-        if !matches(expr, attr, &items[index]) {
-            index += 1;
+    // Rebuilt in one pass: removing matches one by one from the vector would shift the
+    // rest each time, O(n²) for a filter matching most of a long list.
+    let mut kept = Vec::with_capacity(items.len());
+    for mut item in std::mem::take(items) {
+        if !matches(expr, attr, &item) {
+            kept.push(item);
             continue;
         }
         matched += 1;
         match (op.op, sub) {
-            (OpKind::Remove, None) => {
-                items.remove(index);
-                continue;
-            }
+            (OpKind::Remove, None) => continue,
             (OpKind::Remove, Some(s)) => {
-                if let Some(obj) = items[index].as_object_mut() {
+                if let Some(obj) = item.as_object_mut() {
                     obj.remove(s.name);
                 }
             }
             (_, Some(s)) => {
-                if let Some(obj) = items[index].as_object_mut() {
+                if let Some(obj) = item.as_object_mut() {
                     match &new_value {
                         Some(v) => obj.insert(s.name.to_string(), v.clone()),
                         None => obj.remove(s.name),
@@ -319,15 +377,16 @@ fn apply_filtered(doc: &mut Attrs, rp: &ResolvedPath, expr: &FilterExpr, op: &Pa
                 }
             }
             (_, None) => {
-                if let (Some(obj), Some(Value::Object(new_obj))) = (items[index].as_object_mut(), &new_value) {
+                if let (Some(obj), Some(Value::Object(new_obj))) = (item.as_object_mut(), &new_value) {
                     for (k, v) in new_obj {
                         obj.insert(k.clone(), v.clone());
                     }
                 }
             }
         }
-        index += 1;
+        kept.push(item);
     }
+    *items = kept;
     if matched == 0 && op.op != OpKind::Remove {
         // Entra adds `emails[type eq "work"].value` when no work email exists yet:
         // create the element the filter describes, if it is a plain equality.

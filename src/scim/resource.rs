@@ -32,6 +32,12 @@ impl StoredResource {
 /// The longest string value scimd stores (a 1 MB "name" is an attack, not a name).
 pub const MAX_STRING_BYTES: usize = 64 * 1024;
 
+/// The most values one multi-valued attribute of a user may hold (emails, roles, …).
+/// Real directories stay far below it (Entra caps app role assignments per user in the
+/// hundreds); without a cap, one request can make every later write of the user cost
+/// O(values) while it holds the tenant's writer. Group members are rows and not capped.
+pub const MAX_MULTI_VALUES: usize = 1000;
+
 /// `schemas` may name this resource's core schema, its extensions, and vendor URNs that
 /// IdPs add (Entra sends `http://schemas.microsoft.com/…/Group`); an unknown SCIM URN
 /// (`urn:ietf:params:scim:…`) — including another resource type's — is refused.
@@ -80,8 +86,30 @@ pub fn decode(kind: ResourceKind, body: &Value) -> Result<Attrs, ScimError> {
             None => debug!(target: "scimd::scim", "ignoring unknown attribute {key}"),
         }
     }
+    check_value_counts(kind, &doc)?;
     check_required(kind, &doc)?;
     Ok(doc)
+}
+
+/// Refuses a document with more than `MAX_MULTI_VALUES` values in one multi-valued
+/// attribute (POST, PUT, and PATCH after applying its operations). Group `members`
+/// and the computed `groups` are rows, not values of the document, and are not counted.
+pub fn check_value_counts(kind: ResourceKind, doc: &Attrs) -> Result<(), ScimError> {
+    let core = kind.core_attrs().iter().map(|a| (None, a));
+    let extensions = kind.extensions().iter().flat_map(|(urn, attrs)| attrs.iter().map(move |a| (Some(*urn), a)));
+    for (extension, attr) in core.chain(extensions) {
+        if !attr.multi || matches!(attr.name, "members" | "groups") {
+            continue;
+        }
+        let count = container(doc, extension).and_then(|c| c.get(attr.name)).and_then(Value::as_array).map_or(0, Vec::len);
+        if count > MAX_MULTI_VALUES {
+            return Err(ScimError::invalid_value(format!(
+                "{} has {count} values; at most {MAX_MULTI_VALUES} are allowed",
+                attr.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub fn check_required(kind: ResourceKind, doc: &Attrs) -> Result<(), ScimError> {

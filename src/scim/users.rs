@@ -250,7 +250,9 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
             // The read-only scimd extension is not the client's to send back.
             doc.remove(super::schema::SCIMD_SCHEMA);
             for op in &ops {
-                if let Err(e) = patch::apply(KIND, &mut doc, op) {
+                // The cap is checked after every operation, so each later operation works
+                // on at most the cap's worth of values.
+                if let Err(e) = patch::apply(KIND, &mut doc, op).and_then(|_| resource::check_value_counts(KIND, &doc)) {
                     return Ok(Err(e));
                 }
             }

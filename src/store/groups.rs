@@ -157,17 +157,20 @@ pub fn list(
     window: super::Window,
     count_total: bool,
     with_members: bool,
+    byte_budget: usize,
 ) -> StoreResult<super::Listed> {
     let source = super::ListSource { select: SELECT_COLUMNS, from: "groups", alias: "g", visible: "g.scope = 'org'", map: from_row };
-    let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total)?;
-    let last_pk = rows.last().map(|(pk, _)| *pk);
-    let mut items = Vec::with_capacity(rows.len());
-    for (pk, mut res) in rows {
+    let mut complete = |pk: i64, res: &mut StoredResource| -> StoreResult<usize> {
         if with_members {
-            load_members(conn, pk, &mut res)?;
+            load_members(conn, pk, res)?;
         }
-        items.push(res);
-    }
+        // Each member also renders a `$ref` URL (about 100 bytes).
+        let members = res.attrs.get("members").and_then(Value::as_array).map_or(0, Vec::len);
+        Ok(super::RESOURCE_OVERHEAD_BYTES + members * 100 + res.attrs.iter().map(|(k, v)| k.len() + 4 + super::approx_json_bytes(v)).sum::<usize>())
+    };
+    let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total, byte_budget, &mut complete)?;
+    let last_pk = rows.last().map(|(pk, _)| *pk);
+    let items = rows.into_iter().map(|(_, res)| res).collect();
     Ok(super::Listed { total, items, last_pk, more })
 }
 

@@ -19,7 +19,9 @@ pub mod users;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use log::{debug, error};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -40,6 +42,9 @@ pub enum StoreError {
     Panicked(String),
     /// The database is of a newer schema than this binary understands, or damaged.
     Corrupt(String),
+    /// A scan ran past the request's time budget (or its client went away) and SQLite
+    /// was interrupted: the query itself stopped, not only the wait for it.
+    OverBudget(std::time::Duration),
     Sql(rusqlite::Error),
     Io(std::io::Error),
 }
@@ -54,6 +59,7 @@ impl fmt::Display for StoreError {
             StoreError::Closed => write!(f, "store is closed"),
             StoreError::Panicked(what) => write!(f, "a storage job panicked: {what}"),
             StoreError::Corrupt(what) => write!(f, "database unusable: {what}"),
+            StoreError::OverBudget(budget) => write!(f, "the query ran past its budget of {} ms", budget.as_millis()),
             StoreError::Sql(e) => write!(f, "sqlite: {e}"),
             StoreError::Io(e) => write!(f, "i/o: {e}"),
         }
@@ -117,12 +123,20 @@ struct WindowRows<T> {
 }
 
 /// Runs a list query, fetching one extra row to learn whether another page follows.
+///
+/// `complete` finishes each row (loads its multi-valued attributes) and says about how
+/// many bytes it renders to. Rows stop being read once the page passes `byte_budget`
+/// (at least one is returned), so what a page holds in memory is bounded by the budget,
+/// not by `count` times the largest resource; RFC 7644 §3.4.2.4 lets a page hold fewer
+/// resources than asked, and `more` tells the caller another page follows.
 fn query_window<T>(
     conn: &Connection,
     source: &ListSource<'_, T>,
     filter: &filter_sql::SqlFilter,
     window: Window,
     count_total: bool,
+    byte_budget: usize,
+    complete: &mut dyn FnMut(i64, &mut T) -> StoreResult<usize>,
 ) -> StoreResult<WindowRows<T>> {
     let (from, alias) = (source.from, source.alias);
     let params = rusqlite::params_from_iter(&filter.params);
@@ -143,11 +157,36 @@ fn query_window<T>(
     }
     let (extra, tail) = window.sql(alias, &filter.order_by(alias));
     let sql = format!("SELECT {} FROM {from} {alias} WHERE {} AND ({}){extra} {tail}", source.select, source.visible, filter.clause);
-    let mut rows: Vec<(i64, T)> = conn.prepare_cached(&sql)?.query_map(params, source.map)?.collect::<Result<_, _>>()?;
-    let more = rows.len() > window.limit() as usize;
-    rows.truncate(window.limit() as usize);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut cursor = stmt.query(params)?;
+    let (mut rows, mut bytes, mut more) = (Vec::new(), 0usize, false);
+    while let Some(row) = cursor.next()? {
+        if rows.len() >= window.limit() as usize || bytes >= byte_budget {
+            more = true;
+            break;
+        }
+        let (pk, mut item) = (source.map)(row)?;
+        bytes = bytes.saturating_add(complete(pk, &mut item)?);
+        rows.push((pk, item));
+    }
     Ok(WindowRows { total, rows, more })
 }
+
+/// About how many bytes a JSON value takes when serialised (escapes not counted): what
+/// the page budget of a list counts.
+pub fn approx_json_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 12,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| approx_json_bytes(v) + 1).sum::<usize>(),
+        Value::Object(obj) => 2 + obj.iter().map(|(k, v)| k.len() + 4 + approx_json_bytes(v)).sum::<usize>(),
+    }
+}
+
+/// What a rendered resource adds to its attributes (schemas, id, meta with location).
+pub const RESOURCE_OVERHEAD_BYTES: usize = 400;
 
 /// Every counter in `counters`, counted from the rows: what the triggers keep. The one
 /// definition of what each counter counts, used to fill them (migration to v4) and to check
@@ -236,6 +275,98 @@ fn concurrent_scans() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
 }
 
+/// The time budget of one scan unless `serve` sets another (`query_timeout_ms`).
+pub const DEFAULT_SCAN_BUDGET: Duration = Duration::from_secs(5);
+
+/// The budget in milliseconds. Process-wide: one `serve` per process sets it at start,
+/// before any request, from its configuration.
+static SCAN_BUDGET_MS: AtomicU64 = AtomicU64::new(DEFAULT_SCAN_BUDGET.as_millis() as u64);
+
+/// Sets how long one scan may run before SQLite is interrupted.
+pub fn set_scan_budget(budget: Duration) {
+    SCAN_BUDGET_MS.store(budget.as_millis().clamp(1, u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+}
+
+fn scan_budget() -> Duration {
+    Duration::from_millis(SCAN_BUDGET_MS.load(Ordering::Relaxed))
+}
+
+/// The link between a scan's job (on a blocking thread, holding a pooled connection) and
+/// its watcher (a timer, or the caller going away). Both sides take the lock, so an
+/// interrupt can reach the connection only while it runs this job: once the job has
+/// disarmed, the connection may go back to the pool and serve another request untouched.
+#[derive(Default)]
+struct ScanWatch {
+    state: Mutex<WatchState>,
+}
+
+#[derive(Default)]
+struct WatchState {
+    running: Option<rusqlite::InterruptHandle>,
+    stopped: bool,
+}
+
+impl ScanWatch {
+    /// Called by the job before its first statement; false if the scan was already
+    /// stopped (its budget spent waiting for a slot, or its caller gone).
+    fn arm(&self, conn: &Connection) -> bool {
+        let Ok(mut state) = self.state.lock() else { return false };
+        if state.stopped {
+            return false;
+        }
+        state.running = Some(conn.get_interrupt_handle());
+        true
+    }
+
+    /// Called by the job after its last statement; whether the scan was stopped.
+    fn disarm(&self) -> bool {
+        match self.state.lock() {
+            Ok(mut state) => {
+                state.running = None;
+                state.stopped
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// Stops the scan: interrupts the running statement; true while the job still runs.
+    fn stop(&self) -> bool {
+        let Ok(mut state) = self.state.lock() else { return false };
+        state.stopped = true;
+        match &state.running {
+            Some(handle) => {
+                handle.interrupt();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Waits for the scan to end, its budget to pass, or its caller to go away (the sender
+/// dropped unsent: hyper drops a request's future when the client disconnects).
+async fn watch_scan(watch: Arc<ScanWatch>, budget: Duration, finished: oneshot::Receiver<()>) {
+    let why = tokio::select! {
+        outcome = finished => match outcome {
+            Ok(()) => return,
+            Err(_) => "its client went away",
+        },
+        _ = tokio::time::sleep(budget) => "it ran past its budget",
+    };
+    // SQLite interrupts only a statement that is running: one that lands between two
+    // statements of the job is lost, so repeat until the job has ended (bounded).
+    for attempt in 0..500 {
+        if !watch.stop() {
+            if attempt > 0 {
+                log::info!(target: "scimd::store", "interrupted a scan because {why}");
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    error!(target: "scimd::store", "a scan kept running 5 s after it was interrupted ({why})");
+}
+
 /// A tenant's database: the writer queue and the reader pool.
 pub struct Store {
     path: PathBuf,
@@ -303,24 +434,35 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        with_reader(&self.readers, &self.path, job)
+        with_reader(&self.readers, &self.path, None, job)
     }
 
     /// Runs `job` on a pooled read connection on the blocking thread pool: for reads whose
     /// cost grows with the data (lists, counts, a group's member list).
+    ///
+    /// The scan has a time budget from the moment it is asked for (waiting for a slot
+    /// counts): past it, or as soon as the caller stops waiting, its SQLite statement is
+    /// interrupted and the scan fails with `OverBudget`, so an abandoned or runaway filter
+    /// frees its core and its connection instead of running to the end.
     pub async fn scan<T, F>(&self, job: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        let budget = scan_budget();
+        let watch = Arc::new(ScanWatch::default());
+        let (finished, finished_rx) = oneshot::channel::<()>();
+        tokio::spawn(watch_scan(Arc::clone(&watch), budget, finished_rx));
         let permit = Arc::clone(&self.scans).acquire_owned().await.map_err(|_| StoreError::Closed)?;
         let pool = Arc::clone(&self.readers);
         let path = self.path.clone();
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            with_reader(&pool, &path, job)
+            with_reader(&pool, &path, Some((&watch, budget)), job)
         });
-        task.await.map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+        let result = task.await.map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        let _ = finished.send(());
+        result
     }
 
     /// Stops the writer after the queued writes and checkpoints the WAL.
@@ -352,7 +494,12 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn with_reader<T>(pool: &Mutex<Vec<Connection>>, path: &Path, job: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+fn with_reader<T>(
+    pool: &Mutex<Vec<Connection>>,
+    path: &Path,
+    watch: Option<(&ScanWatch, Duration)>,
+    job: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
     let pooled = pool.lock().ok().and_then(|mut p| p.pop());
     let conn = match pooled {
         Some(c) => c,
@@ -363,7 +510,21 @@ fn with_reader<T>(pool: &Mutex<Vec<Connection>>, path: &Path, job: impl FnOnce(&
     // statement, which was most of a GET's cost.
     let result = match conn.prepare_cached("BEGIN").and_then(|mut s| s.execute([])) {
         Ok(_) => {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn))).unwrap_or_else(|panic| Err(StoreError::Panicked(panic_text(&panic))));
+            // A panicking job fails alone (its caller gets an error); the watch is disarmed
+            // whatever the job did.
+            let guarded = std::panic::AssertUnwindSafe(|| job(&conn));
+            let run = move || std::panic::catch_unwind(guarded).unwrap_or_else(|panic| Err(StoreError::Panicked(panic_text(&panic))));
+            let result = match watch {
+                None => run(),
+                Some((w, budget)) => {
+                    let result = if w.arm(&conn) { run() } else { Err(StoreError::OverBudget(budget)) };
+                    // Whatever failed in a stopped scan failed because it was stopped.
+                    match (w.disarm(), result) {
+                        (true, Err(_)) => Err(StoreError::OverBudget(budget)),
+                        (_, result) => result,
+                    }
+                }
+            };
             if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
                 log::error!(target: "scimd::store", "ending a read transaction failed: {e}");
                 return Err(e.into());

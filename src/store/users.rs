@@ -477,15 +477,16 @@ pub fn list(
     window: super::Window,
     count_total: bool,
     with_groups: bool,
+    byte_budget: usize,
 ) -> StoreResult<super::Listed> {
     let source = super::ListSource { select: &SELECT_COLUMNS, from: "users", alias: "u", visible: "u.deleted_at IS NULL", map: from_row };
-    let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total)?;
+    let mut complete = |pk: i64, res: &mut StoredResource| -> StoreResult<usize> {
+        load_plural(conn, pk, res, with_groups)?;
+        Ok(super::RESOURCE_OVERHEAD_BYTES + res.attrs.iter().map(|(k, v)| k.len() + 4 + super::approx_json_bytes(v)).sum::<usize>())
+    };
+    let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total, byte_budget, &mut complete)?;
     let last_pk = rows.last().map(|(pk, _)| *pk);
-    let mut items = Vec::with_capacity(rows.len());
-    for (pk, mut res) in rows {
-        load_plural(conn, pk, &mut res, with_groups)?;
-        items.push(res);
-    }
+    let items = rows.into_iter().map(|(_, res)| res).collect();
     Ok(super::Listed { total, items, last_pk, more })
 }
 

@@ -6,6 +6,7 @@ mod support;
 mod attacker;
 mod auth;
 mod cli;
+mod costs;
 mod crash;
 mod demo;
 mod dialects;
