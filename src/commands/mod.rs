@@ -18,7 +18,7 @@ use crate::certs::{self, DevCertPaths};
 use crate::cli::{Command, HELP};
 use crate::clock::UtcMillis;
 use crate::config::{RawConfig, ServeConfig};
-use crate::http::router::AppState;
+use crate::http::context::AppState;
 use crate::http::server::{self, RunningServer};
 use crate::scim::resource::Attrs;
 use crate::store::{events, users, Store, StoreError};
@@ -236,7 +236,7 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
         None => None,
     };
     let state = Arc::new(AppState {
-        metrics: crate::http::metrics::Metrics::default(),
+        metrics: Arc::new(crate::http::metrics::Metrics::default()),
         tenants: TenantRegistry::new(DataDir::new(&config.data_dir)),
         auth: AuthState::new(config.kdf_iterations),
         clock,
@@ -249,7 +249,7 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     match config.metrics_listen {
         Some(addr) => {
-            let (bound, task) = crate::http::metrics::serve(addr, state)
+            let (bound, task) = crate::http::operator::serve(addr, state)
                 .await
                 .map_err(|e| format!("cannot serve metrics on {addr}: {e} (set metrics_listen, or \"off\")"))?;
             Ok(running.with_metrics(bound, task))

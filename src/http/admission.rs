@@ -30,65 +30,28 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use tokio::sync::oneshot;
 
-use super::router::AppState;
+use super::metrics::{Metrics, Refusal};
 use crate::config::Limits;
+
+/// For a log line: what happened, and what was done to the connection(s) that follow.
+fn describe(reason: Refusal, limits: &Limits) -> (String, &'static str) {
+    match reason {
+        Refusal::MaxConnections => (format!("connection limit ({}) reached, every slot established", limits.max_connections), "refused"),
+        Refusal::ConnectionsPerAddress => {
+            (format!("max_connections_per_address ({} established) reached", limits.max_connections_per_address), "refused")
+        }
+        Refusal::HandshakesPerAddress => {
+            (format!("max_handshakes_per_address ({} TLS handshakes in progress) reached", limits.max_handshakes_per_address), "refused")
+        }
+        Refusal::Evicted => {
+            (format!("connection limit ({}) reached", limits.max_connections), "closed, to make room, the unfinished TLS handshake of")
+        }
+        Refusal::HandshakeTimeout => (format!("TLS handshake not finished within {:?}", limits.tls_handshake_timeout), "closed"),
+    }
+}
 
 /// At most one WARN line per reason per interval (the first one of a burst at once).
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Why a connection was closed before it was served. The discriminant indexes the
-/// metrics counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Every slot holds an established connection.
-    MaxConnections = 0,
-    /// The address holds `max_connections_per_address` established connections.
-    ConnectionsPerAddress = 1,
-    /// The address has `max_handshakes_per_address` handshakes in progress.
-    HandshakesPerAddress = 2,
-    /// A handshake in progress, closed to make room for a new connection.
-    Evicted = 3,
-    /// The handshake did not finish within `tls_handshake_timeout`.
-    HandshakeTimeout = 4,
-}
-
-impl Refusal {
-    pub const ALL: [Refusal; 5] = [
-        Refusal::MaxConnections,
-        Refusal::ConnectionsPerAddress,
-        Refusal::HandshakesPerAddress,
-        Refusal::Evicted,
-        Refusal::HandshakeTimeout,
-    ];
-
-    /// The metrics label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Refusal::MaxConnections => "max_connections",
-            Refusal::ConnectionsPerAddress => "connections_per_address",
-            Refusal::HandshakesPerAddress => "handshakes_per_address",
-            Refusal::Evicted => "evicted",
-            Refusal::HandshakeTimeout => "handshake_timeout",
-        }
-    }
-
-    /// For a log line: what happened, and what was done to the connection(s) that follow.
-    fn describe(self, limits: &Limits) -> (String, &'static str) {
-        match self {
-            Refusal::MaxConnections => (format!("connection limit ({}) reached, every slot established", limits.max_connections), "refused"),
-            Refusal::ConnectionsPerAddress => {
-                (format!("max_connections_per_address ({} established) reached", limits.max_connections_per_address), "refused")
-            }
-            Refusal::HandshakesPerAddress => {
-                (format!("max_handshakes_per_address ({} TLS handshakes in progress) reached", limits.max_handshakes_per_address), "refused")
-            }
-            Refusal::Evicted => {
-                (format!("connection limit ({}) reached", limits.max_connections), "closed, to make room, the unfinished TLS handshake of")
-            }
-            Refusal::HandshakeTimeout => (format!("TLS handshake not finished within {:?}", limits.tls_handshake_timeout), "closed"),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
@@ -232,7 +195,7 @@ struct LogWindow {
 /// The connection table of one listener, with its metrics and rate-limited log.
 pub struct Admission {
     limits: Limits,
-    state: Arc<AppState>,
+    metrics: Arc<Metrics>,
     table: Mutex<Table>,
     log: Mutex<[LogWindow; Refusal::ALL.len()]>,
 }
@@ -244,8 +207,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Admission {
-    pub fn new(limits: Limits, state: Arc<AppState>) -> Arc<Admission> {
-        Arc::new(Admission { limits, state, table: Mutex::new(Table::default()), log: Mutex::new(Default::default()) })
+    pub fn new(limits: Limits, metrics: Arc<Metrics>) -> Arc<Admission> {
+        Arc::new(Admission { limits, metrics, table: Mutex::new(Table::default()), log: Mutex::new(Default::default()) })
     }
 
     /// A new connection: its slot, pending its TLS handshake if `handshake` (else
@@ -272,13 +235,13 @@ impl Admission {
     }
 
     fn publish(&self, table: &Table) {
-        self.state.metrics.set_connections(table.pending.len(), table.established);
+        self.metrics.set_connections(table.pending.len(), table.established);
     }
 
     /// Counts a refusal and logs it, rate-limited (handshake timeouts are routine: DEBUG).
     pub fn note(&self, reason: Refusal, peer: IpAddr) {
-        self.state.metrics.connection_refused(reason);
-        let (what, done) = reason.describe(&self.limits);
+        self.metrics.connection_refused(reason);
+        let (what, done) = describe(reason, &self.limits);
         if reason == Refusal::HandshakeTimeout {
             return debug!(target: "scimd::http", "{what}: {done} a connection from {peer}");
         }
@@ -324,7 +287,7 @@ impl Admission {
     fn sum_up(&self, reason: Refusal, window: &mut LogWindow, now: Instant) {
         let secs = window.since.map(|s| now.duration_since(s).as_secs()).unwrap_or(0);
         let latest = window.latest.map(|ip| ip.to_string()).unwrap_or_default();
-        let (what, done) = reason.describe(&self.limits);
+        let (what, done) = describe(reason, &self.limits);
         warn!(target: "scimd::http", "{what}: {done} {} connections in the last {secs} s (latest from {latest})", window.count);
         *window = LogWindow { since: Some(now), count: 0, latest: None };
     }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::handlers::{self, Done};
 use super::response::{json_response, ApiError, HttpResponse};
-use super::router::Ctx;
+use super::context::Ctx;
 use crate::scim::schema::ResourceKind;
 use crate::scim::{groups, IfMatch, ScimError};
 

@@ -6,7 +6,7 @@ use hyper::StatusCode;
 use serde_json::Value;
 
 use super::response::{json_response, no_content, resource_response, ApiError, HttpResponse};
-use super::router::Ctx;
+use super::context::Ctx;
 use crate::scim::resource::{render, Projection, StoredResource};
 use crate::scim::schema::{self, ResourceKind};
 use crate::scim::{self as scim_layer, groups, users, IfMatch, ListOutcome, ListParams, ScimError, ScimErrorKind};

@@ -2,8 +2,10 @@
 
 pub mod admission;
 pub mod bulk;
+pub mod context;
 pub mod handlers;
 pub mod metrics;
+pub mod operator;
 pub mod request;
 pub mod response;
 pub mod router;

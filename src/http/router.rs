@@ -15,24 +15,13 @@ use serde_json::{json, Value};
 
 use super::request::{self, Query};
 use super::response::{json_response, ApiError, HttpResponse};
+use super::context::{AppState, Ctx};
 use super::{bulk, handlers, token_api};
-use crate::auth::{self, Api, AuthState};
-use crate::clock::{Clock, UtcMillis};
+use crate::auth::{self, Api};
+use crate::clock::UtcMillis;
 use crate::scim::schema::ResourceKind;
 use crate::scim::{discovery, IfMatch, ListOutcome, Principal};
-use crate::tenant::{Tenant, TenantId, TenantRegistry};
-
-/// What every request handler shares.
-pub struct AppState {
-    pub tenants: TenantRegistry,
-    pub metrics: super::metrics::Metrics,
-    pub auth: AuthState,
-    pub clock: Clock,
-    pub max_body_bytes: usize,
-    /// `https://host:port` as clients reach us; derived from `Host` when unset.
-    pub public_url: Option<String>,
-    pub scheme: &'static str,
-}
+use crate::tenant::{Tenant, TenantId};
 
 /// Entry point for every request: route, then write one access-log line.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Result<HttpResponse, Infallible> {
@@ -102,18 +91,6 @@ async fn tenant_and_principal(
     let principal = auth::authenticate(&tenant, &state.auth, api, authorization, peer, now).await?;
     seen.who = format!("{id}/{}", principal.user_name);
     Ok((tenant, principal, now))
-}
-
-/// A request inside one tenant's SCIM base URL, after authentication.
-pub struct Ctx {
-    pub tenant: Arc<Tenant>,
-    /// The request's time, read once from the server's clock.
-    pub now: UtcMillis,
-    pub principal: Principal,
-    pub base_url: String,
-    pub query: Query,
-    pub bulk_max_operations: usize,
-    pub max_body_bytes: usize,
 }
 
 fn segments(path: &str) -> Vec<&str> {

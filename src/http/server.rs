@@ -19,8 +19,10 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::{Admission, Refusal};
-use super::router::{self, AppState};
+use super::admission::Admission;
+use super::metrics::Refusal;
+use super::context::AppState;
+use super::router;
 use crate::config::Limits;
 
 /// Closes a connection on which nothing has been read or written for `timeout` (idle
@@ -282,7 +284,7 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
     };
     let done = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        let admission = Admission::new(limits, Arc::clone(&state));
+        let admission = Admission::new(limits, Arc::clone(&state.metrics));
         // Sums up refusals in the log once a burst is over (see `Admission::note`).
         let mut log_tick = tokio::time::interval(super::admission::LOG_INTERVAL / 2);
         let mut builder = hyper::server::conn::http1::Builder::new();

@@ -1,0 +1,117 @@
+//! The operator listener (loopback by default, plain HTTP): `/metrics` in the Prometheus
+//! text format — the counters of `metrics.rs` and, read at scrape time, users, active
+//! users and groups per tenant and the seconds left on every live bearer token — and the
+//! operator's `/healthz` with per-tenant detail.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use super::context::AppState;
+use crate::clock::UtcMillis;
+
+/// The exposition text.
+pub async fn render(state: &AppState) -> String {
+    let mut out = String::new();
+    state.metrics.render_counters(&mut out);
+    let now = (state.clock)();
+    let mut gauges = String::new();
+    let mut tokens = String::new();
+    for id in state.tenants.data().list_tenants().unwrap_or_default() {
+        let Ok(Some(tenant)) = state.tenants.get(&id).await else { continue };
+        let counts = tenant.store.scan(crate::store::tenant_counts).await;
+        if let Ok((users, active, groups)) = counts {
+            let t = super::metrics::escape(id.as_str());
+            let _ = writeln!(gauges, "scimd_tenant_users{{tenant=\"{t}\"}} {users}");
+            let _ = writeln!(gauges, "scimd_tenant_active_users{{tenant=\"{t}\"}} {active}");
+            let _ = writeln!(gauges, "scimd_tenant_groups{{tenant=\"{t}\"}} {groups}");
+        }
+        if let Ok(live) = crate::auth::token::live(&tenant, now).await {
+            for token in live {
+                let left = UtcMillis::parse_rfc3339(&token.expires_at).map(|e| (e.0 - now.0) / 1000).unwrap_or(0);
+                let _ = writeln!(tokens, "scimd_token_expiry_seconds{{tenant=\"{}\",owner=\"{}\"}} {left}", super::metrics::escape(id.as_str()), super::metrics::escape(&token.user_name));
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP scimd_tenant_users Users per tenant (not soft-deleted); scimd_tenant_active_users and scimd_tenant_groups likewise.");
+    let _ = writeln!(out, "# TYPE scimd_tenant_users gauge");
+    let _ = writeln!(out, "# TYPE scimd_tenant_active_users gauge");
+    let _ = writeln!(out, "# TYPE scimd_tenant_groups gauge");
+    out.push_str(&gauges);
+    let _ = writeln!(out, "# HELP scimd_token_expiry_seconds Seconds until each live bearer token expires.");
+    let _ = writeln!(out, "# TYPE scimd_token_expiry_seconds gauge");
+    out.push_str(&tokens);
+    out
+}
+
+/// The operator's `/healthz`: "ok", or "degraded" with, per tenant, the bearer tokens
+/// inside their warning window. Tenants already open are read now; the others as the
+/// last periodic expiry check found them. No tenant is opened to answer.
+pub async fn operator_health(state: &AppState) -> serde_json::Value {
+    use serde_json::json;
+    let now = (state.clock)();
+    let mut tenants: std::collections::BTreeMap<String, Vec<String>> = state.auth.expiry.snapshot().into_iter().collect();
+    for tenant in state.tenants.open_tenants() {
+        let Ok(expiring) = crate::auth::token::expiring(&tenant, now).await else { continue };
+        let reasons: Vec<String> = expiring
+            .iter()
+            .map(|(t, days)| format!("the bearer token of {} expires in {days} days ({}); rotate it", t.user_name, t.expires_at))
+            .collect();
+        if reasons.is_empty() {
+            tenants.remove(tenant.id.as_str());
+        } else {
+            tenants.insert(tenant.id.to_string(), reasons);
+        }
+    }
+    if tenants.is_empty() {
+        return json!({"status": "ok"});
+    }
+    let detail: serde_json::Map<String, serde_json::Value> =
+        tenants.into_iter().map(|(id, reasons)| (id, json!({"status": "degraded", "reasons": reasons}))).collect();
+    json!({"status": "degraded", "tenants": detail})
+}
+
+/// Serves `GET /metrics` and the operator's `GET /healthz` over plain HTTP on `listen`;
+/// returns the bound address.
+pub async fn serve(listen: SocketAddr, state: Arc<AppState>) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        log::warn!(target: "scimd::http", "metrics are served on {addr}, which is not a loopback address");
+    }
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let state = Arc::clone(&state);
+                    async move {
+                        let resp = if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                            let mut r = Response::new(Full::new(Bytes::from(render(&state).await)));
+                            r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
+                            r
+                        } else if req.method() == Method::GET && req.uri().path() == "/healthz" {
+                            let mut r = Response::new(Full::new(Bytes::from(operator_health(&state).await.to_string())));
+                            r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+                            r
+                        } else {
+                            let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+                            *r.status_mut() = StatusCode::NOT_FOUND;
+                            r
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    Ok((addr, task))
+}
