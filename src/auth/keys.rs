@@ -161,8 +161,13 @@ impl KeyState {
     /// token signed with it). Returns the new public key's fingerprint. Blocking.
     pub fn generate(&self) -> Result<String, String> {
         use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-        crate::tenant::restrict_dir(&self.dir);
+        // Owner-only from the start; the tenant's directory layout is tenant.rs's, which
+        // handed us this path (no import back into tenant: it owns a KeyState).
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        dir.create(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
         let key = rsa::RsaPrivateKey::new(&mut RingRng(ring::rand::SystemRandom::new()), KEY_BITS).map_err(|e| e.to_string())?;
         let private_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?;
         let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| e.to_string())?;
