@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod help;
 pub mod http;
+pub mod model;
 pub mod names;
 pub mod ops;
 pub mod scim;

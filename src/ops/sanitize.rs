@@ -27,16 +27,7 @@ impl AuthMode {
     }
 }
 
-/// What sanitisation reads of a user.
-#[derive(Clone, Debug)]
-pub struct Candidate {
-    pub id: String,
-    pub user_name: String,
-    pub email: Option<String>,
-    pub active: bool,
-    /// `basic` or `idp`.
-    pub auth_type: String,
-}
+pub use crate::model::Candidate;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NeedsUpdate {

@@ -11,23 +11,7 @@ use serde_json::{Map, Value};
 use super::schema::{self, AttrDef, AttrType, Mutability, ResolvedPath, ResourceKind, Returned};
 use super::ScimError;
 
-pub type Attrs = Map<String, Value>;
-
-/// A resource as the store returns it.
-#[derive(Clone, Debug)]
-pub struct StoredResource {
-    pub id: String,
-    pub attrs: Attrs,
-    pub created: String,
-    pub last_modified: String,
-    pub version: i64,
-}
-
-impl StoredResource {
-    pub fn etag(&self) -> String {
-        format!("W/\"{}\"", self.version)
-    }
-}
+pub use crate::model::{Attrs, StoredResource};
 
 /// The longest string value scimd stores (a 1 MB "name" is an attack, not a name).
 pub const MAX_STRING_BYTES: usize = 64 * 1024;

@@ -6,11 +6,7 @@
 //! advertised here is exactly what is stored and returned: strict clients (scim2-tester)
 //! round-trip every advertised attribute.
 
-pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-/// scimd's own, read-only user attributes: licence and origin.
-pub const SCIMD_SCHEMA: &str = "urn:scimd:params:scim:schemas:extension:2.0:User";
+pub use crate::model::{ENTERPRISE_SCHEMA, GROUP_SCHEMA, SCIMD_SCHEMA, USER_SCHEMA};
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";

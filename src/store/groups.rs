@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::filter_sql::SqlFilter;
 use super::{is_unique_violation, new_resource_id, StoreError, StoreResult};
-use crate::scim::resource::{Attrs, StoredResource};
+use crate::model::{Attrs, StoredResource};
 
 fn conflict_or(e: rusqlite::Error) -> StoreError {
     if is_unique_violation(&e) {

@@ -219,7 +219,7 @@ pub fn tenant_counts(conn: &Connection) -> StoreResult<(i64, i64, i64)> {
 pub struct Listed {
     /// The number of matches, when it was asked for (cursor walks skip the count).
     pub total: Option<u64>,
-    pub items: Vec<crate::scim::resource::StoredResource>,
+    pub items: Vec<crate::model::StoredResource>,
     /// The key of the last row returned, for the next cursor.
     pub last_pk: Option<i64>,
     /// Whether more rows follow this page.

@@ -8,8 +8,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
 
 use super::{is_unique_violation, new_resource_id, StoreError, StoreResult};
-use crate::scim::resource::{Attrs, StoredResource};
-use crate::scim::schema::{ENTERPRISE_SCHEMA, SCIMD_SCHEMA};
+use crate::model::{Attrs, StoredResource};
+use crate::model::{ENTERPRISE_SCHEMA, SCIMD_SCHEMA};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ColKind {
@@ -528,7 +528,7 @@ pub fn set_password(conn: &Connection, id: &str, hash: &str, role: &str, now: &s
 
 /// What sanitisation reads: every visible user with the email a userName must equal
 /// (primary, else work, else first).
-pub fn sanitize_candidates(conn: &Connection) -> StoreResult<Vec<crate::ops::sanitize::Candidate>> {
+pub fn sanitize_candidates(conn: &Connection) -> StoreResult<Vec<crate::model::Candidate>> {
     let mut stmt = conn.prepare(
         "SELECT u.id, u.user_name, u.active IS NOT 0, u.auth_type,
                 (SELECT e.value FROM user_emails e WHERE e.user_pk = u.pk
@@ -537,7 +537,7 @@ pub fn sanitize_candidates(conn: &Connection) -> StoreResult<Vec<crate::ops::san
     )?;
     let rows = stmt
         .query_map([], |r| {
-            Ok(crate::ops::sanitize::Candidate { id: r.get(0)?, user_name: r.get(1)?, active: r.get(2)?, auth_type: r.get(3)?, email: r.get(4)? })
+            Ok(crate::model::Candidate { id: r.get(0)?, user_name: r.get(1)?, active: r.get(2)?, auth_type: r.get(3)?, email: r.get(4)? })
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
