@@ -81,7 +81,7 @@ pub async fn tenant_delete(data: &DataDir, id: &str, yes: bool) -> Result<(), St
 
 pub async fn user_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(), String> {
     let tenant = open(data, tenant)?;
-    let list = tenant.store.read(users::summaries).await.map_err(|e| e.to_string())?;
+    let list = tenant.store.read(|db| users::summaries(db)).await.map_err(|e| e.to_string())?;
     tenant.store.close();
     if as_json {
         return print_json(&list);
@@ -148,7 +148,7 @@ pub async fn user_set_active(data: &DataDir, tenant: &str, username: &str, activ
 
 pub async fn group_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(), String> {
     let tenant = open(data, tenant)?;
-    let list = tenant.store.read(groups::summaries).await.map_err(|e| e.to_string())?;
+    let list = tenant.store.read(|db| groups::summaries(db)).await.map_err(|e| e.to_string())?;
     tenant.store.close();
     if as_json {
         return print_json(&list);

@@ -25,7 +25,7 @@ pub async fn render(state: &AppState) -> String {
     let mut tokens = String::new();
     for id in state.tenants.data().list_tenants().unwrap_or_default() {
         let Ok(Some(tenant)) = state.tenants.get(&id).await else { continue };
-        let counts = tenant.store.scan(crate::store::tenant_counts).await;
+        let counts = tenant.store.scan(|db| crate::store::tenant_counts(db)).await;
         if let Ok((users, active, groups)) = counts {
             let t = super::metrics::escape(id.as_str());
             let _ = writeln!(gauges, "scimd_tenant_users{{tenant=\"{t}\"}} {users}");

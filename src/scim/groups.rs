@@ -56,7 +56,7 @@ fn take_members(doc: &mut Attrs, body: &Value) -> Result<Vec<String>, ScimError>
 
 /// One write's context for membership rules.
 struct Sync<'a> {
-    conn: &'a rusqlite::Connection,
+    conn: &'a crate::store::Db<'a>,
     group: &'a GroupState,
     settings: &'a TenantSettings,
     actor: &'a str,
@@ -128,7 +128,7 @@ impl Sync<'_> {
 }
 
 /// Re-evaluates the policies for a group's (new) name and records a change of effect.
-fn refresh_policy(conn: &rusqlite::Connection, group: &mut GroupState, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
+fn refresh_policy(conn: &crate::store::Db<'_>, group: &mut GroupState, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
     let reason = settings.policies.ignore_reason(&group.display_name);
     if reason.is_some() != group.ignored {
         group.ignored = reason.is_some();
@@ -140,7 +140,7 @@ fn refresh_policy(conn: &rusqlite::Connection, group: &mut GroupState, settings:
 }
 
 /// `always_assign`: adds a SCIM-provisioned user to the named org-level groups.
-pub fn always_assign(conn: &rusqlite::Connection, user_id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
+pub fn always_assign(conn: &crate::store::Db<'_>, user_id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
     for name in &settings.policies.always_assign {
         match groups::state_by_name(conn, name)? {
             Some(group) if group.scope == "org" && !group.ignored => {
@@ -207,14 +207,14 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
 
 pub async fn get(tenant: &Tenant, id: &str, with_members: bool) -> Result<StoredResource, ScimError> {
     let id = id.to_string();
-    let job = move |conn: &rusqlite::Connection| groups::get(conn, &id, with_members);
+    let job = move |conn: &crate::store::Db<'_>| groups::get(conn, &id, with_members);
     // The member list grows with the group; without it the read is one indexed row.
     Ok(if with_members { tenant.store.scan(job).await? } else { tenant.store.read(job).await? })
 }
 
 /// Writes a group's new attributes and members: the shared tail of PUT and PATCH.
 #[allow(clippy::too_many_arguments)]
-fn write_group(conn: &rusqlite::Connection, id: &str, old: &Attrs, doc: &Attrs, changes: &MemberChanges, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
+fn write_group(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, doc: &Attrs, changes: &MemberChanges, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
     let mut group = groups::state(conn, id)?;
     if doc != old {
         groups::update(conn, group.pk, doc, now)?;

@@ -252,7 +252,7 @@ pub async fn list(store: &Store, kind: schema::ResourceKind, params: &ListParams
     // A lookup by a unique attribute is bounded, so it runs inline like a GET by id; a
     // group's member list is not, whatever the filter.
     let bounded = sql.at_most_one && !(with_computed && kind == schema::ResourceKind::Group);
-    let job = move |conn: &rusqlite::Connection| match kind {
+    let job = move |conn: &crate::store::Db<'_>| match kind {
         schema::ResourceKind::User => crate::store::users::list(conn, &sql, plan.window, plan.count_total, with_computed, PAGE_BYTE_BUDGET),
         schema::ResourceKind::Group => crate::store::groups::list(conn, &sql, plan.window, plan.count_total, with_computed, PAGE_BYTE_BUDGET),
     };

@@ -72,7 +72,7 @@ fn diff(old: &Attrs, new: &Attrs) -> Value {
 
 /// Gives a user the first free seat (Creator, then Creator Float, else none, with a
 /// warning event) and records the change.
-pub fn assign_seat(conn: &rusqlite::Connection, id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<String> {
+pub fn assign_seat(conn: &crate::store::Db<'_>, id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<String> {
     let (current, ..) = users::origin_of(conn, id)?;
     let license = if users::seats_used(conn, "creator", id)? < u64::from(settings.creator) {
         "creator"
@@ -93,7 +93,7 @@ pub fn assign_seat(conn: &rusqlite::Connection, id: &str, settings: &TenantSetti
 }
 
 /// Frees the seat of a user that is no longer active.
-fn free_seat(conn: &rusqlite::Connection, id: &str, actor: &str, now: &str) -> StoreResult<()> {
+fn free_seat(conn: &crate::store::Db<'_>, id: &str, actor: &str, now: &str) -> StoreResult<()> {
     let (current, ..) = users::origin_of(conn, id)?;
     if current != "none" {
         users::set_license(conn, id, "none", now)?;
@@ -105,7 +105,7 @@ fn free_seat(conn: &rusqlite::Connection, id: &str, actor: &str, now: &str) -> S
 /// Replaces the user with `new_doc` and records what changed: the shared tail of PUT,
 /// PATCH, restore and adoption. Activation changes move the licence seat.
 /// A document without `active` (a PUT that leaves it out) keeps the stored value.
-fn replace_in_tx(conn: &rusqlite::Connection, id: &str, old: &Attrs, new_doc: &Attrs, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<StoredResource> {
+fn replace_in_tx(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, new_doc: &Attrs, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<StoredResource> {
     let kept;
     let new_doc = match (new_doc.get("active"), old.get("active")) {
         (None, Some(stored)) => {
@@ -142,7 +142,7 @@ fn replace_in_tx(conn: &rusqlite::Connection, id: &str, old: &Attrs, new_doc: &A
 /// SCIM admin service accounts are the operator's (`scimd admin add`): the IdP they serve
 /// must not disable, rename, replace, delete or adopt them, or it could lock itself (or
 /// the operator) out. `Some(error)` when `id` is one.
-fn service_account_refusal(conn: &rusqlite::Connection, id: &str) -> StoreResult<Option<ScimError>> {
+fn service_account_refusal(conn: &crate::store::Db<'_>, id: &str) -> StoreResult<Option<ScimError>> {
     let (_, role, ..) = users::origin_of(conn, id)?;
     Ok((role == "org_admin").then(|| {
         ScimError::new(

@@ -261,10 +261,22 @@ pub fn open_for_write(path: &Path) -> StoreResult<Connection> {
     Ok(conn)
 }
 
+/// The database as a job sees it: the writer's transaction (inside the job's savepoint) or
+/// a read snapshot. Layers above the store name this type, never rusqlite's; what it
+/// dereferences to is for the store's own functions.
+pub struct Db<'a>(&'a Connection);
+
+impl std::ops::Deref for Db<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.0
+    }
+}
+
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A queued write: runs inside its savepoint and says whether it succeeded; the
 /// finisher answers the caller once the whole batch's commit outcome is known.
-type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Finisher) + Send>;
+type WriteJob = Box<dyn FnOnce(&Db<'_>) -> (bool, Finisher) + Send>;
 
 /// Writes waiting longer than this many are split into the next batch.
 const MAX_BATCH: usize = 256;
@@ -402,10 +414,10 @@ impl Store {
     pub async fn write<T, F>(&self, job: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
     {
         let (reply_tx, reply_rx) = oneshot::channel::<StoreResult<T>>();
-        let boxed: WriteJob = Box::new(move |conn: &Connection| {
+        let boxed: WriteJob = Box::new(move |conn: &Db<'_>| {
             // A panic inside a job must not take the writer thread (and with it every later
             // write of the tenant) down: it fails this job, whose savepoint is rolled back.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))).unwrap_or_else(|panic| Err(StoreError::Panicked(panic_text(&panic))));
@@ -432,7 +444,7 @@ impl Store {
     pub async fn read<T, F>(&self, job: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
     {
         with_reader(&self.readers, &self.path, None, job)
     }
@@ -447,7 +459,7 @@ impl Store {
     pub async fn scan<T, F>(&self, job: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
     {
         let budget = scan_budget();
         let watch = Arc::new(ScanWatch::default());
@@ -498,7 +510,7 @@ fn with_reader<T>(
     pool: &Mutex<Vec<Connection>>,
     path: &Path,
     watch: Option<(&ScanWatch, Duration)>,
-    job: impl FnOnce(&Connection) -> StoreResult<T>,
+    job: impl FnOnce(&Db<'_>) -> StoreResult<T>,
 ) -> StoreResult<T> {
     let pooled = pool.lock().ok().and_then(|mut p| p.pop());
     let conn = match pooled {
@@ -512,7 +524,7 @@ fn with_reader<T>(
         Ok(_) => {
             // A panicking job fails alone (its caller gets an error); the watch is disarmed
             // whatever the job did.
-            let guarded = std::panic::AssertUnwindSafe(|| job(&conn));
+            let guarded = std::panic::AssertUnwindSafe(|| job(&Db(&conn)));
             let run = move || std::panic::catch_unwind(guarded).unwrap_or_else(|panic| Err(StoreError::Panicked(panic_text(&panic))));
             let result = match watch {
                 None => run(),
@@ -585,7 +597,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>) -> (Vec<Finisher>, Sto
             error!(target: "scimd::store", "savepoint failed: {e}");
             continue;
         }
-        let (ok, finisher) = job(&tx);
+        let (ok, finisher) = job(&Db(&tx));
         let sql = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
         if let Err(e) = tx.execute_batch(sql) {
             error!(target: "scimd::store", "savepoint cleanup failed: {e}");
