@@ -155,15 +155,7 @@ pub async fn authenticate(
         if api == Api::TokenApi {
             return Err(AuthError::Missing(BEARER_ON_TOKEN_API));
         }
-        // Bad tokens count against the address like wrong passwords: guessing or replaying
-        // tokens is throttled too.
-        let keys = [throttle::Key::Address(peer)];
-        throttled(auth, &keys, tenant_id, "a bearer token", peer)?;
-        let result = authenticate_bearer(tenant, &auth.tokens, rest.trim(), now).await;
-        if matches!(result, Err(AuthError::Invalid | AuthError::Expired | AuthError::Revoked)) {
-            auth.throttle.fail(&keys);
-        }
-        return result;
+        return authenticate_bearer(tenant, auth, rest.trim(), peer, now).await;
     }
     let (user, pass) = parse_basic(header).ok_or(AuthError::Missing("authentication required"))?;
     let keys = [throttle::Key::account(tenant_id, &user, peer), throttle::Key::Address(peer)];
@@ -180,7 +172,10 @@ pub async fn authenticate(
 /// `Err(Throttled)` while any of `keys` is blocked.
 fn throttled(auth: &AuthState, keys: &[throttle::Key], tenant_id: &str, who: &str, peer: std::net::IpAddr) -> Result<(), AuthError> {
     auth.throttle.check(keys).map_err(|wait| {
-        warn!(target: "scimd::auth", "tenant {tenant_id}: throttled {who} from {peer} for {}s", wait.as_secs() + 1);
+        if let Some(skipped) = auth.throttle.log_gate() {
+            let more = if skipped > 0 { format!(" ({skipped} more throttled requests not logged)") } else { String::new() };
+            warn!(target: "scimd::auth", "tenant {tenant_id}: throttled {} from {peer} for {}s{more}", loggable(who), wait.as_secs() + 1);
+        }
         AuthError::Throttled(wait.as_secs() + 1)
     })
 }
@@ -195,8 +190,9 @@ pub async fn refuse_unknown_tenant(auth: &AuthState, api: Api, authorization: Op
         if api == Api::TokenApi {
             return AuthError::Missing(BEARER_ON_TOKEN_API);
         }
-        let keys = [throttle::Key::Address(peer)];
-        if let Err(e) = throttled(auth, &keys, "-", "a bearer token", peer) {
+        // No key can verify it: a forgery, counted (and answered) as for a known tenant.
+        let keys = [throttle::Key::Forgeries(peer)];
+        if let Err(e) = throttled(auth, &keys, "-", "forged bearer tokens", peer) {
             return e;
         }
         auth.throttle.fail(&keys);
@@ -226,9 +222,6 @@ async fn check_basic(tenant: &Tenant, auth: &AuthState, api: Api, user: &str, pa
     let user = user.to_string();
     let lookup = user.clone();
     let is_client = user.starts_with(CLIENT_PREFIX);
-    if is_client && api != Api::TokenApi {
-        return Err(AuthError::Forbidden("API client credentials may only be used for the token API".into()));
-    }
     let found = tenant
         .store
         .read(move |conn| {
@@ -257,21 +250,35 @@ async fn check_basic(tenant: &Tenant, auth: &AuthState, api: Api, user: &str, pa
             return Err(AuthError::Invalid);
         }
     };
+    // Only credentials that end in a principal are remembered: a cache hit for a
+    // non-admin's right password would answer faster than a wrong one (an oracle).
     let tag = auth.credentials.tag(tenant_id, &user, &pass, &stored);
-    if !auth.credentials.contains(&tag) {
-        if !verify_slowly(pass, stored).await {
-            warn!(target: "scimd::auth", "tenant {tenant_id}: wrong password for {user}");
-            return Err(AuthError::Invalid);
-        }
-        auth.credentials.insert(tag);
+    let cached = auth.credentials.contains(&tag);
+    if !cached && !verify_slowly(pass, stored).await {
+        warn!(target: "scimd::auth", "tenant {tenant_id}: wrong password for {}", loggable(&user));
+        return Err(AuthError::Invalid);
     }
     if account.role != "org_admin" {
         // Answered like a wrong password: a 403 here would confirm the password.
         warn!(target: "scimd::auth", "tenant {tenant_id}: account {} is not an org admin; only SCIM admin service accounts may use this API", account.user_name);
         return Err(AuthError::Invalid);
     }
+    if is_client && api != Api::TokenApi {
+        // Said only once the secret is verified: before, it told an unauthenticated
+        // caller at once that the tenant exists.
+        return Err(AuthError::Forbidden("API client credentials may only be used for the token API".into()));
+    }
     let via = if is_client { Credential::ApiClient } else { Credential::Password };
-    admin_principal(tenant_id, account, via)
+    let principal = admin_principal(tenant_id, account, via)?;
+    if !cached {
+        auth.credentials.insert(tag);
+    }
+    Ok(principal)
+}
+
+/// A user name as the client sent it, safe for one log line (no control characters).
+fn loggable(name: &str) -> String {
+    name.chars().take(128).map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// The account behind valid credentials may act only while it is an active org admin.
@@ -299,15 +306,29 @@ fn admin_principal(tenant_id: &str, account: users::AccountRecord, via: Credenti
     Ok(Principal { user_id: account.id, user_name: account.user_name, via })
 }
 
-async fn authenticate_bearer(tenant: &Tenant, cache: &token::TokenCache, bearer: &str, now: UtcMillis) -> Result<Principal, AuthError> {
+/// A bearer token. Only tokens whose signature fails count towards the throttle: a
+/// revoked or expired token is ours and cannot be guessed (a legitimate IdP retrying with
+/// one must not lock out its shared address), and a throttled address is refused only
+/// after its token failed to verify, so a valid token always gets through.
+async fn authenticate_bearer(tenant: &Tenant, auth: &AuthState, bearer: &str, peer: std::net::IpAddr, now: UtcMillis) -> Result<Principal, AuthError> {
+    let cache = &auth.tokens;
     let tenant_id = tenant.id.as_str();
+    let forgeries = [throttle::Key::Forgeries(peer)];
+    // Logged only while the address is not throttled: past that, the throttle's own
+    // rate-limited line speaks for them.
+    let forged = |why: &str| -> AuthError {
+        if let Err(e) = throttled(auth, &forgeries, tenant_id, "forged bearer tokens", peer) {
+            return e;
+        }
+        warn!(target: "scimd::auth", "tenant {tenant_id}: {why}");
+        auth.throttle.fail(&forgeries);
+        AuthError::Invalid
+    };
     let Some(key) = tenant.keys.current() else {
-        debug!(target: "scimd::auth", "tenant {tenant_id}: bearer token presented but the tenant has no signing key");
-        return Err(AuthError::Invalid);
+        return Err(forged("bearer token presented but the tenant has no signing key"));
     };
     let Some(claims) = cache.verify(bearer, &key) else {
-        warn!(target: "scimd::auth", "tenant {tenant_id}: bearer token with a bad signature or format");
-        return Err(AuthError::Invalid);
+        return Err(forged("bearer token with a bad signature or format"));
     };
     if claims.ten != tenant_id {
         warn!(target: "scimd::auth", "tenant {tenant_id}: bearer token of tenant {} refused", claims.ten);

@@ -18,23 +18,37 @@ const FIRST_BLOCK: Duration = Duration::from_secs(30);
 const LONGEST_BLOCK: Duration = Duration::from_secs(900);
 const MAX_TRACKED: usize = 100_000;
 
+/// Forged bearer tokens from one address before it is throttled (for bearer tokens only:
+/// a valid token is never held back by it, see `auth::authenticate`).
+pub const FORGERY_LIMIT: u32 = 50;
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Key {
     Account { tenant: String, user: String, addr: IpAddr },
     Address(IpAddr),
+    /// Bearer tokens whose signature did not verify, per address. Apart from `Address`:
+    /// IdPs send from shared egress addresses, and junk tokens must not lock Basic logins
+    /// (or another tenant's valid tokens) out of them.
+    Forgeries(IpAddr),
 }
 
 impl Key {
+    /// The account part compares as names do (`names::key`), so a full-width or
+    /// differently-cased spelling of the same account shares its count.
     pub fn account(tenant: &str, user: &str, addr: IpAddr) -> Key {
-        Key::Account { tenant: tenant.to_string(), user: user.to_lowercase(), addr }
+        Key::Account { tenant: tenant.to_string(), user: crate::names::key(user), addr }
     }
     fn limit(&self) -> u32 {
         match self {
             Key::Account { .. } => ACCOUNT_LIMIT,
             Key::Address(_) => ADDRESS_LIMIT,
+            Key::Forgeries(_) => FORGERY_LIMIT,
         }
     }
 }
+
+/// At most one WARN line about throttled requests per this interval.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 struct Failures {
     count: u32,
@@ -45,9 +59,30 @@ struct Failures {
 #[derive(Default)]
 pub struct Throttle {
     failures: Mutex<HashMap<Key, Failures>>,
+    /// When a throttled request was last logged, and how many were not logged since.
+    logged: Mutex<(Option<Instant>, u64)>,
 }
 
 impl Throttle {
+    /// Whether to log this throttled request: the first at once, then at most one line per
+    /// `LOG_INTERVAL`, which carries how many were left out (`Some(n)`); a brute force
+    /// must not also be a flood of log lines.
+    pub fn log_gate(&self) -> Option<u64> {
+        let Ok(mut g) = self.logged.lock() else { return None };
+        let now = Instant::now();
+        match g.0 {
+            Some(at) if now.duration_since(at) < LOG_INTERVAL => {
+                g.1 += 1;
+                None
+            }
+            _ => {
+                let skipped = g.1;
+                *g = (Some(now), 0);
+                Some(skipped)
+            }
+        }
+    }
+
     /// `Err(retry_after)` while any of the keys is blocked.
     pub fn check(&self, keys: &[Key]) -> Result<(), Duration> {
         let now = Instant::now();
@@ -112,6 +147,7 @@ mod tests {
         assert!(wait > Duration::from_secs(20) && wait <= FIRST_BLOCK);
         assert!(t.check(&keys(good)).is_ok(), "the admin from another address is not locked out");
         assert!(t.check(&[Key::account("acme", "admin", bad)]).is_err(), "user names compare case-insensitively");
+        assert!(t.check(&[Key::account("acme", "ＡＤＭＩＮ", bad)]).is_err(), "and as names do (full-width)");
         t.succeed(&Key::account("acme", "admin", good));
         assert!(t.check(&keys(bad)).is_err());
     }

@@ -25,6 +25,37 @@ use super::context::AppState;
 use super::router;
 use crate::config::Limits;
 
+/// A stream whose first bytes were already read (to learn that the client speaks): they
+/// are handed out again before the rest.
+struct Prefixed<T> {
+    prefix: Vec<u8>,
+    inner: T,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<T> {
+    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.drain(..n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<T> {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, data: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Closes a connection on which nothing has been read or written for `timeout` (idle
 /// keep-alive connections). While a request is being handled the connection is not read,
 /// so a slow handler is not cut off; hyper's header-read timeout covers slow senders.
@@ -329,10 +360,25 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
                             // Dropping the handshake closes the socket: its slot went to a newer one.
                             () = slot.evicted() => return debug!(target: "scimd::http", "TLS handshake with {peer} evicted to make room"),
                         };
+                        // Until its first request bytes arrive a connection stays pending (evictable,
+                        // under the same deadline): a socket that completes TLS and then says
+                        // nothing is as idle as one that never finished the handshake.
+                        let mut tls = tls;
+                        let mut first = vec![0u8; 8192];
+                        let read = tokio::time::timeout(handshake_timeout, tokio::io::AsyncReadExt::read(&mut tls, &mut first));
+                        let n = tokio::select! {
+                            done = read => match done {
+                                Ok(Ok(n)) if n > 0 => n,
+                                Ok(_) => return debug!(target: "scimd::http", "{peer} closed before its first request"),
+                                Err(_) => return admission.note(Refusal::HandshakeTimeout, peer.ip()),
+                            },
+                            () = slot.evicted() => return debug!(target: "scimd::http", "idle connection from {peer} evicted to make room"),
+                        };
+                        first.truncate(n);
                         if slot.establish().is_err() {
                             return;
                         }
-                        let conn = builder.serve_connection(TokioIo::new(IdleIo::new(tls, idle)), service);
+                        let conn = builder.serve_connection(TokioIo::new(IdleIo::new(Prefixed { prefix: first, inner: tls }, idle)), service);
                         if let Err(e) = watcher.watch(conn).await {
                             debug!(target: "scimd::http", "connection from {peer} ended: {e}");
                         }

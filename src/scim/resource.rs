@@ -71,8 +71,41 @@ pub fn decode(kind: ResourceKind, body: &Value) -> Result<Attrs, ScimError> {
         }
     }
     check_value_counts(kind, &doc)?;
+    check_size(&doc)?;
     check_required(kind, &doc)?;
     Ok(doc)
+}
+
+/// The largest a resource's stored attributes may be, as JSON (a group's members are rows
+/// and not counted). The per-value caps alone let one user grow, PATCH by PATCH, to
+/// hundreds of MB, and then every write of it and every page holding it cost that much.
+pub const MAX_RESOURCE_BYTES: usize = 1024 * 1024;
+
+/// Refuses a document larger than `MAX_RESOURCE_BYTES` (POST, PUT, and PATCH once all its
+/// operations are applied). Costs one pass over the document.
+pub fn check_size(doc: &Attrs) -> Result<(), ScimError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            if self.0 > MAX_RESOURCE_BYTES {
+                // Stop serialising as soon as the answer is known.
+                return Err(std::io::Error::other("too large"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    if serde_json::to_writer(&mut count, doc).is_err() {
+        return Err(ScimError::invalid_value(format!(
+            "the resource would be larger than {} KiB as JSON; scimd stores at most that much per resource",
+            MAX_RESOURCE_BYTES / 1024
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a document with more than `MAX_MULTI_VALUES` values in one multi-valued

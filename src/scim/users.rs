@@ -256,7 +256,7 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
                     return Ok(Err(e));
                 }
             }
-            if let Err(e) = resource::check_required(KIND, &doc).and_then(|_| check_rules(&doc, &settings)) {
+            if let Err(e) = resource::check_size(&doc).and_then(|_| resource::check_required(KIND, &doc)).and_then(|_| check_rules(&doc, &settings)) {
                 return Ok(Err(e));
             }
             let mut unchanged = old.attrs.clone();

@@ -151,13 +151,19 @@ async fn unknown_accounts_cost_as_long_as_wrong_passwords() {
     // answered in ~2 ms and a wrong password in ~130 ms at 600,000 iterations.
     const COST: u32 = 100_000;
     let s = TestServer::start_with_settings("require_username_is_email = false\n", |c| c.kdf_iterations = COST).await;
+    let worker = s.user("worker@example.com").await;
+    let worker_hash = scimd::auth::password::hash_password("worker-password", COST);
+    s.db("acme").execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", (&worker_hash, &worker)).unwrap();
     let hash = scimd::auth::password::hash_password("the-real-password", COST);
     s.db("acme").execute("UPDATE users SET password_hash = ?1 WHERE user_name = ?2", (&hash, ADMIN)).unwrap();
     // Distinct addresses and names keep the throttle out of it.
     let wrong = median_ms(async |i| from_address(&s, &format!("127.0.1.{}", i + 1), Method::GET, "/t/acme/scim/v2/Users", &basic(ADMIN, "wrong")).await.status.as_u16(), 3).await;
     let unknown = median_ms(async |i| from_address(&s, &format!("127.0.2.{}", i + 1), Method::GET, "/t/acme/scim/v2/Users", &basic(&format!("nobody{i}"), "wrong")).await.status.as_u16(), 3).await;
+    // A non-admin's right password, again and again: never answered from a cache.
+    let non_admin = median_ms(async |i| from_address(&s, &format!("127.0.5.{}", i + 1), Method::GET, "/t/acme/scim/v2/Users", &basic("worker@example.com", "worker-password")).await.status.as_u16(), 3).await;
     let no_tenant = median_ms(async |i| from_address(&s, &format!("127.0.3.{}", i + 1), Method::GET, "/t/nosuch/scim/v2/Users", &basic(ADMIN, "wrong")).await.status.as_u16(), 3).await;
-    println!("median ms: wrong password {wrong:.1}, unknown account {unknown:.1}, unknown tenant {no_tenant:.1}");
+    println!("median ms: wrong password {wrong:.1}, unknown account {unknown:.1}, unknown tenant {no_tenant:.1}, non-admin's right password {non_admin:.1}");
+    assert!(non_admin > wrong * 0.5, "non-admin's right password {non_admin:.1} ms vs wrong password {wrong:.1} ms");
     assert!(unknown > wrong * 0.5, "unknown account {unknown:.1} ms vs wrong password {wrong:.1} ms");
     assert!(no_tenant > wrong * 0.5, "unknown tenant {no_tenant:.1} ms vs wrong password {wrong:.1} ms");
 }
@@ -174,7 +180,7 @@ async fn a_non_admin_password_and_an_unknown_tenant_answer_like_wrong_credential
     assert_eq!((right.status, &right.body), (wrong.status, &wrong.body), "a non-admin's right password looks like a wrong one");
     right.assert_error(401, None);
     // An unknown tenant: the same answers as a known one, with and without credentials.
-    for auth in [None, Some(basic(ADMIN, "wrong")), Some("Bearer apikey_x.y".to_string())] {
+    for auth in [None, Some(basic(ADMIN, "wrong")), Some(basic("apiclient_x", "y")), Some("Bearer apikey_x.y".to_string())] {
         let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| vec![("authorization", a)]).unwrap_or_default();
         for path in [users("acme"), "/t/acme/rest/token".into(), "/t/acme/events".into()] {
             let known = s.client.raw(Method::GET, &path, &headers, None).await;
@@ -188,19 +194,51 @@ async fn a_non_admin_password_and_an_unknown_tenant_answer_like_wrong_credential
 }
 
 #[tokio::test]
-async fn bad_bearer_tokens_are_throttled_per_address() {
+async fn forged_bearer_tokens_are_throttled_per_address_and_valid_ones_still_pass() {
     let s = TestServer::start().await;
-    let bad = "Bearer apikey_eyJ0ZW4iOiJhY21lIn0.c2lnbmF0dXJl";
+    let admin = basic(ADMIN, PASSWORD);
+    s.client.as_(&admin, Method::POST, &format!("{TOKEN}/apiKeygen")).await;
+    let token = s.client.as_(&admin, Method::GET, TOKEN).await.body["token"].as_str().unwrap().to_string();
+    let (valid, forged) = (format!("Bearer {token}"), "Bearer apikey_eyJ0ZW4iOiJhY21lIn0.c2lnbmF0dXJl");
+    let users = "/t/acme/scim/v2/Users";
+    let limit = scimd::auth::throttle::FORGERY_LIMIT as usize;
+    // Forgeries for a tenant that does not exist count the same.
     let mut statuses = Vec::new();
-    for _ in 0..scimd::auth::throttle::ADDRESS_LIMIT + 1 {
-        statuses.push(from_address(&s, "127.0.4.1", Method::GET, "/t/acme/scim/v2/Users", bad).await.status.as_u16());
+    for i in 0..limit {
+        let path = if i % 2 == 0 { users } else { "/t/nosuch/scim/v2/Users" };
+        statuses.push(from_address(&s, "127.0.4.1", Method::GET, path, forged).await.status.as_u16());
     }
-    assert!(statuses[..scimd::auth::throttle::ADDRESS_LIMIT as usize].iter().all(|s| *s == 401), "{statuses:?}");
-    let r = from_address(&s, "127.0.4.1", Method::GET, "/t/acme/scim/v2/Users", bad).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    let r = from_address(&s, "127.0.4.1", Method::GET, users, forged).await;
     r.assert_error(429, None);
     assert!(r.headers.contains_key("retry-after"));
-    // Another address is not affected.
-    assert_eq!(from_address(&s, "127.0.4.2", Method::GET, "/t/acme/scim/v2/Users", &s.auth).await.status, 200);
+    // The address is shared (an IdP's egress): its valid token and its Basic logins still pass.
+    assert_eq!(from_address(&s, "127.0.4.1", Method::GET, users, &valid).await.status, 200);
+    assert_eq!(from_address(&s, "127.0.4.1", Method::GET, users, &admin).await.status, 200);
+    // A revoked token is ours, not a guess: an IdP retrying with one is never throttled.
+    assert_eq!(s.client.as_(&admin, Method::GET, &format!("{TOKEN}?revokeExistingToken=true")).await.status, 200);
+    for _ in 0..limit + 5 {
+        from_address(&s, "127.0.4.2", Method::GET, users, &valid).await.assert_error(401, None);
+    }
+}
+
+#[tokio::test]
+async fn a_user_cannot_grow_past_the_resource_size_cap() {
+    let s = TestServer::start_with_settings("require_username_is_email = false\n", |c| c.max_body_bytes = 4 * 1024 * 1024).await;
+    let emails = |n: usize, tag: &str| -> Vec<serde_json::Value> {
+        (0..n).map(|i| json!({"value": format!("{tag}{i}@x.com"), "display": "d".repeat(60_000)})).collect()
+    };
+    // One POST over the cap (20 values of 60 KB: each under the per-value caps).
+    let r = s.post("/Users", json!({"userName": "big", "emails": emails(20, "a")})).await;
+    r.assert_error(400, Some("invalidValue"));
+    assert!(r.body["detail"].as_str().unwrap().contains("KiB"), "{}", r.body);
+    assert_eq!(s.count("acme", "SELECT count(*) FROM users WHERE user_name = 'big'"), 0);
+    // Grown PATCH by PATCH: the one that would pass the cap is refused, nothing changes.
+    let id = s.user("grows").await;
+    let add = |v: Vec<serde_json::Value>| json!({"Operations": [{"op": "add", "path": "emails", "value": v}]});
+    assert_eq!(s.patch(&format!("/Users/{id}"), add(emails(12, "b"))).await.status, 200);
+    s.patch(&format!("/Users/{id}"), add(emails(8, "c"))).await.assert_error(400, Some("invalidValue"));
+    assert_eq!(s.count("acme", "SELECT count(*) FROM user_emails e JOIN users u ON u.pk = e.user_pk WHERE u.user_name = 'grows'"), 12);
 }
 
 #[tokio::test]

@@ -296,6 +296,10 @@ async fn one_address_cannot_hold_every_established_slot() {
     let auth = basic(ADMIN, PASSWORD);
     let local = Ipv4Addr::new(127, 0, 0, 1);
     let mut held = vec![tls_from(&s, local).await.unwrap(), tls_from(&s, local).await.unwrap()];
+    // A connection is established once it has sent its first request.
+    for conn in &mut held {
+        assert_eq!(get(conn, &auth).await, Ok(200));
+    }
     wait_for_established(&s, 2).await;
     // A third from the same address is closed at once; the ones it holds still work.
     let third = tokio::time::timeout(REQUEST_TIMEOUT, async {
@@ -320,4 +324,54 @@ async fn one_address_cannot_hold_every_established_slot() {
         assert!(Instant::now() < deadline, "no room for the address after one of its connections closed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// One connection from `source` that completes TLS and then says nothing, reopened as soon
+/// as the server closes it, until `stop`. Returns how many it opened.
+async fn silent_after_tls(s: &TestServer, source: Ipv4Addr, stop: Instant) -> usize {
+    let mut opened = 0;
+    while Instant::now() < stop {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(IpAddr::V4(source), 0)).unwrap();
+        let Ok(tcp) = socket.connect(s.addr).await else { continue };
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let Ok(Ok(mut tls)) = tokio::time::timeout(REQUEST_TIMEOUT, connector(&s.ca, None).connect(name, tcp)).await else { continue };
+        opened += 1;
+        let mut buf = [0u8; 64];
+        // Held until the server closes it (or the flood ends).
+        let left = stop.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left, tokio::io::AsyncReadExt::read(&mut tls, &mut buf)).await;
+    }
+    opened
+}
+
+/// Issue 13 review: sockets that complete TLS and never send a request filled the slots
+/// (they counted as established, held until the 30 s header-read timeout). Now a
+/// connection stays pending, evictable and under the handshake deadline, until its first
+/// request bytes arrive.
+#[tokio::test]
+async fn connections_that_finish_tls_and_say_nothing_do_not_starve_a_real_client() {
+    const SLOTS: usize = 32;
+    let s = TestServer::start_with_settings("require_username_is_email = false\n", |c| c.limits.max_connections = SLOTS).await;
+    let stop = Instant::now() + Duration::from_secs(4);
+    let s = Arc::new(s);
+    let mut flood = Vec::new();
+    for a in 2..=5u8 {
+        // Exactly as many as there are slots: all of them held, none churning (a churning
+        // flood leaves handshakes in progress that a newcomer could take the place of).
+        for _ in 0..SLOTS / 4 {
+            let s = Arc::clone(&s);
+            flood.push(tokio::spawn(async move { silent_after_tls(&s, Ipv4Addr::new(127, 0, 0, a), stop).await }));
+        }
+    }
+    // Let the flood take every slot first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let figures = good_client(s.addr, connector(&s.ca, None), Duration::from_secs(2)).await;
+    let mut opened = 0;
+    for f in flood {
+        opened += f.await.unwrap();
+    }
+    println!("{} (flood opened {opened} TLS connections)", figures.line("silent-after-TLS flood"));
+    assert!(opened >= SLOTS, "the flood held every slot ({opened} opened)");
+    assert!(figures.attempts > 0 && figures.failures.is_empty(), "{:?}", figures.failures);
 }

@@ -82,10 +82,16 @@ async fn idle_keep_alive_connections_are_closed() {
 
 #[tokio::test]
 async fn connections_past_the_maximum_are_refused() {
-    let s = tight().await;
+    // Long timeouts here: the held connections must outlive the test's steps.
+    let s = TestServer::start_with_settings("require_username_is_email = false\n", |c| c.limits.max_connections = 3).await;
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(tls(&s).await);
+        // A connection is established once its first request bytes arrive; half a
+        // request line holds it there (until the header-read timeout).
+        let mut conn = tls(&s).await;
+        conn.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        conn.flush().await.unwrap();
+        held.push(conn);
     }
     // The client's handshake ends a moment before the server's: wait until the server
     // counts all three as established (else the fourth would evict the third's handshake).
