@@ -134,6 +134,28 @@ async fn import_reads_rfc4180_and_refuses_malformed_csv_whole() {
     }
 }
 
+/// Issue 14: `scimd check --cert` on a certificate whose notAfter is damaged says it cannot
+/// read the expiry (an ERROR, non-zero exit); the hand-written DER walk panicked on it.
+#[test]
+fn check_cert_with_a_damaged_expiry_is_an_error_not_a_panic() {
+    use base64::Engine;
+    let dir = TempDir::new("damaged-cert");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2051, 1, 1);
+    let mut der = params.self_signed(&key).unwrap().der().to_vec();
+    let at = der.windows(15).position(|w| w == b"20510101000000Z").unwrap();
+    der[at + 5..at + 7].copy_from_slice("é".as_bytes());
+    let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64::engine::general_purpose::STANDARD.encode(&der));
+    let cert = dir.path().join("damaged.pem");
+    std::fs::write(&cert, pem).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let (ok, out, err) = scimd(&data, &["check", "--cert", cert.to_str().unwrap()]);
+    assert!(!ok && !err.contains("panicked"), "{err}");
+    assert!(out.lines().any(|l| l.contains("ERROR") && l.contains("cannot read its expiry")), "{out}");
+}
+
 #[tokio::test]
 async fn backup_during_writes_restores_with_integrity() {
     let s = TestServer::start().await;
