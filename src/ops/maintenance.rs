@@ -141,9 +141,8 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
     }
     #[cfg(unix)]
     if let Ok(m) = std::fs::metadata(data.private_key(id)) {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = m.permissions().mode() & 0o777;
-        let level = if mode & 0o077 != 0 { Level::Error } else { Level::Ok };
+        let mode = crate::auth::keys::KeyMode::of(&m);
+        let level = if mode.exposed() { Level::Error } else { Level::Ok };
         out.push(finding(level, format!("tenant {id}: token signing key mode {mode:o}")));
     }
     let conn = match Connection::open_with_flags(data.database(id), OpenFlags::SQLITE_OPEN_READ_ONLY) {
