@@ -16,6 +16,30 @@ use ring::signature::{self, RsaKeyPair};
 
 const KEY_BITS: usize = 2048;
 
+/// The permission bits of a private key file. A key whose group or other bits are set is
+/// exposed: the one rule for loading a key, `serve` refusing to start and `scimd check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyMode(u32);
+
+impl KeyMode {
+    #[cfg(unix)]
+    pub fn of(meta: &std::fs::Metadata) -> KeyMode {
+        use std::os::unix::fs::PermissionsExt;
+        KeyMode(meta.permissions().mode() & 0o777)
+    }
+
+    pub fn exposed(self) -> bool {
+        self.0 & 0o077 != 0
+    }
+}
+
+/// `{:o}` prints it as chmod takes it: `600`.
+impl std::fmt::Octal for KeyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Octal::fmt(&self.0, f)
+    }
+}
+
 /// A loaded signing key and what identifies it.
 pub struct SigningKey {
     pub pair: RsaKeyPair,
@@ -139,12 +163,8 @@ impl KeyState {
             return Err("the private key is not a regular file".into());
         }
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode();
-            if mode & 0o077 != 0 {
-                return Err(format!("the private key is readable by others (mode {:o}); chmod 600 it", mode & 0o777));
-            }
+        if KeyMode::of(&meta).exposed() {
+            return Err(format!("the private key is readable by others (mode {:o}); chmod 600 it", KeyMode::of(&meta)));
         }
         let mut text = String::new();
         file.read_to_string(&mut text).map_err(|e| e.to_string())?;

@@ -262,11 +262,10 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
 fn refuse_exposed_keys(data: &DataDir) -> Result<(), String> {
     #[cfg(unix)]
     for id in data.list_tenants().map_err(|e| e.to_string())? {
-        use std::os::unix::fs::PermissionsExt;
         let path = data.private_key(&id);
         if let Ok(meta) = std::fs::metadata(&path) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
+            let mode = crate::auth::keys::KeyMode::of(&meta);
+            if mode.exposed() {
                 return Err(format!(
                     "refusing to start: tenant {id}'s private key {} is readable by others (mode {mode:o}); chmod 600 it, or rotate it if it may have leaked",
                     path.display()

@@ -37,68 +37,91 @@ pub struct ImportReport {
     pub skipped: Vec<Skipped>,
 }
 
-/// RFC 4180 CSV: quoted fields, doubled quotes, CRLF or LF.
-pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    let mut line = 1;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => {
-                if c == '\n' {
-                    line += 1;
-                }
-                field.push(c);
-            }
-            (false, '"') if field.is_empty() => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') if chars.peek() == Some(&'\n') => {}
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-                line += 1;
-            }
-            (false, c) => field.push(c),
+/// RFC 4180 CSV, strictly: quoted fields, doubled quotes, CRLF or LF, newlines inside quotes,
+/// an optional UTF-8 BOM, blank lines skipped, every row as wide as the header. Each row comes
+/// with the file line it starts on. The `csv` crate splits the records; it is lenient by design
+/// (`"a"b` reads as `ab`, an unterminated quote runs to the end of the file, a stray quote in
+/// an unquoted field is kept), so each record is then checked to be exactly the RFC 4180
+/// encoding of the fields it gave: an import file that is not is refused, never guessed at.
+pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let mut rows: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let start = reader.position().byte() as usize;
+        // The text is UTF-8 and rows may differ in width, so the reader itself has little
+        // to refuse; its message names the line when it does.
+        if !reader.read_record(&mut record).map_err(|e| format!("not valid CSV: {e}"))? {
+            break;
         }
+        let end = reader.position().byte() as usize;
+        let raw = text.get(start..end).ok_or("the CSV reader lost its place")?;
+        // Blank lines before a record are skipped by the reader but lie in its span.
+        let skipped = raw.len() - raw.trim_start_matches(['\r', '\n']).len();
+        let line = 1 + text.as_bytes()[..start + skipped].iter().filter(|&&b| b == b'\n').count();
+        let raw = raw[skipped..].trim_end_matches(['\r', '\n']);
+        if let Err(why) = strict_encoding(raw, &record) {
+            return Err(format!("line {line}: not valid CSV: {why}"));
+        }
+        let fields: Vec<String> = record.iter().map(str::to_string).collect();
+        if fields.len() == 1 && fields[0].trim().is_empty() {
+            continue; // a line of spaces
+        }
+        if let Some((_, header)) = rows.first() {
+            if fields.len() != header.len() {
+                return Err(format!("line {line}: {} fields, but the header has {} (quote a value that holds a comma)", fields.len(), header.len()));
+            }
+        }
+        rows.push((line, fields));
     }
-    if quoted {
-        return Err(format!("line {line}: unterminated quoted field"));
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows.retain(|r| !(r.len() == 1 && r[0].trim().is_empty()));
     Ok(rows)
 }
 
-fn parse_bool(v: &str, line: usize) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        other => Err(format!("row {line}: active must be true or false, not {other:?}")),
+/// Whether `raw` is the fields of `record` written as RFC 4180 allows: each one either bare
+/// (no quote, comma or line break in it) or in quotes with its quotes doubled.
+fn strict_encoding(raw: &str, record: &csv::StringRecord) -> Result<(), &'static str> {
+    let mut rest = raw;
+    for (i, field) in record.iter().enumerate() {
+        if i > 0 {
+            rest = rest.strip_prefix(',').ok_or("text after a closing quote")?;
+        }
+        if rest.starts_with('"') {
+            let quoted = format!("\"{}\"", field.replace('"', "\"\""));
+            rest = rest.strip_prefix(quoted.as_str()).ok_or("a quote that is not doubled, text after a closing quote, or a quote never closed")?;
+        } else if field.contains('"') {
+            return Err("a quote inside a field that does not start with one");
+        } else {
+            rest = rest.strip_prefix(field).ok_or("a field the reader could not delimit")?;
+        }
+    }
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err("text after a closing quote")
     }
 }
 
-fn validate(mut row: ImportRow, line: usize) -> Result<ImportRow, String> {
+/// `at` names the place in the file for messages: "line 5" in a CSV file, "row 2" in a JSON array.
+fn parse_bool(v: &str, at: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(format!("{at}: active must be true or false, not {other:?}")),
+    }
+}
+
+fn validate(mut row: ImportRow, at: &str) -> Result<ImportRow, String> {
     row.username = row.username.trim().to_string();
     row.email = row.email.trim().to_string();
     if row.username.is_empty() {
-        return Err(format!("row {line}: username is empty"));
+        return Err(format!("{at}: username is empty"));
     }
     if !matches!(row.auth_type.as_str(), "basic" | "idp") {
-        return Err(format!("row {line}: auth_type must be basic or idp, not {:?}", row.auth_type));
+        return Err(format!("{at}: auth_type must be basic or idp, not {:?}", row.auth_type));
     }
     if !matches!(row.license.as_str(), "creator" | "creator_float" | "none") {
-        return Err(format!("row {line}: license must be creator, creator_float or none, not {:?}", row.license));
+        return Err(format!("{at}: license must be creator, creator_float or none, not {:?}", row.license));
     }
     row.groups.retain(|g| !g.trim().is_empty());
     for g in row.groups.iter_mut() {
@@ -107,7 +130,7 @@ fn validate(mut row: ImportRow, line: usize) -> Result<ImportRow, String> {
     // The characters SCIM refuses in names are refused here too (see crate::names).
     for name in std::iter::once(&row.username).chain(row.groups.iter()) {
         if let Some(c) = crate::names::forbidden_char(name) {
-            return Err(format!("row {line}: {name:?} contains {}, a control or invisible formatting character", crate::names::describe(c)));
+            return Err(format!("{at}: {name:?} contains {}, a control or invisible formatting character", crate::names::describe(c)));
         }
     }
     Ok(row)
@@ -115,25 +138,24 @@ fn validate(mut row: ImportRow, line: usize) -> Result<ImportRow, String> {
 
 /// Parses a CSV file with the documented header (columns in any order).
 pub fn rows_from_csv(text: &str) -> Result<Vec<ImportRow>, String> {
-    let mut rows = parse_csv(text.trim_start_matches('\u{feff}'))?.into_iter();
-    let header: Vec<String> = rows.next().ok_or("the file is empty")?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let mut rows = parse_csv(text)?.into_iter();
+    let header: Vec<String> = rows.next().ok_or("the file is empty")?.1.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
     let col = |name: &str| header.iter().position(|h| h == name).ok_or_else(|| format!("the header lacks the column {name:?} (expected {})", HEADER.join(",")));
     let idx: Vec<usize> = HEADER.iter().map(|h| col(h)).collect::<Result<_, _>>()?;
-    rows.enumerate()
-        .map(|(i, r)| {
-            let line = i + 2;
+    rows.map(|(line, r)| {
+            let at = format!("line {line}");
             let get = |k: usize| r.get(idx[k]).cloned().unwrap_or_default();
             let row = ImportRow {
                 username: get(0),
                 email: get(1),
                 given_name: get(2),
                 family_name: get(3),
-                active: parse_bool(&get(4), line)?,
+                active: parse_bool(&get(4), &at)?,
                 auth_type: get(5).trim().to_ascii_lowercase(),
                 license: get(6).trim().to_ascii_lowercase(),
                 groups: get(7).split(';').map(str::to_string).collect(),
             };
-            validate(row, line)
+            validate(row, &at)
         })
         .collect()
 }
@@ -145,7 +167,7 @@ pub fn rows_from_json(text: &str) -> Result<Vec<ImportRow>, String> {
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let line = i + 1;
+            let at = format!("row {}", i + 1);
             let s = |k: &str| match v.get(k) {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Null) | None => String::new(),
@@ -153,7 +175,7 @@ pub fn rows_from_json(text: &str) -> Result<Vec<ImportRow>, String> {
             };
             let active = match v.get("active") {
                 Some(Value::Bool(b)) => *b,
-                _ => parse_bool(&s("active"), line)?,
+                _ => parse_bool(&s("active"), &at)?,
             };
             let groups = match v.get("groups") {
                 Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
@@ -169,7 +191,7 @@ pub fn rows_from_json(text: &str) -> Result<Vec<ImportRow>, String> {
                 license: s("license").to_ascii_lowercase(),
                 groups,
             };
-            validate(row, line)
+            validate(row, &at)
         })
         .collect()
 }
@@ -263,11 +285,43 @@ pub fn apply(conn: &rusqlite::Connection, rows: &[ImportRow], now: &str) -> Stor
 mod tests {
     use super::*;
 
+    /// (file, the fields of each row or the start of the error).
+    fn check(input: &str, expect: Result<&[&[&str]], &str>) {
+        let got = parse_csv(input).map(|rows| rows.into_iter().map(|(_, r)| r).collect::<Vec<_>>());
+        match (got, expect) {
+            (Ok(rows), Ok(want)) => assert_eq!(rows, want, "{input:?}"),
+            (Err(e), Err(want)) => assert!(e.starts_with(want), "{input:?}: {e}"),
+            (got, want) => panic!("{input:?}: got {got:?}, want {want:?}"),
+        }
+    }
+
     #[test]
     fn csv_parsing() {
-        let rows = parse_csv("a,b\r\n\"x, y\",\"say \"\"hi\"\"\"\n\nz,\n").unwrap();
-        assert_eq!(rows, vec![vec!["a", "b"], vec!["x, y", "say \"hi\""], vec!["z", ""]]);
-        assert!(parse_csv("\"open").is_err());
+        check("a,b\r\n\"x, y\",\"say \"\"hi\"\"\"\n\nz,\n", Ok(&[&["a", "b"], &["x, y", "say \"hi\""], &["z", ""]]));
+        check("\u{feff}a,b\nc,d", Ok(&[&["a", "b"], &["c", "d"]]));
+        check("a,b\n\"two\nlines\",\"\"\n", Ok(&[&["a", "b"], &["two\nlines", ""]]));
+        check("a,b\r\n\"x\r\ny\",z\r\n", Ok(&[&["a", "b"], &["x\r\ny", "z"]]));
+        check("a\n   \nb\n", Ok(&[&["a"], &["b"]]));
+        check("\"open", Err("line 1: not valid CSV"));
+        check("a,b\nc,\"open\nmore", Err("line 2: not valid CSV"));
+        // The hand-written parser read these as "ab", "a\"b" and a row of two.
+        check("a,b\n\"a\"b,c\n", Err("line 2: not valid CSV"));
+        check("a,b\na\"b,c\n", Err("line 2: not valid CSV"));
+        check("a,b\n\"a\" ,c\n", Err("line 2: not valid CSV"));
+        check("a,b,c\nx,y\n", Err("line 2: 2 fields, but the header has 3"));
+        check("a,b\n\"multi\nline\",x\n\nx,y,z\n", Err("line 5: 3 fields"));
+    }
+
+    #[test]
+    fn csv_errors_name_the_file_line() {
+        let csv = "username,email,given_name,family_name,active,auth_type,license,groups\n\
+                   ann,ann@x.com,\"Ann\nMarie\",A,true,basic,creator,\n\
+                   \n\
+                   bo,bo@x.com,Bo,B,maybe,basic,none,\n";
+        assert!(rows_from_csv(csv).unwrap_err().starts_with("line 5: active"), "{:?}", rows_from_csv(csv));
+        // An unquoted comma in the last column used to drop the second group silently.
+        let csv = "username,email,given_name,family_name,active,auth_type,license,groups\nann,a,A,A,true,basic,none,Sales,Ops\n";
+        assert!(rows_from_csv(csv).unwrap_err().starts_with("line 2: 9 fields, but the header has 8"));
     }
 
     #[test]
@@ -277,7 +331,7 @@ mod tests {
         assert_eq!(rows[0].groups, ["Sales", "Ops"]);
         assert!(rows_from_csv("username,email\nx,y\n").unwrap_err().contains("given_name"));
         let bad = "username,email,given_name,family_name,active,auth_type,license,groups\nann,a,A,A,maybe,basic,none,\n";
-        assert!(rows_from_csv(bad).unwrap_err().contains("row 2"));
+        assert!(rows_from_csv(bad).unwrap_err().contains("line 2"));
         let json = r#"[{"username":"bo","email":"bo@x.com","given_name":"B","family_name":"O","active":false,"auth_type":"idp","license":"none","groups":["G"]}]"#;
         assert_eq!(rows_from_json(json).unwrap()[0].groups, ["G"]);
         assert!(rows_from_json(r#"[{"username":"x","active":true,"auth_type":"ldap","license":"none"}]"#).is_err());

@@ -92,46 +92,12 @@ fn finding(level: Level, what: impl Into<String>) -> Finding {
     Finding { level, what: what.into() }
 }
 
-/// Walks a certificate's DER to its notAfter (RFC 5280: tbsCertificate → validity).
+/// A certificate's notAfter (RFC 5280 validity), or None if the DER is not a certificate.
+/// x509-parser reads it: UTCTime and GeneralizedTime, every length and tag checked.
 pub fn cert_not_after(der: &[u8]) -> Option<UtcMillis> {
-    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = b.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (first as usize, rest)
-        } else {
-            let n = (first & 0x7f) as usize;
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            (rest[..n].iter().fold(0usize, |a, &x| (a << 8) | x as usize), &rest[n..])
-        };
-        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-    }
-    let (_, cert, _) = tlv(der)?;
-    let (_, tbs, _) = tlv(cert)?;
-    let mut rest = tbs;
-    let (tag, _, after) = tlv(rest)?;
-    if tag == 0xa0 {
-        rest = after; // explicit version
-    }
-    for _ in 0..3 {
-        rest = tlv(rest)?.2; // serialNumber, signature, issuer
-    }
-    let (_, validity, _) = tlv(rest)?;
-    let (_, _, after_not_before) = tlv(validity)?;
-    let (tag, not_after, _) = tlv(after_not_before)?;
-    let text = std::str::from_utf8(not_after).ok()?;
-    let full = match tag {
-        0x17 if text.len() == 13 => {
-            let yy: i32 = text[..2].parse().ok()?;
-            format!("{}{}", if yy >= 50 { 19 } else { 20 }, text)
-        }
-        0x18 if text.len() == 15 => text.to_string(),
-        _ => return None,
-    };
-    let iso = format!("{}-{}-{}T{}:{}:{}Z", &full[0..4], &full[4..6], &full[6..8], &full[8..10], &full[10..12], &full[12..14]);
-    UtcMillis::parse_rfc3339(&iso)
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let seconds = cert.validity().not_after.timestamp();
+    seconds.checked_mul(1000).map(UtcMillis)
 }
 
 /// `scimd check`: every finding, worst last.
@@ -175,9 +141,8 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
     }
     #[cfg(unix)]
     if let Ok(m) = std::fs::metadata(data.private_key(id)) {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = m.permissions().mode() & 0o777;
-        let level = if mode & 0o077 != 0 { Level::Error } else { Level::Ok };
+        let mode = crate::auth::keys::KeyMode::of(&m);
+        let level = if mode.exposed() { Level::Error } else { Level::Ok };
         out.push(finding(level, format!("tenant {id}: token signing key mode {mode:o}")));
     }
     let conn = match Connection::open_with_flags(data.database(id), OpenFlags::SQLITE_OPEN_READ_ONLY) {
@@ -242,6 +207,15 @@ fn name_findings(conn: &Connection, id: &TenantId, out: &mut Vec<Finding>) {
 mod tests {
     use super::*;
 
+    /// A self-signed certificate (DER) valid until `year-month-day` 00:00:00 UTC.
+    fn cert_until(year: i32, month: u8, day: u8) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
     #[test]
     fn reads_certificate_expiry() {
         let dir = std::env::temp_dir().join(format!("scimd-cert-{}", std::process::id()));
@@ -251,5 +225,22 @@ mod tests {
         let not_after = cert_not_after(&der).expect("a notAfter");
         assert!(not_after > UtcMillis::now());
         let _ = std::fs::remove_dir_all(dir);
+        // UTCTime up to 2049, GeneralizedTime from 2050 (RFC 5280 4.1.2.5).
+        for (y, m, d, want) in [(2030, 6, 15, "2030-06-15"), (2049, 12, 31, "2049-12-31"), (2050, 1, 1, "2050-01-01"), (2107, 3, 1, "2107-03-01")] {
+            let got = cert_not_after(&cert_until(y, m, d)).map(|t| t.to_rfc3339());
+            assert_eq!(got.as_deref().map(|t| &t[..10]), Some(want));
+        }
+    }
+
+    /// The hand-written DER walk sliced the time text by bytes and panicked on one that is
+    /// not ASCII; a damaged certificate must be "cannot read", never a crash of `scimd check`.
+    #[test]
+    fn damaged_certificate_time_is_unreadable_not_a_panic() {
+        let mut der = cert_until(2051, 1, 1);
+        let at = der.windows(15).position(|w| w == b"20510101000000Z").unwrap();
+        der[at + 5..at + 7].copy_from_slice("é".as_bytes());
+        assert_eq!(cert_not_after(&der), None);
+        assert_eq!(cert_not_after(b"\x30\x03\x02\x01\x00"), None);
+        assert_eq!(cert_not_after(&[]), None);
     }
 }

@@ -7,7 +7,7 @@
 
 use rusqlite::types::Value as SqlValue;
 
-use super::users::{ColKind, USER_COLUMNS, VALUE_ATTRS};
+use super::users::{self, ColKind, USER_COLUMNS, VALUE_ATTRS};
 use crate::clock::UtcMillis;
 use crate::scim::filter::{CompareOp, FilterExpr, Literal};
 use crate::scim::schema::{self, AttrDef, AttrType, ResolvedPath, ResourceKind};
@@ -159,20 +159,7 @@ impl Compiler {
             )),
             (ResourceKind::User, "addresses") => Some((
                 format!("user_addresses {a} WHERE {a}.user_pk = u.pk"),
-                |a, sub| {
-                    let col = match sub {
-                        "formatted" => "formatted",
-                        "streetAddress" => "street_address",
-                        "locality" => "locality",
-                        "region" => "region",
-                        "postalCode" => "postal_code",
-                        "country" => "country",
-                        "type" => "type",
-                        "primary" => "is_primary",
-                        _ => return None,
-                    };
-                    Some(format!("{a}.{col}"))
-                },
+                |a, sub| users::address_column(sub).map(|col| format!("{a}.{col}")),
             )),
             (ResourceKind::User, "groups") => Some((
                 format!("memberships {a}m JOIN groups {a} ON {a}.pk = {a}m.group_pk WHERE {a}m.user_pk = u.pk"),

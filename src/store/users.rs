@@ -77,6 +77,8 @@ fn writable() -> impl Iterator<Item = &'static ColumnMap> {
 /// Multi-valued attributes of the value/type/display/primary shape kept in `user_values`.
 pub const VALUE_ATTRS: &[&str] = &["phoneNumbers", "ims", "photos", "entitlements", "roles", "x509Certificates"];
 
+/// Each sub-attribute of an address and its column in `user_addresses`: the one map that
+/// reading, writing and filtering addresses use (`primary` is `is_primary`, stored apart).
 const ADDRESS_FIELDS: &[(&str, &str)] = &[
     ("formatted", "formatted"),
     ("streetAddress", "street_address"),
@@ -86,6 +88,25 @@ const ADDRESS_FIELDS: &[(&str, &str)] = &[
     ("country", "country"),
     ("type", "type"),
 ];
+
+/// The `user_addresses` column a filter or sort on `addresses.<sub>` compares.
+pub fn address_column(sub: &str) -> Option<&'static str> {
+    if sub == "primary" {
+        return Some("is_primary");
+    }
+    ADDRESS_FIELDS.iter().find(|(field, _)| *field == sub).map(|(_, column)| *column)
+}
+
+static ADDRESS_SELECT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let cols: Vec<&str> = ADDRESS_FIELDS.iter().map(|(_, c)| *c).collect();
+    format!("SELECT {}, is_primary FROM user_addresses WHERE user_pk = ? ORDER BY position", cols.join(", "))
+});
+
+static ADDRESS_INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let cols: Vec<&str> = ADDRESS_FIELDS.iter().map(|(_, c)| *c).collect();
+    let marks = vec!["?"; cols.len() + 3].join(", ");
+    format!("INSERT INTO user_addresses (user_pk, position, {}, is_primary) VALUES ({marks})", cols.join(", "))
+});
 
 static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     let cols: Vec<String> = USER_COLUMNS.iter().map(|c| format!("u.{}", c.column)).collect();
@@ -223,10 +244,7 @@ fn load_plural(conn: &Connection, pk: i64, res: &mut StoredResource, with_groups
             items.push(item);
         }
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT formatted, street_address, locality, region, postal_code, country, type, is_primary
-         FROM user_addresses WHERE user_pk = ? ORDER BY position",
-    )?;
+    let mut stmt = conn.prepare_cached(&ADDRESS_SELECT_SQL)?;
     let addresses: Vec<Value> = stmt
         .query_map([pk], |r| {
             let mut item = Map::new();
@@ -235,7 +253,7 @@ fn load_plural(conn: &Connection, pk: i64, res: &mut StoredResource, with_groups
                     item.insert((*field).into(), Value::String(s));
                 }
             }
-            if let Some(p) = r.get::<_, Option<i64>>(7)? {
+            if let Some(p) = r.get::<_, Option<i64>>(ADDRESS_FIELDS.len())? {
                 item.insert("primary".into(), Value::Bool(p != 0));
             }
             Ok(Value::Object(item))
@@ -290,16 +308,12 @@ fn write_plural(conn: &Connection, pk: i64, doc: &Attrs) -> StoreResult<()> {
             stmt.execute(params![pk, attr, i as i64, str_field(item, "value"), str_field(item, "type"), str_field(item, "display"), primary_field(item)])?;
         }
     }
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO user_addresses (user_pk, position, formatted, street_address, locality, region, postal_code, country, type, is_primary)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )?;
+    let mut stmt = conn.prepare_cached(&ADDRESS_INSERT_SQL)?;
     for (i, item) in items(doc, "addresses") {
-        let f = |k: &str| str_field(item, k);
-        stmt.execute(params![
-            pk, i as i64, f("formatted"), f("streetAddress"), f("locality"), f("region"),
-            f("postalCode"), f("country"), f("type"), primary_field(item)
-        ])?;
+        let mut values: Vec<rusqlite::types::Value> = vec![pk.into(), (i as i64).into()];
+        values.extend(ADDRESS_FIELDS.iter().map(|(field, _)| str_field(item, field).into()));
+        values.push(primary_field(item).into());
+        stmt.execute(rusqlite::params_from_iter(values))?;
     }
     Ok(())
 }

@@ -102,6 +102,60 @@ async fn import_sanitize_and_scim_round_trip_while_serving() {
     assert_eq!(s.count("acme", "SELECT count(*) FROM users WHERE user_name = 'yan@x.com'"), 0);
 }
 
+/// Issue 14: CSV is read as RFC 4180 says (BOM, CRLF, quoted commas, doubled quotes, line
+/// breaks inside quotes), and a file that is not valid CSV is refused whole, naming its line.
+#[tokio::test]
+async fn import_reads_rfc4180_and_refuses_malformed_csv_whole() {
+    let s = TestServer::start().await;
+    let data = s.data().root().to_path_buf();
+    let file = s.dir.path().join("users.csv");
+    let header = "username,email,given_name,family_name,active,auth_type,license,groups\r\n";
+    let good = format!("\u{feff}{header}\"pat, jr\",pat@x.com,\"Pat \"\"P\"\"\nSecond\",P,true,idp,none,\"Sales;Ops\"\r\n");
+    std::fs::write(&file, good).unwrap();
+    let (ok, out, err) = scimd(&data, &["import", "--tenant", "acme", file.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["created"], json!(["pat, jr"]));
+    let pat = s.get("/Users?filter=userName%20eq%20%22pat%2C%20jr%22").await.body["Resources"][0].clone();
+    assert_eq!(pat["name"]["givenName"], "Pat \"P\"\nSecond");
+    assert_eq!(pat["groups"].as_array().unwrap().len(), 2);
+
+    // Each file has a good row first: nothing of it may be imported.
+    let first = "quinn,quinn@x.com,Quinn,Q,true,idp,none,\r\n";
+    for (bad, line) in [
+        ("rae,rae@x.com,\"Rae\"x,R,true,idp,none,\r\n", 3), // the old reader stored "Raex"
+        ("rae,rae@x.com,Rae,R,true,idp,none,Sales,Ops\r\n", 3), // the old reader dropped Ops
+        ("\r\nrae,rae@x.com,\"Rae\nRo\",R,true,idp,none,\r\nsam,s\"m@x.com,Sam,S,true,idp,none,\r\n", 6),
+        ("rae,rae@x.com,\"Rae,R,true,idp,none,\r\n", 3), // a quote never closed
+    ] {
+        std::fs::write(&file, format!("{header}{first}{bad}")).unwrap();
+        let (ok, _, err) = scimd(&data, &["import", "--tenant", "acme", file.to_str().unwrap()]);
+        assert!(!ok && err.contains(&format!("line {line}:")), "{bad:?}: {err}");
+        assert_eq!(s.count("acme", "SELECT count(*) FROM users WHERE user_name IN ('quinn', 'rae', 'sam')"), 0, "{bad:?}");
+    }
+}
+
+/// Issue 14: `scimd check --cert` on a certificate whose notAfter is damaged says it cannot
+/// read the expiry (an ERROR, non-zero exit); the hand-written DER walk panicked on it.
+#[test]
+fn check_cert_with_a_damaged_expiry_is_an_error_not_a_panic() {
+    use base64::Engine;
+    let dir = TempDir::new("damaged-cert");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2051, 1, 1);
+    let mut der = params.self_signed(&key).unwrap().der().to_vec();
+    let at = der.windows(15).position(|w| w == b"20510101000000Z").unwrap();
+    der[at + 5..at + 7].copy_from_slice("é".as_bytes());
+    let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64::engine::general_purpose::STANDARD.encode(&der));
+    let cert = dir.path().join("damaged.pem");
+    std::fs::write(&cert, pem).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let (ok, out, err) = scimd(&data, &["check", "--cert", cert.to_str().unwrap()]);
+    assert!(!ok && !err.contains("panicked"), "{err}");
+    assert!(out.lines().any(|l| l.contains("ERROR") && l.contains("cannot read its expiry")), "{out}");
+}
+
 #[tokio::test]
 async fn backup_during_writes_restores_with_integrity() {
     let s = TestServer::start().await;

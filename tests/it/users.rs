@@ -28,6 +28,35 @@ fn bjensen() -> Value {
     })
 }
 
+/// Every address sub-attribute filters on its own column (one map in store/users.rs serves
+/// reading, writing and filtering addresses).
+#[tokio::test]
+async fn filters_on_every_address_sub_attribute() {
+    let s = TestServer::start().await;
+    assert_eq!(s.post("/Users", bjensen()).await.status, 201);
+    let mut other = bjensen();
+    other["userName"] = json!("other@example.com");
+    other["addresses"] = json!([{"type": "home", "formatted": "1 Elm St, Springfield", "locality": "Springfield", "primary": false}]);
+    assert_eq!(s.post("/Users", other).await.status, 201);
+    for (filter, want) in [
+        (r#"addresses.streetAddress eq "100 Universal City Plaza""#, "bjensen@example.com"),
+        (r#"addresses.locality eq "Hollywood""#, "bjensen@example.com"),
+        (r#"addresses.region eq "CA""#, "bjensen@example.com"),
+        (r#"addresses.postalCode eq "91608""#, "bjensen@example.com"),
+        (r#"addresses.country eq "USA""#, "bjensen@example.com"),
+        (r#"addresses[type eq "work" and primary eq true]"#, "bjensen@example.com"),
+        (r#"addresses.formatted sw "1 Elm""#, "other@example.com"),
+        (r#"addresses[type eq "home"]"#, "other@example.com"),
+    ] {
+        let encoded: String = filter.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+        let r = s.get(&format!("/Users?filter={encoded}")).await;
+        assert_eq!(r.status, 200, "{filter}: {}", r.body);
+        let names: Vec<&str> = r.body["Resources"].as_array().unwrap().iter().filter_map(|u| u["userName"].as_str()).collect();
+        assert_eq!(names, [want], "{filter}");
+    }
+    assert_eq!(s.get("/Users?filter=addresses.nosuch%20eq%20%22x%22").await.status, 400);
+}
+
 #[tokio::test]
 async fn create_then_get_round_trips() {
     let s = TestServer::start().await;
