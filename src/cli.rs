@@ -1,76 +1,310 @@
-//! Command-line parsing, by hand: a handful of subcommands and `--flag VALUE` pairs do
-//! not need a parser crate (and its compile time).
+//! The command line, declared once with clap's derive: each command takes only its own
+//! arguments, `--flag VALUE` and `--flag=value` both work, and `scimd --help`, every
+//! `scimd COMMAND --help` and the manual pages (`scimd man`, rendered by clap_mangen in
+//! `commands/man.rs`) all come from these definitions. clap only parses argv: the `SCIMD_*`
+//! environment and the config file are read in `config.rs` alone, where flags, environment
+//! and file are merged in one place (`config::resolve`); a flag's help names its variable.
 
 use std::path::PathBuf;
 
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
 use crate::config::RawConfig;
 
-pub const HELP: &str = "\
-scimd — a self-hosted SCIM 2.0 service provider
+/// Every help text is laid out as a manual page: NAME, SYNOPSIS, then the description
+/// (`after_long_help`, shown by `--help` and rendered into the man page) and the options.
+const TEMPLATE: &str = "NAME\n    {bin} - {about}\n\nSYNOPSIS\n    {usage}{after-help}\n\n{all-args}";
 
-USAGE:
-    scimd serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--cert FILE] [--key FILE]
-                [--insecure-http] [--public-url URL] [--metrics-listen ADDR|off]
-    scimd demo [--data-dir DIR] [--listen ADDR]
-    scimd tenant create ID [--creator N] [--creator-float M] [--data-dir DIR]
-    scimd tenant list [--data-dir DIR]
-    scimd admin add --tenant ID --username NAME [--password-stdin] [--data-dir DIR]
-    scimd token keygen|delete-key|list --tenant ID [--data-dir DIR]
-    scimd token issue|rotate|revoke --tenant ID --username NAME [--revoke-existing] [--data-dir DIR]
-    scimd apiclient add --tenant ID --username NAME [--data-dir DIR]
-    scimd user add --local --tenant ID --username NAME [--email ADDR] [--password-stdin] [--data-dir DIR]
-    scimd user set-license --tenant ID --username NAME --license creator|creator_float|none [--data-dir DIR]
-    scimd group add --tenant ID --name NAME [--project] [--data-dir DIR]
-    scimd log --tenant ID [--user NAME] [--group NAME] [--since TIME] [--json] [--data-dir DIR]
-    scimd tenant show|delete ID [--json] [--yes] [--data-dir DIR]
-    scimd user list|show|activate|deactivate --tenant ID [--username NAME] [--json] [--data-dir DIR]
-    scimd group list|show --tenant ID [--name NAME] [--json] [--data-dir DIR]
-    scimd import --tenant ID FILE [--json] [--data-dir DIR]
-    scimd sanitize --tenant ID [--auth-mode basic|idp|multi] [--apply] [--json] [--data-dir DIR]
-    scimd backup --tenant ID --out FILE [--data-dir DIR]
-    scimd restore --tenant ID --from FILE --yes [--data-dir DIR]
-    scimd check [--config FILE] [--cert FILE] [--json] [--data-dir DIR]
-    scimd cert self-signed --host NAME [--host NAME…] [--out DIR]
-    scimd healthcheck [--config FILE] [--listen ADDR] [--insecure-http]
-    scimd COMMAND --help          (a manual page for one command)
-    scimd --help | --version
+#[derive(Debug, Parser)]
+#[command(name = "scimd", version, about = "a self-hosted SCIM 2.0 service provider", after_long_help = text::ROOT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
 
-Every serve flag can also come from SCIMD_<NAME> (e.g. SCIMD_DATA_DIR, SCIMD_LISTEN) or
-from the TOML file given with --config / SCIMD_CONFIG; flags win, then the environment.
-The base URL of a tenant is https://HOST:PORT/t/{tenant}/scim/v2.
-";
-
-#[derive(Debug)]
+#[derive(Debug, Subcommand)]
 pub enum Command {
-    Serve { config_file: Option<PathBuf>, flags: RawConfig },
-    Demo { data_dir: Option<PathBuf>, listen: Option<String>, metrics_listen: Option<String> },
-    TenantCreate { data_dir: Option<PathBuf>, id: String, creator: u32, creator_float: u32 },
-    TenantList { data_dir: Option<PathBuf> },
-    AdminAdd { data_dir: Option<PathBuf>, tenant: String, username: String, password_stdin: bool },
-    Token { data_dir: Option<PathBuf>, tenant: String, action: TokenAction, username: Option<String>, revoke_existing: bool, json: bool },
-    ApiClientAdd { data_dir: Option<PathBuf>, tenant: String, username: String },
-    UserAddLocal { data_dir: Option<PathBuf>, tenant: String, username: String, email: Option<String>, password_stdin: bool },
-    UserSetLicense { data_dir: Option<PathBuf>, tenant: String, username: String, license: String },
-    GroupAdd { data_dir: Option<PathBuf>, tenant: String, name: String, project: bool },
-    Log { data_dir: Option<PathBuf>, tenant: String, user: Option<String>, group: Option<String>, since: Option<String>, json: bool },
-    TenantShow { data_dir: Option<PathBuf>, id: String, json: bool },
-    TenantDelete { data_dir: Option<PathBuf>, id: String, yes: bool },
-    UserList { data_dir: Option<PathBuf>, tenant: String, json: bool },
-    UserShow { data_dir: Option<PathBuf>, tenant: String, username: String, json: bool },
-    UserSetActive { data_dir: Option<PathBuf>, tenant: String, username: String, active: bool },
-    GroupList { data_dir: Option<PathBuf>, tenant: String, json: bool },
-    GroupShow { data_dir: Option<PathBuf>, tenant: String, name: String, json: bool },
-    Import { data_dir: Option<PathBuf>, tenant: String, file: PathBuf, json: bool },
-    Sanitize { data_dir: Option<PathBuf>, tenant: String, auth_mode: String, apply: bool, json: bool },
-    Backup { data_dir: Option<PathBuf>, tenant: String, out: PathBuf },
-    Restore { data_dir: Option<PathBuf>, tenant: String, from: PathBuf, yes: bool },
-    Check { data_dir: Option<PathBuf>, cert: Option<PathBuf>, config_file: Option<PathBuf>, json: bool },
-    /// `scimd COMMAND --help`.
-    HelpFor(String),
-    CertSelfSigned { hosts: Vec<String>, out: PathBuf },
-    Healthcheck { config_file: Option<PathBuf>, flags: RawConfig },
-    Help,
+    /// Serve the SCIM 2.0 API for every tenant in a data directory
+    #[command(after_long_help = text::SERVE)]
+    Serve(ServeArgs),
+    /// A ready local SCIM server for trying scimd
+    #[command(after_long_help = text::DEMO)]
+    Demo(DemoArgs),
+    /// Create, list, show and delete tenants
+    #[command(subcommand, after_long_help = text::TENANT)]
+    Tenant(TenantCommand),
+    /// Create a SCIM admin service account
+    #[command(subcommand, after_long_help = text::ADMIN)]
+    Admin(AdminCommand),
+    /// List, show, add, license, activate and deactivate users
+    #[command(subcommand, after_long_help = text::USER)]
+    User(UserCommand),
+    /// List, show and add groups
+    #[command(subcommand, after_long_help = text::GROUP)]
+    Group(GroupCommand),
+    /// Bearer tokens for Microsoft Entra: the signing key, issue, rotate, revoke
+    #[command(subcommand, after_long_help = text::TOKEN)]
+    Token(TokenCommand),
+    /// API clients that may only mint tokens for one admin account
+    #[command(subcommand, after_long_help = text::TOKEN)]
+    Apiclient(ApiclientCommand),
+    /// Load existing application users and groups
+    #[command(after_long_help = text::IMPORT)]
+    Import(ImportArgs),
+    /// Make userName equal the email before SCIM is enabled
+    #[command(after_long_help = text::SANITIZE)]
+    Sanitize(SanitizeArgs),
+    /// Copy a tenant's database out (online)
+    #[command(after_long_help = text::BACKUP)]
+    Backup(BackupArgs),
+    /// Copy a backup over a tenant's database (server stopped)
+    #[command(after_long_help = text::BACKUP)]
+    Restore(RestoreArgs),
+    /// Find what is wrong with an installation
+    #[command(after_long_help = text::CHECK)]
+    Check(CheckArgs),
+    /// Search the activity log
+    #[command(after_long_help = text::LOG)]
+    Log(LogArgs),
+    /// Certificates for a demo or a test
+    #[command(subcommand, after_long_help = text::CERT)]
+    Cert(CertCommand),
+    /// Probe the local server's /healthz
+    #[command(after_long_help = text::HEALTHCHECK)]
+    Healthcheck(HealthcheckArgs),
+    /// Write the manual pages (scimd.1, scimd-serve.1, ...) into a directory
+    #[command(after_long_help = text::MAN)]
+    Man(ManArgs),
+    /// Print the version (as --version)
+    #[command(hide = true)]
     Version,
+}
+
+/// Where the data and the settings are, for every command that opens a tenant. The data
+/// directory comes from the flag, then SCIMD_DATA_DIR, then the config file.
+#[derive(Debug, Args)]
+pub struct Place {
+    /// Where tenants live [env: SCIMD_DATA_DIR; config: data_dir]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The TOML configuration file, as for serve [env: SCIMD_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl Place {
+    /// This command's flags as the highest layer of `config::resolve`.
+    pub fn flags(&self) -> RawConfig {
+        RawConfig { data_dir: self.data_dir.clone(), ..RawConfig::default() }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub place: Place,
+    /// IP:PORT to bind, default 127.0.0.1:8443 [env: SCIMD_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// PEM certificate chain [env: SCIMD_CERT]
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key [env: SCIMD_KEY]
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Plain HTTP; refused unless ADDR is a loopback address [env: SCIMD_INSECURE_HTTP]
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// https://host:port clients use, for Location headers behind a proxy [env: SCIMD_PUBLIC_URL]
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// IP:PORT for /metrics and the operator's /healthz, or "off"; default 127.0.0.1:9464 [env: SCIMD_METRICS_LISTEN]
+    #[arg(long, value_name = "ADDR|off")]
+    pub metrics_listen: Option<String>,
+}
+
+impl ServeArgs {
+    pub fn flags(&self) -> RawConfig {
+        RawConfig {
+            listen: self.listen.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            // An absent switch says nothing: the environment or the file may turn it on.
+            insecure_http: self.insecure_http.then_some(true),
+            public_url: self.public_url.clone(),
+            metrics_listen: self.metrics_listen.clone(),
+            ..self.place.flags()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo lives, default ./demo-data (the demo reads no SCIMD_* setting)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// IP:PORT to bind, default 127.0.0.1:8443; 127.0.0.1:0 picks a free port
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// IP:PORT for /metrics; default beside the API (a free port when the API took one)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Make a tenant: its database and a commented tenant.toml
+    Create {
+        /// The tenant id: 1-63 of [a-z0-9-], starting with a letter or digit
+        id: String,
+        /// Creator seats
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        creator: u32,
+        /// Creator Float seats
+        #[arg(long, value_name = "M", default_value_t = 500)]
+        creator_float: u32,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// List the tenants, one id a line
+    List {
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Settings, counts, licences in use, signing key fingerprint, schema version
+    Show {
+        id: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Back the tenant up into DIR/backups/, then remove it
+    Delete {
+        id: String,
+        /// Yes, delete it
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        place: Place,
+    },
+}
+
+/// The tenant a command works on.
+#[derive(Debug, Args)]
+pub struct TenantArg {
+    /// The tenant id
+    #[arg(long, value_name = "ID")]
+    pub tenant: String,
+    #[command(flatten)]
+    pub place: Place,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Make an org admin with a Creator licence and a password
+    Add {
+        #[command(flatten)]
+        on: TenantArg,
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        /// Read the password (12 characters or more) from standard input instead of generating one
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Every user of the tenant
+    List {
+        #[command(flatten)]
+        on: TenantArg,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// One user, with groups and licence
+    Show {
+        #[command(flatten)]
+        on: TenantArg,
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a local (Basic-auth) user the application manages
+    Add {
+        /// Required: users are made by the IdP through SCIM; this makes a local one
+        #[arg(long, required = true)]
+        local: bool,
+        #[command(flatten)]
+        on: TenantArg,
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        #[arg(long, value_name = "ADDR")]
+        email: Option<String>,
+        /// Read the password (12 characters or more) from standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Give a user a licence, or take it away
+    SetLicense {
+        #[command(flatten)]
+        on: TenantArg,
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        #[arg(long, value_parser = ["creator", "creator_float", "none"])]
+        license: String,
+    },
+    /// Activate a user
+    Activate {
+        #[command(flatten)]
+        on: TenantArg,
+        #[arg(long, value_name = "NAME")]
+        username: String,
+    },
+    /// Deactivate a user (frees the licence seat)
+    Deactivate {
+        #[command(flatten)]
+        on: TenantArg,
+        #[arg(long, value_name = "NAME")]
+        username: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Every group of the tenant
+    List {
+        #[command(flatten)]
+        on: TenantArg,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// One group and its members
+    Show {
+        #[command(flatten)]
+        on: TenantArg,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an org-level group (or, with --project, one SCIM never sees)
+    Add {
+        #[command(flatten)]
+        on: TenantArg,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// A project group: the application's, invisible to SCIM
+        #[arg(long)]
+        project: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,239 +317,251 @@ pub enum TokenAction {
     Revoke,
 }
 
-struct Args {
-    items: Vec<String>,
-    pos: usize,
+/// The admin account a token belongs to.
+#[derive(Debug, Args)]
+pub struct AccountArg {
+    #[command(flatten)]
+    pub on: TenantArg,
+    /// The admin account
+    #[arg(long, value_name = "NAME")]
+    pub username: String,
 }
 
-impl Args {
-    fn next(&mut self) -> Option<String> {
-        let v = self.items.get(self.pos).cloned();
-        self.pos += 1;
-        v
-    }
-    fn value(&mut self, flag: &str) -> Result<String, String> {
-        self.next().filter(|v| !v.starts_with("--")).ok_or_else(|| format!("{flag} needs a value"))
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make the tenant's RSA key pair (invalidating every token)
+    Keygen(TenantArg),
+    /// Remove the key pair: every token is rejected
+    DeleteKey(TenantArg),
+    /// Owner, issued, expires and days left for every live token
+    List {
+        #[command(flatten)]
+        on: TenantArg,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a new token for the account, once
+    Issue {
+        #[command(flatten)]
+        account: AccountArg,
+        /// Revoke the account's live token first
+        #[arg(long)]
+        revoke_existing: bool,
+    },
+    /// Replace the account's token
+    Rotate(AccountArg),
+    /// End the account's token
+    Revoke(AccountArg),
+}
+
+impl TokenCommand {
+    /// The action, its tenant, its account and its switches, for `commands::token::run`.
+    pub fn parts(&self) -> (TokenAction, &TenantArg, Option<&str>, bool, bool) {
+        match self {
+            TokenCommand::Keygen(on) => (TokenAction::Keygen, on, None, false, false),
+            TokenCommand::DeleteKey(on) => (TokenAction::DeleteKey, on, None, false, false),
+            TokenCommand::List { on, json } => (TokenAction::List, on, None, false, *json),
+            TokenCommand::Issue { account, revoke_existing } => (TokenAction::Issue, &account.on, Some(&account.username), *revoke_existing, false),
+            TokenCommand::Rotate(account) => (TokenAction::Rotate, &account.on, Some(&account.username), false, false),
+            TokenCommand::Revoke(account) => (TokenAction::Revoke, &account.on, Some(&account.username), false, false),
+        }
     }
 }
 
-pub fn parse(argv: Vec<String>) -> Result<Command, String> {
-    let mut args = Args { items: argv, pos: 0 };
-    let Some(sub) = args.next() else { return Ok(Command::Help) };
-    let mut data_dir: Option<PathBuf> = None;
-    let mut positional: Vec<String> = Vec::new();
-    let mut flags = RawConfig::default();
-    let mut config_file = None;
-    let (mut tenant, mut username, mut password_stdin, mut revoke_existing) = (None, None, false, false);
-    let (mut creator, mut creator_float, mut email, mut license, mut name) = (50u32, 500u32, None, None, None);
-    let (mut local, mut project, mut json, mut user_filter, mut group_filter, mut since) = (false, false, false, None, None, None);
-    let (mut auth_mode, mut apply, mut yes, mut out, mut from) = (String::from("multi"), false, false, None, None);
-    let sub2 = if matches!(sub.as_str(), "tenant" | "admin" | "token" | "apiclient" | "user" | "group" | "cert") { args.next() } else { None };
-    let mut hosts: Vec<String> = Vec::new();
-    if matches!(sub2.as_deref(), Some("-h" | "--help")) {
-        return Ok(Command::HelpFor(sub));
-    }
-    let number = |flag: &str, v: String| v.parse::<u32>().map_err(|_| format!("{flag} needs a number"));
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--data-dir" => data_dir = Some(args.value(&arg)?.into()),
-            "--listen" => flags.listen = Some(args.value(&arg)?),
-            "--cert" => flags.cert = Some(args.value(&arg)?.into()),
-            "--key" => flags.key = Some(args.value(&arg)?.into()),
-            "--public-url" => flags.public_url = Some(args.value(&arg)?),
-            "--metrics-listen" => flags.metrics_listen = Some(args.value(&arg)?),
-            "--insecure-http" => flags.insecure_http = Some(true),
-            "--config" => config_file = Some(PathBuf::from(args.value(&arg)?)),
-            "--tenant" => tenant = Some(args.value(&arg)?),
-            "--username" => username = Some(args.value(&arg)?),
-            "--password-stdin" => password_stdin = true,
-            "--revoke-existing" => revoke_existing = true,
-            "--creator" => creator = number(&arg, args.value(&arg)?)?,
-            "--creator-float" => creator_float = number(&arg, args.value(&arg)?)?,
-            "--email" => email = Some(args.value(&arg)?),
-            "--license" => license = Some(args.value(&arg)?),
-            "--name" => name = Some(args.value(&arg)?),
-            "--user" => user_filter = Some(args.value(&arg)?),
-            "--group" => group_filter = Some(args.value(&arg)?),
-            "--since" => since = Some(args.value(&arg)?),
-            "--local" => local = true,
-            "--host" => hosts.push(args.value(&arg)?),
-            "--project" => project = true,
-            "--json" => json = true,
-            "--auth-mode" => auth_mode = args.value(&arg)?,
-            "--apply" => apply = true,
-            "--yes" => yes = true,
-            "--out" => out = Some(PathBuf::from(args.value(&arg)?)),
-            "--from" => from = Some(PathBuf::from(args.value(&arg)?)),
-            "-h" | "--help" => return Ok(Command::HelpFor(sub.clone())),
-            a if a.starts_with('-') => return Err(format!("unknown option {a}")),
-            _ => positional.push(arg),
-        }
-    }
-    let no_positional = |p: &[String]| if p.is_empty() { Ok(()) } else { Err(format!("unexpected argument {}", p[0])) };
-    match (sub.as_str(), sub2.as_deref()) {
-        ("serve", _) => {
-            no_positional(&positional)?;
-            flags.data_dir = data_dir;
-            Ok(Command::Serve { config_file, flags })
-        }
-        ("demo", _) => {
-            no_positional(&positional)?;
-            Ok(Command::Demo { data_dir, listen: flags.listen, metrics_listen: flags.metrics_listen })
-        }
-        ("tenant", Some("create")) => match positional.as_slice() {
-            [id] => Ok(Command::TenantCreate { data_dir, id: id.clone(), creator, creator_float }),
-            _ => Err("usage: scimd tenant create ID [--data-dir DIR]".into()),
-        },
-        ("tenant", Some("show")) => match positional.as_slice() {
-            [id] => Ok(Command::TenantShow { data_dir, id: id.clone(), json }),
-            _ => Err("usage: scimd tenant show ID [--json]".into()),
-        },
-        ("tenant", Some("delete")) => match positional.as_slice() {
-            [id] => Ok(Command::TenantDelete { data_dir, id: id.clone(), yes }),
-            _ => Err("usage: scimd tenant delete ID --yes".into()),
-        },
-        ("tenant", Some("list")) => {
-            no_positional(&positional)?;
-            Ok(Command::TenantList { data_dir })
-        }
-        ("admin", Some("add")) => {
-            no_positional(&positional)?;
-            let tenant = tenant.ok_or("admin add needs --tenant ID")?;
-            let username = username.ok_or("admin add needs --username NAME")?;
-            Ok(Command::AdminAdd { data_dir, tenant, username, password_stdin })
-        }
-        ("token", Some(action)) => {
-            no_positional(&positional)?;
-            let action = match action {
-                "keygen" => TokenAction::Keygen,
-                "delete-key" => TokenAction::DeleteKey,
-                "list" => TokenAction::List,
-                "issue" => TokenAction::Issue,
-                "rotate" => TokenAction::Rotate,
-                "revoke" => TokenAction::Revoke,
-                other => return Err(format!("unknown token command '{other}' (keygen, delete-key, list, issue, rotate, revoke)")),
-            };
-            let tenant = tenant.ok_or("token commands need --tenant ID")?;
-            if matches!(action, TokenAction::Issue | TokenAction::Rotate | TokenAction::Revoke) && username.is_none() {
-                return Err("this token command needs --username NAME (the account)".into());
-            }
-            Ok(Command::Token { data_dir, tenant, action, username, revoke_existing, json })
-        }
-        ("apiclient", Some("add")) => {
-            no_positional(&positional)?;
-            let tenant = tenant.ok_or("apiclient add needs --tenant ID")?;
-            let username = username.ok_or("apiclient add needs --username NAME (the admin account it acts for)")?;
-            Ok(Command::ApiClientAdd { data_dir, tenant, username })
-        }
-        ("user", Some("add")) => {
-            no_positional(&positional)?;
-            if !local {
-                return Err("users are made by the IdP through SCIM; `user add` makes local users and needs --local".into());
-            }
-            let tenant = tenant.ok_or("user add needs --tenant ID")?;
-            let username = username.ok_or("user add needs --username NAME")?;
-            Ok(Command::UserAddLocal { data_dir, tenant, username, email, password_stdin })
-        }
-        ("user", Some("set-license")) => {
-            no_positional(&positional)?;
-            let tenant = tenant.ok_or("user set-license needs --tenant ID")?;
-            let username = username.ok_or("user set-license needs --username NAME")?;
-            let license = license.ok_or("user set-license needs --license creator|creator_float|none")?;
-            if !matches!(license.as_str(), "creator" | "creator_float" | "none") {
-                return Err("--license is creator, creator_float or none".into());
-            }
-            Ok(Command::UserSetLicense { data_dir, tenant, username, license })
-        }
-        ("user", Some(action @ ("list" | "show" | "activate" | "deactivate"))) => {
-            no_positional(&positional)?;
-            let tenant = tenant.ok_or("user commands need --tenant ID")?;
-            if action == "list" {
-                return Ok(Command::UserList { data_dir, tenant, json });
-            }
-            let username = username.ok_or_else(|| format!("user {action} needs --username NAME"))?;
-            Ok(match action {
-                "show" => Command::UserShow { data_dir, tenant, username, json },
-                other => Command::UserSetActive { data_dir, tenant, username, active: other == "activate" },
-            })
-        }
-        ("group", Some(action @ ("list" | "show"))) => {
-            no_positional(&positional)?;
-            let tenant = tenant.ok_or("group commands need --tenant ID")?;
-            if action == "list" {
-                return Ok(Command::GroupList { data_dir, tenant, json });
-            }
-            let name = name.ok_or("group show needs --name NAME")?;
-            Ok(Command::GroupShow { data_dir, tenant, name, json })
-        }
-        ("import", _) => match positional.as_slice() {
-            [file] => Ok(Command::Import { data_dir, tenant: tenant.ok_or("import needs --tenant ID")?, file: file.into(), json }),
-            _ => Err("usage: scimd import --tenant ID FILE".into()),
-        },
-        ("sanitize", _) => {
-            no_positional(&positional)?;
-            if !matches!(auth_mode.as_str(), "basic" | "idp" | "multi") {
-                return Err("--auth-mode is basic, idp or multi".into());
-            }
-            Ok(Command::Sanitize { data_dir, tenant: tenant.ok_or("sanitize needs --tenant ID")?, auth_mode, apply, json })
-        }
-        ("backup", _) => {
-            no_positional(&positional)?;
-            Ok(Command::Backup { data_dir, tenant: tenant.ok_or("backup needs --tenant ID")?, out: out.ok_or("backup needs --out FILE")? })
-        }
-        ("restore", _) => {
-            no_positional(&positional)?;
-            Ok(Command::Restore { data_dir, tenant: tenant.ok_or("restore needs --tenant ID")?, from: from.ok_or("restore needs --from FILE")?, yes })
-        }
-        ("cert", Some("self-signed")) => {
-            no_positional(&positional)?;
-            Ok(Command::CertSelfSigned { hosts, out: out.unwrap_or_else(|| PathBuf::from("certs")) })
-        }
-        ("healthcheck", _) => {
-            no_positional(&positional)?;
-            Ok(Command::Healthcheck { config_file, flags })
-        }
-        ("check", _) => {
-            no_positional(&positional)?;
-            Ok(Command::Check { data_dir, cert: flags.cert, config_file, json })
-        }
-        ("group", Some("add")) => {
-            no_positional(&positional)?;
-            let tenant = tenant.ok_or("group add needs --tenant ID")?;
-            let name = name.ok_or("group add needs --name NAME")?;
-            Ok(Command::GroupAdd { data_dir, tenant, name, project })
-        }
-        ("log", _) => {
-            no_positional(&positional)?;
-            let tenant = tenant.ok_or("log needs --tenant ID")?;
-            Ok(Command::Log { data_dir, tenant, user: user_filter, group: group_filter, since, json })
-        }
-        ("-h" | "--help" | "help", _) => Ok(Command::Help),
-        ("-V" | "--version" | "version", _) => Ok(Command::Version),
-        (other, sub2) => Err(format!("unknown command '{other}{}' (see scimd --help)", sub2.map(|s| format!(" {s}")).unwrap_or_default())),
+#[derive(Debug, Subcommand)]
+pub enum ApiclientCommand {
+    /// Print a client id and secret that may only mint tokens for the account
+    Add(AccountArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub on: TenantArg,
+    /// CSV or JSON file
+    pub file: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SanitizeArgs {
+    #[command(flatten)]
+    pub on: TenantArg,
+    /// How users sign in: basic, idp or multi
+    #[arg(long, value_name = "MODE", default_value = "multi", value_parser = auth_mode)]
+    pub auth_mode: String,
+    /// Rename the users that need it (without: only report)
+    #[arg(long)]
+    pub apply: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn auth_mode(text: &str) -> Result<String, String> {
+    match text {
+        "basic" | "idp" | "multi" => Ok(text.to_string()),
+        _ => Err("--auth-mode is basic, idp or multi".into()),
     }
 }
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub on: TenantArg,
+    /// The backup file to write
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub on: TenantArg,
+    /// The backup file to restore
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// Yes, overwrite the tenant's database
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub place: Place,
+    /// The server certificate whose expiry to check [env: SCIMD_CERT; config: cert]
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    #[command(flatten)]
+    pub on: TenantArg,
+    /// Only this user (memberships included)
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Only this group (memberships included)
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Only events at or after TIME (RFC 3339, e.g. 2026-11-01T00:00:00Z)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// A throwaway CA and a certificate it signs for the hosts
+    SelfSigned {
+        /// A DNS name or IP address (repeat for more)
+        #[arg(long, value_name = "NAME", required = true)]
+        host: Vec<String>,
+        /// Where to write ca.pem, server.pem and server.key
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The TOML configuration file, as for serve [env: SCIMD_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The address the server listens on [env: SCIMD_LISTEN; config: listen]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The server speaks plain HTTP [env: SCIMD_INSECURE_HTTP; config: insecure_http]
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+impl HealthcheckArgs {
+    pub fn flags(&self) -> RawConfig {
+        RawConfig { listen: self.listen.clone(), insecure_http: self.insecure_http.then_some(true), ..RawConfig::default() }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (e.g. /usr/local/share/man/man1)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// The whole command tree, every level laid out as a manual page.
+pub fn command() -> clap::Command {
+    fn manual_layout(cmd: clap::Command) -> clap::Command {
+        cmd.help_template(TEMPLATE).mut_subcommands(manual_layout)
+    }
+    manual_layout(Cli::command())
+}
+
+/// Parses argv (program name first). `Err` is a usage error (exit 2) or the help or version
+/// text that was asked for (exit 0): `clap::Error::exit_code` says which.
+pub fn parse<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cmd = command();
+    let matches = cmd.try_get_matches_from_mut(argv)?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
+mod text;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn argv(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    fn parse_line(s: &str) -> Result<Cli, clap::Error> {
+        parse(std::iter::once("scimd").chain(s.split_whitespace()))
     }
 
     #[test]
-    fn parses_commands() {
-        assert!(matches!(parse(argv("tenant create acme --data-dir /d")), Ok(Command::TenantCreate { id, .. }) if id == "acme"));
-        assert!(matches!(parse(argv("admin add --tenant a --username u --password-stdin")), Ok(Command::AdminAdd { password_stdin: true, .. })));
-        assert!(matches!(parse(argv("serve --listen 127.0.0.1:0 --insecure-http")), Ok(Command::Serve { .. })));
-        assert!(parse(argv("serve --bogus")).is_err());
-        assert!(parse(argv("admin add --tenant a")).is_err());
-        assert!(parse(argv("serve --listen")).is_err());
-        assert!(matches!(parse(vec![]), Ok(Command::Help)));
-        assert!(matches!(parse(argv("token list --tenant a")), Ok(Command::Token { action: TokenAction::List, .. })));
-        assert!(parse(argv("token issue --tenant a")).is_err());
-        assert!(parse(argv("token frob --tenant a")).is_err());
-        assert!(matches!(parse(argv("apiclient add --tenant a --username u")), Ok(Command::ApiClientAdd { .. })));
+    fn each_command_takes_only_its_own_arguments() {
+        assert!(matches!(parse_line("tenant create acme --data-dir /d").unwrap().command, Some(Command::Tenant(TenantCommand::Create { id, .. })) if id == "acme"));
+        assert!(matches!(parse_line("serve --listen=127.0.0.1:0 --insecure-http").unwrap().command, Some(Command::Serve(ServeArgs { listen: Some(_), .. }))));
+        assert!(parse_line("").unwrap().command.is_none());
+        for bad in ["serve --bogus", "admin add --tenant a", "serve --listen", "token issue --tenant a", "token frob --tenant a", "tenant list --apply --yes", "tenant list --tenant a"] {
+            let e = parse_line(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}: {e}");
+        }
+    }
+
+    /// A flag named like a setting says which variable stands in for it, so the help
+    /// cannot forget one (config.rs reads exactly `SCIMD_` + the setting's name).
+    #[test]
+    fn every_setting_flag_names_its_environment_variable() {
+        let settings = format!("{:?}", RawConfig::default());
+        fn walk(cmd: &clap::Command, settings: &str, seen: &mut usize) {
+            for arg in cmd.get_arguments() {
+                let (Some(long), Some(help)) = (arg.get_long(), arg.get_help()) else { continue };
+                let field = long.replace('-', "_");
+                if settings.contains(&format!(" {field}: ")) || field == "config" {
+                    *seen += 1;
+                    let var = format!("SCIMD_{}", field.to_uppercase());
+                    assert!(help.to_string().contains(&var) || cmd.get_name() == "demo", "{} --{long}: {help}", cmd.get_name());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, settings, seen);
+            }
+        }
+        let mut seen = 0;
+        walk(&command(), &settings, &mut seen);
+        assert!(seen > 20, "{seen}");
+        // And clap reads none itself: config.rs is the one reader (ARCHITECTURE.md).
+        assert!(!include_str!("cli.rs").contains(concat!("env", " = \"")), "no clap `env =`: config::resolve merges the environment");
     }
 }

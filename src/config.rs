@@ -1,7 +1,8 @@
-//! Configuration for `serve`, in two stages: `RawConfig` holds what the TOML file, the
-//! `SCIMD_*` environment and the flags said (flags win, then environment, then file);
-//! `ServeConfig` is validated, with defaults applied. This is the only module that reads
-//! the environment or configuration files.
+//! Configuration, in two stages: `RawConfig` holds what the TOML file, the `SCIMD_*`
+//! environment and a command's flags said, merged once by `resolve` for every command
+//! (flags win, then environment, then file); `ServeConfig` is validated, with defaults
+//! applied. This is the only module that reads the environment or configuration files
+//! (clap, in `cli.rs`, parses argv only).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -90,10 +91,34 @@ impl RawConfig {
         })
     }
 
-    /// Path of the config file named by `SCIMD_CONFIG`, if any.
-    pub fn env_config_path() -> Option<PathBuf> {
-        std::env::var("SCIMD_CONFIG").ok().filter(|v| !v.is_empty()).map(PathBuf::from)
+    /// The data directory, which every command but `demo` and `cert` needs.
+    pub fn data_dir(&self) -> Result<PathBuf, String> {
+        self.data_dir.clone().ok_or_else(|| "no data directory: pass --data-dir or set SCIMD_DATA_DIR (or data_dir in the config file)".into())
     }
+
+    /// The PBKDF2 cost for a new password, at least `MIN_ITERATIONS`.
+    pub fn kdf_iterations(&self) -> Result<u32, String> {
+        let n = self.kdf_iterations.unwrap_or(DEFAULT_ITERATIONS);
+        if n < MIN_ITERATIONS {
+            return Err(format!("kdf_iterations must be at least {MIN_ITERATIONS}"));
+        }
+        Ok(n)
+    }
+}
+
+/// The config file a command reads: its `--config`, else `SCIMD_CONFIG`, else none.
+pub fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var("SCIMD_CONFIG").ok().filter(|v| !v.is_empty()).map(PathBuf::from))
+}
+
+/// THE precedence merge, the same for every command: the command's flags, then the
+/// `SCIMD_*` environment, then the TOML file (from `config_path`).
+pub fn resolve(flags: RawConfig, file: Option<&std::path::Path>) -> Result<RawConfig, String> {
+    let file = match file {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    Ok(flags.or(RawConfig::from_env()?).or(file))
 }
 
 /// `SCIMD_LOG_FORMAT=json`: one JSON object per log line, for log shippers.
@@ -170,7 +195,8 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 
 impl ServeConfig {
     pub fn validate(raw: RawConfig) -> Result<ServeConfig, String> {
-        let data_dir = raw.data_dir.ok_or("no data directory: pass --data-dir or set SCIMD_DATA_DIR")?;
+        let data_dir = raw.data_dir()?;
+        let kdf_iterations = raw.kdf_iterations()?;
         let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
         let listen: SocketAddr = listen_text
             .parse()
@@ -188,10 +214,6 @@ impl ServeConfig {
                 _ => return Err("TLS needs --cert and --key (or --insecure-http on a loopback address)".into()),
             }
         };
-        let kdf_iterations = raw.kdf_iterations.unwrap_or(DEFAULT_ITERATIONS);
-        if kdf_iterations < MIN_ITERATIONS {
-            return Err(format!("kdf_iterations must be at least {MIN_ITERATIONS}"));
-        }
         let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());

@@ -6,7 +6,6 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod help;
 pub mod http;
 pub mod model;
 pub mod names;

@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let command = match scimd::cli::parse(argv) {
-        Ok(c) => c,
+    let cli = match scimd::cli::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        // A usage error (exit 2), or the help or version that was asked for (exit 0).
         Err(e) => {
-            eprintln!("scimd: {e}");
-            return ExitCode::from(2);
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
     let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("scimd=info"));
@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     }
     logger.init();
     scimd::tenant::owner_only_umask();
-    match scimd::commands::run(command) {
+    match scimd::commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("scimd: {e}");

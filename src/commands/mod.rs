@@ -1,6 +1,7 @@
 //! What each subcommand does. `main` parses; this runs.
 
 mod data;
+mod man;
 mod operator;
 mod probe;
 pub mod token;
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 use crate::auth::password;
 use crate::auth::AuthState;
 use crate::certs::{self, DevCertPaths};
-use crate::cli::{Command, HELP};
+use crate::cli::{AdminCommand, ApiclientCommand, CertCommand, CheckArgs, Command, GroupCommand, Place, TenantCommand, UserCommand};
 use crate::clock::UtcMillis;
 use crate::config::{RawConfig, ServeConfig};
 use crate::http::context::AppState;
@@ -28,153 +29,156 @@ pub const DEMO_TENANT: &str = "demo";
 pub const DEMO_ADMIN: &str = "scim-admin";
 const DEFAULT_DEMO_DIR: &str = "demo-data";
 
-pub fn run(command: Command) -> Result<(), String> {
+/// Runs one parsed command line. `None` (no command) prints the help.
+pub fn run(command: Option<Command>) -> Result<(), String> {
+    let Some(command) = command else {
+        return crate::cli::command().print_long_help().map_err(|e| e.to_string());
+    };
     match command {
-        Command::Help => {
-            print!("{HELP}");
-            Ok(())
+        Command::Serve(args) => {
+            let config = ServeConfig::validate(resolve(args.flags(), args.place.config.clone())?)?;
+            runtime()?.block_on(serve(config))
         }
-        Command::HelpFor(cmd) => {
-            print!("{}", crate::help::manual(&cmd).unwrap_or(HELP));
-            Ok(())
+        Command::Demo(args) => {
+            let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DEMO_DIR));
+            let listen = args.listen.unwrap_or_else(|| crate::config::DEFAULT_LISTEN.into());
+            runtime()?.block_on(demo(&data_dir, &listen, args.metrics_listen))
         }
-        Command::TenantShow { data_dir, id, json } => runtime()?.block_on(data::tenant_show(&data_dir_or_env(data_dir)?, &id, json)),
-        Command::TenantDelete { data_dir, id, yes } => runtime()?.block_on(data::tenant_delete(&data_dir_or_env(data_dir)?, &id, yes)),
-        Command::UserList { data_dir, tenant, json } => runtime()?.block_on(data::user_list(&data_dir_or_env(data_dir)?, &tenant, json)),
-        Command::UserShow { data_dir, tenant, username, json } => {
-            runtime()?.block_on(data::user_show(&data_dir_or_env(data_dir)?, &tenant, &username, json))
-        }
-        Command::UserSetActive { data_dir, tenant, username, active } => {
-            runtime()?.block_on(data::user_set_active(&data_dir_or_env(data_dir)?, &tenant, &username, active))
-        }
-        Command::GroupList { data_dir, tenant, json } => runtime()?.block_on(data::group_list(&data_dir_or_env(data_dir)?, &tenant, json)),
-        Command::GroupShow { data_dir, tenant, name, json } => runtime()?.block_on(data::group_show(&data_dir_or_env(data_dir)?, &tenant, &name, json)),
-        Command::Import { data_dir, tenant, file, json } => runtime()?.block_on(data::import(&data_dir_or_env(data_dir)?, &tenant, &file, json)),
-        Command::Sanitize { data_dir, tenant, auth_mode, apply, json } => {
-            runtime()?.block_on(data::sanitize(&data_dir_or_env(data_dir)?, &tenant, &auth_mode, apply, json))
-        }
-        Command::Backup { data_dir, tenant, out } => data::backup(&data_dir_or_env(data_dir)?, &tenant, &out),
-        Command::Restore { data_dir, tenant, from, yes } => data::restore(&data_dir_or_env(data_dir)?, &tenant, &from, yes),
-        Command::Check { data_dir, cert, config_file, json } => {
-            // The server's own configuration, as `serve` would read it.
-            let config = config_file.or_else(RawConfig::env_config_path).map(|path| {
-                RawConfig::from_file(&path).and_then(|raw| {
-                    let merged = raw.or(RawConfig::from_env()?);
-                    ServeConfig::validate(merged).map(|c| (path, c))
-                })
-            });
-            let cert = cert.or_else(|| config.as_ref().and_then(|c| c.as_ref().ok()).and_then(|(_, c)| c.tls.as_ref().map(|(cert, _)| cert.clone())));
-            data::check(&data_dir_or_env(data_dir)?, cert.as_deref(), config, json)
-        }
-        Command::CertSelfSigned { hosts, out } => probe::self_signed(&out, &hosts),
-        Command::Healthcheck { config_file, flags } => {
-            let file = match config_file.or_else(RawConfig::env_config_path) {
-                Some(path) => RawConfig::from_file(&path)?,
-                None => RawConfig::default(),
-            };
-            let raw = flags.or(RawConfig::from_env()?).or(file);
-            let listen: SocketAddr = raw.listen.as_deref().unwrap_or(crate::config::DEFAULT_LISTEN).parse().map_err(|_| "--listen must be IP:PORT")?;
-            // Probe this host even when the server binds every address.
-            let target = if listen.ip().is_unspecified() { SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port()) } else { listen };
-            runtime()?.block_on(probe::healthcheck(target, !raw.insecure_http.unwrap_or(false)))
-        }
-        Command::Version => {
-            println!("scimd {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
-        Command::Serve { config_file, flags } => {
-            let file = match config_file.or_else(RawConfig::env_config_path) {
-                Some(path) => RawConfig::from_file(&path)?,
-                None => RawConfig::default(),
-            };
-            let config = ServeConfig::validate(flags.or(RawConfig::from_env()?).or(file))?;
-            runtime()?.block_on(async {
-                let stop = shutdown_signal();
-                let running = start_server(&config).await?;
-                crate::systemd::notify("READY=1");
-                log::info!(target: "scimd", "serving on {}://{}", if config.tls.is_some() { "https" } else { "http" }, running.addr);
-                if let Some(m) = running.metrics_addr {
-                    log::info!(target: "scimd", "metrics on http://{m}/metrics");
-                }
-                running.run_until(async {
-                    stop.await;
-                    crate::systemd::notify("STOPPING=1");
-                })
-                .await;
-                Ok(())
-            })
-        }
-        Command::Demo { data_dir, listen, metrics_listen } => {
-            let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DEMO_DIR));
-            let listen = listen.unwrap_or_else(|| crate::config::DEFAULT_LISTEN.into());
-            runtime()?.block_on(demo(&data_dir, &listen, metrics_listen))
-        }
-        Command::TenantCreate { data_dir, id, creator, creator_float } => {
-            let data = data_dir_or_env(data_dir)?;
+        Command::Tenant(TenantCommand::Create { id, creator, creator_float, place }) => {
+            let data = data_dir(&place)?;
             let id = TenantId::parse(&id).ok_or("a tenant id is 1-63 of [a-z0-9-], starting with a letter or digit")?;
             data.create_tenant_with_seats(&id, creator, creator_float).map_err(|e| e.to_string())?;
             println!("created tenant {id}");
             println!("SCIM base URL: https://HOST:PORT/t/{id}/scim/v2");
             Ok(())
         }
-        Command::TenantList { data_dir } => {
-            let data = data_dir_or_env(data_dir)?;
-            for id in data.list_tenants().map_err(|e| e.to_string())? {
+        Command::Tenant(TenantCommand::List { place }) => {
+            for id in data_dir(&place)?.list_tenants().map_err(|e| e.to_string())? {
                 println!("{id}");
             }
             Ok(())
         }
-        Command::Token { data_dir, tenant, action, username, revoke_existing, json } => {
-            let data = data_dir_or_env(data_dir)?;
-            runtime()?.block_on(token::run(&data, &tenant, action, username.as_deref(), revoke_existing, json))
+        Command::Tenant(TenantCommand::Show { id, json, place }) => runtime()?.block_on(data::tenant_show(&data_dir(&place)?, &id, json)),
+        Command::Tenant(TenantCommand::Delete { id, yes, place }) => runtime()?.block_on(data::tenant_delete(&data_dir(&place)?, &id, yes)),
+        Command::Admin(AdminCommand::Add { on, username, password_stdin }) => {
+            let raw = resolve(on.place.flags(), on.place.config.clone())?;
+            let (data, iterations) = (DataDir::new(raw.data_dir()?), raw.kdf_iterations()?);
+            admin_add(&data, &on.tenant, &username, password_stdin, iterations)
         }
-        Command::ApiClientAdd { data_dir, tenant, username } => {
-            let data = data_dir_or_env(data_dir)?;
-            let iterations = RawConfig::from_env()?.kdf_iterations.unwrap_or(password::DEFAULT_ITERATIONS);
-            runtime()?.block_on(token::add_api_client(&data, &tenant, &username, iterations))
-        }
-        Command::UserAddLocal { data_dir, tenant, username, email, password_stdin } => {
-            let data = data_dir_or_env(data_dir)?;
+        Command::User(UserCommand::List { on, json }) => runtime()?.block_on(data::user_list(&data_dir(&on.place)?, &on.tenant, json)),
+        Command::User(UserCommand::Show { on, username, json }) => runtime()?.block_on(data::user_show(&data_dir(&on.place)?, &on.tenant, &username, json)),
+        Command::User(UserCommand::Add { local: _, on, username, email, password_stdin }) => {
+            let raw = resolve(on.place.flags(), on.place.config.clone())?;
+            let (data, iterations) = (DataDir::new(raw.data_dir()?), raw.kdf_iterations()?);
             let password = if password_stdin { Some(read_password_stdin()?) } else { None };
-            let iterations = RawConfig::from_env()?.kdf_iterations.unwrap_or(password::DEFAULT_ITERATIONS);
-            runtime()?.block_on(operator::add_local_user(&data, &tenant, &username, email.as_deref(), password, iterations))
+            runtime()?.block_on(operator::add_local_user(&data, &on.tenant, &username, email.as_deref(), password, iterations))
         }
-        Command::UserSetLicense { data_dir, tenant, username, license } => {
-            let data = data_dir_or_env(data_dir)?;
-            runtime()?.block_on(operator::set_license(&data, &tenant, &username, &license))
+        Command::User(UserCommand::SetLicense { on, username, license }) => {
+            runtime()?.block_on(operator::set_license(&data_dir(&on.place)?, &on.tenant, &username, &license))
         }
-        Command::GroupAdd { data_dir, tenant, name, project } => {
-            let data = data_dir_or_env(data_dir)?;
-            runtime()?.block_on(operator::add_group(&data, &tenant, &name, project))
+        Command::User(UserCommand::Activate { on, username }) => runtime()?.block_on(data::user_set_active(&data_dir(&on.place)?, &on.tenant, &username, true)),
+        Command::User(UserCommand::Deactivate { on, username }) => {
+            runtime()?.block_on(data::user_set_active(&data_dir(&on.place)?, &on.tenant, &username, false))
         }
-        Command::Log { data_dir, tenant, user, group, since, json } => {
-            let data = data_dir_or_env(data_dir)?;
-            runtime()?.block_on(operator::log(&data, &tenant, user.as_deref(), group.as_deref(), since.as_deref(), json))
+        Command::Group(GroupCommand::List { on, json }) => runtime()?.block_on(data::group_list(&data_dir(&on.place)?, &on.tenant, json)),
+        Command::Group(GroupCommand::Show { on, name, json }) => runtime()?.block_on(data::group_show(&data_dir(&on.place)?, &on.tenant, &name, json)),
+        Command::Group(GroupCommand::Add { on, name, project }) => runtime()?.block_on(operator::add_group(&data_dir(&on.place)?, &on.tenant, &name, project)),
+        Command::Token(command) => {
+            let (action, on, username, revoke_existing, json) = command.parts();
+            runtime()?.block_on(token::run(&data_dir(&on.place)?, &on.tenant, action, username, revoke_existing, json))
         }
-        Command::AdminAdd { data_dir, tenant, username, password_stdin } => {
-            let data = data_dir_or_env(data_dir)?;
-            let id = TenantId::parse(&tenant).ok_or("invalid tenant id")?;
-            if !data.tenant_exists(&id) {
-                return Err(format!("tenant {id} does not exist (scimd tenant create {id})"));
-            }
-            let (password, generated) = if password_stdin {
-                (read_password_stdin()?, false)
-            } else {
-                (password::generate_password(), true)
-            };
-            let iterations = RawConfig::from_env()?.kdf_iterations.unwrap_or(password::DEFAULT_ITERATIONS);
-            runtime()?.block_on(async {
-                let store = Store::open(&data.database(&id)).map_err(|e| e.to_string())?;
-                let user_id = add_admin(&store, &username, &password, iterations).await.map_err(|e| e.to_string())?;
-                store.close();
-                println!("created SCIM admin {username} (id {user_id}) in tenant {id}");
-                if generated {
-                    println!("password (shown once): {password}");
-                }
-                Ok(())
-            })
+        Command::Apiclient(ApiclientCommand::Add(account)) => {
+            let raw = resolve(account.on.place.flags(), account.on.place.config.clone())?;
+            let (data, iterations) = (DataDir::new(raw.data_dir()?), raw.kdf_iterations()?);
+            runtime()?.block_on(token::add_api_client(&data, &account.on.tenant, &account.username, iterations))
+        }
+        Command::Import(args) => runtime()?.block_on(data::import(&data_dir(&args.on.place)?, &args.on.tenant, &args.file, args.json)),
+        Command::Sanitize(args) => {
+            runtime()?.block_on(data::sanitize(&data_dir(&args.on.place)?, &args.on.tenant, &args.auth_mode, args.apply, args.json))
+        }
+        Command::Backup(args) => data::backup(&data_dir(&args.on.place)?, &args.on.tenant, &args.out),
+        Command::Restore(args) => data::restore(&data_dir(&args.on.place)?, &args.on.tenant, &args.from, args.yes),
+        Command::Check(args) => check(args),
+        Command::Log(args) => {
+            let data = data_dir(&args.on.place)?;
+            runtime()?.block_on(operator::log(&data, &args.on.tenant, args.user.as_deref(), args.group.as_deref(), args.since.as_deref(), args.json))
+        }
+        Command::Cert(CertCommand::SelfSigned { host, out }) => probe::self_signed(&out, &host),
+        Command::Healthcheck(args) => {
+            let raw = resolve(args.flags(), args.config.clone())?;
+            let listen: SocketAddr = raw.listen.as_deref().unwrap_or(crate::config::DEFAULT_LISTEN).parse().map_err(|_| "--listen must be IP:PORT")?;
+            // Probe this host even when the server binds every address.
+            let target = if listen.ip().is_unspecified() { SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port()) } else { listen };
+            runtime()?.block_on(probe::healthcheck(target, !raw.insecure_http.unwrap_or(false)))
+        }
+        Command::Man(args) => man::write_pages(&args.out),
+        Command::Version => {
+            println!("scimd {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
         }
     }
+}
+
+/// `config::resolve` for a command's flags and its `--config` (else `SCIMD_CONFIG`).
+fn resolve(flags: RawConfig, config_flag: Option<PathBuf>) -> Result<RawConfig, String> {
+    crate::config::resolve(flags, crate::config::config_path(config_flag).as_deref())
+}
+
+/// The data directory of a command that opens tenants: flag, environment, config file.
+fn data_dir(place: &Place) -> Result<DataDir, String> {
+    Ok(DataDir::new(resolve(place.flags(), place.config.clone())?.data_dir()?))
+}
+
+/// `scimd serve`: listen, tell systemd, serve until SIGTERM.
+async fn serve(config: ServeConfig) -> Result<(), String> {
+    let stop = shutdown_signal();
+    let running = start_server(&config).await?;
+    crate::systemd::notify("READY=1");
+    log::info!(target: "scimd", "serving on {}://{}", if config.tls.is_some() { "https" } else { "http" }, running.addr);
+    if let Some(m) = running.metrics_addr {
+        log::info!(target: "scimd", "metrics on http://{m}/metrics");
+    }
+    running
+        .run_until(async {
+            stop.await;
+            crate::systemd::notify("STOPPING=1");
+        })
+        .await;
+    Ok(())
+}
+
+/// `scimd check`: the server's own configuration (when a file is named) is a finding too,
+/// merged as `serve` would merge it; an unreadable file is a finding, not a stop.
+fn check(args: CheckArgs) -> Result<(), String> {
+    let flags = RawConfig { cert: args.cert.clone(), ..args.place.flags() };
+    let file = crate::config::config_path(args.place.config.clone());
+    let (raw, config) = match crate::config::resolve(flags.clone(), file.as_deref()) {
+        Ok(raw) => {
+            let config = file.map(|path| ServeConfig::validate(raw.clone()).map(|c| (path, c)));
+            (raw, config)
+        }
+        Err(e) => (crate::config::resolve(flags, None)?, Some(Err(e))),
+    };
+    data::check(&DataDir::new(raw.data_dir()?), raw.cert.as_deref(), config, args.json)
+}
+
+/// `scimd admin add`: an org admin with a generated (printed once) or given password.
+fn admin_add(data: &DataDir, tenant: &str, username: &str, password_stdin: bool, iterations: u32) -> Result<(), String> {
+    let id = TenantId::parse(tenant).ok_or("invalid tenant id")?;
+    if !data.tenant_exists(&id) {
+        return Err(format!("tenant {id} does not exist (scimd tenant create {id})"));
+    }
+    let (password, generated) = if password_stdin { (read_password_stdin()?, false) } else { (password::generate_password(), true) };
+    runtime()?.block_on(async {
+        let store = Store::open(&data.database(&id)).map_err(|e| e.to_string())?;
+        let user_id = add_admin(&store, username, &password, iterations).await.map_err(|e| e.to_string())?;
+        store.close();
+        println!("created SCIM admin {username} (id {user_id}) in tenant {id}");
+        if generated {
+            println!("password (shown once): {password}");
+        }
+        Ok(())
+    })
 }
 
 /// A password from standard input (one line), at least 12 characters.
@@ -190,12 +194,6 @@ fn read_password_stdin() -> Result<String, String> {
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
-}
-
-fn data_dir_or_env(flag: Option<PathBuf>) -> Result<DataDir, String> {
-    flag.or_else(|| std::env::var("SCIMD_DATA_DIR").ok().filter(|v| !v.is_empty()).map(PathBuf::from))
-        .map(DataDir::new)
-        .ok_or_else(|| "no data directory: pass --data-dir or set SCIMD_DATA_DIR".into())
 }
 
 /// Creates an org-admin account with a password (the SCIM admin service account).

@@ -173,3 +173,109 @@ fn cert_self_signed_writes_a_usable_pair() {
     let out = scimd(&["cert", "self-signed"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--host"));
 }
+
+/// Issue 14: each command takes only its own arguments (a usage error is exit 2), and
+/// `--flag=value` is the same as `--flag value`.
+#[test]
+fn commands_take_only_their_own_flags_in_either_spelling() {
+    let dir = TempDir::new("cli-args");
+    let d = dir.path().to_str().unwrap();
+    for wrong in [
+        &["tenant", "list", "--apply", "--yes", "--data-dir", d][..],
+        &["tenant", "list", "--tenant", "acme", "--data-dir", d],
+        &["serve", "--username", "x", "--data-dir", d, "--insecure-http"],
+        &["token", "keygen", "--tenant", "acme", "--username", "x", "--data-dir", d],
+        &["user", "add", "--tenant", "acme", "--username", "x", "--data-dir", d],
+    ] {
+        let out = scimd(wrong).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{wrong:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let data_dir = format!("--data-dir={d}");
+    let out = scimd(&["tenant", "create", "acme", &data_dir, "--creator=3", "--creator-float=4"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let toml = std::fs::read_to_string(dir.path().join("tenants/acme/tenant.toml")).unwrap();
+    assert!(toml.contains("creator = 3") && toml.contains("creator_float = 4"), "{toml}");
+    let out = scimd(&["tenant", "list", &data_dir]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "acme\n");
+}
+
+/// Issue 14: `--help` and the manual pages come from one definition, so every flag serve
+/// takes is in both (`--metrics-listen` was missing from the hand-written help).
+#[test]
+fn help_and_man_pages_list_every_flag() {
+    let dir = TempDir::new("cli-man");
+    let out = scimd(&["man", "--out", dir.path().to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for page in ["scimd.1", "scimd-serve.1", "scimd-tenant-create.1", "scimd-token-issue.1", "scimd-healthcheck.1"] {
+        assert!(dir.path().join(page).is_file(), "{page}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("scimd.1")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "readable by everyone despite the 077 umask");
+    }
+    let help = String::from_utf8(scimd(&["serve", "--help"]).output().unwrap().stdout).unwrap();
+    let page = std::fs::read_to_string(dir.path().join("scimd-serve.1")).unwrap();
+    for flag in ["config", "data-dir", "listen", "cert", "key", "insecure-http", "public-url", "metrics-listen"] {
+        assert!(help.contains(&format!("--{flag}")), "serve --help lacks --{flag}: {help}");
+        // roff escapes the dashes.
+        assert!(page.replace("\\-", "-").contains(&format!("--{flag}")), "scimd-serve.1 lacks --{flag}");
+    }
+    assert!(help.contains("SCIMD_METRICS_LISTEN"), "{help}");
+    let top = String::from_utf8(scimd(&["--help"]).output().unwrap().stdout).unwrap();
+    assert!(top.starts_with("NAME") && top.contains("healthcheck") && top.contains("man "), "{top}");
+}
+
+/// Issue 14: one precedence merge for every command. A command that opens a tenant finds
+/// the data directory in the flag, else SCIMD_DATA_DIR, else the config file; the commands
+/// that hash a password take kdf_iterations from the config file too (they read only the
+/// environment before).
+#[test]
+fn every_command_reads_flags_then_environment_then_config_file() {
+    let dir = TempDir::new("cli-merge");
+    let (data, other) = (dir.path().join("data"), dir.path().join("other"));
+    let config = dir.path().join("scimd.toml");
+    std::fs::write(&config, format!("data_dir = {:?}\nkdf_iterations = 1000\n", data.to_str().unwrap())).unwrap();
+    let config_flag = format!("--config={}", config.display());
+    let with_config = |args: &[&str]| {
+        let mut c = scimd(args);
+        c.arg(&config_flag).env_remove("SCIMD_KDF_ITERATIONS");
+        c
+    };
+    assert!(with_config(&["tenant", "create", "acme"]).output().unwrap().status.success());
+    assert!(data.join("tenants/acme").is_dir(), "data_dir from the file");
+    let out = with_config(&["tenant", "create", "beta"]).env("SCIMD_DATA_DIR", &other).output().unwrap();
+    assert!(out.status.success() && other.join("tenants/beta").is_dir(), "the environment wins over the file");
+    let out = with_config(&["tenant", "list", "--data-dir", data.to_str().unwrap()]).env("SCIMD_DATA_DIR", &other).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "acme\n", "the flag wins over both");
+
+    // kdf_iterations from the file (--config, then SCIMD_CONFIG): 1000, not the default.
+    assert!(with_config(&["admin", "add", "--tenant", "acme", "--username", "okta"]).output().unwrap().status.success());
+    let mut child = scimd(&["user", "add", "--local", "--tenant", "acme", "--username", "pat@x.com", "--password-stdin"])
+        .env("SCIMD_CONFIG", &config)
+        .env_remove("SCIMD_KDF_ITERATIONS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a-long-enough-password\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(with_config(&["apiclient", "add", "--tenant", "acme", "--username", "okta"]).output().unwrap().status.success());
+    let conn = rusqlite::Connection::open(data.join("tenants/acme/scim.db")).unwrap();
+    let mut hashes: Vec<String> = conn
+        .prepare("SELECT password_hash FROM users WHERE password_hash IS NOT NULL UNION ALL SELECT secret_hash FROM api_clients")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    hashes.sort();
+    assert_eq!(hashes.len(), 3, "{hashes:?}");
+    assert!(hashes.iter().all(|h| h.starts_with("pbkdf2-sha256$1000$")), "{hashes:?}");
+    // And the environment still wins over the file.
+    let out = with_config(&["admin", "add", "--tenant", "acme", "--username", "entra"]).env("SCIMD_KDF_ITERATIONS", "1001").output().unwrap();
+    assert!(out.status.success());
+    let hash: String = conn.query_row("SELECT password_hash FROM users WHERE user_name = 'entra'", [], |r| r.get(0)).unwrap();
+    assert!(hash.starts_with("pbkdf2-sha256$1001$"), "{hash}");
+}

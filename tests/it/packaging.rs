@@ -1,6 +1,7 @@
-//! packaging/: the systemd unit verifies, the notify protocol works, the example config is
-//! complete and valid, and the Containerfile is linted and its entrypoint runs, with its
-//! environment, as a non-root user in a scratch directory (no container engine runs here).
+//! packaging/: the systemd unit verifies (its man page included), the notify protocol
+//! works, the example config is complete and valid, and the Containerfile is linted and its
+//! entrypoint runs, with its environment, as a non-root user in a scratch directory (no
+//! container engine runs here).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,22 +24,29 @@ fn required_in_ci(tool: &str) -> bool {
 
 #[test]
 fn systemd_unit_verifies() {
-    if !required_in_ci("systemd-analyze") {
+    if !required_in_ci("systemd-analyze") || !required_in_ci("man") {
         return;
     }
     let unit = std::fs::read_to_string(packaging("scimd.service")).unwrap();
     for needed in ["Type=notify", "NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=scimd", "Restart=on-failure", "CapabilityBoundingSet=\n"] {
         assert!(unit.contains(needed), "the unit lacks {needed:?}");
     }
-    // Verify it as installed, with ExecStart pointing at the binary just built.
+    // Verify it as installed: ExecStart pointing at the binary just built, and the manual
+    // pages installed as the README says (`scimd man --out /usr/local/share/man/man1`), here
+    // under a scratch MANPATH, so that Documentation=man:scimd(1) resolves.
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(readme.contains("scimd man --out /usr/local/share/man/man1"), "the README installs the manual pages");
     let dir = TempDir::new("unit");
+    let man1 = dir.path().join("man/man1");
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd")).arg("man").arg(format!("--out={}", man1.display())).output().unwrap();
+    assert!(out.status.success(), "scimd man: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(man1.join("scimd.1").is_file() && man1.join("scimd-serve.1").is_file());
     let local = unit.replace("/usr/local/bin/scimd", env!("CARGO_BIN_EXE_scimd"));
     let path = dir.path().join("scimd.service");
     std::fs::write(&path, local).unwrap();
-    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&path).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let problems: Vec<&str> = stderr.lines().filter(|l| l.contains("scimd.service")).collect();
-    assert!(out.status.success() && problems.is_empty(), "systemd-analyze verify: {stderr}");
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).env("MANPATH", dir.path().join("man")).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.is_empty(), "systemd-analyze verify printed: {said}");
 }
 
 #[cfg(target_os = "linux")]
