@@ -27,7 +27,16 @@ impl DevCertPaths {
 
 /// Writes a new CA and a server certificate for `hosts` (DNS names or IP addresses).
 pub fn generate(dir: &Path, hosts: &[String]) -> Result<DevCertPaths, String> {
+    let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // The process umask is 077 (the data directory's files are the service user's), but a
+    // certificate directory is handed to others (a container's user, curl's --cacert): the
+    // CA and the chain stay readable, the key stays 0600.
+    #[cfg(unix)]
+    if created {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+    }
     let err = |e: rcgen::Error| format!("certificate generation failed: {e}");
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;

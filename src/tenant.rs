@@ -406,11 +406,14 @@ impl Tenant {
 pub struct TenantRegistry {
     data: DataDir,
     open: Mutex<HashMap<TenantId, Arc<Tenant>>>,
+    /// Held while a tenant is being opened: concurrent first requests wait for one open
+    /// (and its migration) instead of each running it.
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl TenantRegistry {
     pub fn new(data: DataDir) -> TenantRegistry {
-        TenantRegistry { data, open: Mutex::new(HashMap::new()) }
+        TenantRegistry { data, open: Mutex::new(HashMap::new()), opening: tokio::sync::Mutex::new(()) }
     }
 
     pub fn data(&self) -> &DataDir {
@@ -424,6 +427,10 @@ impl TenantRegistry {
         }
         if !self.data.tenant_exists(id) {
             return Ok(None);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(t) = self.open.lock().map_err(|_| StoreError::Closed)?.get(id) {
+            return Ok(Some(Arc::clone(t)));
         }
         let (data, tid) = (self.data.clone(), id.clone());
         let tenant = tokio::task::spawn_blocking(move || Tenant::open(&data, &tid))

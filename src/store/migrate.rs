@@ -213,32 +213,37 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
 }
 
 fn migrate_steps(conn: &mut Connection) -> StoreResult<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version > CURRENT {
-        return Err(StoreError::Corrupt(format!(
-            "database schema version {version} is newer than this scimd understands ({CURRENT}); refusing to open"
-        )));
-    }
-    if version == 0 {
-        let tx = conn.transaction()?;
-        let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))?;
-        if tables != 0 {
-            return Err(StoreError::Corrupt("database has tables but no schema version".into()));
+    // Each step reads the version inside its own write transaction (BEGIN IMMEDIATE): two
+    // processes (the server and a CLI command) or two openers migrating at once take turns,
+    // and the second finds the work done instead of repeating it.
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > CURRENT {
+            return Err(StoreError::Corrupt(format!(
+                "database schema version {version} is newer than this scimd understands ({CURRENT}); refusing to open"
+            )));
         }
-        tx.execute_batch(SCHEMA)?;
-        tx.commit()?;
-        info!(target: "scimd::store", "created a new database at schema version {CURRENT}");
-        return Ok(());
-    }
-    for (index, step) in MIGRATIONS.iter().enumerate().skip(version as usize - 1) {
-        let target = index as i64 + 2;
-        let tx = conn.transaction()?;
+        if version == CURRENT {
+            tx.commit()?;
+            return Ok(());
+        }
+        if version == 0 {
+            let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))?;
+            if tables != 0 {
+                return Err(StoreError::Corrupt("database has tables but no schema version".into()));
+            }
+            tx.execute_batch(SCHEMA)?;
+            tx.commit()?;
+            info!(target: "scimd::store", "created a new database at schema version {CURRENT}");
+            return Ok(());
+        }
+        let step = MIGRATIONS[version as usize - 1];
         step(&tx)?;
-        tx.pragma_update(None, "user_version", target)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;
-        info!(target: "scimd::store", "migrated database to schema version {target}");
+        info!(target: "scimd::store", "migrated database to schema version {}", version + 1);
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -305,6 +310,31 @@ mod tests {
         ] {
             check_migration(old_schema);
         }
+    }
+
+    /// Two openers of one old database at once (the server's first requests, or the server
+    /// and a CLI command): one migrates, the other waits and finds it done. Before, each read
+    /// the version outside a transaction and the second repeated v5 and failed.
+    #[test]
+    fn concurrent_openers_migrate_once() {
+        let dir = std::env::temp_dir().join(format!("scimd-migrate-race-{}-{}", std::process::id(), crate::store::new_resource_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("scim.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(include_str!("../../tests/fixtures/schema_v4.sql")).unwrap();
+        drop(old);
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || crate::store::open_for_write(&path).map(|_| ()))
+            })
+            .collect();
+        for opener in openers {
+            opener.join().unwrap().expect("every opener succeeds");
+        }
+        let v: i64 = Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, CURRENT);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn check_migration(old_schema: &str) {
