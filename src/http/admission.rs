@@ -50,6 +50,19 @@ fn describe(reason: Refusal, limits: &Limits) -> (String, &'static str) {
     }
 }
 
+/// The address a connection counts against: an IPv4 address, or an IPv6 address's /64 (one
+/// host is normally given a whole /64, so per-address caps on full /128s would give one
+/// machine unlimited addresses).
+pub fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
 /// At most one WARN line per reason per interval (the first one of a burst at once).
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -214,6 +227,7 @@ impl Admission {
     /// A new connection: its slot, pending its TLS handshake if `handshake` (else
     /// established at once: plain HTTP), or why it is refused (already counted and logged).
     pub fn admit(self: &Arc<Self>, ip: IpAddr, handshake: bool) -> Result<Slot, Refusal> {
+        let ip = bucket(ip);
         let outcome = {
             let mut table = lock(&self.table);
             let outcome = table.admit(&self.limits, ip, handshake);
@@ -351,6 +365,17 @@ mod tests {
 
     fn limits(max: usize, handshakes: usize, established: usize) -> Limits {
         Limits { max_connections: max, max_handshakes_per_address: handshakes, max_connections_per_address: established, ..Limits::default() }
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(bucket(a), bucket(b));
+        assert_ne!(bucket(a), bucket(c));
+        assert_eq!(bucket("::ffff:127.0.0.2".parse().unwrap()), ip(2));
+        assert_eq!(bucket(ip(7)), ip(7));
     }
 
     fn ip(last: u8) -> IpAddr {
