@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use scimd::clock::UtcMillis;
 use scimd::http::request::Query;
-use scimd::http::router::Ctx;
+use scimd::http::context::Ctx;
 use scimd::scim::schema::ResourceKind;
 use scimd::scim::{self, users, ListParams, Principal};
 use scimd::tenant::{DataDir, Tenant, TenantId};
