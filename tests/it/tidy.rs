@@ -1,5 +1,7 @@
-//! Repository hygiene checked on every test run: files stay under 800 lines, and every
-//! path ARCHITECTURE.md names exists (so the map cannot go stale).
+//! Repository hygiene checked on every test run: files stay under 800 lines, every path
+//! ARCHITECTURE.md names exists (so the map cannot go stale), and the top-level modules
+//! import only what ARCHITECTURE.md's allowed-imports table says, with no cycle but the
+//! known exceptions listed there.
 
 use std::path::Path;
 
@@ -40,4 +42,111 @@ fn architecture_paths_exist() {
         }
     }
     assert!(checked >= 10, "ARCHITECTURE.md should map the modules (found {checked} paths)");
+}
+
+/// The top-level module a file of `src/` belongs to (`src/http/router.rs` → `http`).
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap();
+    let first = rel.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// `crate::name` references in a file (use lines and paths alike).
+fn crate_refs(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (i, _) in text.match_indices("crate::") {
+        let before = text[..i].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue; // e.g. `scimd_crate::`
+        }
+        let name: String = text[i + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit()).collect();
+        if !name.is_empty() {
+            out.insert(name);
+        }
+    }
+    out
+}
+
+#[test]
+fn modules_import_only_what_architecture_md_allows() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let list = |cell: &str| -> BTreeSet<String> { cell.split(',').map(|w| w.trim().to_string()).filter(|w| !w.is_empty() && w != "—").collect() };
+    let mut allowed: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    for line in doc.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        if cells.len() == 3 {
+            allowed.insert(cells[0].trim_matches('`').to_string(), (list(cells[1]), list(cells[2])));
+        }
+    }
+    let exceptions: BTreeSet<(String, String)> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("- exception: `"))
+        .filter_map(|l| l.split('`').next())
+        .filter_map(|edge| edge.split_once(" -> "))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert!(allowed.len() >= 10, "ARCHITECTURE.md's allowed-imports table was not found");
+
+    let src = root.join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for file in files {
+        let module = module_of(&src, &file);
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let Some((may, crates)) = allowed.get(&module) else {
+            problems.push(format!("module {module} ({}) has no row in ARCHITECTURE.md's allowed-imports table", file.display()));
+            continue;
+        };
+        let text = std::fs::read_to_string(&file).unwrap();
+        for used in crate_refs(&text) {
+            if used == module || !allowed.contains_key(&used) {
+                continue;
+            }
+            edges.entry(module.clone()).or_default().insert(used.clone());
+            if !may.contains(&used) && !exceptions.contains(&(module.clone(), used.clone())) {
+                problems.push(format!("{} imports crate::{used}, which `{module}` may not", file.display()));
+            }
+        }
+        for layer_crate in ["rusqlite", "hyper"] {
+            let named = text.contains(&format!("{layer_crate}::")) || text.contains(&format!("use {layer_crate}"));
+            if named && !crates.contains(layer_crate) {
+                problems.push(format!("{} uses {layer_crate}, which `{module}` may not", file.display()));
+            }
+        }
+    }
+    for (from, to) in &exceptions {
+        if !edges.get(from).is_some_and(|e| e.contains(to)) {
+            problems.push(format!("the exception `{from} -> {to}` is gone: remove it from ARCHITECTURE.md"));
+        }
+    }
+    // No cycle once the exception edges are left out (depth-first search).
+    fn visit(n: &str, edges: &BTreeMap<String, BTreeSet<String>>, skip: &BTreeSet<(String, String)>, path: &mut Vec<String>, done: &mut BTreeSet<String>, cycles: &mut Vec<String>) {
+        if let Some(at) = path.iter().position(|p| p == n) {
+            cycles.push(format!("{} -> {n}", path[at..].join(" -> ")));
+            return;
+        }
+        if !done.insert(n.to_string()) {
+            return;
+        }
+        path.push(n.to_string());
+        for next in edges.get(n).into_iter().flatten() {
+            if !skip.contains(&(n.to_string(), next.clone())) {
+                visit(next, edges, skip, path, done, cycles);
+            }
+        }
+        path.pop();
+    }
+    let mut cycles = Vec::new();
+    let mut done = BTreeSet::new();
+    for n in edges.keys() {
+        visit(n, &edges, &exceptions, &mut Vec::new(), &mut done, &mut cycles);
+    }
+    problems.extend(cycles.into_iter().map(|c| format!("import cycle: {c}")));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
