@@ -233,6 +233,11 @@ pub async fn expiring(tenant: &Tenant, now: UtcMillis) -> Result<Vec<(tokens::To
     }).filter(|(_, d)| *d < warn).collect())
 }
 
+/// What the operator's health detail says of a token inside its warning window.
+pub fn expiry_reason(t: &tokens::TokenRecord, days: i64) -> String {
+    format!("the bearer token of {} expires in {days} days ({}); rotate it", t.user_name, t.expires_at)
+}
+
 /// Tokens inside their tenant's warning window as of the last expiry check, per tenant:
 /// what the operator's health endpoint reports without opening any tenant.
 #[derive(Default)]
@@ -263,7 +268,7 @@ pub async fn warn_expiring(tenants: &crate::tenant::TenantRegistry, board: &Expi
         let Ok(expiring) = expiring(&tenant, now).await else { continue };
         let reasons: Vec<String> = expiring
             .iter()
-            .map(|(t, days)| format!("the bearer token of {} expires in {days} days ({}); rotate it", t.user_name, t.expires_at))
+            .map(|(t, days)| expiry_reason(t, *days))
             .collect();
         if !reasons.is_empty() {
             all.insert(id.to_string(), reasons);

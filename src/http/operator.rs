@@ -61,7 +61,7 @@ pub async fn operator_health(state: &AppState) -> serde_json::Value {
         let Ok(expiring) = crate::auth::token::expiring(&tenant, now).await else { continue };
         let reasons: Vec<String> = expiring
             .iter()
-            .map(|(t, days)| format!("the bearer token of {} expires in {days} days ({}); rotate it", t.user_name, t.expires_at))
+            .map(|(t, days)| crate::auth::token::expiry_reason(t, *days))
             .collect();
         if reasons.is_empty() {
             tenants.remove(tenant.id.as_str());
