@@ -314,26 +314,35 @@ mod tests {
 
     /// Two openers of one old database at once (the server's first requests, or the server
     /// and a CLI command): one migrates, the other waits and finds it done. Before, each read
-    /// the version outside a transaction and the second repeated v5 and failed.
+    /// the version outside a transaction and the second repeated v5 and failed; and two
+    /// switching a rollback-journal database to WAL deadlocked, one failing SQLITE_BUSY.
     #[test]
     fn concurrent_openers_migrate_once() {
         let dir = std::env::temp_dir().join(format!("scimd-migrate-race-{}-{}", std::process::id(), crate::store::new_resource_id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("scim.db");
-        let old = Connection::open(&path).unwrap();
-        old.execute_batch(include_str!("../../tests/fixtures/schema_v4.sql")).unwrap();
-        drop(old);
-        let openers: Vec<_> = (0..4)
-            .map(|_| {
-                let path = path.clone();
-                std::thread::spawn(move || crate::store::open_for_write(&path).map(|_| ()))
-            })
-            .collect();
-        for opener in openers {
-            opener.join().unwrap().expect("every opener succeeds");
+        // Rounds, because the race is a matter of timing: each round starts its openers
+        // together (a barrier) on a fresh old database still in rollback-journal mode.
+        for round in 0..20 {
+            let path = dir.join(format!("scim-{round}.db"));
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(include_str!("../../tests/fixtures/schema_v4.sql")).unwrap();
+            drop(old);
+            let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        crate::store::open_for_write(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().expect("every opener succeeds");
+            }
+            let v: i64 = Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            assert_eq!(v, CURRENT);
         }
-        let v: i64 = Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, CURRENT);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -246,10 +246,7 @@ fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
 /// Creates or migrates the database at `path` and returns a write connection on it.
 pub fn open_for_write(path: &Path) -> StoreResult<Connection> {
     let mut conn = open_connection(path, false)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Corrupt(format!("cannot enable WAL (journal_mode is {mode})")));
-    }
+    enable_wal(&conn)?;
     migrate::migrate(&mut conn)?;
     // The writer checkpoints (in its own thread, after a commit) when the WAL passes this
     // many pages; writes queued meanwhile wait, so the size of one checkpoint is the tail
@@ -259,6 +256,29 @@ pub fn open_for_write(path: &Path) -> StoreResult<Connection> {
     // begins with every frame copied, which under steady writes only the writer can see.
     conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
     Ok(conn)
+}
+
+/// Switches the database to WAL (a no-op when it already is). A database still in
+/// rollback-journal mode (made by an old scimd or by hand) and opened by two connections
+/// at once deadlocks them: each holds a shared lock and needs the exclusive one, so SQLite
+/// answers one of them SQLITE_BUSY at once, without waiting on the busy timeout. The loser
+/// tries again until the busy timeout's 10 s have passed, by when the winner has switched.
+fn enable_wal(conn: &Connection) -> StoreResult<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => return Err(StoreError::Corrupt(format!("cannot enable WAL (journal_mode is {mode})"))),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The database as a job sees it: the writer's transaction (inside the job's savepoint) or
