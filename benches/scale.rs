@@ -94,12 +94,14 @@ async fn run(n: usize, iterations: usize) {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test` runs the same code once on tiny sizes.
+    let smoke = !std::env::args().any(|a| a == "--bench");
     let sizes: Vec<usize> = std::env::var("SCALE_SIZES")
-        .unwrap_or_else(|_| "1000,1000000".into())
+        .unwrap_or_else(|_| if smoke { "100".into() } else { "1000,1000000".into() })
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let iterations: usize = std::env::var("SCALE_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let iterations: usize = std::env::var("SCALE_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(if smoke { 20 } else { 2000 });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     for n in sizes {
         rt.block_on(run(n, iterations));
