@@ -133,25 +133,24 @@ pub async fn issue(tenant: &Tenant, actor: &str, user_id: &str, revoke_existing:
     };
     let (uid, jti, issued, until) = (user_id.to_string(), claims.jti.clone(), now.to_rfc3339(), expires.to_rfc3339());
     let actor = actor.to_string();
-    let outcome = tenant
+    tenant
         .store
-        .write(move |conn| {
+        .try_write(move |conn| {
             if crate::store::users::find_account_by_id(conn, &uid)?.is_none() {
-                return Ok(Err(TokenError::UnknownAccount(uid)));
+                return Err(TokenError::UnknownAccount(uid));
             }
             if let Some(live) = tokens::live_for(conn, &uid, &issued)? {
                 if !revoke_existing {
-                    return Ok(Err(TokenError::LiveTokenExists { expires_at: live.expires_at }));
+                    return Err(TokenError::LiveTokenExists { expires_at: live.expires_at });
                 }
             }
             let replaced = tokens::revoke_for(conn, &uid, &issued)?;
             tokens::insert(conn, &jti, &uid, &issued, &until)?;
             let detail = serde_json::json!({"account": uid, "tokenId": jti, "expiresAt": until, "replacedLiveToken": replaced > 0});
             events::record(conn, &issued, &actor, Action::Create, "Token", &jti, &detail)?;
-            Ok(Ok(()))
+            Ok(())
         })
         .await?;
-    outcome?;
     let token = mint(&claims, &key).map_err(TokenError::Key)?;
     log::info!(target: "scimd::token", "tenant {}: issued token {} for account {user_id}, expires {}", tenant.id, claims.jti, expires.to_rfc3339());
     Ok(IssuedToken { token, expires_at: expires.to_rfc3339() })

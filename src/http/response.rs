@@ -8,6 +8,7 @@ use hyper::{Response, StatusCode};
 use log::error;
 use serde_json::{json, Value};
 
+use crate::auth::token::TokenError;
 use crate::auth::AuthError;
 use crate::scim::schema::ERROR_SCHEMA;
 use crate::scim::{ScimError, ScimErrorKind};
@@ -51,6 +52,23 @@ impl From<StoreError> for ApiError {
         ApiError::Store(e)
     }
 }
+// The token API's refusals, here beside the others so every status has one source.
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        let conflict = |detail: String| ApiError::Scim(ScimError::new(ScimErrorKind::Conflict, detail));
+        match e {
+            TokenError::NoKey => conflict("this tenant has no token signing key: POST /rest/token/apiKeygen first".into()),
+            TokenError::LiveTokenExists { expires_at } => conflict(format!(
+                "this account already has a live token (expires {expires_at}); call again with revokeExistingToken=true to replace it"
+            )),
+            TokenError::NoLiveToken => ApiError::NotFound("that account has no live token".into()),
+            TokenError::UnknownAccount(id) => ApiError::NotFound(format!("account {id} not found")),
+            TokenError::Key(why) => ApiError::Scim(ScimError::new(ScimErrorKind::Internal, why)),
+            TokenError::Store(e) => ApiError::Store(e),
+        }
+    }
+}
+
 
 fn scim_error_parts(e: &ScimError) -> (StatusCode, Option<&'static str>) {
     match e.kind {
@@ -96,21 +114,16 @@ impl ApiError {
                 error!(target: "scimd::auth", "account lookup failed: {cause}");
                 (StatusCode::INTERNAL_SERVER_ERROR, None, "internal error".into())
             }
-            ApiError::Store(e) => {
-                let scim = ScimError::from(match e {
-                    StoreError::NotFound(w) => StoreError::NotFound(w.clone()),
-                    StoreError::Conflict(w) => StoreError::Conflict(w.clone()),
-                    StoreError::Invalid(w) => StoreError::Invalid(w.clone()),
-                    StoreError::PreconditionFailed(w) => StoreError::PreconditionFailed(w.clone()),
-                    StoreError::OverBudget(budget) => StoreError::OverBudget(*budget),
-                    other => {
-                        error!(target: "scimd::store", "storage error: {other}");
-                        return (StatusCode::INTERNAL_SERVER_ERROR, None, "internal error".into());
-                    }
-                });
-                let (status, scim_type) = scim_error_parts(&scim);
-                (status, scim_type, scim.detail)
-            }
+            ApiError::Store(e) => match ScimError::of_store(e) {
+                scim if scim.kind == ScimErrorKind::Internal => {
+                    error!(target: "scimd::store", "storage error: {e}");
+                    (StatusCode::INTERNAL_SERVER_ERROR, None, "internal error".into())
+                }
+                scim => {
+                    let (status, scim_type) = scim_error_parts(&scim);
+                    (status, scim_type, scim.detail)
+                }
+            },
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, None, what.clone()),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, None, "method not allowed on this endpoint".into()),
             ApiError::PayloadTooLarge(limit) => {

@@ -10,27 +10,11 @@ use serde_json::json;
 
 use super::request::Query;
 use super::response::{json_response, no_content, ApiError, HttpResponse};
-use crate::auth::token::{self, TokenError};
+use crate::auth::token;
 use crate::clock::UtcMillis;
 use crate::auth::AuthError;
-use crate::scim::{Credential, Principal, ScimError, ScimErrorKind};
+use crate::scim::{Credential, Principal};
 use crate::tenant::Tenant;
-
-impl From<TokenError> for ApiError {
-    fn from(e: TokenError) -> Self {
-        let conflict = |detail: String| ApiError::Scim(ScimError::new(ScimErrorKind::Conflict, detail));
-        match e {
-            TokenError::NoKey => conflict("this tenant has no token signing key: POST /rest/token/apiKeygen first".into()),
-            TokenError::LiveTokenExists { expires_at } => conflict(format!(
-                "this account already has a live token (expires {expires_at}); call again with revokeExistingToken=true to replace it"
-            )),
-            TokenError::NoLiveToken => ApiError::NotFound("that account has no live token".into()),
-            TokenError::UnknownAccount(id) => ApiError::NotFound(format!("account {id} not found")),
-            TokenError::Key(why) => ApiError::Scim(ScimError::new(ScimErrorKind::Internal, why)),
-            TokenError::Store(e) => ApiError::Store(e),
-        }
-    }
-}
 
 fn flag(query: &Query, name: &str) -> bool {
     query.get(name).is_some_and(|v| v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1")

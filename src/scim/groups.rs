@@ -10,10 +10,10 @@ use serde_json::{json, Value};
 use super::patch::{self, OpKind};
 use super::resource::{self, Attrs, StoredResource};
 use super::schema::{self, ResourceKind};
-use super::{IfMatch, Principal, ScimError};
+use super::{IfMatch, Principal, ScimError, ScimErrorKind};
 use crate::store::events::{self, Action};
 use crate::store::groups::{self, GroupState};
-use crate::store::{StoreError, StoreResult};
+use crate::store::StoreResult;
 use crate::tenant::{GroupConflict, Tenant, TenantSettings};
 
 const KIND: ResourceKind = ResourceKind::Group;
@@ -167,13 +167,13 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
     check_display_name(&doc)?;
     let members = take_members(&mut doc, body)?;
     let actor = who.user_name.clone();
-    Ok(tenant
+    tenant
         .store
-        .write(move |conn| {
+        .try_write(move |conn| {
             let name = doc.get("displayName").and_then(Value::as_str).unwrap_or_default().to_string();
             let mut group = match groups::state_by_name(conn, &name)? {
                 Some(existing) if existing.scope != "org" || settings.group_conflict == GroupConflict::Reject => {
-                    return Err(StoreError::Conflict("a group with this displayName already exists".into()));
+                    return Err(ScimError::new(ScimErrorKind::Uniqueness, "a group with this displayName already exists"));
                 }
                 Some(mut existing) => {
                     let old = groups::get(conn, &existing.id, false)?;
@@ -200,9 +200,9 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
             refresh_policy(conn, &mut group, &settings, &actor, &now)?;
             let changes = MemberChanges { add: members, ..Default::default() };
             Sync { conn, group: &group, settings: &settings, actor: &actor, now: &now }.apply(&changes)?;
-            groups::get(conn, &group.id, true)
+            Ok(groups::get(conn, &group.id, true)?)
         })
-        .await?)
+        .await
 }
 
 pub async fn get(tenant: &Tenant, id: &str, with_members: bool) -> Result<StoredResource, ScimError> {
@@ -239,16 +239,16 @@ pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, i
     check_display_name(&doc)?;
     let members = take_members(&mut doc, body)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
-    Ok(tenant
+    tenant
         .store
-        .write(move |conn| {
+        .try_write(move |conn| {
             let old = groups::get(conn, &id, false)?;
             IfMatch::check(if_match.as_ref(), &old)?;
             let changes = MemberChanges { replace_all: Some(members), ..Default::default() };
             write_group(conn, &id, &old.attrs, &doc, &changes, &settings, &actor, &now)?;
-            groups::get(conn, &id, true)
+            Ok(groups::get(conn, &id, true)?)
         })
-        .await?)
+        .await
 }
 
 /// Sorts PATCH operations into member changes and document operations.
@@ -294,34 +294,29 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
     let (id, actor) = (id.to_string(), who.user_name.clone());
     tenant
         .store
-        .write(move |conn| {
+        .try_write(move |conn| {
             let old = groups::get(conn, &id, false)?;
             IfMatch::check(if_match.as_ref(), &old)?;
             let mut doc = old.attrs.clone();
             for op in &ops {
-                if let Err(e) = patch::apply(KIND, &mut doc, op) {
-                    return Ok(Err(e));
-                }
+                patch::apply(KIND, &mut doc, op)?;
             }
-            if let Err(e) = resource::check_required(KIND, &doc).and_then(|_| check_display_name(&doc)) {
-                return Ok(Err(e));
-            }
+            resource::check_required(KIND, &doc).and_then(|_| check_display_name(&doc))?;
             write_group(conn, &id, &old.attrs, &doc, &members, &settings, &actor, &now)?;
-            Ok(Ok(()))
+            Ok(())
         })
-        .await?
+        .await
 }
 
 pub async fn delete(tenant: &Tenant, who: &Principal, id: &str, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
     let (id, actor) = (id.to_string(), who.user_name.clone());
     tenant
         .store
-        .write(move |conn| {
+        .try_write(move |conn| {
             let old = groups::get(conn, &id, true)?;
             IfMatch::check(if_match.as_ref(), &old)?;
             groups::delete(conn, &id)?;
-            events::record(conn, &now, &actor, Action::Delete, "Group", &id, &json!({"before": old.attrs}))
+            Ok(events::record(conn, &now, &actor, Action::Delete, "Group", &id, &json!({"before": old.attrs}))?)
         })
-        .await?;
-    Ok(())
+        .await
 }

@@ -101,11 +101,18 @@ impl fmt::Display for ScimError {
 
 impl From<StoreError> for ScimError {
     fn from(e: StoreError) -> ScimError {
+        ScimError::of_store(&e)
+    }
+}
+
+impl ScimError {
+    /// What a store failure means to a SCIM client: the one translation, used by the
+    /// service functions' `?` and by the response mapping (which logs the internal ones).
+    pub fn of_store(e: &StoreError) -> ScimError {
         match e {
-            StoreError::NotFound(what) => ScimError::not_found(what),
-            StoreError::Conflict(what) => ScimError::new(ScimErrorKind::Uniqueness, what),
-            StoreError::Invalid(what) => ScimError::invalid_value(what),
-            StoreError::PreconditionFailed(what) => ScimError::new(ScimErrorKind::PreconditionFailed, what),
+            StoreError::NotFound(what) => ScimError::not_found(what.clone()),
+            StoreError::Conflict(what) => ScimError::new(ScimErrorKind::Uniqueness, what.clone()),
+            StoreError::Invalid(what) => ScimError::invalid_value(what.clone()),
             // RFC 7644 §3.12 tooMany: more than the server is willing to process.
             StoreError::OverBudget(budget) => ScimError::new(
                 ScimErrorKind::TooMany,
@@ -297,12 +304,12 @@ impl IfMatch {
     }
 
     /// Fails with 412 unless the stored resource is the version the client named.
-    pub fn check(this: Option<&IfMatch>, current: &resource::StoredResource) -> crate::store::StoreResult<()> {
+    pub fn check(this: Option<&IfMatch>, current: &resource::StoredResource) -> Result<(), ScimError> {
         match this {
-            Some(m) if !m.matches(&current.etag()) => Err(crate::store::StoreError::PreconditionFailed(format!(
-                "the resource is at version {}, not the one If-Match named",
-                current.etag()
-            ))),
+            Some(m) if !m.matches(&current.etag()) => Err(ScimError::new(
+                ScimErrorKind::PreconditionFailed,
+                format!("the resource is at version {}, not the one If-Match named", current.etag()),
+            )),
             _ => Ok(()),
         }
     }

@@ -161,17 +161,17 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
     let actor = who.user_name.clone();
     let res = tenant
         .store
-        .write(move |conn| {
+        .try_write(move |conn| {
             let name = doc.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
             let mut doc = doc;
             doc.entry("active").or_insert(Value::Bool(true));
             let existing = users::find_by_user_name(conn, &name)?;
             if let Some((id, ..)) = &existing {
                 if service_account_refusal(conn, id)?.is_some() {
-                    return Ok(Err(ScimError::new(
+                    return Err(ScimError::new(
                         ScimErrorKind::Uniqueness,
                         format!("userName '{name}' is taken by a SCIM admin service account; the IdP cannot create or adopt it"),
-                    )));
+                    ));
                 }
             }
             let done = match existing {
@@ -191,7 +191,7 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                     let old = users::get(conn, &id, false)?;
                     replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)
                 }
-                Some(_) => Err(crate::store::StoreError::Conflict("a user with this userName already exists".into())),
+                Some(_) => return Err(ScimError::new(ScimErrorKind::Uniqueness, "a user with this userName already exists")),
                 None => {
                     let id = users::insert(conn, &doc, &users::UserOrigin::idp("none"), &now)?;
                     events::record(conn, &now, &actor, Action::Create, "User", &id, &json!({"after": doc}))?;
@@ -202,9 +202,9 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                     users::get(conn, &id, true)
                 }
             };
-            done.map(Ok)
+            Ok(done?)
         })
-        .await??;
+        .await?;
     log::info!(target: "scimd::scim", "tenant {}: created user {}", tenant.id, res.id);
     Ok(res)
 }
@@ -221,15 +221,15 @@ pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, i
     let (id, actor) = (id.to_string(), who.user_name.clone());
     tenant
         .store
-        .write(move |conn| {
+        .try_write(move |conn| {
             let old = users::get(conn, &id, false)?;
             if let Some(refusal) = service_account_refusal(conn, &id)? {
-                return Ok(Err(refusal));
+                return Err(refusal);
             }
             IfMatch::check(if_match.as_ref(), &old)?;
-            replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now).map(Ok)
+            Ok(replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)?)
         })
-        .await?
+        .await
 }
 
 pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
@@ -240,10 +240,10 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
     // cannot interleave, and a failing operation leaves nothing behind.
     tenant
         .store
-        .write(move |conn| {
+        .try_write(move |conn| {
             let old = users::get(conn, &id, false)?;
             if let Some(refusal) = service_account_refusal(conn, &id)? {
-                return Ok(Err(refusal));
+                return Err(refusal);
             }
             IfMatch::check(if_match.as_ref(), &old)?;
             let mut doc = old.attrs.clone();
@@ -252,21 +252,17 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
             for op in &ops {
                 // The cap is checked after every operation, so each later operation works
                 // on at most the cap's worth of values.
-                if let Err(e) = patch::apply(KIND, &mut doc, op).and_then(|_| resource::check_value_counts(KIND, &doc)) {
-                    return Ok(Err(e));
-                }
+                patch::apply(KIND, &mut doc, op).and_then(|_| resource::check_value_counts(KIND, &doc))?;
             }
-            if let Err(e) = resource::check_size(&doc).and_then(|_| resource::check_required(KIND, &doc)).and_then(|_| check_rules(&doc, &settings)) {
-                return Ok(Err(e));
-            }
+            resource::check_size(&doc).and_then(|_| resource::check_required(KIND, &doc)).and_then(|_| check_rules(&doc, &settings))?;
             let mut unchanged = old.attrs.clone();
             unchanged.remove(super::schema::SCIMD_SCHEMA);
             if doc == unchanged {
-                return Ok(Ok(users::get(conn, &id, true)?));
+                return Ok(users::get(conn, &id, true)?);
             }
-            Ok(Ok(replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)?))
+            Ok(replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)?)
         })
-        .await?
+        .await
 }
 
 /// DELETE /Users/{id}: soft (deactivate and hide) or hard, as the tenant says. The event
@@ -276,10 +272,10 @@ pub async fn delete(tenant: &Tenant, who: &Principal, id: &str, if_match: Option
     let (id, actor) = (id.to_string(), who.user_name.clone());
     tenant
         .store
-        .write(move |conn| {
+        .try_write(move |conn| {
             let old = users::get(conn, &id, true)?;
             if let Some(refusal) = service_account_refusal(conn, &id)? {
-                return Ok(Err(refusal));
+                return Err(refusal);
             }
             IfMatch::check(if_match.as_ref(), &old)?;
             match mode {
@@ -291,7 +287,7 @@ pub async fn delete(tenant: &Tenant, who: &Principal, id: &str, if_match: Option
             }
             let mode_name = if mode == DeleteMode::Soft { "soft" } else { "hard" };
             events::record(conn, &now, &actor, Action::Delete, "User", &id, &json!({"mode": mode_name, "before": old.attrs}))?;
-            Ok(Ok(()))
+            Ok(())
         })
-        .await?
+        .await
 }

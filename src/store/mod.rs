@@ -34,8 +34,6 @@ pub enum StoreError {
     Conflict(String),
     /// A reference the data cannot satisfy (e.g. a member id that is not a user).
     Invalid(String),
-    /// The stored version is not the one the caller's `If-Match` named.
-    PreconditionFailed(String),
     /// The writer thread is gone (shutting down).
     Closed,
     /// A job panicked (a bug): that request fails, the writer and the tenant go on.
@@ -55,7 +53,6 @@ impl fmt::Display for StoreError {
             StoreError::NotFound(what) => write!(f, "not found: {what}"),
             StoreError::Conflict(what) => write!(f, "conflict: {what}"),
             StoreError::Invalid(what) => write!(f, "invalid: {what}"),
-            StoreError::PreconditionFailed(what) => write!(f, "precondition failed: {what}"),
             StoreError::Closed => write!(f, "store is closed"),
             StoreError::Panicked(what) => write!(f, "a storage job panicked: {what}"),
             StoreError::Corrupt(what) => write!(f, "database unusable: {what}"),
@@ -436,17 +433,31 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let (reply_tx, reply_rx) = oneshot::channel::<StoreResult<T>>();
+        self.try_write(job).await
+    }
+
+    /// `write` for a job that fails with the caller's own error (a SCIM rule violation, a
+    /// token refusal) as well as the store's: a refusal is an `Err` like any other, rolls
+    /// back the job's savepoint, and reaches the caller as it was raised, never wrapped in
+    /// an `Ok`. The store's own failures (commit, panic, shutdown) arrive as `E::from`.
+    pub async fn try_write<T, E, F>(&self, job: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel::<Result<T, E>>();
         let boxed: WriteJob = Box::new(move |conn: &Db<'_>| {
             // A panic inside a job must not take the writer thread (and with it every later
             // write of the tenant) down: it fails this job, whose savepoint is rolled back.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))).unwrap_or_else(|panic| Err(StoreError::Panicked(panic_text(&panic))));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)))
+                .unwrap_or_else(|panic| Err(E::from(StoreError::Panicked(panic_text(&panic)))));
             let ok = outcome.is_ok();
             let finish: Finisher = Box::new(move |commit: StoreResult<()>| {
                 let result = match (outcome, commit) {
                     (Ok(v), Ok(())) => Ok(v),
                     (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(e),
+                    (Ok(_), Err(e)) => Err(E::from(e)),
                 };
                 let _ = reply_tx.send(result);
             });
@@ -454,7 +465,7 @@ impl Store {
         });
         let sender = self.writer.lock().map_err(|_| StoreError::Closed)?.clone().ok_or(StoreError::Closed)?;
         sender.send(boxed).map_err(|_| StoreError::Closed)?;
-        reply_rx.await.map_err(|_| StoreError::Closed)?
+        reply_rx.await.map_err(|_| E::from(StoreError::Closed))?
     }
 
     /// Runs `job` on a pooled read connection, right here on the calling task's thread.
@@ -685,6 +696,50 @@ mod tests {
         assert_eq!(names, vec!["next".to_string()]);
         let read_panic = store.read(|_| -> StoreResult<()> { panic!("a bug in a read") }).await;
         assert!(matches!(read_panic, Err(StoreError::Panicked(_))));
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A job's own error (here a caller's enum) comes back as it was raised, not wrapped in
+    /// an `Ok`, and rolls back what the job wrote before it; the batch's other jobs commit.
+    #[tokio::test]
+    async fn a_refusal_comes_back_typed_and_rolls_back() {
+        #[derive(Debug, PartialEq)]
+        enum Refusal {
+            No(&'static str),
+            Store(String),
+        }
+        impl From<StoreError> for Refusal {
+            fn from(e: StoreError) -> Self {
+                Refusal::Store(e.to_string())
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("scimd-refusal-{}-{}", std::process::id(), new_resource_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("scim.db")).unwrap();
+        let insert = |conn: &Connection, name: &str| -> StoreResult<()> {
+            conn.execute(
+                "INSERT INTO groups (id, display_name, display_name_key, created, last_modified) VALUES (?1, ?1, ?1, 'x', 'x')",
+                [name],
+            )?;
+            Ok(())
+        };
+        let (refused, kept) = tokio::join!(
+            store.try_write(move |conn| -> Result<(), Refusal> {
+                insert(conn, "written-then-refused")?;
+                Err(Refusal::No("a rule says no"))
+            }),
+            store.write(move |conn| insert(conn, "kept")),
+        );
+        assert_eq!(refused, Err(Refusal::No("a rule says no")));
+        kept.expect("the other job commits");
+        let failed = store.try_write(move |conn| -> Result<(), Refusal> { Ok(insert(conn, "kept")?) }).await;
+        assert!(matches!(&failed, Err(Refusal::Store(m)) if m.contains("UNIQUE")), "{failed:?}");
+        let names: Vec<String> = store
+            .read(|conn| Ok(conn.prepare("SELECT display_name FROM groups")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?))
+            .await
+            .unwrap();
+        assert_eq!(names, vec!["kept".to_string()]);
         store.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
