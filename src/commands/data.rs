@@ -9,19 +9,8 @@ use crate::clock::UtcMillis;
 use crate::ops::{import, maintenance, sanitize};
 use crate::store::events::{self, Action};
 use crate::store::{groups, users};
-use crate::tenant::{DataDir, Tenant, TenantId};
-
-fn tenant_id(data: &DataDir, tenant: &str) -> Result<TenantId, String> {
-    let id = TenantId::parse(tenant).ok_or("invalid tenant id")?;
-    if !data.tenant_exists(&id) {
-        return Err(format!("tenant {id} does not exist"));
-    }
-    Ok(id)
-}
-
-fn open(data: &DataDir, tenant: &str) -> Result<Tenant, String> {
-    Tenant::open(data, &tenant_id(data, tenant)?).map_err(|e| e.to_string())
-}
+use super::{open, tenant_id};
+use crate::tenant::DataDir;
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), String> {
     println!("{}", serde_json::to_string_pretty(v).map_err(|e| e.to_string())?);

@@ -444,3 +444,17 @@ async fn ensure_demo_admin(store: &Store, data: &DataDir) -> Result<String, Stri
         }
     }
 }
+
+/// The tenant a command names, checked to exist (so a typo is not silently created).
+fn tenant_id(data: &crate::tenant::DataDir, tenant: &str) -> Result<crate::tenant::TenantId, String> {
+    let id = crate::tenant::TenantId::parse(tenant).ok_or("invalid tenant id")?;
+    if !data.tenant_exists(&id) {
+        return Err(format!("tenant {id} does not exist"));
+    }
+    Ok(id)
+}
+
+/// The one way a command opens an existing tenant.
+fn open(data: &crate::tenant::DataDir, tenant: &str) -> Result<crate::tenant::Tenant, String> {
+    crate::tenant::Tenant::open(data, &tenant_id(data, tenant)?).map_err(|e| e.to_string())
+}

@@ -7,17 +7,10 @@ use crate::auth::password;
 use crate::clock::UtcMillis;
 use crate::store::events::{self, Action, EventQuery};
 use crate::store::{groups, users};
-use crate::tenant::{DataDir, Tenant, TenantId};
+use super::open;
+use crate::tenant::DataDir;
 
 const CLI: &str = "cli";
-
-fn open(data: &DataDir, tenant: &str) -> Result<Tenant, String> {
-    let id = TenantId::parse(tenant).ok_or("invalid tenant id")?;
-    if !data.tenant_exists(&id) {
-        return Err(format!("tenant {id} does not exist"));
-    }
-    Tenant::open(data, &id).map_err(|e| e.to_string())
-}
 
 /// A local Basic-auth user: managed by the operator until the IdP adopts it.
 pub async fn add_local_user(data: &DataDir, tenant: &str, user_name: &str, email: Option<&str>, pass: Option<String>, iterations: u32) -> Result<(), String> {

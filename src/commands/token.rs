@@ -7,14 +7,11 @@ use crate::auth::{password, CLIENT_PREFIX};
 use crate::cli::TokenAction;
 use crate::clock::UtcMillis;
 use crate::store::{tokens, users};
-use crate::tenant::{DataDir, Tenant, TenantId};
+use crate::tenant::{DataDir, Tenant};
 
+/// Token commands hand the tenant to spawned work, so they hold it in an Arc.
 fn open(data: &DataDir, tenant: &str) -> Result<Arc<Tenant>, String> {
-    let id = TenantId::parse(tenant).ok_or("invalid tenant id")?;
-    if !data.tenant_exists(&id) {
-        return Err(format!("tenant {id} does not exist"));
-    }
-    Tenant::open(data, &id).map(Arc::new).map_err(|e| e.to_string())
+    super::open(data, tenant).map(Arc::new)
 }
 
 async fn account_id(tenant: &Tenant, username: &str) -> Result<String, String> {
