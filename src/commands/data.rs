@@ -1,6 +1,7 @@
 //! Operator commands over a tenant's data: show/delete tenants, list/show users and groups,
 //! (de)activate users, import, sanitize, backup, restore, check.
 
+use super::CommandError;
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -12,12 +13,12 @@ use crate::store::{groups, users};
 use super::{open, tenant_id};
 use crate::tenant::DataDir;
 
-fn print_json(v: &impl serde::Serialize) -> Result<(), String> {
+fn print_json(v: &impl serde::Serialize) -> Result<(), CommandError> {
     println!("{}", serde_json::to_string_pretty(v).map_err(|e| e.to_string())?);
     Ok(())
 }
 
-pub async fn tenant_show(data: &DataDir, id: &str, as_json: bool) -> Result<(), String> {
+pub async fn tenant_show(data: &DataDir, id: &str, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, id)?;
     let s = tenant.settings();
     let counts = tenant
@@ -35,7 +36,7 @@ pub async fn tenant_show(data: &DataDir, id: &str, as_json: bool) -> Result<(), 
             }))
         })
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     let fingerprint = tenant.keys.current().map(|k| k.fingerprint.clone());
     let info = json!({
         "tenant": tenant.id.to_string(),
@@ -57,20 +58,20 @@ pub async fn tenant_show(data: &DataDir, id: &str, as_json: bool) -> Result<(), 
     Ok(())
 }
 
-pub async fn tenant_delete(data: &DataDir, id: &str, yes: bool) -> Result<(), String> {
+pub async fn tenant_delete(data: &DataDir, id: &str, yes: bool) -> Result<(), CommandError> {
     let id = tenant_id(data, id)?;
     if !yes {
-        return Err(format!("deleting tenant {id} removes its users, groups, tokens and keys; run again with --yes (a backup is kept)"));
+        return Err(format!("deleting tenant {id} removes its users, groups, tokens and keys; run again with --yes (a backup is kept)").into());
     }
     let backup = maintenance::backup_before_delete(data, &id)?;
-    std::fs::remove_dir_all(data.tenant_dir(&id)).map_err(|e| e.to_string())?;
+    std::fs::remove_dir_all(data.tenant_dir(&id))?;
     println!("deleted tenant {id}; its database was backed up to {}", backup.display());
     Ok(())
 }
 
-pub async fn user_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(), String> {
+pub async fn user_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
-    let list = tenant.store.read(|db| users::summaries(db)).await.map_err(|e| e.to_string())?;
+    let list = tenant.store.read(|db| users::summaries(db)).await?;
     tenant.store.close();
     if as_json {
         return print_json(&list);
@@ -83,7 +84,7 @@ pub async fn user_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<()
     Ok(())
 }
 
-pub async fn user_show(data: &DataDir, tenant: &str, username: &str, as_json: bool) -> Result<(), String> {
+pub async fn user_show(data: &DataDir, tenant: &str, username: &str, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let name = username.to_string();
     let found = tenant
@@ -94,7 +95,7 @@ pub async fn user_show(data: &DataDir, tenant: &str, username: &str, as_json: bo
             Ok(Some(json!({"id": res.id, "attributes": res.attrs, "created": res.created, "lastModified": res.last_modified, "role": account.role})))
         })
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     tenant.store.close();
     let info = found.ok_or_else(|| format!("no user named {username}"))?;
     if as_json {
@@ -106,7 +107,7 @@ pub async fn user_show(data: &DataDir, tenant: &str, username: &str, as_json: bo
 }
 
 /// Operator (de)activation, with the licence seat following it.
-pub async fn user_set_active(data: &DataDir, tenant: &str, username: &str, active: bool) -> Result<(), String> {
+pub async fn user_set_active(data: &DataDir, tenant: &str, username: &str, active: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let settings = tenant.settings();
     let (name, now) = (username.to_string(), UtcMillis::now().to_rfc3339());
@@ -129,15 +130,15 @@ pub async fn user_set_active(data: &DataDir, tenant: &str, username: &str, activ
             Ok(())
         })
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     tenant.store.close();
     println!("{username} is now {}", if active { "active" } else { "inactive" });
     Ok(())
 }
 
-pub async fn group_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(), String> {
+pub async fn group_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
-    let list = tenant.store.read(|db| groups::summaries(db)).await.map_err(|e| e.to_string())?;
+    let list = tenant.store.read(|db| groups::summaries(db)).await?;
     tenant.store.close();
     if as_json {
         return print_json(&list);
@@ -149,7 +150,7 @@ pub async fn group_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(
     Ok(())
 }
 
-pub async fn group_show(data: &DataDir, tenant: &str, name: &str, as_json: bool) -> Result<(), String> {
+pub async fn group_show(data: &DataDir, tenant: &str, name: &str, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let n = name.to_string();
     let found = tenant
@@ -160,7 +161,7 @@ pub async fn group_show(data: &DataDir, tenant: &str, name: &str, as_json: bool)
             Ok(Some(json!({"id": g.id, "name": g.display_name, "scope": g.scope, "managed_by": g.managed_by, "ignored": g.ignored, "members": members})))
         })
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     tenant.store.close();
     let info = found.ok_or_else(|| format!("no group named {name}"))?;
     if as_json {
@@ -173,13 +174,13 @@ pub async fn group_show(data: &DataDir, tenant: &str, name: &str, as_json: bool)
     Ok(())
 }
 
-pub async fn import(data: &DataDir, tenant: &str, file: &Path, as_json: bool) -> Result<(), String> {
+pub async fn import(data: &DataDir, tenant: &str, file: &Path, as_json: bool) -> Result<(), CommandError> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let is_json = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) || text.trim_start().starts_with('[');
     let rows = if is_json { import::rows_from_json(&text)? } else { import::rows_from_csv(&text)? };
     let tenant = open(data, tenant)?;
     let now = UtcMillis::now().to_rfc3339();
-    let report = tenant.store.write(move |conn| import::apply(conn, &rows, &now)).await.map_err(|e| e.to_string())?;
+    let report = tenant.store.write(move |conn| import::apply(conn, &rows, &now)).await?;
     tenant.store.close();
     if as_json {
         return print_json(&report);
@@ -191,7 +192,7 @@ pub async fn import(data: &DataDir, tenant: &str, file: &Path, as_json: bool) ->
     Ok(())
 }
 
-pub async fn sanitize(data: &DataDir, tenant: &str, mode: &str, apply: bool, as_json: bool) -> Result<(), String> {
+pub async fn sanitize(data: &DataDir, tenant: &str, mode: &str, apply: bool, as_json: bool) -> Result<(), CommandError> {
     let mode = sanitize::AuthMode::parse(mode).ok_or("--auth-mode is basic, idp or multi")?;
     let tenant = open(data, tenant)?;
     let now = UtcMillis::now().to_rfc3339();
@@ -211,7 +212,7 @@ pub async fn sanitize(data: &DataDir, tenant: &str, mode: &str, apply: bool, as_
             Ok(report)
         })
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     tenant.store.close();
     if as_json {
         println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
@@ -233,17 +234,17 @@ pub async fn sanitize(data: &DataDir, tenant: &str, mode: &str, apply: bool, as_
     Ok(())
 }
 
-pub fn backup(data: &DataDir, tenant: &str, out: &Path) -> Result<(), String> {
+pub fn backup(data: &DataDir, tenant: &str, out: &Path) -> Result<(), CommandError> {
     let id = tenant_id(data, tenant)?;
     maintenance::backup(data, &id, out)?;
     println!("backed up tenant {id} to {} (integrity ok)", out.display());
     Ok(())
 }
 
-pub fn restore(data: &DataDir, tenant: &str, from: &Path, yes: bool) -> Result<(), String> {
+pub fn restore(data: &DataDir, tenant: &str, from: &Path, yes: bool) -> Result<(), CommandError> {
     let id = tenant_id(data, tenant)?;
     if !yes {
-        return Err(format!("restoring replaces tenant {id}'s database; stop the server, then run again with --yes"));
+        return Err(format!("restoring replaces tenant {id}'s database; stop the server, then run again with --yes").into());
     }
     maintenance::restore(data, &id, from)?;
     println!("restored tenant {id} from {} (integrity ok)", from.display());
@@ -256,7 +257,7 @@ pub fn check(
     cert: Option<&Path>,
     config: Option<Result<(std::path::PathBuf, crate::config::ServeConfig), String>>,
     as_json: bool,
-) -> Result<(), String> {
+) -> Result<(), CommandError> {
     let mut findings = Vec::new();
     match config {
         Some(Ok((path, _))) => findings.push(maintenance::Finding { level: maintenance::Level::Ok, what: format!("configuration {}", path.display()) }),
@@ -280,6 +281,6 @@ pub fn check(
     if worst == maintenance::Level::Ok {
         Ok(())
     } else {
-        Err(format!("{} finding(s) need attention", findings.iter().filter(|f| f.level != maintenance::Level::Ok).count()))
+        Err(format!("{} finding(s) need attention", findings.iter().filter(|f| f.level != maintenance::Level::Ok).count()).into())
     }
 }

@@ -2,6 +2,7 @@
 //! scimd-tenant-create(1), ...), rendered by clap_mangen from the same clap definitions
 //! as `--help`, so the two cannot disagree. The description sections are `cli::text`'s.
 
+use super::CommandError;
 use std::path::Path;
 
 use clap_mangen::roff::{roman, Roff};
@@ -9,7 +10,7 @@ use clap_mangen::Man;
 
 /// Writes every page into `out` (created if missing), mode 644: a manual is for everyone,
 /// whatever the service's umask.
-pub fn write_pages(out: &Path) -> Result<(), String> {
+pub fn write_pages(out: &Path) -> Result<(), CommandError> {
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let mut root = crate::cli::command().disable_help_subcommand(true);
     root.build();
@@ -17,7 +18,7 @@ pub fn write_pages(out: &Path) -> Result<(), String> {
     // The tree is a few dozen commands deep-first; each is rendered once.
     while let Some(cmd) = pending.pop() {
         pending.extend(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
-        let page = render(&cmd).map_err(|e| e.to_string())?;
+        let page = render(&cmd)?;
         let path = out.join(Man::new(cmd).get_filename());
         crate::certs::write_file(&path, &page, 0o644)?;
         println!("{}", path.display());

@@ -1,10 +1,13 @@
 //! What each subcommand does. `main` parses; this runs.
 
 mod data;
+mod error;
 mod man;
 mod operator;
 mod probe;
 pub mod token;
+
+pub use error::CommandError;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -30,9 +33,9 @@ pub const DEMO_ADMIN: &str = "scim-admin";
 const DEFAULT_DEMO_DIR: &str = "demo-data";
 
 /// Runs one parsed command line. `None` (no command) prints the help.
-pub fn run(command: Option<Command>) -> Result<(), String> {
+pub fn run(command: Option<Command>) -> Result<(), CommandError> {
     let Some(command) = command else {
-        return crate::cli::command().print_long_help().map_err(|e| e.to_string());
+        return Ok(crate::cli::command().print_long_help()?);
     };
     match command {
         Command::Serve(args) => {
@@ -47,13 +50,13 @@ pub fn run(command: Option<Command>) -> Result<(), String> {
         Command::Tenant(TenantCommand::Create { id, creator, creator_float, place }) => {
             let data = data_dir(&place)?;
             let id = TenantId::parse(&id).ok_or("a tenant id is 1-63 of [a-z0-9-], starting with a letter or digit")?;
-            data.create_tenant_with_seats(&id, creator, creator_float).map_err(|e| e.to_string())?;
+            data.create_tenant_with_seats(&id, creator, creator_float)?;
             println!("created tenant {id}");
             println!("SCIM base URL: https://HOST:PORT/t/{id}/scim/v2");
             Ok(())
         }
         Command::Tenant(TenantCommand::List { place }) => {
-            for id in data_dir(&place)?.list_tenants().map_err(|e| e.to_string())? {
+            for id in data_dir(&place)?.list_tenants()? {
                 println!("{id}");
             }
             Ok(())
@@ -120,17 +123,17 @@ pub fn run(command: Option<Command>) -> Result<(), String> {
 }
 
 /// `config::resolve` for a command's flags and its `--config` (else `SCIMD_CONFIG`).
-fn resolve(flags: RawConfig, config_flag: Option<PathBuf>) -> Result<RawConfig, String> {
-    crate::config::resolve(flags, crate::config::config_path(config_flag).as_deref())
+fn resolve(flags: RawConfig, config_flag: Option<PathBuf>) -> Result<RawConfig, CommandError> {
+    Ok(crate::config::resolve(flags, crate::config::config_path(config_flag).as_deref())?)
 }
 
 /// The data directory of a command that opens tenants: flag, environment, config file.
-fn data_dir(place: &Place) -> Result<DataDir, String> {
+fn data_dir(place: &Place) -> Result<DataDir, CommandError> {
     Ok(DataDir::new(resolve(place.flags(), place.config.clone())?.data_dir()?))
 }
 
 /// `scimd serve`: listen, tell systemd, serve until SIGTERM.
-async fn serve(config: ServeConfig) -> Result<(), String> {
+async fn serve(config: ServeConfig) -> Result<(), CommandError> {
     let stop = shutdown_signal();
     let running = start_server(&config).await?;
     crate::systemd::notify("READY=1");
@@ -149,7 +152,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
 
 /// `scimd check`: the server's own configuration (when a file is named) is a finding too,
 /// merged as `serve` would merge it; an unreadable file is a finding, not a stop.
-fn check(args: CheckArgs) -> Result<(), String> {
+fn check(args: CheckArgs) -> Result<(), CommandError> {
     let flags = RawConfig { cert: args.cert.clone(), ..args.place.flags() };
     let file = crate::config::config_path(args.place.config.clone());
     let (raw, config) = match crate::config::resolve(flags.clone(), file.as_deref()) {
@@ -163,15 +166,15 @@ fn check(args: CheckArgs) -> Result<(), String> {
 }
 
 /// `scimd admin add`: an org admin with a generated (printed once) or given password.
-fn admin_add(data: &DataDir, tenant: &str, username: &str, password_stdin: bool, iterations: u32) -> Result<(), String> {
+fn admin_add(data: &DataDir, tenant: &str, username: &str, password_stdin: bool, iterations: u32) -> Result<(), CommandError> {
     let id = TenantId::parse(tenant).ok_or("invalid tenant id")?;
     if !data.tenant_exists(&id) {
-        return Err(format!("tenant {id} does not exist (scimd tenant create {id})"));
+        return Err(format!("tenant {id} does not exist (scimd tenant create {id})").into());
     }
     let (password, generated) = if password_stdin { (read_password_stdin()?, false) } else { (password::generate_password(), true) };
     runtime()?.block_on(async {
-        let store = Store::open(&data.database(&id)).map_err(|e| e.to_string())?;
-        let user_id = add_admin(&store, username, &password, iterations).await.map_err(|e| e.to_string())?;
+        let store = Store::open(&data.database(&id))?;
+        let user_id = add_admin(&store, username, &password, iterations).await?;
         store.close();
         println!("created SCIM admin {username} (id {user_id}) in tenant {id}");
         if generated {
@@ -182,9 +185,9 @@ fn admin_add(data: &DataDir, tenant: &str, username: &str, password_stdin: bool,
 }
 
 /// A password from standard input (one line), at least 12 characters.
-fn read_password_stdin() -> Result<String, String> {
+fn read_password_stdin() -> Result<String, CommandError> {
     let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).map_err(|e| e.to_string())?;
+    std::io::stdin().read_to_string(&mut text)?;
     let text = text.trim_end_matches(['\r', '\n']).to_string();
     if text.len() < 12 {
         return Err("the password must be at least 12 characters".into());
@@ -192,8 +195,8 @@ fn read_password_stdin() -> Result<String, String> {
     Ok(text)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
+fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 /// Creates an org-admin account with a password (the SCIM admin service account).
@@ -220,12 +223,12 @@ pub async fn add_admin(store: &Store, username: &str, password: &str, iterations
 }
 
 /// Builds the shared state and starts listening.
-pub async fn start_server(config: &ServeConfig) -> Result<RunningServer, String> {
+pub async fn start_server(config: &ServeConfig) -> Result<RunningServer, CommandError> {
     start_server_with_clock(config, crate::clock::system_clock()).await
 }
 
 /// As `start_server`, reading the time from `clock` (tests move it forward).
-pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::Clock) -> Result<RunningServer, String> {
+pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::Clock) -> Result<RunningServer, CommandError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     refuse_exposed_keys(&DataDir::new(&config.data_dir))?;
     crate::store::set_scan_budget(config.limits.query_timeout);
@@ -257,9 +260,9 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
 }
 
 /// A token signing key others can read is a leaked key: refuse to start until it is fixed.
-fn refuse_exposed_keys(data: &DataDir) -> Result<(), String> {
+fn refuse_exposed_keys(data: &DataDir) -> Result<(), CommandError> {
     #[cfg(unix)]
-    for id in data.list_tenants().map_err(|e| e.to_string())? {
+    for id in data.list_tenants()? {
         let path = data.private_key(&id);
         if let Ok(meta) = std::fs::metadata(&path) {
             let mode = crate::auth::keys::KeyMode::of(&meta);
@@ -267,7 +270,7 @@ fn refuse_exposed_keys(data: &DataDir) -> Result<(), String> {
                 return Err(format!(
                     "refusing to start: tenant {id}'s private key {} is readable by others (mode {mode:o}); chmod 600 it, or rotate it if it may have leaked",
                     path.display()
-                ));
+                ).into());
             }
         }
     }
@@ -308,24 +311,24 @@ fn read_demo_password(path: &Path) -> Option<String> {
 }
 
 /// `scimd demo`: create what is missing, print how to connect, serve.
-async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> Result<(), String> {
+async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> Result<(), CommandError> {
     std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     restrict_dir(data_dir);
     let data = DataDir::new(data_dir);
     let tenant = TenantId::parse(DEMO_TENANT).expect("valid id");
     if !data.tenant_exists(&tenant) {
-        data.create_tenant(&tenant).map_err(|e| e.to_string())?;
+        data.create_tenant(&tenant)?;
         // The demo is also what the conformance checker runs against, and scim2-tester
         // invents userNames unrelated to its emails: relax that one rule, and say so.
         let settings = data.settings_file(&tenant);
-        let text = std::fs::read_to_string(&settings).map_err(|e| e.to_string())?;
+        let text = std::fs::read_to_string(&settings)?;
         let relaxed = text.replace(
             "require_username_is_email = true",
             "# The demo relaxes this so generic SCIM test tools (random userNames) can run.\nrequire_username_is_email = false",
         );
-        std::fs::write(&settings, relaxed).map_err(|e| e.to_string())?;
+        std::fs::write(&settings, relaxed)?;
     }
-    let opened = std::sync::Arc::new(crate::tenant::Tenant::open(&data, &tenant).map_err(|e| e.to_string())?);
+    let opened = std::sync::Arc::new(crate::tenant::Tenant::open(&data, &tenant)?);
     let password = ensure_demo_admin(&opened.store, &data).await?;
     let token = ensure_demo_token(&opened, &data).await?;
     opened.store.close();
@@ -384,17 +387,17 @@ async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> 
 
 /// A bearer token for the demo admin: demo.json's if it is still valid, else a new one
 /// (making the tenant's signing key first if it has none).
-async fn ensure_demo_token(tenant: &std::sync::Arc<crate::tenant::Tenant>, data: &DataDir) -> Result<String, String> {
+async fn ensure_demo_token(tenant: &std::sync::Arc<crate::tenant::Tenant>, data: &DataDir) -> Result<String, CommandError> {
     use crate::auth::token;
     let now = UtcMillis::now();
     if tenant.keys.current().is_none() {
-        token::keygen(std::sync::Arc::clone(tenant), "demo", now).await.map_err(|e| format!("{e:?}"))?;
+        token::keygen(std::sync::Arc::clone(tenant), "demo", now).await?;
     }
     let admin = tenant
         .store
         .read(|conn| users::find_account(conn, DEMO_ADMIN))
         .await
-        .map_err(|e| e.to_string())?
+        ?
         .ok_or("the demo admin is missing")?;
     let previous = std::fs::read_to_string(data.demo_json())
         .ok()
@@ -407,23 +410,23 @@ async fn ensure_demo_token(tenant: &std::sync::Arc<crate::tenant::Tenant>, data:
                 .store
                 .read(move |conn| crate::store::tokens::is_current(conn, &jti, &sub, &at))
                 .await
-                .map_err(|e| e.to_string())?;
+                ?;
             if current && claims.sub == admin.id {
                 return Ok(prev);
             }
         }
     }
-    let issued = token::issue(tenant, "demo", &admin.id, true, now).await.map_err(|e| format!("{e:?}"))?;
+    let issued = token::issue(tenant, "demo", &admin.id, true, now).await?;
     Ok(issued.token)
 }
 
 /// Makes sure the demo admin exists with a password we know; reuses demo.json's.
-async fn ensure_demo_admin(store: &Store, data: &DataDir) -> Result<String, String> {
+async fn ensure_demo_admin(store: &Store, data: &DataDir) -> Result<String, CommandError> {
     let known = read_demo_password(&data.demo_json());
     let account = store
         .read(|conn| users::find_account(conn, DEMO_ADMIN))
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     match (account, known) {
         (Some(acc), Some(pw)) if acc.password_hash.as_deref().is_some_and(|h| password::verify_password(&pw, h)) => Ok(pw),
         (Some(acc), _) => {
@@ -434,27 +437,27 @@ async fn ensure_demo_admin(store: &Store, data: &DataDir) -> Result<String, Stri
             store
                 .write(move |conn| users::set_password(conn, &acc.id, &hash, "org_admin", &now))
                 .await
-                .map_err(|e| e.to_string())?;
+                ?;
             Ok(pw)
         }
         (None, _) => {
             let pw = password::generate_password();
-            add_admin(store, DEMO_ADMIN, &pw, password::DEFAULT_ITERATIONS).await.map_err(|e| e.to_string())?;
+            add_admin(store, DEMO_ADMIN, &pw, password::DEFAULT_ITERATIONS).await?;
             Ok(pw)
         }
     }
 }
 
 /// The tenant a command names, checked to exist (so a typo is not silently created).
-fn tenant_id(data: &crate::tenant::DataDir, tenant: &str) -> Result<crate::tenant::TenantId, String> {
-    let id = crate::tenant::TenantId::parse(tenant).ok_or("invalid tenant id")?;
+fn tenant_id(data: &crate::tenant::DataDir, tenant: &str) -> Result<crate::tenant::TenantId, CommandError> {
+    let id = crate::tenant::TenantId::parse(tenant).ok_or(CommandError::BadTenantId)?;
     if !data.tenant_exists(&id) {
-        return Err(format!("tenant {id} does not exist"));
+        return Err(CommandError::NoSuchTenant(id));
     }
     Ok(id)
 }
 
 /// The one way a command opens an existing tenant.
-fn open(data: &crate::tenant::DataDir, tenant: &str) -> Result<crate::tenant::Tenant, String> {
-    crate::tenant::Tenant::open(data, &tenant_id(data, tenant)?).map_err(|e| e.to_string())
+fn open(data: &crate::tenant::DataDir, tenant: &str) -> Result<crate::tenant::Tenant, CommandError> {
+    Ok(crate::tenant::Tenant::open(data, &tenant_id(data, tenant)?)?)
 }

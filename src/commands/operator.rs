@@ -1,6 +1,7 @@
 //! Operator commands on users, groups and the activity log (`scimd user …`,
 //! `scimd group add`, `scimd log`). Every change is recorded as an event by "cli".
 
+use super::CommandError;
 use serde_json::{json, Value};
 
 use crate::auth::password;
@@ -13,7 +14,7 @@ use crate::tenant::DataDir;
 const CLI: &str = "cli";
 
 /// A local Basic-auth user: managed by the operator until the IdP adopts it.
-pub async fn add_local_user(data: &DataDir, tenant: &str, user_name: &str, email: Option<&str>, pass: Option<String>, iterations: u32) -> Result<(), String> {
+pub async fn add_local_user(data: &DataDir, tenant: &str, user_name: &str, email: Option<&str>, pass: Option<String>, iterations: u32) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let settings = tenant.settings();
     let hash = match pass {
@@ -37,13 +38,13 @@ pub async fn add_local_user(data: &DataDir, tenant: &str, user_name: &str, email
             Ok(id)
         })
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     tenant.store.close();
     println!("created local user {user_name} (id {id}) in tenant {}", tenant.id);
     Ok(())
 }
 
-pub async fn set_license(data: &DataDir, tenant: &str, user_name: &str, license: &str) -> Result<(), String> {
+pub async fn set_license(data: &DataDir, tenant: &str, user_name: &str, license: &str) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let (name, lic, now) = (user_name.to_string(), license.to_string(), UtcMillis::now().to_rfc3339());
     let before = tenant
@@ -56,14 +57,14 @@ pub async fn set_license(data: &DataDir, tenant: &str, user_name: &str, license:
             Ok(before)
         })
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     tenant.store.close();
     println!("{user_name}: licence {before} -> {license}");
     Ok(())
 }
 
 /// An operator-made group: `--project` ones are the application's and invisible to SCIM.
-pub async fn add_group(data: &DataDir, tenant: &str, name: &str, project: bool) -> Result<(), String> {
+pub async fn add_group(data: &DataDir, tenant: &str, name: &str, project: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let scope = if project { "project" } else { "org" };
     let mut doc = crate::scim::resource::Attrs::new();
@@ -77,14 +78,14 @@ pub async fn add_group(data: &DataDir, tenant: &str, name: &str, project: bool) 
             Ok(id)
         })
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     tenant.store.close();
     println!("created {scope} group {name} (id {id}) in tenant {}", tenant.id);
     Ok(())
 }
 
 /// `scimd log`: the activity log, optionally about one user or group and since a time.
-pub async fn log(data: &DataDir, tenant: &str, user: Option<&str>, group: Option<&str>, since: Option<&str>, as_json: bool) -> Result<(), String> {
+pub async fn log(data: &DataDir, tenant: &str, user: Option<&str>, group: Option<&str>, since: Option<&str>, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let since = match since {
         Some(s) => Some(UtcMillis::parse_rfc3339(s).ok_or_else(|| format!("--since {s}: not an RFC 3339 time (e.g. 2026-11-01T00:00:00Z)"))?.to_rfc3339()),
@@ -110,7 +111,7 @@ pub async fn log(data: &DataDir, tenant: &str, user: Option<&str>, group: Option
             Ok(all)
         })
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     tenant.store.close();
     for e in events {
         if as_json {

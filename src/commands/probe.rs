@@ -1,5 +1,6 @@
 //! `scimd healthcheck` (the container's HEALTHCHECK) and `scimd cert self-signed`.
 
+use super::CommandError;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 /// GET https://ADDR/healthz on this host; Ok when it answers 200 (ok or degraded).
-pub async fn healthcheck(addr: std::net::SocketAddr, tls: bool) -> Result<(), String> {
+pub async fn healthcheck(addr: std::net::SocketAddr, tls: bool) -> Result<(), CommandError> {
     let tcp = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| format!("{addr}: timed out"))?
@@ -61,12 +62,12 @@ pub async fn healthcheck(addr: std::net::SocketAddr, tls: bool) -> Result<(), St
     if status == hyper::StatusCode::OK {
         Ok(())
     } else {
-        Err(format!("/healthz answered {status}"))
+        Err(format!("/healthz answered {status}").into())
     }
 }
 
 /// `scimd cert self-signed --host NAME…`: a development CA and a certificate for the hosts.
-pub fn self_signed(out: &Path, hosts: &[String]) -> Result<(), String> {
+pub fn self_signed(out: &Path, hosts: &[String]) -> Result<(), CommandError> {
     if hosts.is_empty() {
         return Err("cert self-signed needs at least one --host NAME".into());
     }

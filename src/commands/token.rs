@@ -1,8 +1,9 @@
 //! `scimd token …` and `scimd apiclient add`: the operator's side of the token API.
 
+use super::CommandError;
 use std::sync::Arc;
 
-use crate::auth::token::{self, TokenError};
+use crate::auth::token;
 use crate::auth::{password, CLIENT_PREFIX};
 use crate::cli::TokenAction;
 use crate::clock::UtcMillis;
@@ -10,45 +11,32 @@ use crate::store::{tokens, users};
 use crate::tenant::{DataDir, Tenant};
 
 /// Token commands hand the tenant to spawned work, so they hold it in an Arc.
-fn open(data: &DataDir, tenant: &str) -> Result<Arc<Tenant>, String> {
+fn open(data: &DataDir, tenant: &str) -> Result<Arc<Tenant>, CommandError> {
     super::open(data, tenant).map(Arc::new)
 }
 
-async fn account_id(tenant: &Tenant, username: &str) -> Result<String, String> {
+async fn account_id(tenant: &Tenant, username: &str) -> Result<String, CommandError> {
     let name = username.to_string();
-    let found = tenant.store.read(move |conn| users::find_account(conn, &name)).await.map_err(|e| e.to_string())?;
-    found.map(|a| a.id).ok_or_else(|| format!("no account named {username} in tenant {}", tenant.id))
+    let found = tenant.store.read(move |conn| users::find_account(conn, &name)).await?;
+    Ok(found.map(|a| a.id).ok_or_else(|| format!("no account named {username} in tenant {}", tenant.id))?)
 }
 
-fn explain(e: TokenError) -> String {
-    match e {
-        TokenError::NoKey => "this tenant has no token signing key: run `scimd token keygen` first".into(),
-        TokenError::LiveTokenExists { expires_at } => {
-            format!("the account already has a live token (expires {expires_at}); use `scimd token rotate` or --revoke-existing")
-        }
-        TokenError::NoLiveToken => "the account has no live token".into(),
-        TokenError::UnknownAccount(id) => format!("account {id} not found"),
-        TokenError::Key(why) => why,
-        TokenError::Store(e) => e.to_string(),
-    }
-}
-
-pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Option<&str>, revoke_existing: bool, as_json: bool) -> Result<(), String> {
+pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Option<&str>, revoke_existing: bool, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let now = UtcMillis::now();
     let result = match action {
         TokenAction::Keygen => {
-            let fingerprint = token::keygen(Arc::clone(&tenant), "cli", now).await.map_err(explain)?;
+            let fingerprint = token::keygen(Arc::clone(&tenant), "cli", now).await?;
             println!("generated a new signing key for tenant {} ({fingerprint}); every earlier token is now invalid", tenant.id);
             Ok(())
         }
         TokenAction::DeleteKey => {
-            let existed = token::delete_key(&tenant, "cli", now).await.map_err(explain)?;
+            let existed = token::delete_key(&tenant, "cli", now).await?;
             println!("{}", if existed { "deleted the signing key: every token of this tenant is now rejected" } else { "the tenant had no signing key" });
             Ok(())
         }
         TokenAction::List => {
-            let live = token::live(&tenant, now).await.map_err(explain)?;
+            let live = token::live(&tenant, now).await?;
             if as_json {
                 let rows: Vec<serde_json::Value> = live
                     .iter()
@@ -67,14 +55,14 @@ pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Op
         TokenAction::Issue | TokenAction::Rotate => {
             let user_id = account_id(&tenant, username.unwrap_or_default()).await?;
             let revoke = revoke_existing || action == TokenAction::Rotate;
-            let issued = token::issue(&tenant, "cli", &user_id, revoke, now).await.map_err(explain)?;
+            let issued = token::issue(&tenant, "cli", &user_id, revoke, now).await?;
             println!("token (shown once): {}", issued.token);
             println!("expires: {}", issued.expires_at);
             Ok(())
         }
         TokenAction::Revoke => {
             let user_id = account_id(&tenant, username.unwrap_or_default()).await?;
-            token::revoke(&tenant, "cli", &user_id, now).await.map_err(explain)?;
+            token::revoke(&tenant, "cli", &user_id, now).await?;
             println!("revoked the token of {}", username.unwrap_or_default());
             Ok(())
         }
@@ -84,7 +72,7 @@ pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Op
 }
 
 /// Creates an API client that may only mint tokens, acting for one admin account.
-pub async fn add_api_client(data: &DataDir, tenant: &str, username: &str, iterations: u32) -> Result<(), String> {
+pub async fn add_api_client(data: &DataDir, tenant: &str, username: &str, iterations: u32) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let user_id = account_id(&tenant, username).await?;
     let client_id = format!("{CLIENT_PREFIX}{}", crate::store::new_resource_id().replace('-', ""));
@@ -98,7 +86,7 @@ pub async fn add_api_client(data: &DataDir, tenant: &str, username: &str, iterat
         .store
         .write(move |conn| tokens::insert_client(conn, &cid, &hash, &user_id, &now))
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     tenant.store.close();
     println!("API client for {username} in tenant {} (use with HTTP Basic on /t/{}/rest/token):", tenant.id, tenant.id);
     println!("client id: {client_id}");

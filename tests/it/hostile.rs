@@ -155,6 +155,6 @@ async fn an_exposed_private_key_stops_the_server_starting() {
         limits: scimd::config::Limits::default(),
         metrics_listen: None,
     };
-    let err = scimd::commands::start_server(&config).await.err().expect("refused to start");
+    let err = scimd::commands::start_server(&config).await.err().expect("refused to start").to_string();
     assert!(err.contains("readable by others") && err.contains("chmod 600"), "{err}");
 }
