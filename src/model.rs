@@ -145,6 +145,15 @@ text_enum! {
     MembershipSource { Idp => "idp", Local => "local" }
 }
 
+/// What a user is beyond its SCIM attributes (`store::users::origin_of`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub license: License,
+    pub role: Role,
+    pub auth_type: AuthType,
+    pub managed_by: ManagedBy,
+}
+
 #[cfg(test)]
 mod domain_tests {
     use super::*;
