@@ -1,7 +1,8 @@
 //! The domain both `scim` and `store` depend on (lldap's shape, inside one crate): a
 //! resource as stored, the schema URNs that name its parts, and what the userName = email
-//! rules read. No SQL, no HTTP, no SCIM wire format: `store` imports this, never `scim` or
-//! `ops`. (The filter predicate still crosses from scim to store; see issue 14.)
+//! rules read, and the closed value sets (licence, role, ...) as enums that know their
+//! stored TEXT (rusqlite's ToSql/FromSql, no queries). No HTTP, no SCIM wire format:
+//! `store` imports this, never `scim` or `ops`. (The filter predicate still crosses from scim to store; see issue 14.)
 
 use serde_json::{Map, Value};
 
@@ -40,4 +41,185 @@ pub struct Candidate {
     pub active: bool,
     /// `basic` or `idp`.
     pub auth_type: String,
+}
+
+// ---- The typed domain: the closed value sets schema.sql's CHECKs allow. ----
+// Each stores as the exact TEXT it always had (no migration). ToSql/FromSql live here,
+// beside the type, so every layer shares one spelling; a stored value outside the set
+// (only possible if the file was edited by hand) is a FromSql error, never a panic.
+
+/// Defines a string-backed enum with `as_str`, `FromStr`, `Display`, serde and rusqlite.
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every variant, in the order the schema lists them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The text stored in the database and shown on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownValue { kind: stringify!($name), value: s.to_owned() }),
+                }
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                v.as_str()?
+                    .parse()
+                    .map_err(|e: UnknownValue| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+
+/// A string that is not one of an enum's values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownValue {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+impl std::fmt::Display for UnknownValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} is not a valid {}", self.value, self.kind)
+    }
+}
+
+impl std::error::Error for UnknownValue {}
+
+text_enum! {
+    /// A user's licence (`users.license`).
+    License { Creator => "creator", CreatorFloat => "creator_float", None => "none" }
+}
+
+text_enum! {
+    /// A user's role in the organisation (`users.role`).
+    Role { User => "user", OrgAdmin => "org_admin" }
+}
+
+text_enum! {
+    /// How a user signs in (`users.auth_type`).
+    AuthType { Basic => "basic", Idp => "idp" }
+}
+
+text_enum! {
+    /// Who owns a user or group (`users.managed_by`, `groups.managed_by`): the IdP over
+    /// SCIM, or the operator locally.
+    ManagedBy { Idp => "idp", Local => "local" }
+}
+
+text_enum! {
+    /// A group's scope (`groups.scope`).
+    GroupScope { Org => "org", Project => "project" }
+}
+
+text_enum! {
+    /// Where a group membership came from (`group_members.source`).
+    MembershipSource { Idp => "idp", Local => "local" }
+}
+
+/// What a user is beyond its SCIM attributes (`store::users::origin_of`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub license: License,
+    pub role: Role,
+    pub auth_type: AuthType,
+    pub managed_by: ManagedBy,
+}
+
+#[cfg(test)]
+mod domain_tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const SCHEMA: &str = include_str!("../schema.sql");
+
+    /// The values `CHECK (<column> IN (...))` allows in `CREATE TABLE <table>`.
+    fn check_values(table: &str, column: &str) -> BTreeSet<String> {
+        let start = SCHEMA
+            .find(&format!("CREATE TABLE {table} ("))
+            .or_else(|| SCHEMA.find(&format!("CREATE TABLE IF NOT EXISTS {table} (")))
+            .unwrap_or_else(|| panic!("no table {table} in schema.sql"));
+        let body = &SCHEMA[start..];
+        let body = &body[..body.find(");").expect("table end")];
+        let needle = format!("CHECK ({column} IN (");
+        let at = body.find(&needle).unwrap_or_else(|| panic!("no CHECK on {table}.{column}"));
+        let list = &body[at + needle.len()..];
+        let list = &list[..list.find(')').expect("list end")];
+        list.split(',').map(|v| v.trim().trim_matches('\'').to_owned()).collect()
+    }
+
+    fn round_trip<T>(all: &[T], table: &str, column: &str)
+    where
+        T: Copy + PartialEq + std::fmt::Debug + std::str::FromStr + rusqlite::types::ToSql + rusqlite::types::FromSql,
+        T: AsStr,
+    {
+        let conn = rusqlite::Connection::open_in_memory().expect("memory db");
+        let mut seen = BTreeSet::new();
+        for &v in all {
+            assert_eq!(v.text().parse::<T>().ok(), Some(v), "{v:?} through FromStr");
+            let back: T = conn.query_row("SELECT ?1", [v], |r| r.get(0)).expect("through SQLite");
+            assert_eq!(back, v);
+            let text: String = conn.query_row("SELECT ?1", [v], |r| r.get(0)).expect("as text");
+            assert_eq!(text, v.text());
+            seen.insert(text);
+        }
+        assert_eq!(seen, check_values(table, column), "{table}.{column} vs schema.sql CHECK");
+        assert!("bogus".parse::<T>().is_err());
+        let bad: rusqlite::Result<T> = conn.query_row("SELECT 'bogus'", [], |r| r.get(0));
+        assert!(bad.is_err(), "an unknown stored value is an error");
+    }
+
+    trait AsStr {
+        fn text(self) -> &'static str;
+    }
+    macro_rules! as_str_impl {
+        ($($t:ty),+) => { $(impl AsStr for $t { fn text(self) -> &'static str { self.as_str() } })+ };
+    }
+    as_str_impl!(License, Role, AuthType, ManagedBy, GroupScope, MembershipSource);
+
+    #[test]
+    fn every_enum_matches_its_schema_check_and_round_trips() {
+        round_trip(License::ALL, "users", "license");
+        round_trip(Role::ALL, "users", "role");
+        round_trip(AuthType::ALL, "users", "auth_type");
+        round_trip(ManagedBy::ALL, "users", "managed_by");
+        round_trip(GroupScope::ALL, "groups", "scope");
+        round_trip(ManagedBy::ALL, "groups", "managed_by");
+        round_trip(MembershipSource::ALL, "memberships", "source");
+    }
+
+    #[test]
+    fn serde_uses_the_stored_spelling() {
+        assert_eq!(serde_json::to_string(&License::CreatorFloat).ok().as_deref(), Some("\"creator_float\""));
+        assert_eq!(serde_json::from_str::<Role>("\"org_admin\"").ok(), Some(Role::OrgAdmin));
+        assert!(serde_json::from_str::<Role>("\"admin\"").is_err());
+    }
 }

@@ -121,8 +121,8 @@ pub async fn user_set_active(data: &DataDir, tenant: &str, username: &str, activ
             if active {
                 crate::scim::users::assign_seat(conn, &account.id, &settings, "cli", &now)?;
             } else {
-                let (license, ..) = users::origin_of(conn, &account.id)?;
-                if license != "none" {
+                let license = users::origin_of(conn, &account.id)?.license;
+                if license != crate::model::License::None {
                     users::set_license(conn, &account.id, "none", &now)?;
                     events::record(conn, &now, "cli", Action::License, "User", &account.id, &json!({"before": license, "after": "none"}))?;
                 }

@@ -51,7 +51,7 @@ pub async fn set_license(data: &DataDir, tenant: &str, user_name: &str, license:
         .store
         .write(move |conn| {
             let account = users::find_account(conn, &name)?.ok_or_else(|| crate::store::StoreError::NotFound(format!("no user named {name}")))?;
-            let (before, ..) = users::origin_of(conn, &account.id)?;
+            let before = users::origin_of(conn, &account.id)?.license.as_str().to_owned();
             users::set_license(conn, &account.id, &lic, &now)?;
             events::record(conn, &now, CLI, Action::License, "User", &account.id, &json!({"before": before, "after": lic}))?;
             Ok(before)

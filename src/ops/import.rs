@@ -233,7 +233,8 @@ pub fn apply(conn: &rusqlite::Connection, rows: &[ImportRow], now: &str) -> Stor
             }
             Some((id, false, _)) => {
                 let old = users::get(conn, &id, false)?;
-                let (license, _, auth_type, _) = users::origin_of(conn, &id)?;
+                let origin = users::origin_of(conn, &id)?;
+                let (license, auth_type) = (origin.license.as_str(), origin.auth_type.as_str());
                 let mut current = old.attrs.clone();
                 current.remove(crate::scim::schema::SCIMD_SCHEMA);
                 let same = current == doc && license == row.license && auth_type == row.auth_type;

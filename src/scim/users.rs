@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use super::resource::{self, Attrs, StoredResource};
 use super::schema::ResourceKind;
 use super::{patch, IfMatch, Principal, ScimError, ScimErrorKind};
+use crate::model::{License, ManagedBy, Role};
 use crate::store::events::{self, Action};
 use crate::store::{users, StoreResult};
 use crate::tenant::{DeleteMode, Tenant, TenantSettings};
@@ -73,7 +74,7 @@ fn diff(old: &Attrs, new: &Attrs) -> Value {
 /// Gives a user the first free seat (Creator, then Creator Float, else none, with a
 /// warning event) and records the change.
 pub fn assign_seat(conn: &crate::store::Db<'_>, id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<String> {
-    let (current, ..) = users::origin_of(conn, id)?;
+    let current = users::origin_of(conn, id)?.license.as_str();
     let license = if users::seats_used(conn, "creator", id)? < u64::from(settings.creator) {
         "creator"
     } else if users::seats_used(conn, "creator_float", id)? < u64::from(settings.creator_float) {
@@ -94,8 +95,8 @@ pub fn assign_seat(conn: &crate::store::Db<'_>, id: &str, settings: &TenantSetti
 
 /// Frees the seat of a user that is no longer active.
 fn free_seat(conn: &crate::store::Db<'_>, id: &str, actor: &str, now: &str) -> StoreResult<()> {
-    let (current, ..) = users::origin_of(conn, id)?;
-    if current != "none" {
+    let current = users::origin_of(conn, id)?.license;
+    if current != License::None {
         users::set_license(conn, id, "none", now)?;
         events::record(conn, now, actor, Action::License, "User", id, &json!({"before": current, "after": "none"}))?;
     }
@@ -117,8 +118,7 @@ fn replace_in_tx(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, new_doc: &A
         _ => new_doc,
     };
     users::replace(conn, id, new_doc, now)?;
-    let (_, _, _, managed_by) = users::origin_of(conn, id)?;
-    if managed_by == "local" {
+    if users::origin_of(conn, id)?.managed_by == ManagedBy::Local {
         // A SCIM write to a local user adopts it: the IdP manages it from now on.
         users::set_managed_by(conn, id, "idp")?;
         events::record(conn, now, actor, Action::Adopt, "User", id, &json!({"before": "local", "after": "idp"}))?;
@@ -143,8 +143,7 @@ fn replace_in_tx(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, new_doc: &A
 /// must not disable, rename, replace, delete or adopt them, or it could lock itself (or
 /// the operator) out. `Some(error)` when `id` is one.
 fn service_account_refusal(conn: &crate::store::Db<'_>, id: &str) -> StoreResult<Option<ScimError>> {
-    let (_, role, ..) = users::origin_of(conn, id)?;
-    Ok((role == "org_admin").then(|| {
+    Ok((users::origin_of(conn, id)?.role == Role::OrgAdmin).then(|| {
         ScimError::new(
             ScimErrorKind::Forbidden,
             "this is a SCIM admin service account; only the operator may change it (scimd user ..., scimd admin ...)",

@@ -442,10 +442,10 @@ pub fn set_managed_by(conn: &Connection, id: &str, managed_by: &str) -> StoreRes
     Ok(())
 }
 
-/// (license, role, auth_type, managed_by) of a user.
-pub fn origin_of(conn: &Connection, id: &str) -> StoreResult<(String, String, String, String)> {
+/// A user's licence, role, sign-in type and owner.
+pub fn origin_of(conn: &Connection, id: &str) -> StoreResult<crate::model::Origin> {
     conn.prepare_cached("SELECT license, role, auth_type, managed_by FROM users WHERE id = ?")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_row([id], |r| Ok(crate::model::Origin { license: r.get(0)?, role: r.get(1)?, auth_type: r.get(2)?, managed_by: r.get(3)? }))
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))
 }
