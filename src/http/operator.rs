@@ -25,12 +25,11 @@ pub async fn render(state: &AppState) -> String {
     let mut tokens = String::new();
     for id in state.tenants.data().list_tenants().unwrap_or_default() {
         let Ok(Some(tenant)) = state.tenants.get(&id).await else { continue };
-        let counts = tenant.store.scan(|db| crate::store::tenant_counts(db)).await;
-        if let Ok((users, active, groups)) = counts {
+        if let Ok(sizes) = crate::scim::activity::sizes(&tenant).await {
             let t = super::metrics::escape(id.as_str());
-            let _ = writeln!(gauges, "scimd_tenant_users{{tenant=\"{t}\"}} {users}");
-            let _ = writeln!(gauges, "scimd_tenant_active_users{{tenant=\"{t}\"}} {active}");
-            let _ = writeln!(gauges, "scimd_tenant_groups{{tenant=\"{t}\"}} {groups}");
+            let _ = writeln!(gauges, "scimd_tenant_users{{tenant=\"{t}\"}} {}", sizes.users);
+            let _ = writeln!(gauges, "scimd_tenant_active_users{{tenant=\"{t}\"}} {}", sizes.active_users);
+            let _ = writeln!(gauges, "scimd_tenant_groups{{tenant=\"{t}\"}} {}", sizes.groups);
         }
         if let Ok(live) = crate::auth::token::live(&tenant, now).await {
             for token in live {

@@ -238,7 +238,6 @@ async fn one_resource(state: &AppState, ctx: &Ctx, req: Request<Incoming>, kind:
 /// `GET /t/{tenant}/events?after=SEQ&limit=N`: the activity log in order, for the
 /// application to follow changes without re-reading the directory.
 async fn events_feed(tenant: &Tenant, query: &Query) -> Result<HttpResponse, ApiError> {
-    use crate::store::events;
     let number = |name: &str, default: i64| -> Result<i64, ApiError> {
         match query.get(name) {
             None | Some("") => Ok(default),
@@ -246,9 +245,8 @@ async fn events_feed(tenant: &Tenant, query: &Query) -> Result<HttpResponse, Api
         }
     };
     let after = number("after", 0)?.max(0);
-    let limit = number("limit", 100)?.clamp(1, 1000) as u32;
-    let q = events::EventQuery { after, limit, ..Default::default() };
-    let list = tenant.store.scan(move |conn| events::list(conn, &q)).await?;
+    let limit = number("limit", 100)?.clamp(1, i64::from(crate::scim::activity::MAX_EVENTS_PAGE)) as u32;
+    let list = crate::scim::activity::events_after(tenant, after, limit).await?;
     let next = list.last().map(|e| e.seq).unwrap_or(after);
     let mut resp = json_response(StatusCode::OK, &json!({"events": list, "next": next}));
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
