@@ -82,6 +82,13 @@ impl DataDir {
     pub fn demo_json(&self) -> PathBuf {
         self.root.join("demo.json")
     }
+    /// Where `tenant delete` keeps the database it deleted, as `{tenant}-{time}.db`.
+    pub fn backups_dir(&self) -> PathBuf {
+        self.root.join("backups")
+    }
+    pub fn deleted_tenant_backup(&self, id: &TenantId, stamp: &str) -> PathBuf {
+        self.backups_dir().join(format!("{id}-{stamp}.db"))
+    }
 
     /// Creates a tenant directory, its database and a commented `tenant.toml` with the
     /// default settings. Fails if it exists.

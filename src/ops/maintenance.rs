@@ -62,10 +62,9 @@ pub fn restore(data: &DataDir, id: &TenantId, from: &Path) -> Result<(), String>
 
 /// A dated backup file in `DATA_DIR/backups/` (before a tenant is deleted).
 pub fn backup_before_delete(data: &DataDir, id: &TenantId) -> Result<std::path::PathBuf, String> {
-    let dir = data.root().join("backups");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(data.backups_dir()).map_err(|e| e.to_string())?;
     let stamp = UtcMillis::now().to_rfc3339().replace([':', '.'], "-");
-    let out = dir.join(format!("{id}-{stamp}.db"));
+    let out = data.deleted_tenant_backup(id, &stamp);
     backup(data, id, &out)?;
     Ok(out)
 }

@@ -1,12 +1,15 @@
 //! Persistence: one SQLite database per tenant.
 //!
-//! Concurrency model (no blocking SQLite call runs on the async runtime):
+//! Concurrency model (no unbounded SQLite work runs on the async runtime):
 //! * one writer thread per tenant owns the only write connection. It takes every write
 //!   that is waiting, runs each in its own SAVEPOINT inside one `BEGIN IMMEDIATE`
 //!   transaction, commits once (`synchronous=FULL`), and only then answers each caller:
 //!   group commit, so N concurrent creates cost one fsync, and a 2xx means durable.
-//! * readers borrow a connection from a small pool inside `spawn_blocking`; WAL lets
-//!   them run while the writer commits.
+//! * readers borrow a connection from a small pool, one read transaction per job; WAL
+//!   lets them run while the writer commits. `read` runs a job bounded by a unique key
+//!   inline on the calling task (a hop would cost more than the read); `scan` runs work
+//!   that grows with the data on the blocking pool, at most one per core, under a time
+//!   budget that interrupts SQLite.
 //!
 //! Only the files in this module contain SQL text.
 

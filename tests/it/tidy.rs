@@ -150,3 +150,22 @@ fn modules_import_only_what_architecture_md_allows() {
     problems.extend(cycles.into_iter().map(|c| format!("import cycle: {c}")));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// ARCHITECTURE.md: only `src/tenant.rs` (and `src/tenant/`) builds paths inside the data
+/// directory. A `.root().join(` elsewhere is a second copy of the layout (`backups/` was one).
+#[test]
+fn only_tenant_builds_data_directory_paths() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+        if rel == "src/tenant.rs" || rel.starts_with("src/tenant/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            assert!(!line.contains("root().join("), "{rel}:{}: builds a data-directory path; add it to DataDir in src/tenant.rs", n + 1);
+        }
+    }
+}
