@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::handlers::{self, Done};
 use super::response::{json_response, ApiError, HttpResponse};
 use super::context::Ctx;
+use super::route::{segments, ScimEndpoint};
 use crate::scim::schema::ResourceKind;
 use crate::scim::{groups, IfMatch, ScimError};
 
@@ -206,17 +207,14 @@ impl Schedule {
     }
 }
 
-/// `/Users`, `/Users/{id}`, `/Groups`, `/Groups/{id}`.
+/// `/Users`, `/Users/{id}`, `/Groups`, `/Groups/{id}`, parsed by the router's own SCIM
+/// endpoint parser. The segments are taken as written (Bulk ids were never
+/// percent-decoded), and `Users/.search` is the id `.search`, as it always was.
 fn target(path: &str) -> Option<(ResourceKind, Option<String>)> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let kind = match *segs.first()? {
-        "Users" => ResourceKind::User,
-        "Groups" => ResourceKind::Group,
-        _ => return None,
-    };
-    match segs.as_slice() {
-        [_] => Some((kind, None)),
-        [_, id] if !id.is_empty() => Some((kind, Some((*id).to_string()))),
+    match ScimEndpoint::parse(&segments(path)) {
+        ScimEndpoint::Collection(kind) => Some((kind, None)),
+        ScimEndpoint::CollectionSearch(kind) => Some((kind, Some(".search".to_string()))),
+        ScimEndpoint::Resource(kind, id) => Some((kind, Some(id))),
         _ => None,
     }
 }
@@ -321,4 +319,22 @@ pub async fn run(ctx: &Ctx, body: &Value) -> Result<HttpResponse, ApiError> {
     }
     let operations: Vec<Value> = results.into_iter().flatten().collect();
     Ok(json_response(StatusCode::OK, &json!({"schemas": [BULK_RESPONSE], "Operations": operations})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target;
+    use crate::scim::schema::ResourceKind::{Group, User};
+
+    #[test]
+    fn bulk_paths_name_a_collection_or_one_resource() {
+        assert_eq!(target("/Users"), Some((User, None)));
+        assert_eq!(target("Groups/"), Some((Group, None)));
+        assert_eq!(target("/Users/123"), Some((User, Some("123".into()))));
+        assert_eq!(target("/Groups/a%20b"), Some((Group, Some("a%20b".into()))), "ids are taken as written");
+        assert_eq!(target("/Users/.search"), Some((User, Some(".search".into()))));
+        for bad in ["", "/", "/Bulk", "/Me", "/Schemas", "/Users/1/2", "/Users//1", "/users/1", "/Foo"] {
+            assert_eq!(target(bad), None, "{bad}");
+        }
+    }
 }
