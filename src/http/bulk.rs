@@ -8,10 +8,10 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::handlers::{self, Done};
+use super::handlers::{self, Done, WriteOp};
 use super::response::{json_response, ApiError, HttpResponse};
 use super::context::Ctx;
 use super::route::{segments, ScimEndpoint};
@@ -221,13 +221,25 @@ fn target(path: &str) -> Option<(ResourceKind, Option<String>)> {
 
 async fn run_one(ctx: &Ctx, op: &BulkOp) -> Result<(StatusCode, Option<String>, Option<String>), ApiError> {
     let (kind, id) = target(&op.path).ok_or_else(|| ApiError::BadRequest(format!("unsupported bulk path '{}'", op.path)))?;
-    let method = Method::from_bytes(op.method.as_bytes()).map_err(|_| ApiError::BadRequest(format!("unsupported bulk method '{}'", op.method)))?;
-    if (method == Method::POST) != id.is_none() || method == Method::GET {
+    let verb = op.method.as_str();
+    // An HTTP method is a token (RFC 9110 §9.1); anything else is not a method at all.
+    if verb.is_empty() || !verb.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        return Err(ApiError::BadRequest(format!("unsupported bulk method '{}'", op.method)));
+    }
+    if (verb == "POST") != id.is_none() || verb == "GET" {
         return Err(ApiError::BadRequest(format!("{} is not a valid bulk operation on {}", op.method, op.path)));
     }
     let if_match = op.version.as_deref().map(IfMatch::parse);
+    let body = op.data.as_ref();
+    let write = match (verb, id.as_deref()) {
+        ("POST", None) => WriteOp::Create { kind, body },
+        ("PUT", Some(id)) => WriteOp::Replace { kind, id, body, if_match },
+        ("PATCH", Some(id)) => WriteOp::Patch { kind, id, body, if_match },
+        ("DELETE", Some(id)) => WriteOp::Delete { kind, id, if_match },
+        _ => return Err(ApiError::MethodNotAllowed),
+    };
     let location = |id: &str| format!("{}/{}/{id}", ctx.base_url, kind.endpoint());
-    match handlers::execute(ctx, kind, &method, id.as_deref(), op.data.as_ref(), if_match).await? {
+    match handlers::execute(ctx, write).await? {
         Done::Resource(status, res) => Ok((status, Some(location(&res.id)), Some(res.etag()))),
         Done::GroupPatched(id) => {
             let res = groups::get(&ctx.tenant, &id, false).await?;

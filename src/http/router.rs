@@ -17,6 +17,7 @@ use super::request::{self, Query};
 use super::response::{json_response, ApiError, HttpResponse};
 use super::context::{AppState, Ctx};
 use super::route::{Route, ScimEndpoint};
+use super::handlers::WriteOp;
 use super::{bulk, handlers, token_api};
 use crate::auth::{self, Api};
 use crate::clock::UtcMillis;
@@ -185,7 +186,7 @@ async fn scim_route(state: &AppState, ctx: &Ctx, req: Request<Incoming>, endpoin
         E::Collection(kind) if get => handlers::list(ctx, *kind, ctx.query.list_params()?).await,
         E::Collection(kind) if post => {
             let body = request::json_body(req, state.max_body_bytes).await?;
-            let done = handlers::execute(ctx, *kind, &method, None, Some(&body), None).await?;
+            let done = handlers::execute(ctx, WriteOp::Create { kind: *kind, body: Some(&body) }).await?;
             handlers::respond_done(ctx, *kind, done).await
         }
         E::Collection(_) => Err(ApiError::MethodNotAllowed),
@@ -211,7 +212,13 @@ async fn one_resource(state: &AppState, ctx: &Ctx, req: Request<Incoming>, kind:
     }
     let if_match = header(&req, IF_MATCH).map(|h| IfMatch::parse(&h));
     let body = if method == Method::DELETE { None } else { Some(request::json_body(req, state.max_body_bytes).await?) };
-    let done = handlers::execute(ctx, kind, &method, Some(id), body.as_ref(), if_match).await?;
+    let body = body.as_ref();
+    let op = match method {
+        Method::PUT => WriteOp::Replace { kind, id, body, if_match },
+        Method::PATCH => WriteOp::Patch { kind, id, body, if_match },
+        _ => WriteOp::Delete { kind, id, if_match },
+    };
+    let done = handlers::execute(ctx, op).await?;
     handlers::respond_done(ctx, kind, done).await
 }
 
