@@ -8,12 +8,13 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::handlers::{self, Done};
+use super::handlers::{self, Done, WriteOp};
 use super::response::{json_response, ApiError, HttpResponse};
 use super::context::Ctx;
+use super::route::{segments, ScimEndpoint};
 use crate::scim::schema::ResourceKind;
 use crate::scim::{groups, IfMatch, ScimError};
 
@@ -206,30 +207,39 @@ impl Schedule {
     }
 }
 
-/// `/Users`, `/Users/{id}`, `/Groups`, `/Groups/{id}`.
+/// `/Users`, `/Users/{id}`, `/Groups`, `/Groups/{id}`, parsed by the router's own SCIM
+/// endpoint parser. The segments are taken as written (Bulk ids were never
+/// percent-decoded), and `Users/.search` is the id `.search`, as it always was.
 fn target(path: &str) -> Option<(ResourceKind, Option<String>)> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let kind = match *segs.first()? {
-        "Users" => ResourceKind::User,
-        "Groups" => ResourceKind::Group,
-        _ => return None,
-    };
-    match segs.as_slice() {
-        [_] => Some((kind, None)),
-        [_, id] if !id.is_empty() => Some((kind, Some((*id).to_string()))),
+    match ScimEndpoint::parse(&segments(path)) {
+        ScimEndpoint::Collection(kind) => Some((kind, None)),
+        ScimEndpoint::CollectionSearch(kind) => Some((kind, Some(".search".to_string()))),
+        ScimEndpoint::Resource(kind, id) => Some((kind, Some(id))),
         _ => None,
     }
 }
 
 async fn run_one(ctx: &Ctx, op: &BulkOp) -> Result<(StatusCode, Option<String>, Option<String>), ApiError> {
     let (kind, id) = target(&op.path).ok_or_else(|| ApiError::BadRequest(format!("unsupported bulk path '{}'", op.path)))?;
-    let method = Method::from_bytes(op.method.as_bytes()).map_err(|_| ApiError::BadRequest(format!("unsupported bulk method '{}'", op.method)))?;
-    if (method == Method::POST) != id.is_none() || method == Method::GET {
+    let verb = op.method.as_str();
+    // An HTTP method is a token (RFC 9110 §9.1); anything else is not a method at all.
+    if verb.is_empty() || !verb.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        return Err(ApiError::BadRequest(format!("unsupported bulk method '{}'", op.method)));
+    }
+    if (verb == "POST") != id.is_none() || verb == "GET" {
         return Err(ApiError::BadRequest(format!("{} is not a valid bulk operation on {}", op.method, op.path)));
     }
     let if_match = op.version.as_deref().map(IfMatch::parse);
+    let body = op.data.as_ref();
+    let write = match (verb, id.as_deref()) {
+        ("POST", None) => WriteOp::Create { kind, body },
+        ("PUT", Some(id)) => WriteOp::Replace { kind, id, body, if_match },
+        ("PATCH", Some(id)) => WriteOp::Patch { kind, id, body, if_match },
+        ("DELETE", Some(id)) => WriteOp::Delete { kind, id, if_match },
+        _ => return Err(ApiError::MethodNotAllowed),
+    };
     let location = |id: &str| format!("{}/{}/{id}", ctx.base_url, kind.endpoint());
-    match handlers::execute(ctx, kind, &method, id.as_deref(), op.data.as_ref(), if_match).await? {
+    match handlers::execute(ctx, write).await? {
         Done::Resource(status, res) => Ok((status, Some(location(&res.id)), Some(res.etag()))),
         Done::GroupPatched(id) => {
             let res = groups::get(&ctx.tenant, &id, false).await?;
@@ -321,4 +331,22 @@ pub async fn run(ctx: &Ctx, body: &Value) -> Result<HttpResponse, ApiError> {
     }
     let operations: Vec<Value> = results.into_iter().flatten().collect();
     Ok(json_response(StatusCode::OK, &json!({"schemas": [BULK_RESPONSE], "Operations": operations})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target;
+    use crate::scim::schema::ResourceKind::{Group, User};
+
+    #[test]
+    fn bulk_paths_name_a_collection_or_one_resource() {
+        assert_eq!(target("/Users"), Some((User, None)));
+        assert_eq!(target("Groups/"), Some((Group, None)));
+        assert_eq!(target("/Users/123"), Some((User, Some("123".into()))));
+        assert_eq!(target("/Groups/a%20b"), Some((Group, Some("a%20b".into()))), "ids are taken as written");
+        assert_eq!(target("/Users/.search"), Some((User, Some(".search".into()))));
+        for bad in ["", "/", "/Bulk", "/Me", "/Schemas", "/Users/1/2", "/Users//1", "/users/1", "/Foo"] {
+            assert_eq!(target(bad), None, "{bad}");
+        }
+    }
 }

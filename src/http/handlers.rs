@@ -20,32 +20,42 @@ pub enum Done {
     Deleted,
 }
 
-/// Runs one write operation. `id` is `None` only for POST.
-pub async fn execute(ctx: &Ctx, kind: ResourceKind, method: &hyper::Method, id: Option<&str>, body: Option<&Value>, if_match: Option<IfMatch>) -> Result<Done, ApiError> {
-    use hyper::Method;
+/// One write, as the router builds it from a request and Bulk from an operation. The
+/// body is optional because a Bulk operation may omit `data`: that is refused here, once.
+pub enum WriteOp<'a> {
+    Create { kind: ResourceKind, body: Option<&'a Value> },
+    Replace { kind: ResourceKind, id: &'a str, body: Option<&'a Value>, if_match: Option<IfMatch> },
+    Patch { kind: ResourceKind, id: &'a str, body: Option<&'a Value>, if_match: Option<IfMatch> },
+    Delete { kind: ResourceKind, id: &'a str, if_match: Option<IfMatch> },
+}
+
+/// Runs one write operation.
+pub async fn execute(ctx: &Ctx, op: WriteOp<'_>) -> Result<Done, ApiError> {
+    use ResourceKind::{Group, User};
     let store: &crate::tenant::Tenant = &ctx.tenant;
     let who = &ctx.principal;
     let now = || ctx.now.to_rfc3339();
-    let body_or_empty = || body.ok_or_else(|| ApiError::BadJson("this operation needs a body".into()));
-    Ok(match (method, id, kind) {
-        (&Method::POST, None, ResourceKind::User) => Done::Resource(StatusCode::CREATED, users::create(store, who, body_or_empty()?, now()).await?),
-        (&Method::POST, None, ResourceKind::Group) => Done::Resource(StatusCode::CREATED, groups::create(store, who, body_or_empty()?, now()).await?),
-        (&Method::PUT, Some(id), ResourceKind::User) => Done::Resource(StatusCode::OK, users::replace(store, who, id, body_or_empty()?, if_match, now()).await?),
-        (&Method::PUT, Some(id), ResourceKind::Group) => Done::Resource(StatusCode::OK, groups::replace(store, who, id, body_or_empty()?, if_match, now()).await?),
-        (&Method::PATCH, Some(id), ResourceKind::User) => Done::Resource(StatusCode::OK, users::patch(store, who, id, body_or_empty()?, if_match, now()).await?),
-        (&Method::PATCH, Some(id), ResourceKind::Group) => {
-            groups::patch(store, who, id, body_or_empty()?, if_match, now()).await?;
+    fn needed(body: Option<&Value>) -> Result<&Value, ApiError> {
+        body.ok_or_else(|| ApiError::BadJson("this operation needs a body".into()))
+    }
+    Ok(match op {
+        WriteOp::Create { kind: User, body } => Done::Resource(StatusCode::CREATED, users::create(store, who, needed(body)?, now()).await?),
+        WriteOp::Create { kind: Group, body } => Done::Resource(StatusCode::CREATED, groups::create(store, who, needed(body)?, now()).await?),
+        WriteOp::Replace { kind: User, id, body, if_match } => Done::Resource(StatusCode::OK, users::replace(store, who, id, needed(body)?, if_match, now()).await?),
+        WriteOp::Replace { kind: Group, id, body, if_match } => Done::Resource(StatusCode::OK, groups::replace(store, who, id, needed(body)?, if_match, now()).await?),
+        WriteOp::Patch { kind: User, id, body, if_match } => Done::Resource(StatusCode::OK, users::patch(store, who, id, needed(body)?, if_match, now()).await?),
+        WriteOp::Patch { kind: Group, id, body, if_match } => {
+            groups::patch(store, who, id, needed(body)?, if_match, now()).await?;
             Done::GroupPatched(id.to_string())
         }
-        (&Method::DELETE, Some(id), ResourceKind::User) => {
+        WriteOp::Delete { kind: User, id, if_match } => {
             users::delete(store, who, id, if_match, now()).await?;
             Done::Deleted
         }
-        (&Method::DELETE, Some(id), ResourceKind::Group) => {
+        WriteOp::Delete { kind: Group, id, if_match } => {
             groups::delete(store, who, id, if_match, now()).await?;
             Done::Deleted
         }
-        _ => return Err(ApiError::MethodNotAllowed),
     })
 }
 

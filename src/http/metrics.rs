@@ -28,33 +28,10 @@ pub struct Metrics {
     connections_established: AtomicU64,
 }
 
-/// The route a path belongs to, without ids or tenant names (bounded label values).
-pub fn route_label(path: &str) -> String {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segs.as_slice() {
-        ["healthz"] => "/healthz".into(),
-        ["t", _, "scim", "v2", rest @ ..] => match rest {
-            [] => "/scim/v2".into(),
-            [kind @ ("Users" | "Groups"), ".search"] => format!("/scim/v2/{kind}/.search"),
-            [kind @ ("Users" | "Groups"), _] => format!("/scim/v2/{kind}/{{id}}"),
-            [one] if matches!(*one, "Users" | "Groups" | "Me" | "Bulk" | ".search" | "ServiceProviderConfig" | "ResourceTypes" | "Schemas") => format!("/scim/v2/{one}"),
-            [disc @ ("ResourceTypes" | "Schemas"), _] => format!("/scim/v2/{disc}/{{id}}"),
-            _ => "other".into(),
-        },
-        ["t", _, "rest", "token", rest @ ..] => match rest {
-            [] => "/rest/token".into(),
-            [one @ ("current" | "apiKeygen" | "deleteKey")] => format!("/rest/token/{one}"),
-            _ => "other".into(),
-        },
-        ["t", _, "events"] => "/events".into(),
-        _ => "other".into(),
-    }
-}
-
 impl Metrics {
-    pub fn observe(&self, route: String, method: &Method, status: u16, elapsed: Duration) {
+    pub fn observe(&self, route: &'static str, method: &Method, status: u16, elapsed: Duration) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((route, method.to_string(), status)).or_default() += 1;
+            *m.entry((route.to_string(), method.to_string(), status)).or_default() += 1;
         }
         let secs = elapsed.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod operator;
 pub mod request;
 pub mod response;
+pub mod route;
 pub mod router;
 pub mod server;
 pub mod token_api;

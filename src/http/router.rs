@@ -1,5 +1,5 @@
-//! THE URL table. One `match` over (method, path segments); 404 falls through and a
-//! known path with the wrong method is 405. Handlers parse the request, call the SCIM
+//! Dispatch: one `match` over the `Route` (route.rs parses the path, once) and the
+//! method; an unknown path is 404 and a known path with the wrong method is 405. Handlers parse the request, call the SCIM
 //! layer and render; they never touch SQL.
 
 use std::convert::Infallible;
@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 use super::request::{self, Query};
 use super::response::{json_response, ApiError, HttpResponse};
 use super::context::{AppState, Ctx};
+use super::route::{Route, ScimEndpoint};
+use super::handlers::WriteOp;
 use super::{bulk, handlers, token_api};
 use crate::auth::{self, Api};
 use crate::clock::UtcMillis;
@@ -29,7 +31,8 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let mut seen = Seen { who: String::from("-"), tenant: None };
-    let resp = match route(&state, req, peer.ip(), &mut seen).await {
+    let parsed = Route::parse(&path);
+    let resp = match route(&state, req, &parsed, peer.ip(), &mut seen).await {
         Ok(r) => r,
         Err(e) => {
             if let ApiError::Auth(reason) = &e {
@@ -50,7 +53,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
             e.into_response()
         }
     };
-    state.metrics.observe(super::metrics::route_label(&path), &method, resp.status().as_u16(), started.elapsed());
+    state.metrics.observe(parsed.metrics_label(), &method, resp.status().as_u16(), started.elapsed());
     info!(
         target: "scimd::http::access",
         "{peer} {method} {path} {} {}ms {}",
@@ -93,20 +96,9 @@ async fn tenant_and_principal(
     Ok((tenant, principal, now))
 }
 
-fn segments(path: &str) -> Vec<&str> {
-    let trimmed = path.trim_start_matches('/').trim_end_matches('/');
-    if trimmed.is_empty() {
-        Vec::new()
-    } else {
-        trimmed.split('/').collect()
-    }
-}
-
-async fn route(state: &AppState, req: Request<Incoming>, peer: std::net::IpAddr, seen: &mut Seen) -> Result<HttpResponse, ApiError> {
-    let path = req.uri().path().to_string();
-    let segs = segments(&path);
-    match segs.as_slice() {
-        ["healthz"] => {
+async fn route(state: &AppState, req: Request<Incoming>, route: &Route<'_>, peer: std::net::IpAddr, seen: &mut Seen) -> Result<HttpResponse, ApiError> {
+    match route {
+        Route::Healthz => {
             if req.method() != Method::GET && req.method() != Method::HEAD {
                 return Err(ApiError::MethodNotAllowed);
             }
@@ -116,26 +108,25 @@ async fn route(state: &AppState, req: Request<Incoming>, peer: std::net::IpAddr,
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(resp)
         }
-        ["t", tenant, "events"] => {
+        Route::Events { tenant } => {
             let (tenant, _, _) = tenant_and_principal(state, tenant, &req, Api::Scim, peer, seen).await?;
             if req.method() != Method::GET {
                 return Err(ApiError::MethodNotAllowed);
             }
             events_feed(&tenant, &Query::parse(req.uri().query())?).await
         }
-        ["t", tenant, "rest", "token", rest @ ..] => {
+        Route::Token { tenant, endpoint } => {
             let (tenant, principal, now) = tenant_and_principal(state, tenant, &req, Api::TokenApi, peer, seen).await?;
             let query = Query::parse(req.uri().query())?;
-            let rest: Vec<&str> = rest.to_vec();
-            token_api::route(req.method(), &rest, &query, tenant, &principal, now).await
+            token_api::route(req.method(), *endpoint, &query, tenant, &principal, now).await
         }
-        ["t", tenant, "scim", "v2", rest @ ..] => {
+        Route::Scim { tenant, endpoint } => {
             let (tenant, principal, now) = tenant_and_principal(state, tenant, &req, Api::Scim, peer, seen).await?;
+            if *endpoint == ScimEndpoint::Malformed {
+                // Refused after authentication, before the query is read, as it always was.
+                return Err(ApiError::NotFound("malformed percent-encoding in the path".into()));
+            }
             let id = tenant.id.clone();
-            let rest: Vec<String> = rest
-                .iter()
-                .map(|s| request::percent_decode(s).ok_or_else(|| ApiError::NotFound("malformed percent-encoding in the path".into())))
-                .collect::<Result<_, _>>()?;
             let host = req
                 .headers()
                 .get(HOST)
@@ -155,18 +146,9 @@ async fn route(state: &AppState, req: Request<Incoming>, peer: std::net::IpAddr,
                 bulk_max_operations: bulk::MAX_OPERATIONS,
                 max_body_bytes: state.max_body_bytes,
             };
-            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-            scim_route(state, &ctx, req, &rest).await
+            scim_route(state, &ctx, req, endpoint).await
         }
-        _ => Err(ApiError::NotFound(format!("no endpoint at {path}"))),
-    }
-}
-
-fn kind_of(segment: &str) -> Option<ResourceKind> {
-    match segment {
-        "Users" => Some(ResourceKind::User),
-        "Groups" => Some(ResourceKind::Group),
-        _ => None,
+        Route::Unknown => Err(ApiError::NotFound(format!("no endpoint at {}", req.uri().path()))),
     }
 }
 
@@ -174,49 +156,48 @@ fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<St
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-async fn scim_route(state: &AppState, ctx: &Ctx, req: Request<Incoming>, rest: &[&str]) -> Result<HttpResponse, ApiError> {
+async fn scim_route(state: &AppState, ctx: &Ctx, req: Request<Incoming>, endpoint: &ScimEndpoint) -> Result<HttpResponse, ApiError> {
+    use ScimEndpoint as E;
     let method = req.method().clone();
     let base = &ctx.base_url;
-    match (&method, rest) {
-        (&Method::GET, ["ServiceProviderConfig"]) => Ok(json_response(StatusCode::OK, &discovery::service_provider_config(base, ctx.bulk_max_operations, ctx.max_body_bytes))),
-        (&Method::GET, ["ResourceTypes"]) => Ok(list_of(discovery::resource_types(base))),
-        (&Method::GET, ["ResourceTypes", name]) => Ok(json_response(StatusCode::OK, &discovery::resource_type(name, base)?)),
-        (&Method::GET, ["Schemas"]) => Ok(list_of(discovery::schemas(base))),
-        (&Method::GET, ["Schemas", urn]) => Ok(json_response(StatusCode::OK, &discovery::schema(urn, base)?)),
-        (_, ["ServiceProviderConfig" | "ResourceTypes" | "Schemas", ..]) => Err(ApiError::MethodNotAllowed),
-        (&Method::POST, [".search"]) => {
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    match endpoint {
+        E::ServiceProviderConfig if get => Ok(json_response(StatusCode::OK, &discovery::service_provider_config(base, ctx.bulk_max_operations, ctx.max_body_bytes))),
+        E::ResourceTypes if get => Ok(list_of(discovery::resource_types(base))),
+        E::ResourceType(name) if get => Ok(json_response(StatusCode::OK, &discovery::resource_type(name, base)?)),
+        E::Schemas if get => Ok(list_of(discovery::schemas(base))),
+        E::Schema(urn) if get => Ok(json_response(StatusCode::OK, &discovery::schema(urn, base)?)),
+        E::ServiceProviderConfig | E::ResourceTypes | E::ResourceType(_) | E::Schemas | E::Schema(_) | E::DiscoveryDeeper => Err(ApiError::MethodNotAllowed),
+        E::Search if post => {
             let body = request::json_body(req, state.max_body_bytes).await?;
             handlers::search_all(ctx, request::search_params(&body)?).await
         }
-        (&Method::POST, ["Bulk"]) => {
+        E::Bulk if post => {
             let body = request::json_body(req, state.max_body_bytes).await?;
             bulk::run(ctx, &body).await
         }
-        (_, ["Bulk" | ".search"]) => Err(ApiError::MethodNotAllowed),
+        E::Bulk | E::Search => Err(ApiError::MethodNotAllowed),
         // /Me is the authenticated account's own User resource (RFC 7644 §3.11).
-        (_, ["Me"]) => {
+        E::Me => {
             let id = ctx.principal.user_id.clone();
             one_resource(state, ctx, req, ResourceKind::User, &id).await
         }
-        (_, [collection, tail @ ..]) if kind_of(collection).is_some() => {
-            let kind = kind_of(collection).expect("checked above");
-            match (&method, tail) {
-                (&Method::GET, []) => handlers::list(ctx, kind, ctx.query.list_params()?).await,
-                (&Method::POST, [".search"]) => {
-                    let body = request::json_body(req, state.max_body_bytes).await?;
-                    handlers::list(ctx, kind, request::search_params(&body)?).await
-                }
-                (&Method::POST, []) => {
-                    let body = request::json_body(req, state.max_body_bytes).await?;
-                    let done = handlers::execute(ctx, kind, &method, None, Some(&body), None).await?;
-                    handlers::respond_done(ctx, kind, done).await
-                }
-                (_, [id]) => one_resource(state, ctx, req, kind, id).await,
-                (_, []) => Err(ApiError::MethodNotAllowed),
-                _ => Err(ApiError::NotFound("no such endpoint".into())),
-            }
+        E::Collection(kind) if get => handlers::list(ctx, *kind, ctx.query.list_params()?).await,
+        E::Collection(kind) if post => {
+            let body = request::json_body(req, state.max_body_bytes).await?;
+            let done = handlers::execute(ctx, WriteOp::Create { kind: *kind, body: Some(&body) }).await?;
+            handlers::respond_done(ctx, *kind, done).await
         }
-        _ => Err(ApiError::NotFound("no such endpoint".into())),
+        E::Collection(_) => Err(ApiError::MethodNotAllowed),
+        E::CollectionSearch(kind) if post => {
+            let body = request::json_body(req, state.max_body_bytes).await?;
+            handlers::list(ctx, *kind, request::search_params(&body)?).await
+        }
+        // Any other method treats `.search` as an id, as it always has.
+        E::CollectionSearch(kind) => one_resource(state, ctx, req, *kind, ".search").await,
+        E::Resource(kind, id) => one_resource(state, ctx, req, *kind, id).await,
+        E::Root | E::Malformed | E::Unknown => Err(ApiError::NotFound("no such endpoint".into())),
     }
 }
 
@@ -231,7 +212,13 @@ async fn one_resource(state: &AppState, ctx: &Ctx, req: Request<Incoming>, kind:
     }
     let if_match = header(&req, IF_MATCH).map(|h| IfMatch::parse(&h));
     let body = if method == Method::DELETE { None } else { Some(request::json_body(req, state.max_body_bytes).await?) };
-    let done = handlers::execute(ctx, kind, &method, Some(id), body.as_ref(), if_match).await?;
+    let body = body.as_ref();
+    let op = match method {
+        Method::PUT => WriteOp::Replace { kind, id, body, if_match },
+        Method::PATCH => WriteOp::Patch { kind, id, body, if_match },
+        _ => WriteOp::Delete { kind, id, if_match },
+    };
+    let done = handlers::execute(ctx, op).await?;
     handlers::respond_done(ctx, kind, done).await
 }
 

@@ -9,6 +9,7 @@ use hyper::{Method, StatusCode};
 use serde_json::json;
 
 use super::request::Query;
+use super::route::TokenEndpoint;
 use super::response::{json_response, no_content, ApiError, HttpResponse};
 use crate::auth::token;
 use crate::clock::UtcMillis;
@@ -32,13 +33,14 @@ fn admin_only(who: &Principal, what: &str) -> Result<(), ApiError> {
     }
 }
 
-pub async fn route(method: &Method, rest: &[&str], query: &Query, tenant: Arc<Tenant>, who: &Principal, now: UtcMillis) -> Result<HttpResponse, ApiError> {
-    match (method, rest) {
-        (&Method::GET, []) => {
+pub async fn route(method: &Method, endpoint: TokenEndpoint, query: &Query, tenant: Arc<Tenant>, who: &Principal, now: UtcMillis) -> Result<HttpResponse, ApiError> {
+    use TokenEndpoint as E;
+    match (method, endpoint) {
+        (&Method::GET, E::Token) => {
             let issued = token::issue(&tenant, &who.user_name, &who.user_id, flag(query, "revokeExistingToken"), now).await?;
             Ok(json_response(StatusCode::OK, &json!({"token": issued.token, "expiresAt": issued.expires_at})))
         }
-        (&Method::DELETE, ["current"]) => {
+        (&Method::DELETE, E::Current) => {
             let target = query.get("forUser").filter(|u| !u.is_empty()).unwrap_or(&who.user_id).to_string();
             if target != who.user_id {
                 admin_only(who, "revoking another account's token (forUser)")?;
@@ -46,12 +48,12 @@ pub async fn route(method: &Method, rest: &[&str], query: &Query, tenant: Arc<Te
             token::revoke(&tenant, &who.user_name, &target, now).await?;
             Ok(no_content())
         }
-        (&Method::POST, ["apiKeygen"]) => {
+        (&Method::POST, E::ApiKeygen) => {
             admin_only(who, "generating the tenant's signing key (which revokes every token)")?;
             let fingerprint = token::keygen(Arc::clone(&tenant), &who.user_name, now).await?;
             Ok(json_response(StatusCode::CREATED, &json!({"fingerprint": fingerprint, "algorithm": "RS256", "bits": 2048})))
         }
-        (&Method::DELETE, ["deleteKey"]) => {
+        (&Method::DELETE, E::DeleteKey) => {
             admin_only(who, "deleting the tenant's signing key")?;
             if token::delete_key(&tenant, &who.user_name, now).await? {
                 Ok(no_content())
@@ -59,7 +61,7 @@ pub async fn route(method: &Method, rest: &[&str], query: &Query, tenant: Arc<Te
                 Err(ApiError::NotFound("this tenant has no token signing key".into()))
             }
         }
-        (_, [] | ["current"] | ["apiKeygen"] | ["deleteKey"]) => Err(ApiError::MethodNotAllowed),
-        _ => Err(ApiError::NotFound("no such endpoint".into())),
+        (_, E::Token | E::Current | E::ApiKeygen | E::DeleteKey) => Err(ApiError::MethodNotAllowed),
+        (_, E::Unknown) => Err(ApiError::NotFound("no such endpoint".into())),
     }
 }
