@@ -12,14 +12,32 @@ use crate::scim::schema::ResourceKind;
 pub enum Route<'a> {
     /// `/healthz`
     Healthz,
-    /// `/t/{tenant}/events`
-    Events { tenant: &'a str },
-    /// `/t/{tenant}/rest/token[/…]`
-    Token { tenant: &'a str, endpoint: TokenEndpoint },
-    /// `/t/{tenant}/scim/v2[/…]`
-    Scim { tenant: &'a str, endpoint: ScimEndpoint },
+    /// `/t/{tenant}/…`: every such route is authenticated for its tenant first, in one
+    /// place (the router's preamble), before its endpoint is looked at.
+    Tenant { tenant: &'a str, endpoint: TenantEndpoint },
     /// No endpoint at all: 404 before any tenant is looked up.
     Unknown,
+}
+
+/// What a route under `/t/{tenant}` reaches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantEndpoint {
+    /// `/t/{tenant}/events`
+    Events,
+    /// `/t/{tenant}/rest/token[/…]`
+    Token(TokenEndpoint),
+    /// `/t/{tenant}/scim/v2[/…]`
+    Scim(ScimEndpoint),
+}
+
+impl TenantEndpoint {
+    /// Which credentials the endpoint takes: the token API never a bearer token.
+    pub fn api(&self) -> crate::auth::Api {
+        match self {
+            TenantEndpoint::Token(_) => crate::auth::Api::TokenApi,
+            TenantEndpoint::Events | TenantEndpoint::Scim(_) => crate::auth::Api::Scim,
+        }
+    }
 }
 
 /// Under `/t/{tenant}/rest/token`. Segments are matched as sent (not percent-decoded).
@@ -88,9 +106,9 @@ impl<'a> Route<'a> {
     pub fn parse(path: &'a str) -> Route<'a> {
         match segments(path).as_slice() {
             ["healthz"] => Route::Healthz,
-            ["t", tenant, "events"] => Route::Events { tenant },
-            ["t", tenant, "rest", "token", rest @ ..] => Route::Token { tenant, endpoint: TokenEndpoint::parse(rest) },
-            ["t", tenant, "scim", "v2", rest @ ..] => Route::Scim { tenant, endpoint: ScimEndpoint::parse_encoded(rest) },
+            ["t", tenant, "events"] => Route::Tenant { tenant, endpoint: TenantEndpoint::Events },
+            ["t", tenant, "rest", "token", rest @ ..] => Route::Tenant { tenant, endpoint: TenantEndpoint::Token(TokenEndpoint::parse(rest)) },
+            ["t", tenant, "scim", "v2", rest @ ..] => Route::Tenant { tenant, endpoint: TenantEndpoint::Scim(ScimEndpoint::parse_encoded(rest)) },
             _ => Route::Unknown,
         }
     }
@@ -99,15 +117,15 @@ impl<'a> Route<'a> {
     pub fn metrics_label(&self) -> &'static str {
         match self {
             Route::Healthz => "/healthz",
-            Route::Events { .. } => "/events",
-            Route::Token { endpoint, .. } => match endpoint {
+            Route::Tenant { endpoint: TenantEndpoint::Events, .. } => "/events",
+            Route::Tenant { endpoint: TenantEndpoint::Token(endpoint), .. } => match endpoint {
                 TokenEndpoint::Token => "/rest/token",
                 TokenEndpoint::Current => "/rest/token/current",
                 TokenEndpoint::ApiKeygen => "/rest/token/apiKeygen",
                 TokenEndpoint::DeleteKey => "/rest/token/deleteKey",
                 TokenEndpoint::Unknown => "other",
             },
-            Route::Scim { endpoint, .. } => endpoint.metrics_label(),
+            Route::Tenant { endpoint: TenantEndpoint::Scim(endpoint), .. } => endpoint.metrics_label(),
             Route::Unknown => "other",
         }
     }
@@ -186,16 +204,16 @@ mod tests {
     use ResourceKind::{Group, User};
 
     fn scim(endpoint: ScimEndpoint) -> Route<'static> {
-        Route::Scim { tenant: "acme", endpoint }
+        Route::Tenant { tenant: "acme", endpoint: TenantEndpoint::Scim(endpoint) }
     }
 
     #[test]
     fn every_path_parses_to_its_route_and_label() {
-        let token = |endpoint| Route::Token { tenant: "acme", endpoint };
+        let token = |endpoint| Route::Tenant { tenant: "acme", endpoint: TenantEndpoint::Token(endpoint) };
         let table: Vec<(&str, Route, &str)> = vec![
             ("/healthz", Route::Healthz, "/healthz"),
             ("/healthz/", Route::Healthz, "/healthz"),
-            ("/t/acme/events", Route::Events { tenant: "acme" }, "/events"),
+            ("/t/acme/events", Route::Tenant { tenant: "acme", endpoint: TenantEndpoint::Events }, "/events"),
             ("/t/acme/rest/token", token(TokenEndpoint::Token), "/rest/token"),
             ("/t/acme/rest/token/current", token(TokenEndpoint::Current), "/rest/token/current"),
             ("/t/acme/rest/token/apiKeygen", token(TokenEndpoint::ApiKeygen), "/rest/token/apiKeygen"),
@@ -250,7 +268,7 @@ mod tests {
             assert_eq!(Route::parse(bad).metrics_label(), "other", "{bad}");
         }
         // The tenant and token segments are matched as sent: TenantId::parse refuses `%`.
-        assert_eq!(Route::parse("/t/a%2Fb/events"), Route::Events { tenant: "a%2Fb" });
+        assert_eq!(Route::parse("/t/a%2Fb/events"), Route::Tenant { tenant: "a%2Fb", endpoint: TenantEndpoint::Events });
         assert_eq!(Route::parse("/t/acme/rest/token/%63urrent").metrics_label(), "other");
     }
 }

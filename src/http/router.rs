@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::request::{self, Query};
 use super::response::{json_response, ApiError, HttpResponse};
 use super::context::{AppState, Ctx};
-use super::route::{Route, ScimEndpoint};
+use super::route::{Route, ScimEndpoint, TenantEndpoint};
 use super::handlers::WriteOp;
 use super::{bulk, handlers, token_api};
 use crate::auth::{self, Api};
@@ -108,48 +108,60 @@ async fn route(state: &AppState, req: Request<Incoming>, route: &Route<'_>, peer
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(resp)
         }
-        Route::Events { tenant } => {
-            let (tenant, _, _) = tenant_and_principal(state, tenant, &req, Api::Scim, peer, seen).await?;
-            if req.method() != Method::GET {
-                return Err(ApiError::MethodNotAllowed);
+        Route::Tenant { tenant, endpoint } => {
+            let (tenant, principal, now) = tenant_and_principal(state, tenant, &req, endpoint.api(), peer, seen).await?;
+            match endpoint {
+                TenantEndpoint::Events => {
+                    if req.method() != Method::GET {
+                        return Err(ApiError::MethodNotAllowed);
+                    }
+                    events_feed(&tenant, &Query::parse(req.uri().query())?).await
+                }
+                TenantEndpoint::Token(endpoint) => {
+                    let query = Query::parse(req.uri().query())?;
+                    token_api::route(req.method(), *endpoint, &query, tenant, &principal, now).await
+                }
+                TenantEndpoint::Scim(endpoint) => scim_endpoint(state, req, tenant, principal, now, endpoint).await,
             }
-            events_feed(&tenant, &Query::parse(req.uri().query())?).await
-        }
-        Route::Token { tenant, endpoint } => {
-            let (tenant, principal, now) = tenant_and_principal(state, tenant, &req, Api::TokenApi, peer, seen).await?;
-            let query = Query::parse(req.uri().query())?;
-            token_api::route(req.method(), *endpoint, &query, tenant, &principal, now).await
-        }
-        Route::Scim { tenant, endpoint } => {
-            let (tenant, principal, now) = tenant_and_principal(state, tenant, &req, Api::Scim, peer, seen).await?;
-            if *endpoint == ScimEndpoint::Malformed {
-                // Refused after authentication, before the query is read, as it always was.
-                return Err(ApiError::NotFound("malformed percent-encoding in the path".into()));
-            }
-            let id = tenant.id.clone();
-            let host = req
-                .headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-                .or_else(|| req.uri().authority().map(|a| a.to_string()))
-                .unwrap_or_else(|| "localhost".into());
-            let origin = state.public_url.clone().unwrap_or_else(|| format!("{}://{host}", state.scheme));
-            let base_url = format!("{}/t/{id}/scim/v2", origin.trim_end_matches('/'));
-            let query = Query::parse(req.uri().query())?;
-            let ctx = Ctx {
-                tenant,
-                now,
-                principal,
-                base_url,
-                query,
-                bulk_max_operations: bulk::MAX_OPERATIONS,
-                max_body_bytes: state.max_body_bytes,
-            };
-            scim_route(state, &ctx, req, endpoint).await
         }
         Route::Unknown => Err(ApiError::NotFound(format!("no endpoint at {}", req.uri().path()))),
     }
+}
+
+/// A SCIM endpoint of an authenticated tenant: the base URL and the request's `Ctx`.
+async fn scim_endpoint(
+    state: &AppState,
+    req: Request<Incoming>,
+    tenant: Arc<Tenant>,
+    principal: Principal,
+    now: UtcMillis,
+    endpoint: &ScimEndpoint,
+) -> Result<HttpResponse, ApiError> {
+    if *endpoint == ScimEndpoint::Malformed {
+        // Refused after authentication, before the query is read, as it always was.
+        return Err(ApiError::NotFound("malformed percent-encoding in the path".into()));
+    }
+    let id = tenant.id.clone();
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".into());
+    let origin = state.public_url.clone().unwrap_or_else(|| format!("{}://{host}", state.scheme));
+    let base_url = format!("{}/t/{id}/scim/v2", origin.trim_end_matches('/'));
+    let query = Query::parse(req.uri().query())?;
+    let ctx = Ctx {
+        tenant,
+        now,
+        principal,
+        base_url,
+        query,
+        bulk_max_operations: bulk::MAX_OPERATIONS,
+        max_body_bytes: state.max_body_bytes,
+    };
+    scim_route(state, &ctx, req, endpoint).await
 }
 
 fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<String> {
