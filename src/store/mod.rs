@@ -13,6 +13,7 @@
 pub mod events;
 pub mod filter_sql;
 pub mod groups;
+pub mod maintenance;
 mod migrate;
 pub mod tokens;
 pub mod users;
