@@ -97,12 +97,23 @@ impl DataDir {
     }
 
     pub fn create_tenant_with_seats(&self, id: &TenantId, creator: u32, creator_float: u32) -> Result<(), StoreError> {
+        self.create_tenant_from(id, &default_settings_text(creator, creator_float))
+    }
+
+    /// The demo's tenant: the defaults, but userNames need not be emails, since the demo
+    /// is also what the conformance checker runs against and scim2-tester invents
+    /// userNames unrelated to its emails.
+    pub fn create_demo_tenant(&self, id: &TenantId) -> Result<(), StoreError> {
+        self.create_tenant_from(id, &demo_settings_text())
+    }
+
+    fn create_tenant_from(&self, id: &TenantId, settings: &str) -> Result<(), StoreError> {
         let dir = self.tenant_dir(id);
         if dir.exists() {
             return Err(StoreError::Conflict(format!("tenant {id} already exists")));
         }
         std::fs::create_dir_all(&dir).map_err(StoreError::Io)?;
-        crate::certs::write_file(&self.settings_file(id), default_settings_text(creator, creator_float).as_bytes(), 0o600)
+        crate::certs::write_file(&self.settings_file(id), settings.as_bytes(), 0o600)
             .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         let store = Store::open(&self.database(id))?;
         store.close();
@@ -341,6 +352,15 @@ impl TenantSettings {
     }
 }
 
+/// The demo tenant's `tenant.toml`: the defaults with `require_username_is_email` off,
+/// and a comment saying why.
+fn demo_settings_text() -> String {
+    default_settings_text(50, 500).replace(
+        "require_username_is_email = true",
+        "# The demo relaxes this so generic SCIM test tools (random userNames) can run.\nrequire_username_is_email = false",
+    )
+}
+
 /// The `tenant.toml` a new tenant starts with: every setting, its default, and why.
 pub fn default_settings_text(creator: u32, creator_float: u32) -> String {
     format!(
@@ -505,5 +525,16 @@ mod tests {
         assert!(TenantSettings::parse("[policies]\nonly_assign = [\"(\"]").is_err());
         assert!(TenantSettings::parse("delete_mode = \"sometimes\"").is_err());
         assert!(TenantSettings::parse("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn demo_settings_parse_and_relax_only_the_email_rule() {
+        use super::*;
+        let demo = TenantSettings::parse(&demo_settings_text()).expect("the demo's tenant.toml parses");
+        let default = TenantSettings::parse(&default_settings_text(50, 500)).unwrap();
+        assert!(!demo.require_username_is_email);
+        assert!(default.require_username_is_email);
+        assert!(demo_settings_text().contains("The demo relaxes this"));
+        assert_eq!((demo.creator, demo.creator_float, demo.token_warn_days), (default.creator, default.creator_float, default.token_warn_days));
     }
 }

@@ -24,15 +24,15 @@ pub async fn tenant_show(data: &DataDir, id: &str, as_json: bool) -> Result<(), 
     let counts = tenant
         .store
         .read(|conn| {
-            let n = |sql: &str| -> rusqlite::Result<i64> { conn.query_row(sql, [], |r| r.get(0)) };
+            let c = crate::store::maintenance::tenant_counts(conn)?;
             Ok(json!({
-                "users": n("SELECT count(*) FROM users WHERE deleted_at IS NULL")?,
-                "active_users": n("SELECT count(*) FROM users WHERE deleted_at IS NULL AND active IS NOT 0")?,
-                "deleted_users": n("SELECT count(*) FROM users WHERE deleted_at IS NOT NULL")?,
-                "groups": n("SELECT count(*) FROM groups")?,
-                "creator_in_use": n("SELECT count(*) FROM users WHERE license = 'creator' AND active IS NOT 0 AND deleted_at IS NULL")?,
-                "creator_float_in_use": n("SELECT count(*) FROM users WHERE license = 'creator_float' AND active IS NOT 0 AND deleted_at IS NULL")?,
-                "schema_version": n("PRAGMA user_version")?,
+                "users": c.users,
+                "active_users": c.active_users,
+                "deleted_users": c.deleted_users,
+                "groups": c.groups,
+                "creator_in_use": c.creator_in_use,
+                "creator_float_in_use": c.creator_float_in_use,
+                "schema_version": c.schema_version,
             }))
         })
         .await

@@ -317,16 +317,7 @@ async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> 
     let data = DataDir::new(data_dir);
     let tenant = TenantId::parse(DEMO_TENANT).expect("valid id");
     if !data.tenant_exists(&tenant) {
-        data.create_tenant(&tenant)?;
-        // The demo is also what the conformance checker runs against, and scim2-tester
-        // invents userNames unrelated to its emails: relax that one rule, and say so.
-        let settings = data.settings_file(&tenant);
-        let text = std::fs::read_to_string(&settings)?;
-        let relaxed = text.replace(
-            "require_username_is_email = true",
-            "# The demo relaxes this so generic SCIM test tools (random userNames) can run.\nrequire_username_is_email = false",
-        );
-        std::fs::write(&settings, relaxed)?;
+        data.create_demo_tenant(&tenant)?;
     }
     let opened = std::sync::Arc::new(crate::tenant::Tenant::open(&data, &tenant)?);
     let password = ensure_demo_admin(&opened.store, &data).await?;

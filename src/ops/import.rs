@@ -217,7 +217,7 @@ fn doc_of(row: &ImportRow) -> Attrs {
 }
 
 /// Applies validated rows in the caller's transaction.
-pub fn apply(conn: &rusqlite::Connection, rows: &[ImportRow], now: &str) -> StoreResult<ImportReport> {
+pub fn apply(conn: &crate::store::Db<'_>, rows: &[ImportRow], now: &str) -> StoreResult<ImportReport> {
     const ACTOR: &str = "import";
     let mut report = ImportReport::default();
     for row in rows {

@@ -5,32 +5,30 @@
 //! the same API (the server must be stopped, or the tenant offline), and checks again.
 
 use std::path::Path;
-use std::time::Duration;
-
-use rusqlite::{Connection, OpenFlags};
 
 use crate::clock::UtcMillis;
+use crate::store::maintenance::{self, ReadOnly, RestoreError};
 use crate::tenant::{DataDir, TenantId};
 
-fn integrity(conn: &Connection) -> Result<(), String> {
-    let result: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| e.to_string())?;
-    if result == "ok" {
-        Ok(())
-    } else {
-        Err(format!("integrity_check: {result}"))
+fn integrity(db: &ReadOnly) -> Result<(), String> {
+    match db.integrity_problem().map_err(|e| e.bare_message())? {
+        None => Ok(()),
+        Some(result) => Err(format!("integrity_check: {result}")),
     }
 }
 
 /// Copies the tenant's database to `out` while the server may be writing.
 pub fn backup(data: &DataDir, id: &TenantId, out: &Path) -> Result<(), String> {
-    let src = Connection::open_with_flags(data.database(id), OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| e.to_string())?;
-    src.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let src = ReadOnly::open(&data.database(id)).map_err(|e| e.bare_message())?;
+    src.wait_for_locks().map_err(|e| e.bare_message())?;
     if out.exists() {
         return Err(format!("{} exists; choose a new file", out.display()));
     }
-    src.backup(rusqlite::MAIN_DB, out, None).map_err(|e| format!("backup failed: {e}"))?;
-    let copy = Connection::open(out).map_err(|e| e.to_string())?;
-    integrity(&copy)?;
+    src.backup_to(out).map_err(|e| format!("backup failed: {}", e.bare_message()))?;
+    match maintenance::integrity_problem_of(out).map_err(|e| e.bare_message())? {
+        None => {}
+        Some(result) => return Err(format!("integrity_check: {result}")),
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -41,21 +39,19 @@ pub fn backup(data: &DataDir, id: &TenantId, out: &Path) -> Result<(), String> {
 
 /// Puts a backup back as the tenant's database.
 pub fn restore(data: &DataDir, id: &TenantId, from: &Path) -> Result<(), String> {
-    let backup = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| format!("{}: {e}", from.display()))?;
+    let backup = ReadOnly::open(from).map_err(|e| format!("{}: {}", from.display(), e.bare_message()))?;
     integrity(&backup).map_err(|e| format!("{} is not a sound backup: {e}", from.display()))?;
-    let version: i64 = backup.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+    let version = backup.schema_version().map_err(|e| e.bare_message())?;
     if version > crate::store::SCHEMA_VERSION {
         return Err(format!("the backup is of schema version {version}, newer than this scimd"));
     }
     drop(backup);
-    let mut target = Connection::open(data.database(id)).map_err(|e| e.to_string())?;
-    target.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    target
-        .restore(rusqlite::MAIN_DB, from, None::<fn(rusqlite::backup::Progress)>)
-        .map_err(|e| format!("restore failed (is the server still running?): {e}"))?;
-    integrity(&target)?;
+    maintenance::restore_into(&data.database(id), from).map_err(|e| match e {
+        RestoreError::Copy(e) => format!("restore failed (is the server still running?): {}", e.bare_message()),
+        RestoreError::Check(e) => e.bare_message(),
+        RestoreError::Unsound(result) => format!("integrity_check: {result}"),
+    })?;
     // Bring an older backup up to date.
-    drop(target);
     crate::store::open_for_write(&data.database(id)).map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -144,24 +140,24 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
         let level = if mode.exposed() { Level::Error } else { Level::Ok };
         out.push(finding(level, format!("tenant {id}: token signing key mode {mode:o}")));
     }
-    let conn = match Connection::open_with_flags(data.database(id), OpenFlags::SQLITE_OPEN_READ_ONLY) {
+    let conn = match ReadOnly::open(&data.database(id)) {
         Ok(c) => c,
-        Err(e) => return out.push(finding(Level::Error, format!("tenant {id}: cannot open the database: {e}"))),
+        Err(e) => return out.push(finding(Level::Error, format!("tenant {id}: cannot open the database: {}", e.bare_message()))),
     };
-    let _ = conn.busy_timeout(Duration::from_secs(10));
-    let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+    let _ = conn.wait_for_locks();
+    let version = conn.schema_version();
     match version {
         Ok(v) if v == crate::store::SCHEMA_VERSION => out.push(finding(Level::Ok, format!("tenant {id}: schema version {v}"))),
         Ok(v) if v < crate::store::SCHEMA_VERSION => out.push(finding(Level::Warn, format!("tenant {id}: schema version {v}; the server migrates it on first use"))),
         Ok(v) => out.push(finding(Level::Error, format!("tenant {id}: schema version {v} is newer than this scimd"))),
-        Err(ref e) => out.push(finding(Level::Error, format!("tenant {id}: {e}"))),
+        Err(ref e) => out.push(finding(Level::Error, format!("tenant {id}: {}", e.bare_message()))),
     }
     match integrity(&conn) {
         Ok(()) => out.push(finding(Level::Ok, format!("tenant {id}: integrity ok"))),
         Err(e) => out.push(finding(Level::Error, format!("tenant {id}: {e}"))),
     }
     if version.ok() == Some(crate::store::SCHEMA_VERSION) {
-        match crate::store::counters_drift(&conn) {
+        match conn.with(|db| crate::store::counters_drift(db)) {
             Ok(drift) if drift.is_empty() => out.push(finding(Level::Ok, format!("tenant {id}: counters match the rows"))),
             Ok(drift) => {
                 for (name, counted, actual) in drift {
@@ -173,7 +169,7 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
         name_findings(&conn, id, out);
     }
     let warn_days = crate::tenant::TenantSettings::load(&data.settings_file(id)).map(|s| s.token_warn_days).unwrap_or(30);
-    let live = crate::store::tokens::live(&conn, &now.to_rfc3339());
+    let live = conn.with(|db| crate::store::tokens::live(db, &now.to_rfc3339()));
     if let Ok(live) = live {
         for t in live {
             let days = crate::auth::token::days_left(&t.expires_at, now);
@@ -185,8 +181,8 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
 
 /// Names that are the same name as another under the comparison `crate::names` defines
 /// (the v5 migration kept both rows), and names holding characters new names may not.
-fn name_findings(conn: &Connection, id: &TenantId, out: &mut Vec<Finding>) {
-    match crate::store::users::name_clashes(conn) {
+fn name_findings(conn: &ReadOnly, id: &TenantId, out: &mut Vec<Finding>) {
+    match conn.with(|db| crate::store::users::name_clashes(db)) {
         Ok(clashes) if clashes.is_empty() => out.push(finding(Level::Ok, format!("tenant {id}: userNames and group names are unique"))),
         Ok(clashes) => {
             for c in clashes {

@@ -13,9 +13,12 @@
 //!
 //! Only the files in this module contain SQL text.
 
+#[cfg(test)]
+mod domain_tests;
 pub mod events;
 pub mod filter_sql;
 pub mod groups;
+pub mod maintenance;
 mod migrate;
 pub mod tokens;
 pub mod users;

@@ -83,6 +83,11 @@ async fn demo_serves_and_reuses_what_exists() {
     assert!(info["base_url"].as_str().unwrap().starts_with("https://127.0.0.1:"));
     assert!(!info["base_url"].as_str().unwrap().ends_with(":0/t/demo/scim/v2"), "the real port is shown");
     assert_eq!(get_users(&info).await, 200);
+    // The demo's tenant.toml parses and relaxes the one rule it says it does.
+    let data = scimd::tenant::DataDir::new(dir.path());
+    let settings = scimd::tenant::TenantSettings::load(&data.settings_file(&scimd::tenant::TenantId::parse("demo").unwrap())).expect("the demo's tenant.toml parses");
+    assert!(!settings.require_username_is_email);
+    assert_eq!((settings.creator, settings.creator_float), (50, 500));
     // The demo prints and records where its metrics are.
     let metrics_url = info["metrics_url"].as_str().expect("metrics_url in demo.json");
     let addr: std::net::SocketAddr = metrics_url.trim_start_matches("http://").trim_end_matches("/metrics").parse().unwrap();

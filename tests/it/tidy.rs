@@ -169,3 +169,78 @@ fn only_tenant_builds_data_directory_paths() {
         }
     }
 }
+
+/// The string literals of a Rust source (plain and raw), comments left out. Simple on
+/// purpose: it knows `//` and `/* */` comments, escapes, `r#"…"#` and char literals.
+fn string_literals(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => i = text[i..].find('\n').map_or(b.len(), |n| i + n),
+            b'/' if b.get(i + 1) == Some(&b'*') => i = text[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2),
+            b'\'' => {
+                // '"' or '\"' (a char literal), else a lifetime: step over the quote.
+                if b.get(i + 2) == Some(&b'\'') {
+                    i += 3;
+                } else if b.get(i + 1) == Some(&b'\\') && b.get(i + 3) == Some(&b'\'') {
+                    i += 4;
+                } else {
+                    i += 1;
+                }
+            }
+            b'r' if (b.get(i + 1) == Some(&b'"') || b.get(i + 1) == Some(&b'#')) && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')) => {
+                let hashes = b[i + 1..].iter().take_while(|&&c| c == b'#').count();
+                if b.get(i + 1 + hashes) != Some(&b'"') {
+                    i += 1;
+                    continue;
+                }
+                let start = i + 2 + hashes;
+                let close = format!("\"{}", "#".repeat(hashes));
+                let end = text[start..].find(&close).map_or(b.len(), |n| start + n);
+                out.push(text[start..end].to_string());
+                i = end + close.len();
+            }
+            b'"' => {
+                let mut j = i + 1;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                out.push(text[i + 1..j.min(b.len())].to_string());
+                i = j + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// SQL keywords in capitals; PRAGMA only opening the literal, since help text names
+/// `PRAGMA integrity_check` in prose.
+fn looks_like_sql(s: &str) -> bool {
+    s.trim_start().starts_with("PRAGMA ") || ["SELECT ", "INSERT INTO", "DELETE FROM"].iter().any(|k| s.contains(k)) || s.find("UPDATE ").is_some_and(|at| s[at..].contains(" SET"))
+}
+
+/// ARCHITECTURE.md: the store is the only place with SQL text.
+#[test]
+fn only_the_store_has_sql_text() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut problems = Vec::new();
+    for file in files.iter().filter(|f| !f.starts_with(src.join("store"))) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for lit in string_literals(&text).into_iter().filter(|l| looks_like_sql(l)) {
+            problems.push(format!("{}: {lit:?}", file.display()));
+        }
+    }
+    assert!(problems.is_empty(), "SQL text outside src/store/:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn string_literals_skip_comments_and_find_raw_strings() {
+    let text = "// \"SELECT x\"\nlet a = \"DELETE FROM t\"; let c = '\"'; let d = r#\"PRAGMA x\"#; /* \"UPDATE t SET\" */ fn f<'a>() {}";
+    assert_eq!(string_literals(text), ["DELETE FROM t", "PRAGMA x"]);
+    assert!(looks_like_sql("UPDATE users SET a = 1") && !looks_like_sql("UPDATE the docs") && !looks_like_sql("select users") && !looks_like_sql("checks it with PRAGMA integrity_check"));
+}
