@@ -262,7 +262,7 @@ fn refuse_exposed_keys(data: &DataDir) -> Result<(), String> {
     for id in data.list_tenants().map_err(|e| e.to_string())? {
         let path = data.private_key(&id);
         if let Ok(meta) = std::fs::metadata(&path) {
-            let mode = crate::auth::keys::KeyMode::of(&meta);
+            let mode = crate::tenant::keys::KeyMode::of(&meta);
             if mode.exposed() {
                 return Err(format!(
                     "refusing to start: tenant {id}'s private key {} is readable by others (mode {mode:o}); chmod 600 it, or rotate it if it may have leaked",
