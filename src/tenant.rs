@@ -9,6 +9,8 @@
 //! A tenant id matches `[a-z0-9][a-z0-9-]{0,62}`; anything else is rejected before any
 //! path is built, so a request can never name a file outside the data directory.
 
+pub mod keys;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -400,7 +402,7 @@ pub struct Tenant {
     pub store: Store,
     settings: std::sync::RwLock<Arc<TenantSettings>>,
     settings_path: PathBuf,
-    pub keys: crate::auth::keys::KeyState,
+    pub keys: keys::KeyState,
 }
 
 impl Tenant {
@@ -409,7 +411,7 @@ impl Tenant {
         let settings = TenantSettings::load(&data.settings_file(id)).map_err(StoreError::Corrupt)?;
         let store = Store::open(&data.database(id))?;
         data.restrict_tenant(id);
-        let keys = crate::auth::keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
+        let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
         Ok(Tenant { id: id.clone(), store, settings: std::sync::RwLock::new(Arc::new(settings)), settings_path: data.settings_file(id), keys })
     }
 

@@ -9,7 +9,6 @@
 //! invalidates the entry. Whether the account is still active and an admin is read from
 //! the database on every request.
 
-pub mod keys;
 pub mod password;
 pub mod throttle;
 pub mod token;

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::keys::SigningKey;
+use crate::tenant::keys::SigningKey;
 use crate::clock::UtcMillis;
 use crate::store::events::{self, Action};
 use crate::store::{new_resource_id, tokens, StoreError};

@@ -265,7 +265,7 @@ fn refuse_exposed_keys(data: &DataDir) -> Result<(), CommandError> {
     for id in data.list_tenants()? {
         let path = data.private_key(&id);
         if let Ok(meta) = std::fs::metadata(&path) {
-            let mode = crate::auth::keys::KeyMode::of(&meta);
+            let mode = crate::tenant::keys::KeyMode::of(&meta);
             if mode.exposed() {
                 return Err(format!(
                     "refusing to start: tenant {id}'s private key {} is readable by others (mode {mode:o}); chmod 600 it, or rotate it if it may have leaked",

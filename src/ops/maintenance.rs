@@ -136,7 +136,7 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
     }
     #[cfg(unix)]
     if let Ok(m) = std::fs::metadata(data.private_key(id)) {
-        let mode = crate::auth::keys::KeyMode::of(&m);
+        let mode = crate::tenant::keys::KeyMode::of(&m);
         let level = if mode.exposed() { Level::Error } else { Level::Ok };
         out.push(finding(level, format!("tenant {id}: token signing key mode {mode:o}")));
     }
