@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use scimd::auth::keys::{KeyState, SigningKey};
+use scimd::tenant::keys::{KeyState, SigningKey};
 
 fn key() -> &'static std::sync::Arc<SigningKey> {
     static KEY: OnceLock<std::sync::Arc<SigningKey>> = OnceLock::new();
