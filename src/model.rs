@@ -2,7 +2,9 @@
 //! resource as stored, the schema URNs that name its parts, and what the userName = email
 //! rules read, and the closed value sets (licence, role, ...) as enums that know their
 //! stored TEXT (rusqlite's ToSql/FromSql, no queries). No HTTP, no SCIM wire format:
-//! `store` imports this, never `scim` or `ops`. (The filter predicate still crosses from scim to store; see issue 14.)
+//! `store` imports this, never `scim` or `ops`. A list query crosses between them as a
+//! `Predicate`: scim resolves the filter text against its attribute catalogue and checks
+//! every literal's type; the store turns the result into SQL.
 
 use serde_json::{Map, Value};
 
@@ -152,4 +154,95 @@ pub struct Origin {
     pub role: Role,
     pub auth_type: AuthType,
     pub managed_by: ManagedBy,
+}
+
+// ---- Queries: a filter resolved against the catalogue, for the store to compile. ----
+
+/// The resource types scimd serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    User,
+    Group,
+}
+
+/// What an attribute holds (RFC 7643 §2.3), as the catalogue in `scim::schema` declares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttrType {
+    String,
+    Boolean,
+    Integer,
+    DateTime,
+    Reference,
+    Binary,
+    Complex,
+}
+
+/// A filter's comparison operators (RFC 7644 §3.4.2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    Ne,
+    Co,
+    Sw,
+    Ew,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl CompareOp {
+    /// `co`, `sw`, `ew`: a test on part of a string.
+    pub fn is_substring(self) -> bool {
+        matches!(self, CompareOp::Co | CompareOp::Sw | CompareOp::Ew)
+    }
+    /// `gt`, `ge`, `lt`, `le`.
+    pub fn is_ordering(self) -> bool {
+        matches!(self, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le)
+    }
+}
+
+/// An attribute path resolved against the catalogue, in its canonical spelling: the store
+/// finds its column by these names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttrRef {
+    /// `None` for core and common attributes, else the extension URN.
+    pub extension: Option<&'static str>,
+    pub attr: &'static str,
+    pub sub: Option<&'static str>,
+    /// The type of what is compared: the sub-attribute's when there is one.
+    pub ty: AttrType,
+    pub case_exact: bool,
+    /// `attr` is multi-valued: a test on it holds when some value passes.
+    pub multi: bool,
+}
+
+/// A comparison's right-hand side, already checked against the attribute's type by scim
+/// (a dateTime arrives as canonical RFC 3339 text).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operand {
+    Text(String),
+    Bool(bool),
+    /// `eq null` / `ne null`: only those two operators reach the store with it.
+    Null,
+}
+
+/// A filter, resolved and type-checked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Predicate {
+    And(Box<Predicate>, Box<Predicate>),
+    Or(Box<Predicate>, Box<Predicate>),
+    Not(Box<Predicate>),
+    Present(AttrRef),
+    Compare(AttrRef, CompareOp, Operand),
+    /// `attr[inner]`: some value of the multi-valued `attr` passes `inner`, whose
+    /// attributes are `attr`'s sub-attributes.
+    Any(AttrRef, Box<Predicate>),
+}
+
+/// `sortBy` and `sortOrder`, resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SortKey {
+    pub attr: AttrRef,
+    pub descending: bool,
 }

@@ -1,6 +1,6 @@
 //! RFC 7644 §3.4.2.2 filters: a lexer and a recursive-descent parser producing a typed
-//! `FilterExpr`. No SQL here: `store::filter_sql` compiles the tree, with every value
-//! bound as a parameter.
+//! `FilterExpr`. No SQL here: `scim::query` resolves the tree against the catalogue into
+//! the model's `Predicate`, and `store::filter_sql` compiles that, binding every value.
 //!
 //! Precedence: `not` > `and` > `or`; parentheses group; `attr[...]` is a value-path
 //! filter whose inner attribute names are relative to `attr`. Attribute names are kept
@@ -16,18 +16,7 @@ pub const MAX_FILTER_LEN: usize = 4096;
 pub const MAX_DEPTH: usize = 32;
 pub const MAX_CLAUSES: usize = 64;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CompareOp {
-    Eq,
-    Ne,
-    Co,
-    Sw,
-    Ew,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
+pub use crate::model::CompareOp;
 
 impl CompareOp {
     fn parse(word: &str) -> Option<CompareOp> {

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod filter;
 pub mod groups;
 pub mod patch;
+pub mod query;
 pub mod resource;
 pub mod schema;
 pub mod users;
@@ -171,7 +172,12 @@ impl ListParams {
     pub fn compile_filter(&self, kind: schema::ResourceKind) -> Result<crate::store::filter_sql::SqlFilter, ScimError> {
         use crate::store::filter_sql;
         let mut compiled = match &self.filter {
-            Some(text) if !text.trim().is_empty() => filter_sql::compile(kind, &filter::parse(text)?)?,
+            Some(text) if !text.trim().is_empty() => {
+                let predicate = query::resolve(kind, &filter::parse(text)?)?;
+                filter_sql::compile(kind, &predicate).map_err(|filter_sql::Unsupported(a)| {
+                    ScimError::invalid_filter(format!("filtering on '{}' is not supported", query::path_text(&a)))
+                })?
+            }
             _ => filter_sql::SqlFilter::all(),
         };
         let descending = match self.sort_order.as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -180,7 +186,10 @@ impl ListParams {
             Some(other) => return Err(ScimError::invalid_value(format!("sortOrder must be ascending or descending, not '{other}'"))),
         };
         if let Some(path) = self.sort_by.as_deref().filter(|p| !p.trim().is_empty()) {
-            compiled.order = Some(filter_sql::sort_order(kind, path.trim(), descending)?);
+            let key = query::sort_key(kind, path.trim(), descending)?;
+            let order = filter_sql::sort_order(kind, &key)
+                .map_err(|_| ScimError::invalid_value(format!("cannot sort by '{}'", path.trim())))?;
+            compiled.order = Some(order);
         }
         Ok(compiled)
     }

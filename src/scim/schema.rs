@@ -6,7 +6,7 @@
 //! advertised here is exactly what is stored and returned: strict clients (scim2-tester)
 //! round-trip every advertised attribute.
 
-pub use crate::model::{ENTERPRISE_SCHEMA, GROUP_SCHEMA, SCIMD_SCHEMA, USER_SCHEMA};
+pub use crate::model::{AttrType, ResourceKind, ENTERPRISE_SCHEMA, GROUP_SCHEMA, SCIMD_SCHEMA, USER_SCHEMA};
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -14,17 +14,6 @@ pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const SPC_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 pub const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
 pub const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttrType {
-    String,
-    Boolean,
-    Integer,
-    DateTime,
-    Reference,
-    Binary,
-    Complex,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mutability {
@@ -263,13 +252,7 @@ pub static COMMON_ID: AttrDef = string("id", "Unique identifier for the SCIM res
     .unique();
 pub static COMMON_EXTERNAL_ID: AttrDef = string("externalId", "Identifier as defined by the provisioning client.").case_exact();
 
-/// The two resource types scimd serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResourceKind {
-    User,
-    Group,
-}
-
+/// What the catalogue says about each resource type (the type itself is the model's).
 impl ResourceKind {
     pub fn name(self) -> &'static str {
         match self {
@@ -312,6 +295,21 @@ pub struct ResolvedPath {
     pub extension: Option<&'static str>,
     pub attr: &'static AttrDef,
     pub sub: Option<&'static AttrDef>,
+}
+
+impl ResolvedPath {
+    /// The path as the store sees it.
+    pub fn to_ref(&self) -> crate::model::AttrRef {
+        let leaf = self.sub.unwrap_or(self.attr);
+        crate::model::AttrRef {
+            extension: self.extension,
+            attr: self.attr.name,
+            sub: self.sub.map(|s| s.name),
+            ty: leaf.ty,
+            case_exact: leaf.case_exact,
+            multi: self.attr.multi,
+        }
+    }
 }
 
 impl PartialEq for AttrDef {

@@ -1,17 +1,19 @@
-//! Compiles a `FilterExpr` into a parameterised SQL WHERE fragment over a whitelist of
-//! columns. Values are always bound, never spliced. Users are aliased `u`, groups `g`.
+//! Compiles the model's `Predicate` (a filter scim has resolved against its catalogue and
+//! type-checked) into a parameterised SQL WHERE fragment over a whitelist of columns.
+//! Values are always bound, never spliced. Users are aliased `u`, groups `g`.
 //!
-//! An attribute the catalogue does not know, or one we do not index for filtering, is
+//! An attribute we keep no column for is `Unsupported`, which scim reports as
 //! `invalidFilter` (RFC 7644 §3.4.2.2: "the specified attribute and filter comparison
 //! combination is not supported").
 
 use rusqlite::types::Value as SqlValue;
 
 use super::users::{self, ColKind, USER_COLUMNS, VALUE_ATTRS};
-use crate::clock::UtcMillis;
-use crate::scim::filter::{CompareOp, FilterExpr, Literal};
-use crate::scim::schema::{self, AttrDef, AttrType, ResolvedPath, ResourceKind};
-use crate::scim::ScimError;
+use crate::model::{AttrRef, AttrType, CompareOp, Operand, Predicate, ResourceKind, SortKey};
+
+/// The store keeps no column for this attribute, so it cannot filter or sort on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unsupported(pub AttrRef);
 
 /// A compiled list query: WHERE fragment, its bound values, and the sort order.
 pub struct SqlFilter {
@@ -42,51 +44,44 @@ impl SqlFilter {
     }
 }
 
-pub fn compile(kind: ResourceKind, expr: &FilterExpr) -> Result<SqlFilter, ScimError> {
+pub fn compile(kind: ResourceKind, p: &Predicate) -> Result<SqlFilter, Unsupported> {
     let mut c = Compiler { kind, params: Vec::new(), aliases: 0 };
-    let clause = c.expr(expr, None)?;
-    Ok(SqlFilter { clause, params: c.params, order: None, at_most_one: at_most_one(kind, expr) })
+    let clause = c.expr(p, None)?;
+    Ok(SqlFilter { clause, params: c.params, order: None, at_most_one: at_most_one(kind, p) })
 }
 
-fn at_most_one(kind: ResourceKind, expr: &FilterExpr) -> bool {
-    match expr {
-        FilterExpr::Compare { path, op: CompareOp::Eq, value: Literal::Str(_) } => {
-            let Some(rp) = schema::resolve_path(kind, path) else { return false };
+fn at_most_one(kind: ResourceKind, p: &Predicate) -> bool {
+    match p {
+        Predicate::Compare(a, CompareOp::Eq, Operand::Text(_)) => {
             let unique = match kind {
                 ResourceKind::User => ["id", "userName"].as_slice(),
                 ResourceKind::Group => ["id", "displayName"].as_slice(),
             };
-            rp.extension.is_none() && rp.sub.is_none() && unique.contains(&rp.attr.name)
+            a.extension.is_none() && a.sub.is_none() && unique.contains(&a.attr)
         }
-        FilterExpr::And(a, b) => at_most_one(kind, a) || at_most_one(kind, b),
+        Predicate::And(a, b) => at_most_one(kind, a) || at_most_one(kind, b),
         _ => false,
     }
 }
 
 /// The ORDER BY expression for `sortBy` (RFC 7644 §3.4.2.3). A multi-valued attribute
 /// sorts by its primary (else first) value. Unassigned values sort last either way.
-pub fn sort_order(kind: ResourceKind, path: &str, descending: bool) -> Result<String, ScimError> {
-    let bad = || ScimError::invalid_value(format!("cannot sort by '{path}'"));
-    let rp = schema::resolve_path(kind, path).ok_or_else(bad)?;
+pub fn sort_order(kind: ResourceKind, key: &SortKey) -> Result<String, Unsupported> {
+    let a = &key.attr;
+    let bad = || Unsupported(*a);
     let c = Compiler { kind, params: Vec::new(), aliases: 0 };
-    let (expr, ty, case_exact) = if rp.attr.multi {
-        let sub = match rp.sub {
-            Some(s) => s,
-            None => rp.attr.sub_attr("value").ok_or_else(bad)?,
-        };
-        if !matches!(rp.attr.name, "emails" | "addresses") && !VALUE_ATTRS.contains(&rp.attr.name) {
+    let expr = if a.multi {
+        if !matches!(a.attr, "emails" | "addresses") && !VALUE_ATTRS.contains(&a.attr) {
             return Err(bad());
         }
-        let (from, column) = c.plural_from(&rp, "s").ok_or_else(bad)?;
-        let col = column("s", sub.name).ok_or_else(bad)?;
-        let expr = format!("(SELECT {col} FROM {from} ORDER BY coalesce(s.is_primary, 0) DESC, s.position LIMIT 1)");
-        (expr, sub.ty, sub.case_exact)
+        let (from, column) = c.plural_from(a.attr, "s").ok_or_else(bad)?;
+        let col = column("s", a.sub.ok_or_else(bad)?).ok_or_else(bad)?;
+        format!("(SELECT {col} FROM {from} ORDER BY coalesce(s.is_primary, 0) DESC, s.position LIMIT 1)")
     } else {
-        let t = c.singular_target(&rp).ok_or_else(bad)?;
-        (t.sql, t.ty, t.case_exact)
+        c.singular_target(a).ok_or_else(bad)?.sql
     };
-    let collate = if !case_exact && ty == AttrType::String { " COLLATE NOCASE" } else { "" };
-    let direction = if descending { "DESC" } else { "ASC" };
+    let collate = if !a.case_exact && a.ty == AttrType::String { " COLLATE NOCASE" } else { "" };
+    let direction = if key.descending { "DESC" } else { "ASC" };
     Ok(format!("{expr}{collate} {direction} NULLS LAST"))
 }
 
@@ -103,10 +98,10 @@ struct Target {
 /// Maps a sub-attribute name to its column expression under a table alias.
 type SubColumn = fn(&str, &str) -> Option<String>;
 
-/// Inside `attr[...]`: the multi-valued attribute and the alias of its row.
+/// Inside `attr[...]`: the alias of the value's row and its sub-attribute columns.
 struct Scope<'a> {
-    parent: &'static AttrDef,
     alias: &'a str,
+    column: SubColumn,
 }
 
 struct Compiler {
@@ -115,29 +110,18 @@ struct Compiler {
     aliases: usize,
 }
 
-fn unknown(path: &str) -> ScimError {
-    ScimError::invalid_filter(format!("filtering on '{path}' is not supported"))
-}
-
 impl Compiler {
-    fn expr(&mut self, e: &FilterExpr, scope: Option<&Scope<'_>>) -> Result<String, ScimError> {
-        Ok(match e {
-            FilterExpr::And(a, b) => format!("({} AND {})", self.expr(a, scope)?, self.expr(b, scope)?),
-            FilterExpr::Or(a, b) => format!("({} OR {})", self.expr(a, scope)?, self.expr(b, scope)?),
-            FilterExpr::Not(a) => format!("(NOT {})", self.expr(a, scope)?),
-            FilterExpr::Present { path } => self.leaf(path, scope, None)?,
-            FilterExpr::Compare { path, op, value } => self.leaf(path, scope, Some((*op, value)))?,
-            FilterExpr::ValuePath { path, filter } => {
-                if scope.is_some() {
-                    return Err(ScimError::invalid_filter("value filters cannot nest"));
-                }
-                let rp = schema::resolve_path(self.kind, path).ok_or_else(|| unknown(path))?;
-                if !rp.attr.multi || rp.sub.is_some() {
-                    return Err(ScimError::invalid_filter(format!("'{path}' is not a multi-valued attribute")));
-                }
+    fn expr(&mut self, p: &Predicate, scope: Option<&Scope<'_>>) -> Result<String, Unsupported> {
+        Ok(match p {
+            Predicate::And(a, b) => format!("({} AND {})", self.expr(a, scope)?, self.expr(b, scope)?),
+            Predicate::Or(a, b) => format!("({} OR {})", self.expr(a, scope)?, self.expr(b, scope)?),
+            Predicate::Not(a) => format!("(NOT {})", self.expr(a, scope)?),
+            Predicate::Present(a) => self.leaf(a, scope, None)?,
+            Predicate::Compare(a, op, value) => self.leaf(a, scope, Some((*op, value)))?,
+            Predicate::Any(a, inner) => {
                 let alias = self.alias();
-                let (from, _) = self.plural_from(&rp, &alias).ok_or_else(|| unknown(path))?;
-                let inner = self.expr(filter, Some(&Scope { parent: rp.attr, alias: &alias }))?;
+                let (from, column) = self.plural_from(a.attr, &alias).ok_or(Unsupported(*a))?;
+                let inner = self.expr(inner, Some(&Scope { alias: &alias, column }))?;
                 format!("EXISTS (SELECT 1 FROM {from} AND {inner})")
             }
         })
@@ -150,9 +134,9 @@ impl Compiler {
 
     /// `FROM … WHERE <join to the outer row>` for a multi-valued attribute, and the
     /// column expression (under `alias`) for each of its sub-attributes.
-    fn plural_from(&self, rp: &ResolvedPath, alias: &str) -> Option<(String, SubColumn)> {
+    fn plural_from(&self, attr: &str, alias: &str) -> Option<(String, SubColumn)> {
         let a = alias;
-        match (self.kind, rp.attr.name) {
+        match (self.kind, attr) {
             (ResourceKind::User, "emails") => Some((
                 format!("user_emails {a} WHERE {a}.user_pk = u.pk"),
                 |a, sub| plural_column(a, sub),
@@ -182,60 +166,50 @@ impl Compiler {
         }
     }
 
-    /// A comparison or presence test on one attribute path.
-    fn leaf(&mut self, path: &str, scope: Option<&Scope<'_>>, cmp: Option<(CompareOp, &Literal)>) -> Result<String, ScimError> {
+    /// A comparison or presence test on one attribute; inside `attr[...]`, on one of its
+    /// sub-attributes.
+    fn leaf(&mut self, a: &AttrRef, scope: Option<&Scope<'_>>, cmp: Option<(CompareOp, &Operand)>) -> Result<String, Unsupported> {
+        let bad = || Unsupported(*a);
         if let Some(scope) = scope {
-            let sub = scope.parent.sub_attr(path).ok_or_else(|| unknown(path))?;
-            let rp = ResolvedPath { extension: None, attr: scope.parent, sub: Some(sub) };
-            let (_, column) = self.plural_from(&rp, scope.alias).ok_or_else(|| unknown(path))?;
-            let sql = column(scope.alias, sub.name).ok_or_else(|| unknown(path))?;
-            let target = Target { sql, ty: sub.ty, case_exact: sub.case_exact, key: None };
-            return self.compare(&target, cmp);
+            let sql = (scope.column)(scope.alias, a.sub.ok_or_else(bad)?).ok_or_else(bad)?;
+            let target = Target { sql, ty: a.ty, case_exact: a.case_exact, key: None };
+            return Ok(self.compare(&target, cmp));
         }
-        let rp = schema::resolve_path(self.kind, path).ok_or_else(|| unknown(path))?;
-        if rp.attr.multi {
-            // `emails co "x"` means `emails.value co "x"` (RFC 7644 §3.4.2.2).
-            let sub = match rp.sub {
-                Some(s) => s,
-                None => rp.attr.sub_attr("value").ok_or_else(|| unknown(path))?,
-            };
+        if a.multi {
             let alias = self.alias();
-            let (from, column) = self.plural_from(&rp, &alias).ok_or_else(|| unknown(path))?;
-            let sql = column(&alias, sub.name).ok_or_else(|| unknown(path))?;
-            let target = Target { sql, ty: sub.ty, case_exact: sub.case_exact, key: None };
-            let test = self.compare(&target, cmp)?;
+            let (from, column) = self.plural_from(a.attr, &alias).ok_or_else(bad)?;
+            let sql = column(&alias, a.sub.ok_or_else(bad)?).ok_or_else(bad)?;
+            let target = Target { sql, ty: a.ty, case_exact: a.case_exact, key: None };
+            let test = self.compare(&target, cmp);
             return Ok(format!("EXISTS (SELECT 1 FROM {from} AND {test})"));
         }
-        let target = self.singular_target(&rp).ok_or_else(|| unknown(path))?;
-        self.compare(&target, cmp)
+        let target = self.singular_target(a).ok_or_else(bad)?;
+        Ok(self.compare(&target, cmp))
     }
 
-    fn singular_target(&self, rp: &ResolvedPath) -> Option<Target> {
+    fn singular_target(&self, a: &AttrRef) -> Option<Target> {
         let t = |sql: String, ty: AttrType, case_exact: bool| Some(Target { sql, ty, case_exact, key: None });
         let alias = match self.kind {
             ResourceKind::User => "u",
             ResourceKind::Group => "g",
         };
-        match (rp.attr.name, rp.sub.map(|s| s.name)) {
-            ("id", None) => return t(format!("{alias}.id"), AttrType::String, true),
-            ("meta", Some("created")) => return t(format!("{alias}.created"), AttrType::DateTime, true),
-            ("meta", Some("lastModified")) => return t(format!("{alias}.last_modified"), AttrType::DateTime, true),
-            ("externalId", None) => return t(format!("{alias}.external_id"), AttrType::String, true),
+        match (a.extension, a.attr, a.sub) {
+            (None, "id", None) => return t(format!("{alias}.id"), AttrType::String, true),
+            (None, "meta", Some("created")) => return t(format!("{alias}.created"), AttrType::DateTime, true),
+            (None, "meta", Some("lastModified")) => return t(format!("{alias}.last_modified"), AttrType::DateTime, true),
+            (None, "externalId", None) => return t(format!("{alias}.external_id"), AttrType::String, true),
             _ => {}
         }
         match self.kind {
-            ResourceKind::Group => match (rp.attr.name, rp.sub) {
-                ("displayName", None) => Some(Target { sql: "g.display_name".into(), ty: AttrType::String, case_exact: false, key: Some("g.display_name_key") }),
+            ResourceKind::Group => match (a.extension, a.attr, a.sub) {
+                (None, "displayName", None) => Some(Target { sql: "g.display_name".into(), ty: AttrType::String, case_exact: false, key: Some("g.display_name_key") }),
                 _ => None,
             },
             ResourceKind::User => {
-                let attr = rp.sub.unwrap_or(rp.attr);
-                let column = USER_COLUMNS.iter().find(|c| {
-                    c.ext == rp.extension && c.attr == rp.attr.name && c.sub == rp.sub.map(|s| s.name)
-                })?;
-                let ty = if column.kind == ColKind::Bool { AttrType::Boolean } else { attr.ty };
+                let column = USER_COLUMNS.iter().find(|c| c.ext == a.extension && c.attr == a.attr && c.sub == a.sub)?;
+                let ty = if column.kind == ColKind::Bool { AttrType::Boolean } else { a.ty };
                 let key = (column.column == "user_name").then_some("u.user_name_key");
-                Some(Target { sql: format!("u.{}", column.column), ty, case_exact: attr.case_exact, key })
+                Some(Target { sql: format!("u.{}", column.column), ty, case_exact: a.case_exact, key })
             }
         }
     }
@@ -245,58 +219,35 @@ impl Compiler {
         "?"
     }
 
-    fn compare(&mut self, target: &Target, cmp: Option<(CompareOp, &Literal)>) -> Result<String, ScimError> {
+    /// The SQL test; scim has already refused every operator and operand that does not
+    /// suit the attribute's type.
+    fn compare(&mut self, target: &Target, cmp: Option<(CompareOp, &Operand)>) -> String {
         let col = &target.sql;
-        let Some((op, literal)) = cmp else {
-            return Ok(match target.ty {
+        let Some((op, operand)) = cmp else {
+            return match target.ty {
                 AttrType::Boolean => format!("{col} IS NOT NULL"),
                 _ => format!("({col} IS NOT NULL AND {col} <> '')"),
-            });
-        };
-        if *literal == Literal::Null {
-            return match op {
-                CompareOp::Eq => Ok(format!("{col} IS NULL")),
-                CompareOp::Ne => Ok(format!("{col} IS NOT NULL")),
-                _ => Err(ScimError::invalid_filter("null can only be compared with eq or ne")),
             };
-        }
-        let value = match (target.ty, literal) {
-            (AttrType::Boolean, Literal::Bool(b)) => SqlValue::Integer(i64::from(*b)),
-            (AttrType::Boolean, Literal::Str(s)) if s.eq_ignore_ascii_case("true") => SqlValue::Integer(1),
-            (AttrType::Boolean, Literal::Str(s)) if s.eq_ignore_ascii_case("false") => SqlValue::Integer(0),
-            (AttrType::Boolean, _) => return Err(ScimError::invalid_filter("a boolean attribute needs true or false")),
-            (AttrType::DateTime, Literal::Str(s)) => {
-                let t = UtcMillis::parse_rfc3339(s)
-                    .ok_or_else(|| ScimError::invalid_filter(format!("'{s}' is not an RFC 3339 date-time")))?;
-                SqlValue::Text(t.to_rfc3339())
-            }
-            (AttrType::DateTime, _) => return Err(ScimError::invalid_filter("a dateTime attribute needs a date-time string")),
-            (_, Literal::Str(s)) => SqlValue::Text(s.clone()),
-            (_, Literal::Num(n)) => SqlValue::Text(n.to_string()),
-            (_, Literal::Bool(b)) => SqlValue::Text(b.to_string()),
-            (_, Literal::Null) => unreachable!("handled above"),
         };
-        let ordered = matches!(op, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le);
-        let substring = matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew);
-        if target.ty == AttrType::Boolean && (ordered || substring) {
-            return Err(ScimError::invalid_filter("booleans support only eq, ne and pr"));
-        }
+        let text = match operand {
+            Operand::Null if op == CompareOp::Ne => return format!("{col} IS NOT NULL"),
+            Operand::Null => return format!("{col} IS NULL"),
+            Operand::Bool(b) => {
+                let p = self.bind(SqlValue::Integer(i64::from(*b)));
+                return if op == CompareOp::Ne { format!("({col} IS NULL OR {col} <> {p})") } else { format!("{col} = {p}") };
+            }
+            Operand::Text(text) => text,
+        };
         let collate = if target.case_exact || target.ty != AttrType::String { "" } else { " COLLATE NOCASE" };
-        if substring {
-            let SqlValue::Text(text) = value else { unreachable!("substring ops are on text") };
+        if op.is_substring() {
             if target.case_exact {
                 let p = self.bind(SqlValue::Text(text.clone()));
-                return Ok(match op {
+                let q = if op == CompareOp::Co { p } else { self.bind(SqlValue::Text(text.clone())) };
+                return match op {
                     CompareOp::Co => format!("instr({col}, {p}) > 0"),
-                    CompareOp::Sw => {
-                        let q = self.bind(SqlValue::Text(text));
-                        format!("substr({col}, 1, length({p})) = {q}")
-                    }
-                    _ => {
-                        let q = self.bind(SqlValue::Text(text));
-                        format!("substr({col}, -length({p})) = {q}")
-                    }
-                });
+                    CompareOp::Sw => format!("substr({col}, 1, length({p})) = {q}"),
+                    _ => format!("substr({col}, -length({p})) = {q}"),
+                };
             }
             let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             let pattern = match op {
@@ -305,22 +256,21 @@ impl Compiler {
                 _ => format!("%{escaped}"),
             };
             let p = self.bind(SqlValue::Text(pattern));
-            return Ok(format!("{col} LIKE {p} ESCAPE '\\'"));
+            return format!("{col} LIKE {p} ESCAPE '\\'");
         }
-        if let (Some(key), CompareOp::Eq | CompareOp::Ne, SqlValue::Text(text)) = (target.key, op, &value) {
+        if let (Some(key), CompareOp::Eq | CompareOp::Ne) = (target.key, op) {
             let p = self.bind(SqlValue::Text(crate::names::key(text)));
-            return Ok(if op == CompareOp::Eq { format!("{key} = {p}") } else { format!("{key} <> {p}") });
+            return if op == CompareOp::Eq { format!("{key} = {p}") } else { format!("{key} <> {p}") };
         }
-        let p = self.bind(value);
-        Ok(match op {
+        let p = self.bind(SqlValue::Text(text.clone()));
+        match op {
             CompareOp::Eq => format!("{col} = {p}{collate}"),
             CompareOp::Ne => format!("({col} IS NULL OR {col} <> {p}{collate})"),
             CompareOp::Gt => format!("{col} > {p}{collate}"),
             CompareOp::Ge => format!("{col} >= {p}{collate}"),
             CompareOp::Lt => format!("{col} < {p}{collate}"),
-            CompareOp::Le => format!("{col} <= {p}{collate}"),
-            _ => unreachable!("substring ops handled above"),
-        })
+            _ => format!("{col} <= {p}{collate}"),
+        }
     }
 }
 
@@ -338,22 +288,38 @@ fn plural_column(alias: &str, sub: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::filter;
+
+    /// A single-valued string attribute, as scim resolves it (the store trusts the names).
+    fn attr(name: &'static str) -> AttrRef {
+        let case_exact = matches!(name, "id" | "externalId");
+        AttrRef { extension: None, attr: name, sub: None, ty: AttrType::String, case_exact, multi: false }
+    }
+    fn eq(name: &'static str, v: &str) -> Predicate {
+        Predicate::Compare(attr(name), CompareOp::Eq, Operand::Text(v.into()))
+    }
+    fn email_value() -> AttrRef {
+        AttrRef { sub: Some("value"), multi: true, ..attr("emails") }
+    }
+    fn and(a: Predicate, b: Predicate) -> Predicate {
+        Predicate::And(Box::new(a), Box::new(b))
+    }
 
     /// Only lookups through a unique index are run inline; anything that may match many
     /// rows goes to the blocking pool.
     #[test]
     fn at_most_one_only_for_unique_lookups() {
-        let one = |kind, text: &str| compile(kind, &filter::parse(text).unwrap()).unwrap().at_most_one;
-        assert!(one(ResourceKind::User, r#"userName eq "a@b.c""#));
-        assert!(one(ResourceKind::User, r#"id eq "x" and active eq true"#));
-        assert!(one(ResourceKind::Group, r#"displayName eq "G""#));
-        assert!(!one(ResourceKind::User, r#"externalId eq "x""#));
-        assert!(!one(ResourceKind::User, r#"displayName eq "A""#));
-        assert!(!one(ResourceKind::User, r#"userName sw "a""#));
-        assert!(!one(ResourceKind::User, r#"userName eq "a" or userName eq "b""#));
-        assert!(!one(ResourceKind::User, r#"not (userName eq "a")"#));
-        assert!(!one(ResourceKind::User, r#"emails[value eq "a@b.c"]"#));
+        let one = |kind, p: Predicate| compile(kind, &p).unwrap().at_most_one;
+        let active = Predicate::Compare(AttrRef { ty: AttrType::Boolean, ..attr("active") }, CompareOp::Eq, Operand::Bool(true));
+        assert!(one(ResourceKind::User, eq("userName", "a@b.c")));
+        assert!(one(ResourceKind::User, and(eq("id", "x"), active)));
+        assert!(one(ResourceKind::Group, eq("displayName", "G")));
+        assert!(!one(ResourceKind::User, eq("externalId", "x")));
+        assert!(!one(ResourceKind::User, eq("displayName", "A")));
+        assert!(!one(ResourceKind::User, Predicate::Compare(attr("userName"), CompareOp::Sw, Operand::Text("a".into()))));
+        assert!(!one(ResourceKind::User, Predicate::Or(Box::new(eq("userName", "a")), Box::new(eq("userName", "b")))));
+        assert!(!one(ResourceKind::User, Predicate::Not(Box::new(eq("userName", "a")))));
+        let any = Predicate::Any(AttrRef { multi: true, ..attr("emails") }, Box::new(Predicate::Compare(email_value(), CompareOp::Eq, Operand::Text("a@b.c".into()))));
+        assert!(!one(ResourceKind::User, any));
         assert!(!SqlFilter::all().at_most_one);
     }
 
@@ -363,19 +329,21 @@ mod tests {
     fn equality_lookups_use_indexes() {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         super::super::migrate::migrate(&mut conn).unwrap();
+        let email = Predicate::Compare(email_value(), CompareOp::Eq, Operand::Text("a@b.c".into()));
+        let any_email = Predicate::Any(AttrRef { multi: true, ..attr("emails") }, Box::new(email.clone()));
         let cases = [
-            (ResourceKind::User, r#"userName eq "a@b.c""#, "users_user_name_key"),
-            (ResourceKind::User, r#"externalId eq "x""#, "users_external_id"),
-            (ResourceKind::User, r#"emails.value eq "a@b.c""#, "user_emails_value"),
-            (ResourceKind::User, r#"emails[value eq "a@b.c"]"#, "user_emails_value"),
-            (ResourceKind::User, r#"displayName eq "A""#, "users_display_name"),
-            (ResourceKind::User, r#"id eq "x""#, "sqlite_autoindex_users_1"),
-            (ResourceKind::Group, r#"displayName eq "G""#, "groups_display_name_key"),
-            (ResourceKind::Group, r#"externalId eq "x""#, "groups_external_id"),
-            (ResourceKind::Group, r#"id eq "x""#, "sqlite_autoindex_groups_1"),
+            (ResourceKind::User, eq("userName", "a@b.c"), "users_user_name_key"),
+            (ResourceKind::User, eq("externalId", "x"), "users_external_id"),
+            (ResourceKind::User, email, "user_emails_value"),
+            (ResourceKind::User, any_email, "user_emails_value"),
+            (ResourceKind::User, eq("displayName", "A"), "users_display_name"),
+            (ResourceKind::User, eq("id", "x"), "sqlite_autoindex_users_1"),
+            (ResourceKind::Group, eq("displayName", "G"), "groups_display_name_key"),
+            (ResourceKind::Group, eq("externalId", "x"), "groups_external_id"),
+            (ResourceKind::Group, eq("id", "x"), "sqlite_autoindex_groups_1"),
         ];
-        for (kind, text, index) in cases {
-            let f = compile(kind, &filter::parse(text).unwrap()).unwrap();
+        for (kind, p, index) in cases {
+            let f = compile(kind, &p).unwrap();
             let table = if kind == ResourceKind::User { "users u" } else { "groups g" };
             let sql = format!("EXPLAIN QUERY PLAN SELECT 1 FROM {table} WHERE {}", f.clause);
             let mut stmt = conn.prepare(&sql).unwrap();
@@ -385,15 +353,24 @@ mod tests {
                 .map(Result::unwrap)
                 .collect();
             let plan = plan.join(" | ");
-            assert!(plan.contains(index), "{text}: expected {index} in plan: {plan}");
-            assert!(!plan.starts_with("SCAN u") && !plan.starts_with("SCAN g") || plan.contains(index), "{text}: {plan}");
+            assert!(plan.contains(index), "{p:?}: expected {index} in plan: {plan}");
         }
     }
 
     #[test]
     fn values_are_bound_never_spliced() {
-        let f = compile(ResourceKind::User, &filter::parse(r#"userName eq "x' OR '1'='1""#).unwrap()).unwrap();
+        let f = compile(ResourceKind::User, &eq("userName", "x' OR '1'='1")).unwrap();
         assert!(!f.clause.contains("OR '1'"), "{}", f.clause);
         assert_eq!(f.params.len(), 1);
+    }
+
+    /// An attribute without a column is refused, naming the attribute, not silently dropped.
+    #[test]
+    fn attributes_without_columns_are_unsupported() {
+        let nick = AttrRef { sub: Some("display"), ..attr("members") };
+        let p = Predicate::Present(nick);
+        assert_eq!(compile(ResourceKind::User, &p).err(), Some(Unsupported(nick)));
+        let key = SortKey { attr: AttrRef { sub: Some("display"), multi: true, ..attr("groups") }, descending: false };
+        assert!(sort_order(ResourceKind::User, &key).is_err());
     }
 }
