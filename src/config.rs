@@ -36,6 +36,10 @@ pub struct RawConfig {
     pub query_timeout_ms: Option<u64>,
     /// Where `/metrics` is served; "off" disables it.
     pub metrics_listen: Option<String>,
+    /// At most this many tenants open at once (least recently used closes first).
+    pub max_open_tenants: Option<usize>,
+    /// A tenant with no request for this many seconds is closed.
+    pub tenant_idle_secs: Option<u64>,
 }
 
 impl RawConfig {
@@ -58,6 +62,8 @@ impl RawConfig {
             max_connections_per_address: self.max_connections_per_address.or(other.max_connections_per_address),
             query_timeout_ms: self.query_timeout_ms.or(other.query_timeout_ms),
             metrics_listen: self.metrics_listen.or(other.metrics_listen),
+            max_open_tenants: self.max_open_tenants.or(other.max_open_tenants),
+            tenant_idle_secs: self.tenant_idle_secs.or(other.tenant_idle_secs),
         }
     }
 
@@ -88,6 +94,8 @@ impl RawConfig {
             max_connections_per_address: parse_num("SCIMD_MAX_CONNECTIONS_PER_ADDRESS")?.map(|n| n as usize),
             query_timeout_ms: parse_num("SCIMD_QUERY_TIMEOUT_MS")?,
             metrics_listen: var("SCIMD_METRICS_LISTEN"),
+            max_open_tenants: parse_num("SCIMD_MAX_OPEN_TENANTS")?.map(|n| n as usize),
+            tenant_idle_secs: parse_num("SCIMD_TENANT_IDLE_SECS")?,
         })
     }
 
@@ -143,6 +151,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// `/metrics` listener; `None` when disabled.
     pub metrics_listen: Option<SocketAddr>,
+    /// How many tenants stay open, and for how long idle.
+    pub tenants: crate::tenant::TenantLimits,
 }
 
 /// Connection and request limits (documented with their defaults in the README; how the
@@ -247,7 +257,12 @@ impl ServeConfig {
             "off" | "" => None,
             text => Some(text.parse().map_err(|_| format!("metrics_listen must be IP:PORT or \"off\" (got '{text}')"))?),
         };
-        Ok(ServeConfig { data_dir, listen, tls, public_url: raw.public_url, kdf_iterations, max_body_bytes, limits, metrics_listen })
+        use crate::tenant::registry::{DEFAULT_MAX_OPEN_TENANTS, DEFAULT_TENANT_IDLE_SECS};
+        let tenants = crate::tenant::TenantLimits {
+            max_open: at_least_one(raw.max_open_tenants, DEFAULT_MAX_OPEN_TENANTS, "max_open_tenants")?,
+            idle: secs(raw.tenant_idle_secs, DEFAULT_TENANT_IDLE_SECS, "tenant_idle_secs")?,
+        };
+        Ok(ServeConfig { data_dir, listen, tls, public_url: raw.public_url, kdf_iterations, max_body_bytes, limits, metrics_listen, tenants })
     }
 }
 

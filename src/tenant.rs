@@ -10,11 +10,13 @@
 //! path is built, so a request can never name a file outside the data directory.
 
 pub mod keys;
+pub mod registry;
 
-use std::collections::HashMap;
+pub use registry::{TenantLimits, TenantRegistry};
+
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use log::info;
 
@@ -428,73 +430,6 @@ impl Tenant {
         }
         info!(target: "scimd::tenant", "tenant {}: reloaded {}", self.id, self.settings_path.display());
         Ok(())
-    }
-}
-
-/// Opened tenants, opened on first use and kept for the life of the process.
-pub struct TenantRegistry {
-    data: DataDir,
-    open: Mutex<HashMap<TenantId, Arc<Tenant>>>,
-    /// Held while a tenant is being opened: concurrent first requests wait for one open
-    /// (and its migration) instead of each running it.
-    opening: tokio::sync::Mutex<()>,
-}
-
-impl TenantRegistry {
-    pub fn new(data: DataDir) -> TenantRegistry {
-        TenantRegistry { data, open: Mutex::new(HashMap::new()), opening: tokio::sync::Mutex::new(()) }
-    }
-
-    pub fn data(&self) -> &DataDir {
-        &self.data
-    }
-
-    /// The tenant, if its directory exists. Opening runs on the blocking pool.
-    pub async fn get(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, StoreError> {
-        if let Some(t) = self.open.lock().map_err(|_| StoreError::Closed)?.get(id) {
-            return Ok(Some(Arc::clone(t)));
-        }
-        if !self.data.tenant_exists(id) {
-            return Ok(None);
-        }
-        let _opening = self.opening.lock().await;
-        if let Some(t) = self.open.lock().map_err(|_| StoreError::Closed)?.get(id) {
-            return Ok(Some(Arc::clone(t)));
-        }
-        let (data, tid) = (self.data.clone(), id.clone());
-        let tenant = tokio::task::spawn_blocking(move || Tenant::open(&data, &tid))
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
-        let mut open = self.open.lock().map_err(|_| StoreError::Closed)?;
-        // Another request may have opened it meanwhile; keep the first.
-        let tenant = open.entry(id.clone()).or_insert_with(|| Arc::new(tenant));
-        Ok(Some(Arc::clone(tenant)))
-    }
-
-    /// The tenants open now (none is opened to answer).
-    pub fn open_tenants(&self) -> Vec<Arc<Tenant>> {
-        let mut open: Vec<Arc<Tenant>> = self.open.lock().map(|o| o.values().cloned().collect()).unwrap_or_default();
-        open.sort_by(|a, b| a.id.0.cmp(&b.id.0));
-        open
-    }
-
-    /// Reloads every open tenant's settings (SIGHUP).
-    pub fn reload_settings(&self) {
-        let open: Vec<Arc<Tenant>> = self.open.lock().map(|o| o.values().cloned().collect()).unwrap_or_default();
-        for t in open {
-            if let Err(e) = t.reload_settings() {
-                log::error!(target: "scimd::tenant", "tenant {}: keeping the previous settings: {e}", t.id);
-            }
-        }
-    }
-
-    /// Closes every open store (writers finish their queues and checkpoint).
-    pub fn close_all(&self) {
-        if let Ok(mut open) = self.open.lock() {
-            for (_, t) in open.drain() {
-                t.store.close();
-            }
-        }
     }
 }
 

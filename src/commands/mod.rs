@@ -238,7 +238,7 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
     };
     let state = Arc::new(AppState {
         metrics: Arc::new(crate::http::metrics::Metrics::default()),
-        tenants: TenantRegistry::new(DataDir::new(&config.data_dir)),
+        tenants: TenantRegistry::with_limits(DataDir::new(&config.data_dir), config.tenants),
         auth: AuthState::new(config.kdf_iterations),
         clock,
         max_body_bytes: config.max_body_bytes,
@@ -339,6 +339,7 @@ async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> 
         kdf_iterations: password::DEFAULT_ITERATIONS,
         max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
         limits: crate::config::Limits::default(),
+        tenants: crate::tenant::TenantLimits::default(),
         // Beside the API: a free port when the API took one, else the usual 9464.
         metrics_listen: Some(match metrics_listen {
             Some(m) => m.parse().map_err(|_| format!("--metrics-listen must be IP:PORT (got '{m}')"))?,

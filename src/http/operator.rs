@@ -1,10 +1,12 @@
 //! The operator listener (loopback by default, plain HTTP): `/metrics` in the Prometheus
-//! text format — the counters of `metrics.rs` and, read at scrape time, users, active
-//! users and groups per tenant and the seconds left on every live bearer token — and the
-//! operator's `/healthz` with per-tenant detail.
+//! text format — the counters of `metrics.rs`, the tenant lifecycle and, read at scrape
+//! time from the tenants open now (a scrape never opens one), users, active users and
+//! groups per tenant and the seconds left on every live bearer token — and the operator's
+//! `/healthz` with per-tenant detail.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http_body_util::Full;
@@ -23,8 +25,8 @@ pub async fn render(state: &AppState) -> String {
     let now = (state.clock)();
     let mut gauges = String::new();
     let mut tokens = String::new();
-    for id in state.tenants.data().list_tenants().unwrap_or_default() {
-        let Ok(Some(tenant)) = state.tenants.get(&id).await else { continue };
+    for tenant in state.tenants.open_tenants() {
+        let id = &tenant.id;
         if let Ok(sizes) = crate::scim::activity::sizes(&tenant).await {
             let t = super::metrics::escape(id.as_str());
             let _ = writeln!(gauges, "scimd_tenant_users{{tenant=\"{t}\"}} {}", sizes.users);
@@ -38,7 +40,18 @@ pub async fn render(state: &AppState) -> String {
             }
         }
     }
-    let _ = writeln!(out, "# HELP scimd_tenant_users Users per tenant (not soft-deleted); scimd_tenant_active_users and scimd_tenant_groups likewise.");
+    let counts = &state.tenants.counts;
+    let _ = writeln!(out, "# HELP scimd_open_tenants Tenants open now (at most max_open_tenants).");
+    let _ = writeln!(out, "# TYPE scimd_open_tenants gauge");
+    let _ = writeln!(out, "scimd_open_tenants {}", state.tenants.open_count());
+    let _ = writeln!(out, "# HELP scimd_tenant_opens_total Tenants opened (first use, or use after a close).");
+    let _ = writeln!(out, "# TYPE scimd_tenant_opens_total counter");
+    let _ = writeln!(out, "scimd_tenant_opens_total {}", counts.opened.load(Ordering::Relaxed));
+    let _ = writeln!(out, "# HELP scimd_tenant_closes_total Tenants closed: idle for tenant_idle_secs, or evicted (least recently used) to stay within max_open_tenants.");
+    let _ = writeln!(out, "# TYPE scimd_tenant_closes_total counter");
+    let _ = writeln!(out, "scimd_tenant_closes_total{{reason=\"idle\"}} {}", counts.closed_idle.load(Ordering::Relaxed));
+    let _ = writeln!(out, "scimd_tenant_closes_total{{reason=\"evicted\"}} {}", counts.closed_evicted.load(Ordering::Relaxed));
+    let _ = writeln!(out, "# HELP scimd_tenant_users Users per open tenant (not soft-deleted); scimd_tenant_active_users and scimd_tenant_groups likewise.");
     let _ = writeln!(out, "# TYPE scimd_tenant_users gauge");
     let _ = writeln!(out, "# TYPE scimd_tenant_active_users gauge");
     let _ = writeln!(out, "# TYPE scimd_tenant_groups gauge");

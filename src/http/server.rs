@@ -292,6 +292,17 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
             }
         })
     };
+    let sweeper = {
+        let state = Arc::clone(&state);
+        // A tenant closes within a quarter of its idle time of going idle.
+        let every = (state.tenants.limits().idle / 4).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(30));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                state.tenants.close_idle(std::time::Instant::now());
+            }
+        })
+    };
     let reloader = {
         let state = Arc::clone(&state);
         let cert = cert.clone();
@@ -398,6 +409,7 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
         }
         drop(listener);
         monitor.abort();
+        sweeper.abort();
         reloader.abort();
         cert_watch.abort();
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {

@@ -149,6 +149,7 @@ impl TestServer {
             kdf_iterations: TEST_KDF_ITERATIONS,
             max_body_bytes: 64 * 1024,
             limits: scimd::config::Limits::default(),
+            tenants: scimd::tenant::TenantLimits::default(),
             metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         };
         tweak(&mut config);

@@ -1,0 +1,369 @@
+//! The open tenants. A tenant opens on first use (its database, writer thread and read
+//! connections) and closes again when it has been idle for `idle`, or when opening another
+//! would pass `max_open` (the least recently used goes first), so threads and file
+//! descriptors grow with the bound, never with the number of tenants on disk.
+//!
+//! Closing never cuts a request short: a closing tenant leaves the table at once (new
+//! requests no longer find it), then waits until no request holds it, then its writer
+//! finishes the queued writes, checkpoints and stops. A request for a tenant that is still
+//! closing waits for the close to finish before opening it again, so two writers never
+//! share one database.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use tokio::sync::watch;
+
+use super::{DataDir, Tenant, TenantId};
+use crate::store::StoreError;
+
+/// At most this many tenants open at once, unless `serve` sets another (`max_open_tenants`).
+pub const DEFAULT_MAX_OPEN_TENANTS: usize = 256;
+/// A tenant with no request for this long is closed, unless `serve` sets another
+/// (`tenant_idle_secs`). Okta and Entra each sync about every 40 minutes, so an idle
+/// tenant would otherwise hold its thread and files for most of the day.
+pub const DEFAULT_TENANT_IDLE_SECS: u64 = 300;
+/// File descriptors one open tenant may hold: the writer's database, WAL and shared-memory
+/// files, and as many again for each pooled read connection (one per concurrent read or
+/// scan; the scans are bounded by the cores). The start-up budget counts this many.
+pub const FDS_PER_OPEN_TENANT: usize = 12;
+
+/// How many tenants may be open, and for how long idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantLimits {
+    pub max_open: usize,
+    pub idle: Duration,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        TenantLimits { max_open: DEFAULT_MAX_OPEN_TENANTS, idle: Duration::from_secs(DEFAULT_TENANT_IDLE_SECS) }
+    }
+}
+
+/// Why a tenant was closed (a label of `scimd_tenant_closes_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    Idle,
+    Evicted,
+    Shutdown,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Idle => "idle",
+            CloseReason::Evicted => "evicted",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Counts for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LifecycleCounts {
+    pub opened: AtomicU64,
+    pub closed_idle: AtomicU64,
+    pub closed_evicted: AtomicU64,
+}
+
+impl LifecycleCounts {
+    fn closed(&self, reason: CloseReason) {
+        match reason {
+            CloseReason::Idle => self.closed_idle.fetch_add(1, Ordering::Relaxed),
+            CloseReason::Evicted => self.closed_evicted.fetch_add(1, Ordering::Relaxed),
+            CloseReason::Shutdown => 0,
+        };
+    }
+}
+
+struct Entry {
+    tenant: Arc<Tenant>,
+    last_used: Instant,
+}
+
+/// Tenants taken out of the table whose close has not finished; the receiver turns true
+/// when it has.
+type Closing = Arc<Mutex<HashMap<TenantId, watch::Receiver<bool>>>>;
+
+pub struct TenantRegistry {
+    data: DataDir,
+    limits: TenantLimits,
+    open: Mutex<HashMap<TenantId, Entry>>,
+    closing: Closing,
+    /// Held while a tenant is being opened: concurrent first requests wait for one open
+    /// (and its migration) instead of each running it.
+    opening: tokio::sync::Mutex<()>,
+    pub counts: Arc<LifecycleCounts>,
+}
+
+impl TenantRegistry {
+    pub fn new(data: DataDir) -> TenantRegistry {
+        TenantRegistry::with_limits(data, TenantLimits::default())
+    }
+
+    pub fn with_limits(data: DataDir, limits: TenantLimits) -> TenantRegistry {
+        TenantRegistry {
+            data,
+            limits: TenantLimits { max_open: limits.max_open.max(1), idle: limits.idle },
+            open: Mutex::new(HashMap::new()),
+            closing: Arc::new(Mutex::new(HashMap::new())),
+            opening: tokio::sync::Mutex::new(()),
+            counts: Arc::new(LifecycleCounts::default()),
+        }
+    }
+
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    pub fn limits(&self) -> TenantLimits {
+        self.limits
+    }
+
+    /// The open tenant, marked as used now.
+    fn lookup(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, StoreError> {
+        let mut open = self.open.lock().map_err(|_| StoreError::Closed)?;
+        Ok(open.get_mut(id).map(|e| {
+            e.last_used = Instant::now();
+            Arc::clone(&e.tenant)
+        }))
+    }
+
+    fn closing_of(&self, id: &TenantId) -> Option<watch::Receiver<bool>> {
+        self.closing.lock().ok().and_then(|c| c.get(id).cloned())
+    }
+
+    /// The tenant, if its directory exists, opening it if it is not open (on the blocking
+    /// pool) and closing the least recently used one first when the bound is reached.
+    pub async fn get(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, StoreError> {
+        loop {
+            if let Some(t) = self.lookup(id)? {
+                return Ok(Some(t));
+            }
+            if !self.data.tenant_exists(id) {
+                return Ok(None);
+            }
+            if let Some(mut done) = self.closing_of(id) {
+                let _ = done.wait_for(|d| *d).await;
+                continue;
+            }
+            let _opening = self.opening.lock().await;
+            if let Some(t) = self.lookup(id)? {
+                return Ok(Some(t));
+            }
+            // It may have been closing since the check above (closes start outside this
+            // lock: the idle sweep); go round and wait for it.
+            if self.closing_of(id).is_some() {
+                continue;
+            }
+            self.evict_down_to(self.limits.max_open - 1);
+            let (data, tid) = (self.data.clone(), id.clone());
+            let started = Instant::now();
+            let tenant = tokio::task::spawn_blocking(move || Tenant::open(&data, &tid))
+                .await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+            let tenant = Arc::new(tenant);
+            let now_open = {
+                let mut open = self.open.lock().map_err(|_| StoreError::Closed)?;
+                open.insert(id.clone(), Entry { tenant: Arc::clone(&tenant), last_used: Instant::now() });
+                open.len()
+            };
+            self.counts.opened.fetch_add(1, Ordering::Relaxed);
+            debug!(target: "scimd::tenant", "tenant {id}: opened in {} ms ({now_open} open)", started.elapsed().as_millis());
+            return Ok(Some(tenant));
+        }
+    }
+
+    /// Closes the least recently used tenants until at most `keep` are open.
+    fn evict_down_to(&self, keep: usize) {
+        let victims: Vec<(TenantId, Arc<Tenant>)> = match self.open.lock() {
+            Ok(mut open) => {
+                let mut victims = Vec::new();
+                while open.len() > keep {
+                    let Some(oldest) = open.iter().min_by_key(|(_, e)| e.last_used).map(|(id, _)| id.clone()) else { break };
+                    if let Some(e) = open.remove(&oldest) {
+                        victims.push((oldest, e.tenant));
+                    }
+                }
+                victims
+            }
+            Err(_) => Vec::new(),
+        };
+        for (id, tenant) in victims {
+            self.start_close(id, tenant, CloseReason::Evicted);
+        }
+    }
+
+    /// Closes every tenant that has had no request for `limits.idle` as of `now`.
+    pub fn close_idle(&self, now: Instant) {
+        let idle = self.limits.idle;
+        let victims: Vec<(TenantId, Arc<Tenant>)> = match self.open.lock() {
+            Ok(mut open) => {
+                let stale: Vec<TenantId> =
+                    open.iter().filter(|(_, e)| now.saturating_duration_since(e.last_used) >= idle).map(|(id, _)| id.clone()).collect();
+                stale.into_iter().filter_map(|id| open.remove(&id).map(|e| (id, e.tenant))).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for (id, tenant) in victims {
+            self.start_close(id, tenant, CloseReason::Idle);
+        }
+    }
+
+    /// Runs the close of a tenant already taken out of the table, in the background.
+    fn start_close(&self, id: TenantId, tenant: Arc<Tenant>, reason: CloseReason) {
+        let (done_tx, done_rx) = watch::channel(false);
+        if let Ok(mut closing) = self.closing.lock() {
+            closing.insert(id.clone(), done_rx);
+        }
+        let closing = Arc::clone(&self.closing);
+        let counts = Arc::clone(&self.counts);
+        tokio::spawn(async move {
+            // Requests in flight hold the tenant; none can pick it up any more.
+            let started = Instant::now();
+            let mut warned = false;
+            while Arc::strong_count(&tenant) > 1 {
+                if !warned && started.elapsed() > Duration::from_secs(30) {
+                    warn!(target: "scimd::tenant", "tenant {id}: still in use 30 s after it began closing ({})", reason.as_str());
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let _ = tokio::task::spawn_blocking(move || {
+                tenant.store.close();
+                drop(tenant);
+            })
+            .await;
+            if let Ok(mut c) = closing.lock() {
+                c.remove(&id);
+            }
+            let _ = done_tx.send(true);
+            counts.closed(reason);
+            debug!(target: "scimd::tenant", "tenant {id}: closed ({}) after {} ms", reason.as_str(), started.elapsed().as_millis());
+        });
+    }
+
+    /// How many tenants are open now.
+    pub fn open_count(&self) -> usize {
+        self.open.lock().map(|o| o.len()).unwrap_or(0)
+    }
+
+    /// The tenants open now (none is opened to answer).
+    pub fn open_tenants(&self) -> Vec<Arc<Tenant>> {
+        let mut open: Vec<Arc<Tenant>> = self.open.lock().map(|o| o.values().map(|e| Arc::clone(&e.tenant)).collect()).unwrap_or_default();
+        open.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        open
+    }
+
+    /// Reloads every open tenant's settings (SIGHUP); the others read theirs when they open.
+    pub fn reload_settings(&self) {
+        for t in self.open_tenants() {
+            if let Err(e) = t.reload_settings() {
+                log::error!(target: "scimd::tenant", "tenant {}: keeping the previous settings: {e}", t.id);
+            }
+        }
+    }
+
+    /// Closes every open store (writers finish their queues and checkpoint) and waits for
+    /// the closes already under way. Blocking: run off the async runtime, after the
+    /// listeners have stopped.
+    pub fn close_all(&self) {
+        let open: Vec<Entry> = self.open.lock().map(|mut o| o.drain().map(|(_, e)| e).collect()).unwrap_or_default();
+        for e in open {
+            e.tenant.store.close();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.closing.lock().map(|c| !c.is_empty()).unwrap_or(false) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::events;
+
+    fn data_with(tenants: &[&str]) -> (std::path::PathBuf, DataDir) {
+        let root = std::env::temp_dir().join(format!("scimd-registry-{}-{}", std::process::id(), tenants.join("-")));
+        let _ = std::fs::remove_dir_all(&root);
+        let data = DataDir::new(&root);
+        for t in tenants {
+            data.create_tenant(&TenantId::parse(t).unwrap()).unwrap();
+        }
+        (root, data)
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn writer_threads(tenant: &str) -> usize {
+        // Linux keeps 15 bytes of a thread's name: "scimd-writer-" and two of the id.
+        let name = format!("scimd-writer-{tenant}");
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| name.starts_with(comm.trim()))
+            .count()
+    }
+
+    /// Past the bound the least recently used tenant closes (its writer thread ends), a
+    /// request that still holds it finishes first, and it opens again with its data.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_least_recently_used_tenant_closes_after_its_requests() {
+        let (root, data) = data_with(&["q7", "q8", "q9"]);
+        let reg = TenantRegistry::with_limits(data, TenantLimits { max_open: 2, idle: Duration::from_secs(3600) });
+        let id = |s: &str| TenantId::parse(s).unwrap();
+        let a = reg.get(&id("q7")).await.unwrap().unwrap();
+        reg.get(&id("q8")).await.unwrap().unwrap();
+        assert_eq!(writer_threads("q7"), 1);
+        reg.get(&id("q9")).await.unwrap().unwrap();
+        assert_eq!(reg.open_count(), 2, "the bound holds");
+        // `a` was evicted, but this request still holds it: its write must land.
+        a.store
+            .write(|db| events::record(db, "2026-01-01T00:00:00.000Z", "test", events::Action::Create, "User", "u1", &serde_json::json!({})))
+            .await
+            .unwrap();
+        drop(a);
+        until("the evicted tenant to close", || reg.counts.closed_evicted.load(Ordering::Relaxed) == 1).await;
+        assert_eq!(writer_threads("q7"), 0, "its writer thread ended");
+        let a = reg.get(&id("q7")).await.unwrap().unwrap();
+        let q = events::EventQuery { after: 0, limit: 10, resource_id: Some("u1".into()), since: None };
+        assert_eq!(a.store.read(move |db| events::list(db, &q)).await.unwrap().len(), 1, "the write survived");
+        assert_eq!(reg.open_count(), 2);
+        assert_eq!(reg.counts.opened.load(Ordering::Relaxed), 4);
+        drop(a);
+        reg.close_all();
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    /// A tenant unused for `idle` closes; one used since stays open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_tenants_close() {
+        let (root, data) = data_with(&["z5", "z6"]);
+        let idle = Duration::from_secs(60);
+        let reg = TenantRegistry::with_limits(data, TenantLimits { max_open: 8, idle });
+        let id = |s: &str| TenantId::parse(s).unwrap();
+        reg.get(&id("z5")).await.unwrap();
+        reg.get(&id("z6")).await.unwrap();
+        let b_used = Instant::now();
+        reg.close_idle(b_used + Duration::from_secs(1));
+        assert_eq!(reg.open_count(), 2, "nothing is idle yet");
+        reg.get(&id("z5")).await.unwrap();
+        reg.close_idle(b_used + idle);
+        assert_eq!(reg.open_tenants().iter().map(|t| t.id.to_string()).collect::<Vec<_>>(), ["z5"]);
+        until("the idle tenant to close", || reg.counts.closed_idle.load(Ordering::Relaxed) == 1).await;
+        assert_eq!(writer_threads("z6"), 0);
+        reg.close_all();
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
