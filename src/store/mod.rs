@@ -303,7 +303,18 @@ type WriteJob = Box<dyn FnOnce(&Db<'_>) -> (bool, Finisher) + Send>;
 
 /// Writes waiting longer than this many are split into the next batch.
 const MAX_BATCH: usize = 256;
-const READ_POOL_IDLE: usize = 8;
+/// Read connections a tenant keeps open between reads. More are never in use at once than
+/// there are async workers (inline reads) plus scans, both the number of cores.
+fn read_pool_idle() -> usize {
+    (2 * concurrent_scans()).min(8)
+}
+
+/// File descriptors one open tenant holds at most: its shared-memory file, and the database
+/// and WAL files of the writer's and each pooled read connection (a read beyond the pool
+/// opens one more for its duration; those are bounded by the cores, not the tenants).
+pub fn fds_per_open_tenant() -> usize {
+    1 + 2 * (1 + read_pool_idle())
+}
 
 /// How many scans of one tenant run at once: one per core, at least two.
 fn concurrent_scans() -> usize {
@@ -583,7 +594,7 @@ fn with_reader<T>(
         Err(e) => Err(e.into()),
     };
     if let Ok(mut p) = pool.lock() {
-        if p.len() < READ_POOL_IDLE {
+        if p.len() < read_pool_idle() {
             p.push(conn);
         }
     }

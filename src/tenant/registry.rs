@@ -26,10 +26,6 @@ pub const DEFAULT_MAX_OPEN_TENANTS: usize = 256;
 /// (`tenant_idle_secs`). Okta and Entra each sync about every 40 minutes, so an idle
 /// tenant would otherwise hold its thread and files for most of the day.
 pub const DEFAULT_TENANT_IDLE_SECS: u64 = 300;
-/// File descriptors one open tenant may hold: the writer's database, WAL and shared-memory
-/// files, and as many again for each pooled read connection (one per concurrent read or
-/// scan; the scans are bounded by the cores). The start-up budget counts this many.
-pub const FDS_PER_OPEN_TENANT: usize = 12;
 
 /// How many tenants may be open, and for how long idle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

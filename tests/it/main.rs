@@ -26,6 +26,7 @@ mod operator;
 mod packaging;
 mod protocol;
 mod semantics;
+mod tenants;
 mod tidy;
 mod tokens;
 mod users;

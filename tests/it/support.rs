@@ -275,9 +275,23 @@ impl ServeBinary {
 
     /// Like `start`, with extra `SCIMD_*` settings in the child's environment.
     pub async fn start_with_env(data: &Path, cert: &Path, key: &Path, log_dir: &Path, rust_log: &str, env: &[(&str, &str)]) -> ServeBinary {
+        Self::start_limited(data, cert, key, log_dir, rust_log, env, None).await
+    }
+
+    /// Like `start_with_env`, with the child's open-file limit (soft and hard) at `nofile`.
+    pub async fn start_limited(data: &Path, cert: &Path, key: &Path, log_dir: &Path, rust_log: &str, env: &[(&str, &str)], nofile: Option<u64>) -> ServeBinary {
+        use std::os::unix::process::CommandExt;
         use std::process::{Command, Stdio};
         let log_path = log_dir.join(format!("serve-{}.log", std::process::id()));
-        let child = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scimd"));
+        if let Some(n) = nofile {
+            let limit = libc::rlimit { rlim_cur: n as libc::rlim_t, rlim_max: n as libc::rlim_t };
+            // SAFETY: setrlimit is async-signal-safe; it only changes the child's own limit.
+            unsafe {
+                command.pre_exec(move || if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
+            }
+        }
+        let child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .arg("--cert")

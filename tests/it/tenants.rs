@@ -1,0 +1,137 @@
+//! Many tenants on one server: the real binary with a hard open-file limit far below what
+//! one open tenant each would need, touched in random order. Every request must succeed,
+//! writes must survive their tenant's close and reopen, and threads and descriptors must
+//! stay within what the open bound allows (the scaled-down run of the 10,000-tenant
+//! benchmark in `benches/`).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scimd::store::Store;
+use scimd::tenant::{DataDir, TenantId};
+use serde_json::json;
+
+use crate::support::*;
+
+const TENANTS: usize = 500;
+const OPEN_BOUND: usize = 16;
+const NOFILE: u64 = 256;
+const CLIENTS: usize = 8;
+
+fn tenant(n: usize) -> String {
+    format!("t{n:03}")
+}
+
+/// A fixed shuffle (no rand crate): the order a client visits the tenants in.
+fn order(seed: u64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..TENANTS).collect();
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    for i in (1..v.len()).rev() {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        v.swap(i, (x >> 33) as usize % (i + 1));
+    }
+    v
+}
+
+fn proc_count(pid: u32, what: &str) -> usize {
+    match what {
+        "fds" => std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0),
+        _ => std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim().parse().unwrap_or(0))))
+            .unwrap_or(0),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_hundred_tenants_within_256_open_files() {
+    let dir = TempDir::new("many");
+    let data = DataDir::new(dir.path().join("data"));
+    for n in 0..TENANTS {
+        let id = TenantId::parse(&tenant(n)).unwrap();
+        data.create_tenant(&id).unwrap();
+        std::fs::write(data.settings_file(&id), "require_username_is_email = false\n").unwrap();
+        let store = Store::open(&data.database(&id)).unwrap();
+        scimd::commands::add_admin(&store, ADMIN, PASSWORD, TEST_KDF_ITERATIONS).await.unwrap();
+        store.close();
+    }
+    let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
+    let bound = OPEN_BOUND.to_string();
+    let env = [("SCIMD_MAX_OPEN_TENANTS", bound.as_str()), ("SCIMD_MAX_CONNECTIONS", "16")];
+    let server = ServeBinary::start_limited(data.root(), &certs.server_cert, &certs.server_key, dir.path(), "scimd=info,scimd::http::access=warn", &env, Some(NOFILE)).await;
+    server.wait_for_log("metrics on http://").await;
+    let metrics_addr: std::net::SocketAddr =
+        server.log().split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
+    let pid = server.child.id();
+
+    // Threads and descriptors, sampled while the clients run.
+    let running = Arc::new(AtomicBool::new(true));
+    let (max_fds, max_threads) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let sampler = {
+        let (running, max_fds, max_threads) = (Arc::clone(&running), Arc::clone(&max_fds), Arc::clone(&max_threads));
+        tokio::spawn(async move {
+            while running.load(Ordering::Relaxed) {
+                max_fds.fetch_max(proc_count(pid, "fds"), Ordering::Relaxed);
+                max_threads.fetch_max(proc_count(pid, "threads"), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    // Pass 1 creates one user in every tenant; pass 2 finds them. With 16 open of 500,
+    // every tenant was closed in between, so each find reads a reopened database.
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let (addr, ca) = (server.addr, certs.ca_cert.clone());
+        clients.push(tokio::spawn(async move {
+            let (mut conn, _) = connect(addr, &[&ca]).await;
+            let mut failures = Vec::new();
+            let mine: Vec<usize> = order(c as u64).into_iter().filter(|n| n % CLIENTS == c).collect();
+            for &n in &mine {
+                let t = tenant(n);
+                let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("user-of-{t}")});
+                let (status, _) = send(&mut conn, "POST", &format!("/t/{t}/scim/v2/Users"), Some(body)).await;
+                if status != 201 {
+                    failures.push(format!("POST in {t}: {status}"));
+                }
+            }
+            // Every client visits every tenant here, each in its own order, so requests meet
+            // tenants that another client's request is opening or closing.
+            for n in order(100 + c as u64).into_iter().step_by(2) {
+                let t = tenant(n);
+                let path = format!("/t/{t}/scim/v2/Users?filter=userName%20eq%20%22user-of-{t}%22");
+                let (status, body) = send(&mut conn, "GET", &path, None).await;
+                if status != 200 || body["totalResults"] != 1 {
+                    failures.push(format!("GET in {t}: {status} {body}"));
+                }
+            }
+            failures
+        }));
+    }
+    let mut failures = Vec::new();
+    for c in clients {
+        failures.extend(c.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    running.store(false, Ordering::Relaxed);
+    sampler.await.unwrap();
+    assert!(failures.is_empty(), "{} of {} requests failed, e.g. {:?}\n{}", failures.len(), TENANTS + CLIENTS * TENANTS / 2, &failures[..failures.len().min(5)], server.log());
+
+    let (_, metrics) = crate::metrics::scrape(metrics_addr, "/metrics").await;
+    let value = |name: &str| -> f64 {
+        metrics.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok())).unwrap_or_else(|| panic!("{name} not in {metrics}"))
+    };
+    assert!(value("scimd_open_tenants ") <= OPEN_BOUND as f64);
+    assert!(value("scimd_tenant_opens_total ") >= (TENANTS + TENANTS / 2) as f64, "tenants opened again in the second pass");
+    assert!(value("scimd_tenant_closes_total{reason=\"evicted\"} ") >= (TENANTS + TENANTS / 2 - OPEN_BOUND) as f64);
+    let (fds, threads) = (max_fds.load(Ordering::Relaxed), max_threads.load(Ordering::Relaxed));
+    // The writer threads are the open bound; the rest are tokio's workers and blocking pool.
+    assert!(threads < 64 + OPEN_BOUND, "{threads} threads");
+    // Connections, the open tenants' files, and a margin for listeners, logs and the reads
+    // running beyond a pool: well under the limit, and independent of the 500.
+    let budget = 16 + OPEN_BOUND * scimd::store::fds_per_open_tenant() + 48;
+    assert!(fds <= budget, "{fds} descriptors, more than {budget}");
+    eprintln!("{} requests over {TENANTS} tenants (open bound {OPEN_BOUND}) in {elapsed:?}; at most {threads} threads, {fds} descriptors", TENANTS + CLIENTS * TENANTS / 2);
+}
