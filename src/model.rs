@@ -39,8 +39,7 @@ pub struct Candidate {
     pub user_name: String,
     pub email: Option<String>,
     pub active: bool,
-    /// `basic` or `idp`.
-    pub auth_type: String,
+    pub auth_type: AuthType,
 }
 
 // ---- The typed domain: the closed value sets schema.sql's CHECKs allow. ----
@@ -68,8 +67,9 @@ macro_rules! text_enum {
         }
 
         impl std::fmt::Display for $name {
+            // `pad`, not `write_str`: a table's `{:<14}` lines up a value as it did a String.
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 
