@@ -7,6 +7,7 @@ use std::fmt;
 use crate::auth::token::TokenError;
 use crate::ops::maintenance::MaintenanceError;
 use crate::store::StoreError;
+use crate::tenant::keys::KeyError;
 use crate::tenant::TenantId;
 
 #[derive(Debug)]
@@ -65,6 +66,12 @@ impl From<MaintenanceError> for CommandError {
         CommandError::Maintenance(e)
     }
 }
+/// A signing-key failure is a token failure: the key exists to sign tokens.
+impl From<KeyError> for CommandError {
+    fn from(e: KeyError) -> Self {
+        CommandError::Token(TokenError::Key(e))
+    }
+}
 impl From<std::io::Error> for CommandError {
     fn from(e: std::io::Error) -> Self {
         CommandError::Io(e)
@@ -94,6 +101,7 @@ mod tests {
             (CommandError::NoSuchTenant(TenantId::parse("acme").unwrap()), "tenant acme does not exist"),
             (CommandError::from(StoreError::NotFound("user x".into())), "not found: user x"),
             (CommandError::from(MaintenanceError::NewerSchema(9)), "the backup is of schema version 9, newer than this scimd"),
+            (CommandError::from(KeyError::NotPem), "not a PKCS#8 PEM private key"),
         ];
         for (e, text) in cases {
             assert_eq!(e.to_string(), text);
