@@ -11,7 +11,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::RawConfig;
-use crate::model::License;
+use crate::model::{AuthMode, License};
 
 /// Every help text is laid out as a manual page: NAME, SYNOPSIS, then the description
 /// (`after_long_help`, shown by `--help` and rendered into the man page) and the options.
@@ -394,7 +394,7 @@ pub struct SanitizeArgs {
     pub on: TenantArg,
     /// How users sign in: basic, idp or multi
     #[arg(long, value_name = "MODE", default_value = "multi", value_parser = auth_mode)]
-    pub auth_mode: String,
+    pub auth_mode: AuthMode,
     /// Rename the users that need it (without: only report)
     #[arg(long)]
     pub apply: bool,
@@ -414,11 +414,8 @@ where
     PossibleValuesParser::new(all.iter().map(|v| PossibleValue::new(text(*v)))).try_map(|value| value.parse::<T>())
 }
 
-fn auth_mode(text: &str) -> Result<String, String> {
-    match text {
-        "basic" | "idp" | "multi" => Ok(text.to_string()),
-        _ => Err("--auth-mode is basic, idp or multi".into()),
-    }
+fn auth_mode(text: &str) -> Result<AuthMode, String> {
+    text.parse().map_err(|_| "--auth-mode is basic, idp or multi".to_string())
 }
 
 #[derive(Debug, Args)]

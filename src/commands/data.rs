@@ -193,8 +193,7 @@ pub async fn import(data: &DataDir, tenant: &str, file: &Path, as_json: bool) ->
     Ok(())
 }
 
-pub async fn sanitize(data: &DataDir, tenant: &str, mode: &str, apply: bool, as_json: bool) -> Result<(), CommandError> {
-    let mode = sanitize::AuthMode::parse(mode).ok_or("--auth-mode is basic, idp or multi")?;
+pub async fn sanitize(data: &DataDir, tenant: &str, mode: sanitize::AuthMode, apply: bool, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let now = UtcMillis::now().to_rfc3339();
     let report = tenant

@@ -98,7 +98,7 @@ pub fn run(command: Option<Command>) -> Result<(), CommandError> {
         }
         Command::Import(args) => runtime()?.block_on(data::import(&data_dir(&args.on.place)?, &args.on.tenant, &args.file, args.json)),
         Command::Sanitize(args) => {
-            runtime()?.block_on(data::sanitize(&data_dir(&args.on.place)?, &args.on.tenant, &args.auth_mode, args.apply, args.json))
+            runtime()?.block_on(data::sanitize(&data_dir(&args.on.place)?, &args.on.tenant, args.auth_mode, args.apply, args.json))
         }
         Command::Backup(args) => data::backup(&data_dir(&args.on.place)?, &args.on.tenant, &args.out),
         Command::Restore(args) => data::restore(&data_dir(&args.on.place)?, &args.on.tenant, &args.from, args.yes),

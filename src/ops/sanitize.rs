@@ -6,28 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthMode {
-    /// Local Basic-auth logins only: every active user is checked.
-    Basic,
-    /// IdP logins only.
-    Idp,
-    /// Both: only users who sign in through the IdP are checked.
-    Multi,
-}
-
-impl AuthMode {
-    pub fn parse(s: &str) -> Option<AuthMode> {
-        match s {
-            "basic" => Some(AuthMode::Basic),
-            "idp" => Some(AuthMode::Idp),
-            "multi" => Some(AuthMode::Multi),
-            _ => None,
-        }
-    }
-}
-
-pub use crate::model::Candidate;
+pub use crate::model::{AuthMode, Candidate};
 use crate::model::AuthType;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
