@@ -7,9 +7,11 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::RawConfig;
+use crate::model::{AuthMode, License};
 
 /// Every help text is laid out as a manual page: NAME, SYNOPSIS, then the description
 /// (`after_long_help`, shown by `--help` and rendered into the man page) and the options.
@@ -256,8 +258,8 @@ pub enum UserCommand {
         on: TenantArg,
         #[arg(long, value_name = "NAME")]
         username: String,
-        #[arg(long, value_parser = ["creator", "creator_float", "none"])]
-        license: String,
+        #[arg(long, value_parser = one_of(License::ALL, License::as_str))]
+        license: License,
     },
     /// Activate a user
     Activate {
@@ -392,7 +394,7 @@ pub struct SanitizeArgs {
     pub on: TenantArg,
     /// How users sign in: basic, idp or multi
     #[arg(long, value_name = "MODE", default_value = "multi", value_parser = auth_mode)]
-    pub auth_mode: String,
+    pub auth_mode: AuthMode,
     /// Rename the users that need it (without: only report)
     #[arg(long)]
     pub apply: bool,
@@ -401,11 +403,19 @@ pub struct SanitizeArgs {
     pub json: bool,
 }
 
-fn auth_mode(text: &str) -> Result<String, String> {
-    match text {
-        "basic" | "idp" | "multi" => Ok(text.to_string()),
-        _ => Err("--auth-mode is basic, idp or multi".into()),
-    }
+/// A flag that takes one of a domain enum's values (`model`), spelt as they are stored:
+/// clap lists them in the help and refuses any other, as a list of strings did, and the
+/// command gets the enum.
+fn one_of<T>(all: &'static [T], text: fn(T) -> &'static str) -> impl TypedValueParser<Value = T>
+where
+    T: Copy + std::str::FromStr + Send + Sync + 'static,
+    T::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    PossibleValuesParser::new(all.iter().map(|v| PossibleValue::new(text(*v)))).try_map(|value| value.parse::<T>())
+}
+
+fn auth_mode(text: &str) -> Result<AuthMode, String> {
+    text.parse().map_err(|_| "--auth-mode is basic, idp or multi".to_string())
 }
 
 #[derive(Debug, Args)]
@@ -537,6 +547,21 @@ mod tests {
             let e = parse_line(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}: {e}");
         }
+    }
+
+    /// `--license` hands over the enum, takes exactly its stored spellings and lists them.
+    #[test]
+    fn license_flag_takes_the_domain_values() {
+        for license in License::ALL {
+            let line = format!("user set-license --tenant a --username u --license {license}");
+            let parsed = parse_line(&line).unwrap().command;
+            assert!(matches!(parsed, Some(Command::User(UserCommand::SetLicense { license: got, .. })) if got == *license), "{line}");
+        }
+        let e = parse_line("user set-license --tenant a --username u --license Creator").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("[possible values: creator, creator_float, none]"), "{e}");
+        let help = parse_line("user set-license --help").unwrap_err().to_string();
+        assert!(help.contains("[possible values: creator, creator_float, none]"), "{help}");
     }
 
     /// A flag named like a setting says which variable stands in for it, so the help

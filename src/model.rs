@@ -41,8 +41,7 @@ pub struct Candidate {
     pub user_name: String,
     pub email: Option<String>,
     pub active: bool,
-    /// `basic` or `idp`.
-    pub auth_type: String,
+    pub auth_type: AuthType,
 }
 
 // ---- The typed domain: the closed value sets schema.sql's CHECKs allow. ----
@@ -50,9 +49,10 @@ pub struct Candidate {
 // beside the type, so every layer shares one spelling; a stored value outside the set
 // (only possible if the file was edited by hand) is a FromSql error, never a panic.
 
-/// Defines a string-backed enum with `as_str`, `FromStr`, `Display`, serde and rusqlite.
+/// Defines a string-backed enum with `as_str`, `FromStr`, `Display`, serde and rusqlite
+/// (`plain`: without rusqlite, for a value set that is never stored).
 macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+    (plain $(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
@@ -70,8 +70,9 @@ macro_rules! text_enum {
         }
 
         impl std::fmt::Display for $name {
+            // `pad`, not `write_str`: a table's `{:<14}` lines up a value as it did a String.
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 
@@ -84,6 +85,9 @@ macro_rules! text_enum {
                 }
             }
         }
+    };
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        text_enum!(plain $(#[$doc])* $name { $($(#[$vdoc])* $variant => $text),+ });
 
         impl rusqlite::types::ToSql for $name {
             fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -145,6 +149,20 @@ text_enum! {
 text_enum! {
     /// Where a group membership came from (`group_members.source`).
     MembershipSource { Idp => "idp", Local => "local" }
+}
+
+text_enum! {
+    plain
+    /// How a tenant's users sign in, as the userName = email rules (`ops::sanitize`) read
+    /// it: the operator says so (`scimd sanitize --auth-mode`); it is not stored.
+    AuthMode {
+        /// Local Basic-auth logins only: every active user is checked.
+        Basic => "basic",
+        /// IdP logins only.
+        Idp => "idp",
+        /// Both: only users who sign in through the IdP are checked.
+        Multi => "multi",
+    }
 }
 
 /// What a user is beyond its SCIM attributes (`store::users::origin_of`).

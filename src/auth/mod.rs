@@ -22,6 +22,7 @@ use ring::hmac;
 use ring::rand::SystemRandom;
 
 use crate::clock::UtcMillis;
+use crate::model::{License, Role};
 use crate::scim::{Credential, Principal};
 use crate::store::{tokens, users};
 use crate::tenant::Tenant;
@@ -257,7 +258,7 @@ async fn check_basic(tenant: &Tenant, auth: &AuthState, api: Api, user: &str, pa
         warn!(target: "scimd::auth", "tenant {tenant_id}: wrong password for {}", loggable(&user));
         return Err(AuthError::Invalid);
     }
-    if account.role != "org_admin" {
+    if account.role != Role::OrgAdmin {
         // Answered like a wrong password: a 403 here would confirm the password.
         warn!(target: "scimd::auth", "tenant {tenant_id}: account {} is not an org admin; only SCIM admin service accounts may use this API", account.user_name);
         return Err(AuthError::Invalid);
@@ -286,16 +287,16 @@ fn admin_principal(tenant_id: &str, account: users::AccountRecord, via: Credenti
         warn!(target: "scimd::auth", "tenant {tenant_id}: account {} is deactivated", account.user_name);
         return Err(AuthError::Invalid);
     }
-    if account.role != "org_admin" {
+    if account.role != Role::OrgAdmin {
         return Err(AuthError::Forbidden(format!(
             "account {} is not an org admin; only SCIM admin service accounts may use this API",
             account.user_name
         )));
     }
-    if account.license != "creator" {
-        let held = match account.license.as_str() {
-            "creator_float" => "a Creator Float licence",
-            _ => "no licence",
+    if account.license != License::Creator {
+        let held = match account.license {
+            License::CreatorFloat => "a Creator Float licence",
+            License::Creator | License::None => "no licence",
         };
         return Err(AuthError::Forbidden(format!(
             "account {} holds {held}; this API needs an org admin with a named Creator licence (scimd user set-license)",

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::tenant::keys::SigningKey;
+use crate::tenant::keys::{KeyError, SigningKey};
 use crate::clock::UtcMillis;
 use crate::store::events::{self, Action};
 use crate::store::{new_resource_id, tokens, StoreError};
@@ -39,8 +39,9 @@ pub struct Claims {
     pub exp: i64,
 }
 
-pub fn mint(claims: &Claims, key: &SigningKey) -> Result<String, String> {
-    let payload = B64.encode(serde_json::to_vec(claims).map_err(|e| e.to_string())?);
+pub fn mint(claims: &Claims, key: &SigningKey) -> Result<String, KeyError> {
+    // Claims of strings and integers always encode; were it ever not so, nothing is signed.
+    let payload = B64.encode(serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?);
     let sig = key.sign(payload.as_bytes())?;
     Ok(format!("{PREFIX}{payload}.{}", B64.encode(sig)))
 }
@@ -105,7 +106,8 @@ pub enum TokenError {
     LiveTokenExists { expires_at: String },
     NoLiveToken,
     UnknownAccount(String),
-    Key(String),
+    /// The signing key could not be used, made or removed.
+    Key(KeyError),
     Store(StoreError),
 }
 
@@ -181,7 +183,7 @@ pub async fn keygen(tenant: std::sync::Arc<Tenant>, actor: &str, now: UtcMillis)
     let t = std::sync::Arc::clone(&tenant);
     let fingerprint = tokio::task::spawn_blocking(move || t.keys.generate())
         .await
-        .map_err(|e| TokenError::Key(e.to_string()))?
+        .map_err(|e| TokenError::Key(KeyError::Generate(e.to_string())))?
         .map_err(TokenError::Key)?;
     let (at, actor, fp) = (now.to_rfc3339(), actor.to_string(), fingerprint.clone());
     tenant

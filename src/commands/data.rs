@@ -7,6 +7,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::clock::UtcMillis;
+use crate::model::{License, Role};
 use crate::ops::{import, maintenance, sanitize};
 use crate::store::events::{self, Action};
 use crate::store::{groups, users};
@@ -78,7 +79,7 @@ pub async fn user_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<()
     }
     println!("{:<36} {:<7} {:<14} {:<6} {:<6} STATE", "USERNAME", "ACTIVE", "LICENSE", "AUTH", "BY");
     for u in list {
-        let state = if u.deleted { "deleted" } else if u.role == "org_admin" { "org admin" } else { "" };
+        let state = if u.deleted { "deleted" } else if u.role == Role::OrgAdmin { "org admin" } else { "" };
         println!("{:<36} {:<7} {:<14} {:<6} {:<6} {state}", u.username, u.active, u.license, u.auth_type, u.managed_by);
     }
     Ok(())
@@ -122,9 +123,9 @@ pub async fn user_set_active(data: &DataDir, tenant: &str, username: &str, activ
                 crate::scim::users::assign_seat(conn, &account.id, &settings, "cli", &now)?;
             } else {
                 let license = users::origin_of(conn, &account.id)?.license;
-                if license != crate::model::License::None {
-                    users::set_license(conn, &account.id, "none", &now)?;
-                    events::record(conn, &now, "cli", Action::License, "User", &account.id, &json!({"before": license, "after": "none"}))?;
+                if license != License::None {
+                    users::set_license(conn, &account.id, License::None, &now)?;
+                    events::record(conn, &now, "cli", Action::License, "User", &account.id, &json!({"before": license, "after": License::None}))?;
                 }
             }
             Ok(())
@@ -192,8 +193,7 @@ pub async fn import(data: &DataDir, tenant: &str, file: &Path, as_json: bool) ->
     Ok(())
 }
 
-pub async fn sanitize(data: &DataDir, tenant: &str, mode: &str, apply: bool, as_json: bool) -> Result<(), CommandError> {
-    let mode = sanitize::AuthMode::parse(mode).ok_or("--auth-mode is basic, idp or multi")?;
+pub async fn sanitize(data: &DataDir, tenant: &str, mode: sanitize::AuthMode, apply: bool, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let now = UtcMillis::now().to_rfc3339();
     let report = tenant

@@ -5,7 +5,9 @@
 use std::fmt;
 
 use crate::auth::token::TokenError;
+use crate::ops::maintenance::MaintenanceError;
 use crate::store::StoreError;
+use crate::tenant::keys::KeyError;
 use crate::tenant::TenantId;
 
 #[derive(Debug)]
@@ -16,6 +18,8 @@ pub enum CommandError {
     NoSuchTenant(TenantId),
     Token(TokenError),
     Store(StoreError),
+    /// A backup or restore that failed (`ops::maintenance`).
+    Maintenance(MaintenanceError),
     Io(std::io::Error),
     /// A refusal or failure already worded for the operator (bad flag values, findings).
     Failed(String),
@@ -38,6 +42,7 @@ impl fmt::Display for CommandError {
                 TokenError::Store(e) => write!(f, "{e}"),
             },
             CommandError::Store(e) => write!(f, "{e}"),
+            CommandError::Maintenance(e) => write!(f, "{e}"),
             CommandError::Io(e) => write!(f, "{e}"),
             CommandError::Failed(why) => write!(f, "{why}"),
         }
@@ -54,6 +59,17 @@ impl From<TokenError> for CommandError {
 impl From<StoreError> for CommandError {
     fn from(e: StoreError) -> Self {
         CommandError::Store(e)
+    }
+}
+impl From<MaintenanceError> for CommandError {
+    fn from(e: MaintenanceError) -> Self {
+        CommandError::Maintenance(e)
+    }
+}
+/// A signing-key failure is a token failure: the key exists to sign tokens.
+impl From<KeyError> for CommandError {
+    fn from(e: KeyError) -> Self {
+        CommandError::Token(TokenError::Key(e))
     }
 }
 impl From<std::io::Error> for CommandError {
@@ -84,6 +100,8 @@ mod tests {
             (CommandError::from(TokenError::UnknownAccount("u1".into())), "account u1 not found"),
             (CommandError::NoSuchTenant(TenantId::parse("acme").unwrap()), "tenant acme does not exist"),
             (CommandError::from(StoreError::NotFound("user x".into())), "not found: user x"),
+            (CommandError::from(MaintenanceError::NewerSchema(9)), "the backup is of schema version 9, newer than this scimd"),
+            (CommandError::from(KeyError::NotPem), "not a PKCS#8 PEM private key"),
         ];
         for (e, text) in cases {
             assert_eq!(e.to_string(), text);

@@ -24,6 +24,7 @@ use crate::clock::UtcMillis;
 use crate::config::{RawConfig, ServeConfig};
 use crate::http::context::AppState;
 use crate::http::server::{self, RunningServer};
+use crate::model::{AuthType, License, ManagedBy, Role};
 use crate::scim::resource::Attrs;
 use crate::store::{events, users, Store, StoreError};
 use crate::tenant::{restrict_dir, DataDir, TenantId, TenantRegistry};
@@ -77,7 +78,7 @@ pub fn run(command: Option<Command>) -> Result<(), CommandError> {
             runtime()?.block_on(operator::add_local_user(&data, &on.tenant, &username, email.as_deref(), password, iterations))
         }
         Command::User(UserCommand::SetLicense { on, username, license }) => {
-            runtime()?.block_on(operator::set_license(&data_dir(&on.place)?, &on.tenant, &username, &license))
+            runtime()?.block_on(operator::set_license(&data_dir(&on.place)?, &on.tenant, &username, license))
         }
         Command::User(UserCommand::Activate { on, username }) => runtime()?.block_on(data::user_set_active(&data_dir(&on.place)?, &on.tenant, &username, true)),
         Command::User(UserCommand::Deactivate { on, username }) => {
@@ -97,7 +98,7 @@ pub fn run(command: Option<Command>) -> Result<(), CommandError> {
         }
         Command::Import(args) => runtime()?.block_on(data::import(&data_dir(&args.on.place)?, &args.on.tenant, &args.file, args.json)),
         Command::Sanitize(args) => {
-            runtime()?.block_on(data::sanitize(&data_dir(&args.on.place)?, &args.on.tenant, &args.auth_mode, args.apply, args.json))
+            runtime()?.block_on(data::sanitize(&data_dir(&args.on.place)?, &args.on.tenant, args.auth_mode, args.apply, args.json))
         }
         Command::Backup(args) => data::backup(&data_dir(&args.on.place)?, &args.on.tenant, &args.out),
         Command::Restore(args) => data::restore(&data_dir(&args.on.place)?, &args.on.tenant, &args.from, args.yes),
@@ -214,9 +215,9 @@ pub async fn add_admin(store: &Store, username: &str, password: &str, iterations
     store
         .write(move |conn| {
             // A SCIM admin service account: org admin, local password, named Creator seat.
-            let origin = users::UserOrigin { role: "org_admin", password_hash: Some(&hash), license: "creator", auth_type: "basic", managed_by: "local" };
+            let origin = users::UserOrigin { role: Role::OrgAdmin, password_hash: Some(&hash), license: License::Creator, auth_type: AuthType::Basic, managed_by: ManagedBy::Local };
             let id = users::insert(conn, &doc, &origin, &now)?;
-            events::record(conn, &now, "cli", events::Action::Create, "User", &id, &json!({"userName": doc["userName"], "role": "org_admin"}))?;
+            events::record(conn, &now, "cli", events::Action::Create, "User", &id, &json!({"userName": doc["userName"], "role": Role::OrgAdmin}))?;
             Ok(id)
         })
         .await
@@ -427,7 +428,7 @@ async fn ensure_demo_admin(store: &Store, data: &DataDir) -> Result<String, Comm
             let hash = password::hash_password(&pw, password::DEFAULT_ITERATIONS);
             let now = UtcMillis::now().to_rfc3339();
             store
-                .write(move |conn| users::set_password(conn, &acc.id, &hash, "org_admin", &now))
+                .write(move |conn| users::set_password(conn, &acc.id, &hash, Role::OrgAdmin, &now))
                 .await
                 ?;
             Ok(pw)

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::auth::password;
 use crate::clock::UtcMillis;
+use crate::model::{AuthType, GroupScope, License, ManagedBy, Role};
 use crate::store::events::{self, Action, EventQuery};
 use crate::store::{groups, users};
 use super::open;
@@ -31,9 +32,9 @@ pub async fn add_local_user(data: &DataDir, tenant: &str, user_name: &str, email
     let id = tenant
         .store
         .write(move |conn| {
-            let origin = users::UserOrigin { role: "user", password_hash: hash.as_deref(), license: "none", auth_type: "basic", managed_by: "local" };
+            let origin = users::UserOrigin { role: Role::User, password_hash: hash.as_deref(), license: License::None, auth_type: AuthType::Basic, managed_by: ManagedBy::Local };
             let id = users::insert(conn, &doc, &origin, &now)?;
-            events::record(conn, &now, CLI, Action::Create, "User", &id, &json!({"after": doc, "managedBy": "local"}))?;
+            events::record(conn, &now, CLI, Action::Create, "User", &id, &json!({"after": doc, "managedBy": ManagedBy::Local}))?;
             crate::scim::users::assign_seat(conn, &id, &settings, CLI, &now)?;
             Ok(id)
         })
@@ -44,16 +45,16 @@ pub async fn add_local_user(data: &DataDir, tenant: &str, user_name: &str, email
     Ok(())
 }
 
-pub async fn set_license(data: &DataDir, tenant: &str, user_name: &str, license: &str) -> Result<(), CommandError> {
+pub async fn set_license(data: &DataDir, tenant: &str, user_name: &str, license: License) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
-    let (name, lic, now) = (user_name.to_string(), license.to_string(), UtcMillis::now().to_rfc3339());
+    let (name, now) = (user_name.to_string(), UtcMillis::now().to_rfc3339());
     let before = tenant
         .store
         .write(move |conn| {
             let account = users::find_account(conn, &name)?.ok_or_else(|| crate::store::StoreError::NotFound(format!("no user named {name}")))?;
-            let before = users::origin_of(conn, &account.id)?.license.as_str().to_owned();
-            users::set_license(conn, &account.id, &lic, &now)?;
-            events::record(conn, &now, CLI, Action::License, "User", &account.id, &json!({"before": before, "after": lic}))?;
+            let before = users::origin_of(conn, &account.id)?.license;
+            users::set_license(conn, &account.id, license, &now)?;
+            events::record(conn, &now, CLI, Action::License, "User", &account.id, &json!({"before": before, "after": license}))?;
             Ok(before)
         })
         .await
@@ -66,14 +67,14 @@ pub async fn set_license(data: &DataDir, tenant: &str, user_name: &str, license:
 /// An operator-made group: `--project` ones are the application's and invisible to SCIM.
 pub async fn add_group(data: &DataDir, tenant: &str, name: &str, project: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
-    let scope = if project { "project" } else { "org" };
+    let scope = if project { GroupScope::Project } else { GroupScope::Org };
     let mut doc = crate::scim::resource::Attrs::new();
     doc.insert("displayName".into(), Value::String(name.into()));
     let now = UtcMillis::now().to_rfc3339();
     let id = tenant
         .store
         .write(move |conn| {
-            let (_, id) = groups::insert(conn, &doc, scope, "local", false, &now)?;
+            let (_, id) = groups::insert(conn, &doc, scope, ManagedBy::Local, false, &now)?;
             events::record(conn, &now, CLI, Action::Create, "Group", &id, &json!({"after": doc, "scope": scope}))?;
             Ok(id)
         })

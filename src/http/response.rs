@@ -63,7 +63,7 @@ impl From<TokenError> for ApiError {
             )),
             TokenError::NoLiveToken => ApiError::NotFound("that account has no live token".into()),
             TokenError::UnknownAccount(id) => ApiError::NotFound(format!("account {id} not found")),
-            TokenError::Key(why) => ApiError::Scim(ScimError::new(ScimErrorKind::Internal, why)),
+            TokenError::Key(why) => ApiError::Scim(ScimError::new(ScimErrorKind::Internal, why.to_string())),
             TokenError::Store(e) => ApiError::Store(e),
         }
     }

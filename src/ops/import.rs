@@ -6,6 +6,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::model::{AuthType, GroupScope, License, ManagedBy, MembershipSource, Role};
 use crate::scim::resource::Attrs;
 use crate::store::events::{self, Action};
 use crate::store::{groups, users, StoreResult};
@@ -19,9 +20,21 @@ pub struct ImportRow {
     pub given_name: String,
     pub family_name: String,
     pub active: bool,
-    pub auth_type: String,
-    pub license: String,
+    pub auth_type: AuthType,
+    pub license: License,
     pub groups: Vec<String>,
+}
+
+/// A row as the file spells it: `validate` trims, checks and types it into an `ImportRow`.
+struct RawRow {
+    username: String,
+    email: String,
+    given_name: String,
+    family_name: String,
+    active: bool,
+    auth_type: String,
+    license: String,
+    groups: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -111,29 +124,44 @@ fn parse_bool(v: &str, at: &str) -> Result<bool, String> {
     }
 }
 
-fn validate(mut row: ImportRow, at: &str) -> Result<ImportRow, String> {
-    row.username = row.username.trim().to_string();
-    row.email = row.email.trim().to_string();
-    if row.username.is_empty() {
+/// One of a closed set of values (`auth_type`, `license`), or an error naming the row,
+/// the column and every value it may take (`line 3: license must be creator, creator_float
+/// or none, not "gold"`).
+fn parse_value<T: std::str::FromStr + std::fmt::Display>(text: &str, column: &str, all: &[T], at: &str) -> Result<T, String> {
+    text.parse().map_err(|_| {
+        let names: Vec<String> = all.iter().map(T::to_string).collect();
+        let allowed = match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.concat(),
+        };
+        format!("{at}: {column} must be {allowed}, not {text:?}")
+    })
+}
+
+fn validate(row: RawRow, at: &str) -> Result<ImportRow, String> {
+    let username = row.username.trim().to_string();
+    if username.is_empty() {
         return Err(format!("{at}: username is empty"));
     }
-    if !matches!(row.auth_type.as_str(), "basic" | "idp") {
-        return Err(format!("{at}: auth_type must be basic or idp, not {:?}", row.auth_type));
-    }
-    if !matches!(row.license.as_str(), "creator" | "creator_float" | "none") {
-        return Err(format!("{at}: license must be creator, creator_float or none, not {:?}", row.license));
-    }
-    row.groups.retain(|g| !g.trim().is_empty());
-    for g in row.groups.iter_mut() {
-        *g = g.trim().to_string();
-    }
+    let auth_type = parse_value(&row.auth_type, "auth_type", AuthType::ALL, at)?;
+    let license = parse_value(&row.license, "license", License::ALL, at)?;
+    let groups: Vec<String> = row.groups.iter().map(|g| g.trim()).filter(|g| !g.is_empty()).map(str::to_string).collect();
     // The characters SCIM refuses in names are refused here too (see crate::names).
-    for name in std::iter::once(&row.username).chain(row.groups.iter()) {
+    for name in std::iter::once(&username).chain(groups.iter()) {
         if let Some(c) = crate::names::forbidden_char(name) {
             return Err(format!("{at}: {name:?} contains {}, a control or invisible formatting character", crate::names::describe(c)));
         }
     }
-    Ok(row)
+    Ok(ImportRow {
+        username,
+        email: row.email.trim().to_string(),
+        given_name: row.given_name,
+        family_name: row.family_name,
+        active: row.active,
+        auth_type,
+        license,
+        groups,
+    })
 }
 
 /// Parses a CSV file with the documented header (columns in any order).
@@ -145,7 +173,7 @@ pub fn rows_from_csv(text: &str) -> Result<Vec<ImportRow>, String> {
     rows.map(|(line, r)| {
             let at = format!("line {line}");
             let get = |k: usize| r.get(idx[k]).cloned().unwrap_or_default();
-            let row = ImportRow {
+            let row = RawRow {
                 username: get(0),
                 email: get(1),
                 given_name: get(2),
@@ -181,7 +209,7 @@ pub fn rows_from_json(text: &str) -> Result<Vec<ImportRow>, String> {
                 Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
                 _ => s("groups").split(';').map(str::to_string).collect(),
             };
-            let row = ImportRow {
+            let row = RawRow {
                 username: s("username"),
                 email: s("email"),
                 given_name: s("given_name"),
@@ -227,27 +255,26 @@ pub fn apply(conn: &crate::store::Db<'_>, rows: &[ImportRow], now: &str) -> Stor
                 report.skipped.push(Skipped { username: row.username.clone(), reason: "soft-deleted; restore it through SCIM".into() });
                 continue;
             }
-            Some((_, false, managed_by)) if managed_by == "idp" => {
+            Some((_, false, ManagedBy::Idp)) => {
                 report.skipped.push(Skipped { username: row.username.clone(), reason: "managed by the IdP".into() });
                 continue;
             }
             Some((id, false, _)) => {
                 let old = users::get(conn, &id, false)?;
                 let origin = users::origin_of(conn, &id)?;
-                let (license, auth_type) = (origin.license.as_str(), origin.auth_type.as_str());
                 let mut current = old.attrs.clone();
                 current.remove(crate::scim::schema::SCIMD_SCHEMA);
-                let same = current == doc && license == row.license && auth_type == row.auth_type;
+                let same = current == doc && origin.license == row.license && origin.auth_type == row.auth_type;
                 if !same {
                     users::replace(conn, &id, &doc, now)?;
-                    users::set_origin(conn, &id, &row.auth_type, &row.license)?;
+                    users::set_origin(conn, &id, row.auth_type, row.license)?;
                     events::record(conn, now, ACTOR, Action::Update, "User", &id, &json!({"before": current, "after": doc, "license": row.license}))?;
                     report.updated.push(row.username.clone());
                 }
                 id
             }
             None => {
-                let origin = users::UserOrigin { role: "user", password_hash: None, license: &row.license, auth_type: &row.auth_type, managed_by: "local" };
+                let origin = users::UserOrigin { role: Role::User, password_hash: None, license: row.license, auth_type: row.auth_type, managed_by: ManagedBy::Local };
                 let id = users::insert(conn, &doc, &origin, now)?;
                 events::record(conn, now, ACTOR, Action::Create, "User", &id, &json!({"after": doc, "license": row.license}))?;
                 report.created.push(row.username.clone());
@@ -261,13 +288,13 @@ pub fn apply(conn: &crate::store::Db<'_>, rows: &[ImportRow], now: &str) -> Stor
                 None => {
                     let mut gdoc = Attrs::new();
                     gdoc.insert("displayName".into(), Value::String(name.clone()));
-                    let (_, gid) = groups::insert(conn, &gdoc, "org", "local", false, now)?;
+                    let (_, gid) = groups::insert(conn, &gdoc, GroupScope::Org, ManagedBy::Local, false, now)?;
                     events::record(conn, now, ACTOR, Action::Create, "Group", &gid, &json!({"after": gdoc}))?;
                     groups::state(conn, &gid)?
                 }
             };
             let (user_pk, _) = groups::member_pk(conn, &id)?;
-            if groups::add_member(conn, group.pk, user_pk, "local")? {
+            if groups::add_member(conn, group.pk, user_pk, MembershipSource::Local)? {
                 joined_any = true;
                 events::record(conn, now, ACTOR, Action::Create, "Membership", &format!("{}:{id}", group.id), &json!({"group": group.id, "member": id}))?;
             }
@@ -335,7 +362,14 @@ mod tests {
         assert!(rows_from_csv(bad).unwrap_err().contains("line 2"));
         let json = r#"[{"username":"bo","email":"bo@x.com","given_name":"B","family_name":"O","active":false,"auth_type":"idp","license":"none","groups":["G"]}]"#;
         assert_eq!(rows_from_json(json).unwrap()[0].groups, ["G"]);
-        assert!(rows_from_json(r#"[{"username":"x","active":true,"auth_type":"ldap","license":"none"}]"#).is_err());
+        assert_eq!(rows[0].auth_type, AuthType::Basic);
+        assert_eq!(rows[0].license, License::Creator);
+        assert_eq!(
+            rows_from_json(r#"[{"username":"x","active":true,"auth_type":"ldap","license":"none"}]"#).unwrap_err(),
+            "row 1: auth_type must be basic or idp, not \"ldap\""
+        );
+        let gold = "username,email,given_name,family_name,active,auth_type,license,groups\nann,a,A,A,true,IDP,Gold,\n";
+        assert_eq!(rows_from_csv(gold).unwrap_err(), "line 2: license must be creator, creator_float or none, not \"gold\"");
         let hidden = r#"[{"username":"a\u200bnn","active":true,"auth_type":"idp","license":"none"}]"#;
         assert!(rows_from_json(hidden).unwrap_err().contains("U+200B"));
         let hidden = r#"[{"username":"ann","active":true,"auth_type":"idp","license":"none","groups":["Sales\u202e"]}]"#;

@@ -4,30 +4,91 @@
 //! A restore checks the file's integrity first, copies it over the tenant's database with
 //! the same API (the server must be stopped, or the tenant offline), and checks again.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::clock::UtcMillis;
 use crate::store::maintenance::{self, ReadOnly, RestoreError};
+use crate::store::StoreError;
 use crate::tenant::{DataDir, TenantId};
 
-fn integrity(db: &ReadOnly) -> Result<(), String> {
-    match db.integrity_problem().map_err(|e| e.bare_message())? {
+/// Why a backup or restore failed, in words for the operator (`CommandError` prints them
+/// as they are). SQLite's errors are shown without the store's "sqlite: " prefix.
+#[derive(Debug)]
+pub enum MaintenanceError {
+    /// Opening, reading or checking a database.
+    Store(StoreError),
+    /// The backup file to write is already there.
+    Exists(PathBuf),
+    /// The online backup API failed while copying.
+    Backup(StoreError),
+    /// `PRAGMA integrity_check` did not answer "ok": what it answered.
+    Unsound(String),
+    /// The backup to restore from cannot be opened.
+    Open(PathBuf, StoreError),
+    /// The backup to restore from fails its integrity check (a `Store` or `Unsound`).
+    NotSound(PathBuf, Box<MaintenanceError>),
+    /// The backup is of a newer schema version than this scimd knows.
+    NewerSchema(i64),
+    /// Copying the backup over the tenant's database failed.
+    Restore(StoreError),
+    /// Bringing the restored database up to date failed.
+    Migrate(StoreError),
+    /// Creating the backups directory.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for MaintenanceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaintenanceError::Store(e) => write!(f, "{}", e.bare_message()),
+            MaintenanceError::Exists(path) => write!(f, "{} exists; choose a new file", path.display()),
+            MaintenanceError::Backup(e) => write!(f, "backup failed: {}", e.bare_message()),
+            MaintenanceError::Unsound(result) => write!(f, "integrity_check: {result}"),
+            MaintenanceError::Open(path, e) => write!(f, "{}: {}", path.display(), e.bare_message()),
+            MaintenanceError::NotSound(path, e) => write!(f, "{} is not a sound backup: {e}", path.display()),
+            MaintenanceError::NewerSchema(version) => write!(f, "the backup is of schema version {version}, newer than this scimd"),
+            MaintenanceError::Restore(e) => write!(f, "restore failed (is the server still running?): {}", e.bare_message()),
+            MaintenanceError::Migrate(e) => write!(f, "{e}"),
+            MaintenanceError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for MaintenanceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MaintenanceError::Store(e) | MaintenanceError::Backup(e) | MaintenanceError::Open(_, e) | MaintenanceError::Restore(e) | MaintenanceError::Migrate(e) => Some(e),
+            MaintenanceError::NotSound(_, e) => Some(e.as_ref()),
+            MaintenanceError::Io(e) => Some(e),
+            MaintenanceError::Exists(_) | MaintenanceError::Unsound(_) | MaintenanceError::NewerSchema(_) => None,
+        }
+    }
+}
+
+impl From<StoreError> for MaintenanceError {
+    fn from(e: StoreError) -> Self {
+        MaintenanceError::Store(e)
+    }
+}
+
+fn integrity(db: &ReadOnly) -> Result<(), MaintenanceError> {
+    match db.integrity_problem()? {
         None => Ok(()),
-        Some(result) => Err(format!("integrity_check: {result}")),
+        Some(result) => Err(MaintenanceError::Unsound(result)),
     }
 }
 
 /// Copies the tenant's database to `out` while the server may be writing.
-pub fn backup(data: &DataDir, id: &TenantId, out: &Path) -> Result<(), String> {
-    let src = ReadOnly::open(&data.database(id)).map_err(|e| e.bare_message())?;
-    src.wait_for_locks().map_err(|e| e.bare_message())?;
+pub fn backup(data: &DataDir, id: &TenantId, out: &Path) -> Result<(), MaintenanceError> {
+    let src = ReadOnly::open(&data.database(id))?;
+    src.wait_for_locks()?;
     if out.exists() {
-        return Err(format!("{} exists; choose a new file", out.display()));
+        return Err(MaintenanceError::Exists(out.to_path_buf()));
     }
-    src.backup_to(out).map_err(|e| format!("backup failed: {}", e.bare_message()))?;
-    match maintenance::integrity_problem_of(out).map_err(|e| e.bare_message())? {
-        None => {}
-        Some(result) => return Err(format!("integrity_check: {result}")),
+    src.backup_to(out).map_err(MaintenanceError::Backup)?;
+    if let Some(result) = maintenance::integrity_problem_of(out)? {
+        return Err(MaintenanceError::Unsound(result));
     }
     #[cfg(unix)]
     {
@@ -38,27 +99,27 @@ pub fn backup(data: &DataDir, id: &TenantId, out: &Path) -> Result<(), String> {
 }
 
 /// Puts a backup back as the tenant's database.
-pub fn restore(data: &DataDir, id: &TenantId, from: &Path) -> Result<(), String> {
-    let backup = ReadOnly::open(from).map_err(|e| format!("{}: {}", from.display(), e.bare_message()))?;
-    integrity(&backup).map_err(|e| format!("{} is not a sound backup: {e}", from.display()))?;
-    let version = backup.schema_version().map_err(|e| e.bare_message())?;
+pub fn restore(data: &DataDir, id: &TenantId, from: &Path) -> Result<(), MaintenanceError> {
+    let backup = ReadOnly::open(from).map_err(|e| MaintenanceError::Open(from.to_path_buf(), e))?;
+    integrity(&backup).map_err(|e| MaintenanceError::NotSound(from.to_path_buf(), Box::new(e)))?;
+    let version = backup.schema_version()?;
     if version > crate::store::SCHEMA_VERSION {
-        return Err(format!("the backup is of schema version {version}, newer than this scimd"));
+        return Err(MaintenanceError::NewerSchema(version));
     }
     drop(backup);
     maintenance::restore_into(&data.database(id), from).map_err(|e| match e {
-        RestoreError::Copy(e) => format!("restore failed (is the server still running?): {}", e.bare_message()),
-        RestoreError::Check(e) => e.bare_message(),
-        RestoreError::Unsound(result) => format!("integrity_check: {result}"),
+        RestoreError::Copy(e) => MaintenanceError::Restore(e),
+        RestoreError::Check(e) => MaintenanceError::Store(e),
+        RestoreError::Unsound(result) => MaintenanceError::Unsound(result),
     })?;
     // Bring an older backup up to date.
-    crate::store::open_for_write(&data.database(id)).map_err(|e| e.to_string())?;
+    crate::store::open_for_write(&data.database(id)).map_err(MaintenanceError::Migrate)?;
     Ok(())
 }
 
 /// A dated backup file in `DATA_DIR/backups/` (before a tenant is deleted).
-pub fn backup_before_delete(data: &DataDir, id: &TenantId) -> Result<std::path::PathBuf, String> {
-    std::fs::create_dir_all(data.backups_dir()).map_err(|e| e.to_string())?;
+pub fn backup_before_delete(data: &DataDir, id: &TenantId) -> Result<PathBuf, MaintenanceError> {
+    std::fs::create_dir_all(data.backups_dir()).map_err(MaintenanceError::Io)?;
     let stamp = UtcMillis::now().to_rfc3339().replace([':', '.'], "-");
     let out = data.deleted_tenant_backup(id, &stamp);
     backup(data, id, &out)?;
@@ -209,6 +270,24 @@ mod tests {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(year, month, day);
         params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    /// The typed errors say what the strings said.
+    #[test]
+    fn errors_read_as_sentences() {
+        let cases = [
+            (MaintenanceError::Exists("/b/acme.db".into()), "/b/acme.db exists; choose a new file"),
+            (MaintenanceError::Unsound("row 3 missing from index".into()), "integrity_check: row 3 missing from index"),
+            (
+                MaintenanceError::NotSound("b.db".into(), Box::new(MaintenanceError::Unsound("bad".into()))),
+                "b.db is not a sound backup: integrity_check: bad",
+            ),
+            (MaintenanceError::NewerSchema(99), "the backup is of schema version 99, newer than this scimd"),
+            (MaintenanceError::Restore(StoreError::Closed), "restore failed (is the server still running?): store is closed"),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
     }
 
     #[test]

@@ -6,28 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthMode {
-    /// Local Basic-auth logins only: every active user is checked.
-    Basic,
-    /// IdP logins only.
-    Idp,
-    /// Both: only users who sign in through the IdP are checked.
-    Multi,
-}
-
-impl AuthMode {
-    pub fn parse(s: &str) -> Option<AuthMode> {
-        match s {
-            "basic" => Some(AuthMode::Basic),
-            "idp" => Some(AuthMode::Idp),
-            "multi" => Some(AuthMode::Multi),
-            _ => None,
-        }
-    }
-}
-
-pub use crate::model::Candidate;
+pub use crate::model::{AuthMode, Candidate};
+use crate::model::AuthType;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NeedsUpdate {
@@ -54,7 +34,7 @@ fn needs(c: &Candidate, mode: AuthMode) -> bool {
     let Some(email) = &c.email else { return false };
     let checked = match mode {
         AuthMode::Basic => true,
-        AuthMode::Idp | AuthMode::Multi => c.auth_type == "idp",
+        AuthMode::Idp | AuthMode::Multi => c.auth_type == AuthType::Idp,
     };
     c.active && checked && !email.eq_ignore_ascii_case(&c.user_name)
 }
@@ -124,8 +104,8 @@ pub fn analyse(users: &[Candidate], mode: AuthMode) -> Analysis {
 mod tests {
     use super::*;
 
-    fn user(name: &str, email: Option<&str>, active: bool, auth: &str) -> Candidate {
-        Candidate { id: format!("id-{name}"), user_name: name.into(), email: email.map(String::from), active, auth_type: auth.into() }
+    fn user(name: &str, email: Option<&str>, active: bool, auth_type: AuthType) -> Candidate {
+        Candidate { id: format!("id-{name}"), user_name: name.into(), email: email.map(String::from), active, auth_type }
     }
 
     fn names(a: &Analysis) -> Vec<String> {
@@ -135,11 +115,11 @@ mod tests {
     #[test]
     fn which_users_need_the_update_per_mode() {
         let users = [
-            user("alice", Some("alice@x.com"), true, "idp"),
-            user("bob", Some("bob@x.com"), true, "basic"),
-            user("carol@x.com", Some("CAROL@x.com"), true, "idp"),
-            user("dave", Some("dave@x.com"), false, "idp"),
-            user("erin", None, true, "idp"),
+            user("alice", Some("alice@x.com"), true, AuthType::Idp),
+            user("bob", Some("bob@x.com"), true, AuthType::Basic),
+            user("carol@x.com", Some("CAROL@x.com"), true, AuthType::Idp),
+            user("dave", Some("dave@x.com"), false, AuthType::Idp),
+            user("erin", None, true, AuthType::Idp),
         ];
         assert_eq!(names(&analyse(&users, AuthMode::Basic)), ["alice", "bob"]);
         assert_eq!(names(&analyse(&users, AuthMode::Idp)), ["alice"]);
@@ -150,17 +130,17 @@ mod tests {
     fn each_clash_shape() {
         let users = [
             // Rule 1: frank would become george's username.
-            user("frank", Some("george"), true, "idp"),
-            user("george", Some("george@x.com"), true, "basic"),
+            user("frank", Some("george"), true, AuthType::Idp),
+            user("george", Some("george@x.com"), true, AuthType::Basic),
             // Rule 1 with only the second needing it: ivan's email is hank's username.
-            user("hank", Some("hank@x.com"), true, "idp"),
-            user("ivan", Some("hank"), false, "idp"),
+            user("hank", Some("hank@x.com"), true, AuthType::Idp),
+            user("ivan", Some("hank"), false, AuthType::Idp),
             // Rule 2: both need it and share an email.
-            user("jill", Some("shared@x.com"), true, "idp"),
-            user("kate", Some("Shared@x.com"), true, "idp"),
+            user("jill", Some("shared@x.com"), true, AuthType::Idp),
+            user("kate", Some("Shared@x.com"), true, AuthType::Idp),
             // No clash: an inactive user's matching email does not matter if neither changes.
-            user("lena@x.com", Some("lena@x.com"), true, "idp"),
-            user("mike", Some("mike@x.com"), true, "idp"),
+            user("lena@x.com", Some("lena@x.com"), true, AuthType::Idp),
+            user("mike", Some("mike@x.com"), true, AuthType::Idp),
         ];
         let a = analyse(&users, AuthMode::Multi);
         let clashes: Vec<(String, String, String)> =
@@ -179,7 +159,7 @@ mod tests {
 
     #[test]
     fn report_json_shape() {
-        let a = analyse(&[user("a", Some("a@x.com"), true, "idp")], AuthMode::Idp);
+        let a = analyse(&[user("a", Some("a@x.com"), true, AuthType::Idp)], AuthMode::Idp);
         let json = serde_json::to_value(&a.report).unwrap();
         assert_eq!(
             json,

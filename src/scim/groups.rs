@@ -11,6 +11,7 @@ use super::patch::{self, OpKind};
 use super::resource::{self, Attrs, StoredResource};
 use super::schema::{self, ResourceKind};
 use super::{IfMatch, Principal, ScimError, ScimErrorKind};
+use crate::model::{GroupScope, ManagedBy, MembershipSource};
 use crate::store::events::{self, Action};
 use crate::store::groups::{self, GroupState};
 use crate::store::StoreResult;
@@ -95,7 +96,7 @@ impl Sync<'_> {
         for id in to_remove {
             // Removing a member that is not there (or not a user) changes nothing.
             let Ok((user_pk, managed_by)) = groups::member_pk(self.conn, &id) else { continue };
-            if protected || managed_by == "local" {
+            if protected || managed_by == ManagedBy::Local {
                 let reason = if protected { "never_remove policy" } else { "local user not managed by the IdP" };
                 self.event(Action::Ignore, &id, json!({"skipped": "remove", "reason": reason, "group": name}))?;
                 continue;
@@ -107,11 +108,11 @@ impl Sync<'_> {
         }
         for id in to_add {
             let (user_pk, managed_by) = groups::member_pk(self.conn, id)?;
-            if managed_by == "local" {
+            if managed_by == ManagedBy::Local {
                 self.event(Action::Ignore, id, json!({"skipped": "add", "reason": "local user not managed by the IdP", "group": name}))?;
                 continue;
             }
-            if groups::add_member(self.conn, group_pk, user_pk, "idp")? {
+            if groups::add_member(self.conn, group_pk, user_pk, MembershipSource::Idp)? {
                 changed = true;
                 self.event(Action::Create, id, json!({"group": self.group.id, "member": id}))?;
             }
@@ -132,7 +133,7 @@ fn refresh_policy(conn: &crate::store::Db<'_>, group: &mut GroupState, settings:
     let reason = settings.policies.ignore_reason(&group.display_name);
     if reason.is_some() != group.ignored {
         group.ignored = reason.is_some();
-        groups::set_flags(conn, group.pk, &group.managed_by, group.ignored)?;
+        groups::set_flags(conn, group.pk, group.managed_by, group.ignored)?;
         let detail = json!({"ignored": group.ignored, "reason": reason, "group": group.display_name});
         events::record(conn, now, actor, Action::Ignore, "Group", &group.id, &detail)?;
     }
@@ -143,9 +144,9 @@ fn refresh_policy(conn: &crate::store::Db<'_>, group: &mut GroupState, settings:
 pub fn always_assign(conn: &crate::store::Db<'_>, user_id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
     for name in &settings.policies.always_assign {
         match groups::state_by_name(conn, name)? {
-            Some(group) if group.scope == "org" && !group.ignored => {
+            Some(group) if group.scope == GroupScope::Org && !group.ignored => {
                 let (user_pk, _) = groups::member_pk(conn, user_id)?;
-                if groups::add_member(conn, group.pk, user_pk, "idp")? {
+                if groups::add_member(conn, group.pk, user_pk, MembershipSource::Idp)? {
                     let detail = json!({"group": group.id, "member": user_id, "reason": "always_assign policy"});
                     events::record(conn, now, actor, Action::Create, "Membership", &format!("{}:{user_id}", group.id), &detail)?;
                 }
@@ -172,7 +173,7 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
         .try_write(move |conn| {
             let name = doc.get("displayName").and_then(Value::as_str).unwrap_or_default().to_string();
             let mut group = match groups::state_by_name(conn, &name)? {
-                Some(existing) if existing.scope != "org" || settings.group_conflict == GroupConflict::Reject => {
+                Some(existing) if existing.scope != GroupScope::Org || settings.group_conflict == GroupConflict::Reject => {
                     return Err(ScimError::new(ScimErrorKind::Uniqueness, "a group with this displayName already exists"));
                 }
                 Some(mut existing) => {
@@ -182,19 +183,19 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                         linked.insert("externalId".into(), ext.clone());
                     }
                     groups::update(conn, existing.pk, &linked, &now)?;
-                    existing.managed_by = "idp".into();
-                    groups::set_flags(conn, existing.pk, "idp", existing.ignored)?;
+                    existing.managed_by = ManagedBy::Idp;
+                    groups::set_flags(conn, existing.pk, ManagedBy::Idp, existing.ignored)?;
                     events::record(conn, &now, &actor, Action::Link, "Group", &existing.id, &json!({"displayName": name, "before": old.attrs, "after": linked}))?;
                     existing
                 }
                 None => {
                     let ignored = settings.policies.ignore_reason(&name);
-                    let (pk, id) = groups::insert(conn, &doc, "org", "idp", ignored.is_some(), &now)?;
+                    let (pk, id) = groups::insert(conn, &doc, GroupScope::Org, ManagedBy::Idp, ignored.is_some(), &now)?;
                     events::record(conn, &now, &actor, Action::Create, "Group", &id, &json!({"after": doc}))?;
                     if let Some(reason) = ignored {
                         events::record(conn, &now, &actor, Action::Ignore, "Group", &id, &json!({"ignored": true, "reason": reason, "group": name}))?;
                     }
-                    GroupState { pk, id, display_name: name.clone(), scope: "org".into(), managed_by: "idp".into(), ignored: false }
+                    GroupState { pk, id, display_name: name.clone(), scope: GroupScope::Org, managed_by: ManagedBy::Idp, ignored: false }
                 }
             };
             refresh_policy(conn, &mut group, &settings, &actor, &now)?;

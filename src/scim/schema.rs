@@ -390,3 +390,27 @@ pub fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 pub fn extension_urn(kind: ResourceKind, key: &str) -> Option<&'static str> {
     kind.extensions().iter().map(|(u, _)| *u).find(|u| u.eq_ignore_ascii_case(key))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AuthType, License, ManagedBy};
+
+    /// The canonical values `/Schemas` advertises for scimd's attributes are the domain
+    /// enums' stored values (as sets: the advertised order is the wire's own).
+    #[test]
+    fn scimd_canonical_values_are_the_domain_enums() {
+        let advertised = |name: &str| {
+            let mut values = SCIMD_ATTRS.iter().find(|a| a.name == name).map(|a| a.canonical.to_vec()).unwrap_or_default();
+            values.sort_unstable();
+            values
+        };
+        let stored = |mut values: Vec<&'static str>| {
+            values.sort_unstable();
+            values
+        };
+        assert_eq!(advertised("license"), stored(License::ALL.iter().map(|v| v.as_str()).collect()));
+        assert_eq!(advertised("authenticationType"), stored(AuthType::ALL.iter().map(|v| v.as_str()).collect()));
+        assert_eq!(advertised("managedBy"), stored(ManagedBy::ALL.iter().map(|v| v.as_str()).collect()));
+    }
+}

@@ -73,32 +73,32 @@ fn diff(old: &Attrs, new: &Attrs) -> Value {
 
 /// Gives a user the first free seat (Creator, then Creator Float, else none, with a
 /// warning event) and records the change.
-pub fn assign_seat(conn: &crate::store::Db<'_>, id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<String> {
-    let current = users::origin_of(conn, id)?.license.as_str();
-    let license = if users::seats_used(conn, "creator", id)? < u64::from(settings.creator) {
-        "creator"
-    } else if users::seats_used(conn, "creator_float", id)? < u64::from(settings.creator_float) {
-        "creator_float"
+pub fn assign_seat(conn: &crate::store::Db<'_>, id: &str, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<License> {
+    let current = users::origin_of(conn, id)?.license;
+    let license = if users::seats_used(conn, License::Creator, id)? < u64::from(settings.creator) {
+        License::Creator
+    } else if users::seats_used(conn, License::CreatorFloat, id)? < u64::from(settings.creator_float) {
+        License::CreatorFloat
     } else {
-        "none"
+        License::None
     };
     if license != current {
         users::set_license(conn, id, license, now)?;
         events::record(conn, now, actor, Action::License, "User", id, &json!({"before": current, "after": license}))?;
     }
-    if license == "none" {
+    if license == License::None {
         log::warn!(target: "scimd::scim", "user {id} created without a licence: no Creator or Creator Float seat is free");
         events::record(conn, now, actor, Action::License, "User", id, &json!({"warning": "no Creator or Creator Float seat is free"}))?;
     }
-    Ok(license.to_string())
+    Ok(license)
 }
 
 /// Frees the seat of a user that is no longer active.
 fn free_seat(conn: &crate::store::Db<'_>, id: &str, actor: &str, now: &str) -> StoreResult<()> {
     let current = users::origin_of(conn, id)?.license;
     if current != License::None {
-        users::set_license(conn, id, "none", now)?;
-        events::record(conn, now, actor, Action::License, "User", id, &json!({"before": current, "after": "none"}))?;
+        users::set_license(conn, id, License::None, now)?;
+        events::record(conn, now, actor, Action::License, "User", id, &json!({"before": current, "after": License::None}))?;
     }
     Ok(())
 }
@@ -120,8 +120,8 @@ fn replace_in_tx(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, new_doc: &A
     users::replace(conn, id, new_doc, now)?;
     if users::origin_of(conn, id)?.managed_by == ManagedBy::Local {
         // A SCIM write to a local user adopts it: the IdP manages it from now on.
-        users::set_managed_by(conn, id, "idp")?;
-        events::record(conn, now, actor, Action::Adopt, "User", id, &json!({"before": "local", "after": "idp"}))?;
+        users::set_managed_by(conn, id, ManagedBy::Idp)?;
+        events::record(conn, now, actor, Action::Adopt, "User", id, &json!({"before": ManagedBy::Local, "after": ManagedBy::Idp}))?;
     }
     let action = match (is_active(old), is_active(new_doc)) {
         (true, false) => {
@@ -186,13 +186,13 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                     }
                     Ok(res)
                 }
-                Some((id, false, managed_by)) if managed_by == "local" => {
+                Some((id, false, ManagedBy::Local)) => {
                     let old = users::get(conn, &id, false)?;
                     replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)
                 }
                 Some(_) => return Err(ScimError::new(ScimErrorKind::Uniqueness, "a user with this userName already exists")),
                 None => {
-                    let id = users::insert(conn, &doc, &users::UserOrigin::idp("none"), &now)?;
+                    let id = users::insert(conn, &doc, &users::UserOrigin::idp(License::None), &now)?;
                     events::record(conn, &now, &actor, Action::Create, "User", &id, &json!({"after": doc}))?;
                     if is_active(&doc) {
                         assign_seat(conn, &id, &settings, &actor, &now)?;

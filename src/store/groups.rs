@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::filter_sql::SqlFilter;
 use super::{is_unique_violation, new_resource_id, StoreError, StoreResult};
-use crate::model::{Attrs, StoredResource};
+use crate::model::{Attrs, GroupScope, ManagedBy, MembershipSource, StoredResource};
 
 fn conflict_or(e: rusqlite::Error) -> StoreError {
     if is_unique_violation(&e) {
@@ -25,7 +25,7 @@ fn name_key(doc: &Attrs) -> String {
     crate::names::key(doc.get("displayName").and_then(Value::as_str).unwrap_or_default())
 }
 
-pub fn insert(conn: &Connection, doc: &Attrs, scope: &str, managed_by: &str, ignored: bool, now: &str) -> StoreResult<(i64, String)> {
+pub fn insert(conn: &Connection, doc: &Attrs, scope: GroupScope, managed_by: ManagedBy, ignored: bool, now: &str) -> StoreResult<(i64, String)> {
     let id = new_resource_id();
     conn.prepare_cached(
         "INSERT INTO groups (id, display_name, display_name_key, external_id, created, last_modified, version, scope, managed_by, ignored)
@@ -42,8 +42,8 @@ pub struct GroupState {
     pub pk: i64,
     pub id: String,
     pub display_name: String,
-    pub scope: String,
-    pub managed_by: String,
+    pub scope: GroupScope,
+    pub managed_by: ManagedBy,
     pub ignored: bool,
 }
 
@@ -67,7 +67,7 @@ pub fn state(conn: &Connection, id: &str) -> StoreResult<GroupState> {
         .ok_or_else(|| StoreError::NotFound(format!("group {id} not found")))
 }
 
-pub fn set_flags(conn: &Connection, pk: i64, managed_by: &str, ignored: bool) -> StoreResult<()> {
+pub fn set_flags(conn: &Connection, pk: i64, managed_by: ManagedBy, ignored: bool) -> StoreResult<()> {
     conn.prepare_cached("UPDATE groups SET managed_by = ?, ignored = ? WHERE pk = ?")?.execute(params![managed_by, ignored, pk])?;
     Ok(())
 }
@@ -176,7 +176,7 @@ pub fn list(
 
 /// A member candidate: its pk and who manages it. An id that is not a (visible) user is
 /// an error naming it.
-pub fn member_pk(conn: &Connection, user_id: &str) -> StoreResult<(i64, String)> {
+pub fn member_pk(conn: &Connection, user_id: &str) -> StoreResult<(i64, ManagedBy)> {
     conn.prepare_cached("SELECT pk, managed_by FROM users WHERE id = ? AND deleted_at IS NULL")?
         .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
@@ -184,7 +184,7 @@ pub fn member_pk(conn: &Connection, user_id: &str) -> StoreResult<(i64, String)>
 }
 
 /// Adds one member; returns false if it was already there (not an error).
-pub fn add_member(conn: &Connection, group_pk: i64, user_pk: i64, source: &str) -> StoreResult<bool> {
+pub fn add_member(conn: &Connection, group_pk: i64, user_pk: i64, source: MembershipSource) -> StoreResult<bool> {
     let n = conn
         .prepare_cached("INSERT OR IGNORE INTO memberships (group_pk, user_pk, source) VALUES (?, ?, ?)")?
         .execute(params![group_pk, user_pk, source])?;
@@ -214,8 +214,8 @@ pub fn idp_member_ids(conn: &Connection, group_pk: i64) -> StoreResult<Vec<Strin
 pub struct GroupSummary {
     pub id: String,
     pub name: String,
-    pub scope: String,
-    pub managed_by: String,
+    pub scope: GroupScope,
+    pub managed_by: ManagedBy,
     pub ignored: bool,
     pub members: i64,
 }
@@ -233,7 +233,7 @@ pub fn summaries(conn: &Connection) -> StoreResult<Vec<GroupSummary>> {
 }
 
 /// Member user names of a group (any scope), with each membership's source.
-pub fn member_names(conn: &Connection, group_pk: i64) -> StoreResult<Vec<(String, String)>> {
+pub fn member_names(conn: &Connection, group_pk: i64) -> StoreResult<Vec<(String, MembershipSource)>> {
     let mut stmt = conn.prepare("SELECT u.user_name, m.source FROM memberships m JOIN users u ON u.pk = m.user_pk WHERE m.group_pk = ? ORDER BY u.user_name")?;
     let rows = stmt.query_map([group_pk], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     Ok(rows)

@@ -294,8 +294,8 @@ mod tests {
         assert_eq!(counted("users"), 2);
         assert_eq!(counted("groups"), 1);
         assert_eq!((counted("seats:creator"), counted("seats:creator_float")), (0, 1));
-        assert_eq!(super::super::users::seats_used(&conn, "creator_float", "a").unwrap(), 0, "a user's own seat is not counted");
-        assert_eq!(super::super::users::seats_used(&conn, "creator_float", "x").unwrap(), 1);
+        assert_eq!(super::super::users::seats_used(&conn, crate::model::License::CreatorFloat, "a").unwrap(), 0, "a user's own seat is not counted");
+        assert_eq!(super::super::users::seats_used(&conn, crate::model::License::CreatorFloat, "x").unwrap(), 1);
     }
 
     /// Databases made by earlier schemas migrate to the same tables and columns a new

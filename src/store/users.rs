@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
 
 use super::{is_unique_violation, new_resource_id, StoreError, StoreResult};
-use crate::model::{Attrs, StoredResource};
+use crate::model::{Attrs, AuthType, License, ManagedBy, Role, StoredResource};
 use crate::model::{ENTERPRISE_SCHEMA, SCIMD_SCHEMA};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -332,24 +332,24 @@ pub struct AccountRecord {
     pub id: String,
     pub user_name: String,
     pub active: bool,
-    pub role: String,
+    pub role: Role,
     pub password_hash: Option<String>,
-    pub license: String,
+    pub license: License,
 }
 
 /// Who a new user is, beyond its SCIM attributes.
 pub struct UserOrigin<'a> {
-    pub role: &'a str,
+    pub role: Role,
     pub password_hash: Option<&'a str>,
-    pub license: &'a str,
-    pub auth_type: &'a str,
-    pub managed_by: &'a str,
+    pub license: License,
+    pub auth_type: AuthType,
+    pub managed_by: ManagedBy,
 }
 
-impl UserOrigin<'_> {
+impl UserOrigin<'static> {
     /// A user the IdP creates through SCIM.
-    pub fn idp(license: &str) -> UserOrigin<'_> {
-        UserOrigin { role: "user", password_hash: None, license, auth_type: "idp", managed_by: "idp" }
+    pub fn idp(license: License) -> UserOrigin<'static> {
+        UserOrigin { role: Role::User, password_hash: None, license, auth_type: AuthType::Idp, managed_by: ManagedBy::Idp }
     }
 }
 
@@ -364,11 +364,11 @@ pub fn insert(conn: &Connection, doc: &Attrs, origin: &UserOrigin<'_>, now: &str
         text(now),
         text(now),
         Sql::Integer(1),
-        text(origin.role),
+        text(origin.role.as_str()),
         origin.password_hash.map(text).unwrap_or(Sql::Null),
-        text(origin.license),
-        text(origin.auth_type),
-        text(origin.managed_by),
+        text(origin.license.as_str()),
+        text(origin.auth_type.as_str()),
+        text(origin.managed_by.as_str()),
         Sql::Text(user_name_key(doc)),
     ];
     // A user the IdP creates without saying is active (a server default, RFC 7643 §2.2).
@@ -429,15 +429,15 @@ pub fn undelete(conn: &Connection, id: &str) -> StoreResult<()> {
 
 /// A user by userName (compared as `crate::names::key` does) whatever its state:
 /// (id, soft-deleted, managed_by).
-pub fn find_by_user_name(conn: &Connection, user_name: &str) -> StoreResult<Option<(String, bool, String)>> {
+pub fn find_by_user_name(conn: &Connection, user_name: &str) -> StoreResult<Option<(String, bool, ManagedBy)>> {
     Ok(conn
         .prepare_cached("SELECT id, deleted_at IS NOT NULL, managed_by FROM users WHERE user_name_key = ?")?
         .query_row([crate::names::key(user_name)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?)
 }
 
-/// Sets who manages a user (`idp` once the IdP adopts a local user).
-pub fn set_managed_by(conn: &Connection, id: &str, managed_by: &str) -> StoreResult<()> {
+/// Sets who manages a user (`Idp` once the IdP adopts a local user).
+pub fn set_managed_by(conn: &Connection, id: &str, managed_by: ManagedBy) -> StoreResult<()> {
     conn.prepare_cached("UPDATE users SET managed_by = ? WHERE id = ?")?.execute(params![managed_by, id])?;
     Ok(())
 }
@@ -452,7 +452,7 @@ pub fn origin_of(conn: &Connection, id: &str) -> StoreResult<crate::model::Origi
 
 /// Seats in use: active, not deleted users holding the licence (other than `except`).
 /// Reads the trigger-kept counter, so it costs the same with 50 seats or 50,000.
-pub fn seats_used(conn: &Connection, license: &str, except: &str) -> StoreResult<u64> {
+pub fn seats_used(conn: &Connection, license: License, except: &str) -> StoreResult<u64> {
     let n: i64 = conn
         .prepare_cached(
             "SELECT (SELECT n FROM counters WHERE name = 'seats:' || ?1)
@@ -463,7 +463,7 @@ pub fn seats_used(conn: &Connection, license: &str, except: &str) -> StoreResult
     Ok(n.max(0) as u64)
 }
 
-pub fn set_license(conn: &Connection, id: &str, license: &str, now: &str) -> StoreResult<()> {
+pub fn set_license(conn: &Connection, id: &str, license: License, now: &str) -> StoreResult<()> {
     conn.prepare_cached("UPDATE users SET license = ?, last_modified = ?, version = version + 1 WHERE id = ?")?
         .execute(params![license, now, id])?;
     Ok(())
@@ -530,7 +530,7 @@ pub fn find_account_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Acc
         .optional()?)
 }
 
-pub fn set_password(conn: &Connection, id: &str, hash: &str, role: &str, now: &str) -> StoreResult<()> {
+pub fn set_password(conn: &Connection, id: &str, hash: &str, role: Role, now: &str) -> StoreResult<()> {
     let n = conn
         .prepare_cached("UPDATE users SET password_hash = ?, role = ?, last_modified = ?, version = version + 1 WHERE id = ?")?
         .execute(params![hash, role, now, id])?;
@@ -566,7 +566,7 @@ pub fn rename(conn: &Connection, id: &str, user_name: &str, now: &str) -> StoreR
 }
 
 /// Sets a local user's sign-in type and licence (import).
-pub fn set_origin(conn: &Connection, id: &str, auth_type: &str, license: &str) -> StoreResult<()> {
+pub fn set_origin(conn: &Connection, id: &str, auth_type: AuthType, license: License) -> StoreResult<()> {
     conn.prepare_cached("UPDATE users SET auth_type = ?, license = ? WHERE id = ?")?.execute(params![auth_type, license, id])?;
     Ok(())
 }
@@ -584,10 +584,10 @@ pub struct UserSummary {
     pub id: String,
     pub username: String,
     pub active: bool,
-    pub license: String,
-    pub auth_type: String,
-    pub managed_by: String,
-    pub role: String,
+    pub license: License,
+    pub auth_type: AuthType,
+    pub managed_by: ManagedBy,
+    pub role: Role,
     pub deleted: bool,
 }
 

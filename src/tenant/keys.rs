@@ -40,6 +40,57 @@ impl std::fmt::Octal for KeyMode {
     }
 }
 
+/// Why a signing key could not be loaded, generated, removed or used. The texts are the
+/// operator's (`scimd token ...` prints them; the API logs them and answers "internal").
+#[derive(Debug)]
+pub enum KeyError {
+    /// The private key path is a symbolic link (it is opened without following links).
+    Symlink,
+    /// Opening, inspecting or reading the private key file.
+    Read(std::io::Error),
+    NotRegularFile,
+    /// Group or other may read the private key.
+    Exposed(KeyMode),
+    NotPem,
+    /// ring refuses the key (not RSA, too small, ...).
+    Unusable(ring::error::KeyRejected),
+    /// The keys directory cannot be created.
+    CreateDir(PathBuf, std::io::Error),
+    /// The `rsa` crate could not generate or encode a key pair (or the task doing it died).
+    Generate(String),
+    /// A key file could not be written (`certs::write_file`'s words, which name the file).
+    Write(String),
+    Remove(PathBuf, std::io::Error),
+    /// ring could not sign (or the claims could not be encoded to sign).
+    Sign,
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyError::Symlink => write!(f, "the private key is a symbolic link; scimd refuses to follow it"),
+            KeyError::Read(e) => write!(f, "{e}"),
+            KeyError::NotRegularFile => write!(f, "the private key is not a regular file"),
+            KeyError::Exposed(mode) => write!(f, "the private key is readable by others (mode {mode:o}); chmod 600 it"),
+            KeyError::NotPem => write!(f, "not a PKCS#8 PEM private key"),
+            KeyError::Unusable(e) => write!(f, "unusable RSA key: {e}"),
+            KeyError::CreateDir(dir, e) => write!(f, "cannot create {}: {e}", dir.display()),
+            KeyError::Generate(why) | KeyError::Write(why) => write!(f, "{why}"),
+            KeyError::Remove(path, e) => write!(f, "cannot remove {}: {e}", path.display()),
+            KeyError::Sign => write!(f, "signing failed"),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            KeyError::Read(e) | KeyError::CreateDir(_, e) | KeyError::Remove(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// A loaded signing key and what identifies it.
 pub struct SigningKey {
     pub pair: RsaKeyPair,
@@ -48,11 +99,11 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         let mut sig = vec![0u8; self.pair.public().modulus_len()];
         self.pair
             .sign(&signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), message, &mut sig)
-            .map_err(|_| "signing failed".to_string())?;
+            .map_err(|_| KeyError::Sign)?;
         Ok(sig)
     }
 
@@ -143,7 +194,7 @@ impl KeyState {
         }
     }
 
-    fn load(&self) -> Result<SigningKey, String> {
+    fn load(&self) -> Result<SigningKey, KeyError> {
         use std::io::Read;
         // Opened without following a symlink, and the checks are made on the open file:
         // a key swapped for a link to another file is refused, not read.
@@ -155,31 +206,31 @@ impl KeyState {
             options.custom_flags(libc::O_NOFOLLOW);
         }
         let mut file = options.open(&self.private).map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => "the private key is a symbolic link; scimd refuses to follow it".to_string(),
-            _ => e.to_string(),
+            Some(libc::ELOOP) => KeyError::Symlink,
+            _ => KeyError::Read(e),
         })?;
-        let meta = file.metadata().map_err(|e| e.to_string())?;
+        let meta = file.metadata().map_err(KeyError::Read)?;
         if !meta.is_file() {
-            return Err("the private key is not a regular file".into());
+            return Err(KeyError::NotRegularFile);
         }
         #[cfg(unix)]
         if KeyMode::of(&meta).exposed() {
-            return Err(format!("the private key is readable by others (mode {:o}); chmod 600 it", KeyMode::of(&meta)));
+            return Err(KeyError::Exposed(KeyMode::of(&meta)));
         }
         let mut text = String::new();
-        file.read_to_string(&mut text).map_err(|e| e.to_string())?;
+        file.read_to_string(&mut text).map_err(KeyError::Read)?;
         // rustls-pki-types' PEM reader (already used for the TLS key): a section of the
         // wrong kind is refused, not searched for a matching label.
         use rustls_pki_types::pem::PemObject;
-        let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(text.as_bytes()).map_err(|_| "not a PKCS#8 PEM private key")?;
-        let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|e| format!("unusable RSA key: {e}"))?;
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(text.as_bytes()).map_err(|_| KeyError::NotPem)?;
+        let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(KeyError::Unusable)?;
         let fingerprint = fingerprint(pair.public().as_ref());
         Ok(SigningKey { pair, fingerprint })
     }
 
     /// Generates a new key pair, replacing any existing one (which invalidates every
     /// token signed with it). Returns the new public key's fingerprint. Blocking.
-    pub fn generate(&self) -> Result<String, String> {
+    pub fn generate(&self) -> Result<String, KeyError> {
         use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
         // Owner-only from the start; the tenant's directory layout is tenant.rs's, which
         // handed us this path (no import back into tenant: it owns a KeyState).
@@ -187,14 +238,15 @@ impl KeyState {
         dir.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
-        dir.create(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-        let key = rsa::RsaPrivateKey::new(&mut RingRng(ring::rand::SystemRandom::new()), KEY_BITS).map_err(|e| e.to_string())?;
-        let private_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?;
-        let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| e.to_string())?;
+        dir.create(&self.dir).map_err(|e| KeyError::CreateDir(self.dir.clone(), e))?;
+        let generate = |e: &dyn std::fmt::Display| KeyError::Generate(e.to_string());
+        let key = rsa::RsaPrivateKey::new(&mut RingRng(ring::rand::SystemRandom::new()), KEY_BITS).map_err(|e| generate(&e))?;
+        let private_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| generate(&e))?;
+        let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| generate(&e))?;
         // Each is written beside and renamed: a reader never sees half a key, and a
         // symlink planted at either path is replaced, not written through.
-        crate::certs::write_file(&self.private, private_pem.as_bytes(), 0o600)?;
-        crate::certs::write_file(&self.public, public_pem.as_bytes(), 0o600)?;
+        crate::certs::write_file(&self.private, private_pem.as_bytes(), 0o600).map_err(KeyError::Write)?;
+        crate::certs::write_file(&self.public, public_pem.as_bytes(), 0o600).map_err(KeyError::Write)?;
         let loaded = self.load()?;
         if let Ok(mut c) = self.cached.lock() {
             *c = None;
@@ -204,13 +256,13 @@ impl KeyState {
     }
 
     /// Removes the key pair; returns whether there was one.
-    pub fn delete(&self) -> Result<bool, String> {
+    pub fn delete(&self) -> Result<bool, KeyError> {
         let existed = self.private.exists();
         for path in [&self.private, &self.public] {
             match std::fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+                Err(e) => return Err(KeyError::Remove(path.to_path_buf(), e)),
             }
         }
         if let Ok(mut c) = self.cached.lock() {
@@ -220,5 +272,34 @@ impl KeyState {
             info!(target: "scimd::token", "deleted the token signing key");
         }
         Ok(existed)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// Each refusal to load a key is its own `KeyError`, worded as the strings were.
+    #[test]
+    fn load_refusals_are_typed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("scimd-keys-{}", std::process::id()));
+        let keys = KeyState::new(dir.join("k.pem"), dir.join("k.pub.pem"), dir.clone());
+        keys.generate().expect("a key");
+        assert!(keys.load().is_ok());
+        std::fs::set_permissions(&keys.private, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let exposed = keys.load().err().expect("refused");
+        assert!(matches!(exposed, KeyError::Exposed(_)));
+        assert_eq!(exposed.to_string(), "the private key is readable by others (mode 644); chmod 600 it");
+        std::fs::write(dir.join("other.pem"), "not a key").unwrap();
+        std::fs::set_permissions(dir.join("other.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let not_pem = KeyState::new(dir.join("other.pem"), dir.join("x"), dir.clone()).load().err().expect("refused");
+        assert!(matches!(not_pem, KeyError::NotPem), "{not_pem}");
+        std::os::unix::fs::symlink(dir.join("other.pem"), dir.join("link.pem")).unwrap();
+        let link = KeyState::new(dir.join("link.pem"), dir.join("x"), dir.clone()).load().err().expect("refused");
+        assert_eq!(link.to_string(), "the private key is a symbolic link; scimd refuses to follow it");
+        assert!(keys.delete().expect("deleted"));
+        assert!(!keys.delete().expect("nothing to delete"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
