@@ -5,6 +5,7 @@
 //! DATA_DIR/tenants/<tenant-id>/tenant.toml                 per-tenant settings (optional)
 //! DATA_DIR/tenants/<tenant-id>/keys/token-signing.key.pem  RSA private key, PKCS#8, 0600
 //! DATA_DIR/tenants/<tenant-id>/keys/token-signing.pub.pem  its public key (SPKI)
+//! DATA_DIR/catalogue.db                                    tenants as of their last close
 //! ```
 //! A tenant id matches `[a-z0-9][a-z0-9-]{0,62}`; anything else is rejected before any
 //! path is built, so a request can never name a file outside the data directory.
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use log::info;
 
+use crate::store::catalogue::{self, Catalogue};
 use crate::store::{Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -45,15 +47,49 @@ impl fmt::Display for TenantId {
     }
 }
 
-/// Paths inside a data directory.
-#[derive(Clone, Debug)]
+/// Paths inside a data directory, and its catalogue (one connection, shared by clones).
+#[derive(Clone)]
 pub struct DataDir {
     root: PathBuf,
+    catalogue: Arc<Catalogue>,
+}
+
+impl fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataDir").field("root", &self.root).finish()
+    }
 }
 
 impl DataDir {
     pub fn new(root: impl Into<PathBuf>) -> DataDir {
-        DataDir { root: root.into() }
+        let root = root.into();
+        let catalogue = Arc::new(Catalogue::new(root.join("catalogue.db")));
+        DataDir { root, catalogue }
+    }
+    /// What the server knows of every tenant without opening it (`store::catalogue`).
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+    /// Records a tenant that is not open here in the catalogue, from its database file (a
+    /// new or restored tenant, or one an older scimd made before there was a catalogue).
+    pub fn recatalogue(&self, id: &TenantId) -> Result<(), StoreError> {
+        let summary = catalogue::summarise_file(&self.database(id))?;
+        self.catalogue.record(id.as_str(), &summary, &crate::clock::UtcMillis::now().to_rfc3339())
+    }
+    /// Tenants on disk the catalogue does not hold, recorded now; returns how many.
+    pub fn backfill_catalogue(&self) -> Result<usize, StoreError> {
+        let known = self.catalogue.all()?;
+        let mut added = 0;
+        for id in self.list_tenants().map_err(StoreError::Io)? {
+            if !known.contains_key(id.as_str()) {
+                match self.recatalogue(&id) {
+                    Ok(()) => added += 1,
+                    // It is recorded when it is next closed (an older schema, say).
+                    Err(e) => log::warn!(target: "scimd::tenant", "tenant {id}: not in the catalogue yet: {e}"),
+                }
+            }
+        }
+        Ok(added)
     }
     pub fn root(&self) -> &Path {
         &self.root
@@ -121,6 +157,7 @@ impl DataDir {
             .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         let store = Store::open(&self.database(id))?;
         store.close();
+        self.recatalogue(id)?;
         self.restrict_tenant(id);
         info!(target: "scimd::tenant", "created tenant {id} in {}", dir.display());
         Ok(())
@@ -405,6 +442,21 @@ pub struct Tenant {
     settings: std::sync::RwLock<Arc<TenantSettings>>,
     settings_path: PathBuf,
     pub keys: keys::KeyState,
+    catalogue: Arc<Catalogue>,
+}
+
+/// Whoever closes a tenant (the server's registry, a CLI command) records it in the
+/// catalogue, so the catalogue is current for every tenant that is not open.
+impl Drop for Tenant {
+    fn drop(&mut self) {
+        let recorded = self
+            .store
+            .read_blocking(|db| catalogue::summarise(db))
+            .and_then(|s| self.catalogue.record(self.id.as_str(), &s, &crate::clock::UtcMillis::now().to_rfc3339()));
+        if let Err(e) = recorded {
+            log::warn!(target: "scimd::tenant", "tenant {}: cannot record it in the catalogue: {e}", self.id);
+        }
+    }
 }
 
 impl Tenant {
@@ -414,7 +466,8 @@ impl Tenant {
         let store = Store::open(&data.database(id))?;
         data.restrict_tenant(id);
         let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
-        Ok(Tenant { id: id.clone(), store, settings: std::sync::RwLock::new(Arc::new(settings)), settings_path: data.settings_file(id), keys })
+        let catalogue = Arc::clone(&data.catalogue);
+        Ok(Tenant { id: id.clone(), store, settings: std::sync::RwLock::new(Arc::new(settings)), settings_path: data.settings_file(id), keys, catalogue })
     }
 
     /// The settings in force.

@@ -258,13 +258,34 @@ impl ExpiryBoard {
     }
 }
 
+/// The tenants whose tokens the daily check must read: the open ones, and those the
+/// catalogue shows with a live token inside their warning window. The others are not
+/// opened, so the check costs what the expiring tenants cost, not what all of them do.
+async fn to_check(tenants: &crate::tenant::TenantRegistry, now: UtcMillis) -> Vec<crate::tenant::TenantId> {
+    let open = tenants.open_tenants();
+    let mut ids: Vec<crate::tenant::TenantId> = open.iter().map(|t| t.id.clone()).collect();
+    let now_text = now.to_rfc3339();
+    for (id, summary) in crate::scim::activity::closed_tenants(tenants, &open).await {
+        let Some(id) = crate::tenant::TenantId::parse(&id) else { continue };
+        let live: Vec<_> = summary.tokens.iter().filter(|t| t.expires_at > now_text).collect();
+        if live.is_empty() {
+            continue;
+        }
+        let warn = crate::tenant::TenantSettings::load(&tenants.data().settings_file(&id)).map_or_else(|_| crate::tenant::TenantSettings::default().token_warn_days, |s| s.token_warn_days);
+        if live.iter().any(|t| days_left(&t.expires_at, now) < i64::from(warn)) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
 /// Logs a WARN once a day for every token inside its tenant's warning window, so a token
 /// cannot expire silently (Entra quarantines the app when it does), and posts the list on
 /// `board`.
 pub async fn warn_expiring(tenants: &crate::tenant::TenantRegistry, board: &ExpiryBoard, now: UtcMillis) {
     let today = now.to_rfc3339()[..10].to_string();
     let mut all = std::collections::BTreeMap::new();
-    for id in tenants.data().list_tenants().unwrap_or_default() {
+    for id in to_check(tenants, now).await {
         let Ok(Some(tenant)) = tenants.get(&id).await else { continue };
         let Ok(expiring) = expiring(&tenant, now).await else { continue };
         let reasons: Vec<String> = expiring

@@ -66,6 +66,7 @@ pub async fn tenant_delete(data: &DataDir, id: &str, yes: bool) -> Result<(), Co
     }
     let backup = maintenance::backup_before_delete(data, &id)?;
     std::fs::remove_dir_all(data.tenant_dir(&id))?;
+    data.catalogue().forget(id.as_str())?;
     println!("deleted tenant {id}; its database was backed up to {}", backup.display());
     Ok(())
 }

@@ -25,19 +25,36 @@ pub async fn render(state: &AppState) -> String {
     let now = (state.clock)();
     let mut gauges = String::new();
     let mut tokens = String::new();
-    for tenant in state.tenants.open_tenants() {
-        let id = &tenant.id;
-        if let Ok(sizes) = crate::scim::activity::sizes(&tenant).await {
-            let t = super::metrics::escape(id.as_str());
-            let _ = writeln!(gauges, "scimd_tenant_users{{tenant=\"{t}\"}} {}", sizes.users);
-            let _ = writeln!(gauges, "scimd_tenant_active_users{{tenant=\"{t}\"}} {}", sizes.active_users);
-            let _ = writeln!(gauges, "scimd_tenant_groups{{tenant=\"{t}\"}} {}", sizes.groups);
+    let open = state.tenants.open_tenants();
+    let mut gauge = |id: &str, users: i64, active: i64, groups: i64| {
+        let t = super::metrics::escape(id);
+        let _ = writeln!(gauges, "scimd_tenant_users{{tenant=\"{t}\"}} {users}");
+        let _ = writeln!(gauges, "scimd_tenant_active_users{{tenant=\"{t}\"}} {active}");
+        let _ = writeln!(gauges, "scimd_tenant_groups{{tenant=\"{t}\"}} {groups}");
+    };
+    let mut token = |id: &str, owner: &str, expires_at: &str| {
+        let left = UtcMillis::parse_rfc3339(expires_at).map(|e| (e.0 - now.0) / 1000).unwrap_or(0);
+        let _ = writeln!(tokens, "scimd_token_expiry_seconds{{tenant=\"{}\",owner=\"{}\"}} {left}", super::metrics::escape(id), super::metrics::escape(owner));
+    };
+    // Open tenants are read live; the others as the catalogue holds them, which is how
+    // they were when they closed.
+    for tenant in &open {
+        if let Ok(sizes) = crate::scim::activity::sizes(tenant).await {
+            gauge(tenant.id.as_str(), sizes.users, sizes.active_users, sizes.groups);
         }
-        if let Ok(live) = crate::auth::token::live(&tenant, now).await {
-            for token in live {
-                let left = UtcMillis::parse_rfc3339(&token.expires_at).map(|e| (e.0 - now.0) / 1000).unwrap_or(0);
-                let _ = writeln!(tokens, "scimd_token_expiry_seconds{{tenant=\"{}\",owner=\"{}\"}} {left}", super::metrics::escape(id.as_str()), super::metrics::escape(&token.user_name));
+        if let Ok(live) = crate::auth::token::live(tenant, now).await {
+            for t in live {
+                token(tenant.id.as_str(), &t.user_name, &t.expires_at);
             }
+        }
+    }
+    let now_text = now.to_rfc3339();
+    let closed = crate::scim::activity::closed_tenants(&state.tenants, &open).await;
+    drop(open);
+    for (id, s) in closed {
+        gauge(&id, s.users, s.active_users, s.groups);
+        for t in s.tokens.iter().filter(|t| t.expires_at > now_text) {
+            token(&id, &t.owner, &t.expires_at);
         }
     }
     let counts = &state.tenants.counts;

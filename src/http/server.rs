@@ -286,6 +286,14 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
     let monitor = {
         let state = Arc::clone(&state);
         tokio::spawn(async move {
+            // Tenants the catalogue does not hold yet (made by an older scimd, or copied in)
+            // are read once, before the first check relies on it.
+            let data = state.tenants.data().clone();
+            match tokio::task::spawn_blocking(move || data.backfill_catalogue()).await {
+                Ok(Ok(0)) | Err(_) => {}
+                Ok(Ok(n)) => log::info!(target: "scimd::tenant", "recorded {n} tenants in the catalogue"),
+                Ok(Err(e)) => log::error!(target: "scimd::tenant", "cannot fill the tenant catalogue: {e}"),
+            }
             loop {
                 crate::auth::token::warn_expiring(&state.tenants, &state.auth.expiry, (state.clock)()).await;
                 tokio::time::sleep(EXPIRY_CHECK_INTERVAL).await;

@@ -114,6 +114,7 @@ pub fn restore(data: &DataDir, id: &TenantId, from: &Path) -> Result<(), Mainten
     })?;
     // Bring an older backup up to date.
     crate::store::open_for_write(&data.database(id)).map_err(MaintenanceError::Migrate)?;
+    data.recatalogue(id)?;
     Ok(())
 }
 

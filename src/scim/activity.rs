@@ -29,3 +29,22 @@ pub async fn sizes(tenant: &Tenant) -> Result<TenantSizes, ScimError> {
     let (users, active_users, groups) = tenant.store.scan(|db| crate::store::tenant_counts(db)).await?;
     Ok(TenantSizes { users, active_users, groups })
 }
+
+pub use crate::store::catalogue::Summary;
+
+/// What the catalogue holds of every tenant but those in `read_live` (the open ones the
+/// caller read itself), as each was when it closed: `/metrics` and the token-expiry check
+/// read these instead of opening the tenants.
+pub async fn closed_tenants(tenants: &crate::tenant::TenantRegistry, read_live: &[std::sync::Arc<Tenant>]) -> Vec<(String, Summary)> {
+    let open: std::collections::HashSet<String> = read_live.iter().map(|t| t.id.to_string()).collect();
+    let data = tenants.data().clone();
+    let all = tokio::task::spawn_blocking(move || data.catalogue().all()).await;
+    match all {
+        Ok(Ok(all)) => all.into_iter().filter(|(id, _)| !open.contains(id)).collect(),
+        Ok(Err(e)) => {
+            log::error!(target: "scimd::tenant", "cannot read the tenant catalogue: {e}");
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    }
+}

@@ -15,6 +15,7 @@
 
 #[cfg(test)]
 mod domain_tests;
+pub mod catalogue;
 pub mod events;
 pub mod filter_sql;
 pub mod groups;
@@ -494,6 +495,11 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
     {
+        with_reader(&self.readers, &self.path, None, job)
+    }
+
+    /// `read` for a caller that is not on the async runtime (a tenant being dropped).
+    pub fn read_blocking<T>(&self, job: impl FnOnce(&Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
         with_reader(&self.readers, &self.path, None, job)
     }
 

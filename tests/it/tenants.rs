@@ -126,6 +126,11 @@ async fn five_hundred_tenants_within_256_open_files() {
     assert!(value("scimd_open_tenants ") <= OPEN_BOUND as f64);
     assert!(value("scimd_tenant_opens_total ") >= (TENANTS + TENANTS / 2) as f64, "tenants opened again in the second pass");
     assert!(value("scimd_tenant_closes_total{reason=\"evicted\"} ") >= (TENANTS + TENANTS / 2 - OPEN_BOUND) as f64);
+    // Every tenant has its gauges, the closed ones from the catalogue as they were when they
+    // closed: all had the same requests, so all must show what the open ones show live.
+    let users: Vec<f64> = metrics.lines().filter_map(|l| l.strip_prefix("scimd_tenant_users{").and_then(|r| r.split_once("} ")).and_then(|(_, v)| v.parse().ok())).collect();
+    assert_eq!(users.len(), TENANTS, "one gauge per tenant");
+    assert!(users.iter().all(|u| *u == users[0]) && users[0] >= 1.0, "closed tenants as they closed: {users:?}");
     let (fds, threads) = (max_fds.load(Ordering::Relaxed), max_threads.load(Ordering::Relaxed));
     // The writer threads are the open bound; the rest are tokio's workers and blocking pool.
     assert!(threads < 64 + OPEN_BOUND, "{threads} threads");
@@ -134,4 +139,49 @@ async fn five_hundred_tenants_within_256_open_files() {
     let budget = 16 + OPEN_BOUND * scimd::store::fds_per_open_tenant() + 48;
     assert!(fds <= budget, "{fds} descriptors, more than {budget}");
     eprintln!("{} requests over {TENANTS} tenants (open bound {OPEN_BOUND}) in {elapsed:?}; at most {threads} threads, {fds} descriptors", TENANTS + CLIENTS * TENANTS / 2);
+}
+
+/// The token-expiry check and `/metrics` read closed tenants from the catalogue: only the
+/// tenant with a token inside its warning window is opened. The catalogue is removed
+/// first, so the server also fills it from the databases (an upgrade from a scimd without one).
+#[tokio::test]
+async fn closed_tenants_are_watched_without_being_opened() {
+    let dir = TempDir::new("catalogue");
+    let data = DataDir::new(dir.path().join("data"));
+    for n in 0..20 {
+        let id = TenantId::parse(&format!("quiet{n}")).unwrap();
+        data.create_tenant(&id).unwrap();
+    }
+    let id = TenantId::parse("expiring").unwrap();
+    data.create_tenant(&id).unwrap();
+    {
+        let tenant = Arc::new(scimd::tenant::Tenant::open(&data, &id).unwrap());
+        scimd::commands::add_admin(&tenant.store, ADMIN, PASSWORD, TEST_KDF_ITERATIONS).await.unwrap();
+        // Issued 171 days ago, so it expires inside the 30-day warning window.
+        let then = scimd::clock::UtcMillis(scimd::clock::UtcMillis::now().0 - 171 * 86_400_000);
+        scimd::auth::token::keygen(Arc::clone(&tenant), "test", then).await.unwrap();
+        let admin_id = tenant.store.read(|c| scimd::store::users::find_account(c, ADMIN)).await.unwrap().unwrap().id;
+        scimd::auth::token::issue(&tenant, "test", &admin_id, false, then).await.unwrap();
+        tenant.store.close();
+    }
+    for leftover in ["catalogue.db", "catalogue.db-wal", "catalogue.db-shm"] {
+        let _ = std::fs::remove_file(data.root().join(leftover));
+    }
+    let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
+    let server = ServeBinary::start(data.root(), &certs.server_cert, &certs.server_key, dir.path(), "scimd=debug").await;
+    server.wait_for_log("the bearer token of scim-admin expires in").await;
+    let log = server.log();
+    assert!(log.contains("recorded 21 tenants in the catalogue"), "{log}");
+    assert!(log.contains("tenant expiring: opened"), "{log}");
+    assert!(!log.contains("tenant quiet"), "a tenant without tokens was opened:\n{log}");
+    let metrics_addr: std::net::SocketAddr = log.split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
+    let (_, metrics) = crate::metrics::scrape(metrics_addr, "/metrics").await;
+    assert_eq!(metrics.lines().filter(|l| l.starts_with("scimd_tenant_users{")).count(), 21, "{metrics}");
+    let left: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("scimd_token_expiry_seconds{{tenant=\"expiring\",owner=\"{ADMIN}\"}} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no expiry gauge:\n{metrics}"));
+    assert!((86_400.0..=30.0 * 86_400.0).contains(&left), "{left}");
+    assert!(!server.log().contains("tenant quiet"), "the scrape opened a tenant");
 }
