@@ -24,37 +24,16 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 binary=$(realpath "${1:-$repo/target/release/scimd}")
 containerfile=$repo/packaging/Containerfile
-cache=${SCIMD_CONTAINER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scimd-container}
 out=${SCIMD_CONTAINER_OUT:-$(mktemp -d -t scimd-container.XXXXXX)}
 run_id=scimd-test-$$
 image=localhost/scimd:$run_id
 volume=$run_id-data
-mkdir -p "$cache" "$out"
+# shellcheck source=packaging/podman-env.sh
+. "$repo/packaging/podman-env.sh"
+mkdir -p "$out"
 started=$SECONDS
 
-say() { printf 'container-test: %s\n' "$*" >&2; }
-fail() { say "FAILED: $*"; exit 1; }
 [ -x "$binary" ] || fail "no binary at $binary (cargo build --release)"
-
-# podman's default ulimits (nofile and nproc at 1048576 and more) exceed the hard limits of
-# some hosts, and runc then cannot start anything; its default runtime, crun 1.8, refuses
-# hybrid cgroup hierarchies. Unless the caller brings a CONTAINERS_CONF, use one that sets
-# the limits this host allows (nproc also at most pid_max: runc was refused above it here)
-# and runc when it is installed.
-nofile=$(ulimit -Hn)
-nproc=$(ulimit -Hu)
-[ "$nofile" = unlimited ] && nofile=1048576
-pid_max=$(cat /proc/sys/kernel/pid_max 2>/dev/null || echo 32768)
-if [ "$nproc" = unlimited ] || [ "$nproc" -gt "$pid_max" ]; then nproc=$pid_max; fi
-if [ -z "${CONTAINERS_CONF:-}" ]; then
-    export CONTAINERS_CONF=$cache/containers.conf
-    {
-        echo '[containers]'
-        echo "default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\"]"
-        if command -v runc >/dev/null; then printf '[engine]\nruntime = "runc"\n'; fi
-    } >"$CONTAINERS_CONF"
-fi
-ulimits=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
 
 containers=()
 cleanup() {
@@ -63,25 +42,11 @@ cleanup() {
     podman rmi -f "$image" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-# Without systemd as PID 1 podman cannot install the healthcheck's timer and says so on every
-# run and rm; `podman healthcheck run` below runs the check itself.
-quiet() { grep -v -e 'unable to get systemd connection' -e 'Removing timer for container' >&2 || true; }
 
 # 1. The base image.
 base=$(awk '/^FROM / && / AS runtime-base/ {print $2}' "$containerfile")
 [ -n "$base" ] || fail "no 'FROM … AS runtime-base' in $containerfile"
-if podman image exists "$base"; then
-    say "base image $base present"
-else
-    rootfs=$cache/bookworm-minbase.tar
-    if [ ! -s "$rootfs" ]; then
-        say "making $base from the Debian mirror (mmdebstrap, about a minute)"
-        # passwd: useradd and groupadd, which debian:bookworm-slim has and minbase has not.
-        mmdebstrap --quiet --format=tar --variant=minbase --include=passwd bookworm "$rootfs.part" >&2
-        mv "$rootfs.part" "$rootfs"
-    fi
-    podman import --quiet "$rootfs" "$base" >/dev/null
-fi
+debian_base "$base"
 
 # 2. The image, and the build context .containerignore leaves of the repository.
 context=$(mktemp -d -p "$out" context.XXXXXX)
