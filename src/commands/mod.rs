@@ -5,6 +5,7 @@ mod error;
 mod man;
 mod operator;
 mod probe;
+mod rlimit;
 pub mod token;
 
 pub use error::CommandError;
@@ -136,6 +137,7 @@ fn data_dir(place: &Place) -> Result<DataDir, CommandError> {
 /// `scimd serve`: listen, tell systemd, serve until SIGTERM.
 async fn serve(config: ServeConfig) -> Result<(), CommandError> {
     let stop = shutdown_signal();
+    rlimit::raise_and_report(config.limits.max_connections);
     let running = start_server(&config).await?;
     crate::systemd::notify("READY=1");
     log::info!(target: "scimd", "serving on {}://{}", if config.tls.is_some() { "https" } else { "http" }, running.addr);
@@ -348,6 +350,7 @@ async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> 
         }),
     };
     let stop = shutdown_signal();
+    rlimit::raise_and_report(config.limits.max_connections);
     let running = start_server(&config).await?;
     let host = if running.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { running.addr.ip().to_string() };
     let host = if host.contains(':') { format!("[{host}]") } else { host };

@@ -10,7 +10,6 @@ use std::time::Instant;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, IF_MATCH, IF_NONE_MATCH};
 use hyper::{Method, Request, StatusCode};
-use log::info;
 use serde_json::{json, Value};
 
 use super::request::{self, Query};
@@ -54,8 +53,12 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
         }
     };
     state.metrics.observe(parsed.metrics_label(), &method, resp.status().as_u16(), started.elapsed());
-    info!(
+    // A probe that passes (the container's HEALTHCHECK every 30 s, a load balancer's every
+    // few) would otherwise be most of the access log: DEBUG. A failing one stays at INFO.
+    let level = if matches!(parsed, Route::Healthz) && resp.status() == StatusCode::OK { log::Level::Debug } else { log::Level::Info };
+    log::log!(
         target: "scimd::http::access",
+        level,
         "{peer} {method} {path} {} {}ms {}",
         resp.status().as_u16(),
         started.elapsed().as_millis(),

@@ -6,6 +6,7 @@ mod support;
 mod attacker;
 mod auth;
 mod cli;
+mod container;
 mod costs;
 mod crash;
 mod demo;
