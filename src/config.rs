@@ -153,6 +153,9 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// How many tenants stay open, and for how long idle.
     pub tenants: crate::tenant::TenantLimits,
+    /// `max_open_tenants` was set, so `serve` refuses to start rather than lower it to fit
+    /// the open-file limit (the default is lowered, with a WARN).
+    pub max_open_tenants_given: bool,
 }
 
 /// Connection and request limits (documented with their defaults in the README; how the
@@ -258,11 +261,12 @@ impl ServeConfig {
             text => Some(text.parse().map_err(|_| format!("metrics_listen must be IP:PORT or \"off\" (got '{text}')"))?),
         };
         use crate::tenant::registry::{DEFAULT_MAX_OPEN_TENANTS, DEFAULT_TENANT_IDLE_SECS};
+        let max_open_tenants_given = raw.max_open_tenants.is_some();
         let tenants = crate::tenant::TenantLimits {
             max_open: at_least_one(raw.max_open_tenants, DEFAULT_MAX_OPEN_TENANTS, "max_open_tenants")?,
             idle: secs(raw.tenant_idle_secs, DEFAULT_TENANT_IDLE_SECS, "tenant_idle_secs")?,
         };
-        Ok(ServeConfig { data_dir, listen, tls, public_url: raw.public_url, kdf_iterations, max_body_bytes, limits, metrics_listen, tenants })
+        Ok(ServeConfig { data_dir, listen, tls, public_url: raw.public_url, kdf_iterations, max_body_bytes, limits, metrics_listen, tenants, max_open_tenants_given })
     }
 }
 

@@ -252,6 +252,19 @@ pub fn restore(data: &DataDir, tenant: &str, from: &Path, yes: bool) -> Result<(
     Ok(())
 }
 
+/// Whether the settings fit this shell's hard open-file limit, which `serve` raises itself
+/// to. A warning, not an error: the service may run under another (the unit's LimitNOFILE).
+fn open_files_finding((max_connections, max_open): (usize, usize)) -> maintenance::Finding {
+    let need = super::rlimit::budget(max_connections, max_open);
+    match super::rlimit::hard_limit() {
+        Some(hard) => match super::rlimit::does_not_fit(hard, max_connections, max_open) {
+            Some(why) => maintenance::Finding { level: maintenance::Level::Warn, what: format!("{why} (this shell's hard limit; the service's may differ)") },
+            None => maintenance::Finding { level: maintenance::Level::Ok, what: format!("open files: serve needs at most {need}, the hard limit is {hard}") },
+        },
+        None => maintenance::Finding { level: maintenance::Level::Warn, what: format!("open files: serve needs at most {need}; cannot read the limit") },
+    }
+}
+
 /// Returns Err when something is wrong, so the exit status is non-zero.
 pub fn check(
     data: &DataDir,
@@ -260,12 +273,17 @@ pub fn check(
     as_json: bool,
 ) -> Result<(), CommandError> {
     let mut findings = Vec::new();
+    let config_limits = match &config {
+        Some(Ok((_, c))) => (c.limits.max_connections, c.tenants.max_open),
+        _ => (crate::config::DEFAULT_MAX_CONNECTIONS, crate::tenant::registry::DEFAULT_MAX_OPEN_TENANTS),
+    };
     match config {
         Some(Ok((path, _))) => findings.push(maintenance::Finding { level: maintenance::Level::Ok, what: format!("configuration {}", path.display()) }),
         Some(Err(e)) => findings.push(maintenance::Finding { level: maintenance::Level::Error, what: format!("configuration: {e}") }),
         None => {}
     }
     findings.extend(maintenance::check(data, cert, UtcMillis::now()));
+    findings.push(open_files_finding(config_limits));
     let worst = findings.iter().map(|f| f.level).max().unwrap_or(maintenance::Level::Ok);
     for f in &findings {
         let level = match f.level {

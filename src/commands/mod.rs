@@ -135,9 +135,9 @@ fn data_dir(place: &Place) -> Result<DataDir, CommandError> {
 }
 
 /// `scimd serve`: listen, tell systemd, serve until SIGTERM.
-async fn serve(config: ServeConfig) -> Result<(), CommandError> {
+async fn serve(mut config: ServeConfig) -> Result<(), CommandError> {
     let stop = shutdown_signal();
-    rlimit::raise_and_report(config.limits.max_connections);
+    rlimit::raise_and_fit(&mut config)?;
     let running = start_server(&config).await?;
     crate::systemd::notify("READY=1");
     log::info!(target: "scimd", "serving on {}://{}", if config.tls.is_some() { "https" } else { "http" }, running.addr);
@@ -334,7 +334,7 @@ async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> 
         paths = certs::generate(&cert_dir, &["localhost".to_string(), "127.0.0.1".to_string()])?;
     }
     let listen: SocketAddr = listen.parse().map_err(|_| format!("--listen must be IP:PORT (got '{listen}')"))?;
-    let config = ServeConfig {
+    let mut config = ServeConfig {
         data_dir: data_dir.to_path_buf(),
         listen,
         tls: Some((paths.server_cert.clone(), paths.server_key.clone())),
@@ -343,6 +343,7 @@ async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> 
         max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
         limits: crate::config::Limits::default(),
         tenants: crate::tenant::TenantLimits::default(),
+        max_open_tenants_given: false,
         // Beside the API: a free port when the API took one, else the usual 9464.
         metrics_listen: Some(match metrics_listen {
             Some(m) => m.parse().map_err(|_| format!("--metrics-listen must be IP:PORT (got '{m}')"))?,
@@ -350,7 +351,7 @@ async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> 
         }),
     };
     let stop = shutdown_signal();
-    rlimit::raise_and_report(config.limits.max_connections);
+    rlimit::raise_and_fit(&mut config)?;
     let running = start_server(&config).await?;
     let host = if running.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { running.addr.ip().to_string() };
     let host = if host.contains(':') { format!("[{host}]") } else { host };

@@ -42,9 +42,38 @@ pub fn raise_to_hard() -> std::io::Result<OpenFiles> {
     Err(std::io::Error::other("no RLIMIT_NOFILE on this platform"))
 }
 
-/// Raises the limit and says at INFO what the server has; a WARN when it is below what
-/// `max_connections` and a few tenants need (the connections would fail with EMFILE).
-pub fn raise_and_report(max_connections: usize) {
+/// Open files `serve` needs at most: one per connection, each open tenant's files
+/// (`store::fds_per_open_tenant`), and a margin for listeners, logs and passing reads.
+pub fn budget(max_connections: usize, max_open_tenants: usize) -> u64 {
+    (max_connections + max_open_tenants * crate::store::fds_per_open_tenant()) as u64 + MARGIN
+}
+
+/// Why `limit` open files cannot hold these settings, worded for the operator (which
+/// setting to lower, or which limit to raise); `None` when they fit.
+pub fn does_not_fit(limit: u64, max_connections: usize, max_open_tenants: usize) -> Option<String> {
+    let need = budget(max_connections, max_open_tenants);
+    if limit >= need {
+        return None;
+    }
+    let per = crate::store::fds_per_open_tenant();
+    let room = limit.saturating_sub(MARGIN + max_connections as u64) / per as u64;
+    let lower = if room >= 1 {
+        format!("lower max_open_tenants to {room} or less, or max_connections")
+    } else {
+        format!("lower max_connections below {}", limit.saturating_sub(MARGIN + per as u64))
+    };
+    Some(format!(
+        "open files: the limit is {limit}, but max_connections ({max_connections}) + max_open_tenants ({max_open_tenants}) x {per} files each + {MARGIN} need {need}; {lower}, or raise the hard limit (LimitNOFILE= in the unit, --ulimit nofile= for a container)"
+    ))
+}
+
+/// Raises the limit, says at INFO what the server has, and makes the settings fit in it:
+/// a default `max_open_tenants` is lowered to what fits (WARN); a given one, or
+/// connections that do not fit at all, refuse the start, since they would otherwise fail
+/// one by one with EMFILE under load.
+pub fn raise_and_fit(config: &mut crate::config::ServeConfig) -> Result<(), String> {
+    let max_connections = config.limits.max_connections;
+    let max_open_tenants = config.tenants.max_open;
     match raise_to_hard() {
         Ok(limit) => {
             if limit.was < limit.soft {
@@ -52,18 +81,38 @@ pub fn raise_and_report(max_connections: usize) {
             } else {
                 log::info!(target: "scimd", "open files: soft limit {} (hard limit {})", limit.soft, limit.hard);
             }
-            // The listeners, the log, and each open tenant's ~5 files come on top.
-            let needed = max_connections as u64 + MARGIN;
-            if limit.soft < needed {
-                log::warn!(
-                    target: "scimd",
-                    "open files: the limit {} is below max_connections ({max_connections}) + {MARGIN}; raise the hard limit (LimitNOFILE=, --ulimit nofile=) or lower max_connections",
-                    limit.soft
-                );
+            let Some(why) = does_not_fit(limit.soft, max_connections, max_open_tenants) else { return Ok(()) };
+            let room = limit.soft.saturating_sub(MARGIN + max_connections as u64) / crate::store::fds_per_open_tenant() as u64;
+            if config.max_open_tenants_given || room == 0 {
+                return Err(format!("refusing to start: {why}"));
             }
+            config.tenants.max_open = room as usize;
+            log::warn!(
+                target: "scimd",
+                "open files: the limit {} holds {room} open tenants beside max_connections ({max_connections}), so max_open_tenants is {room} (not {max_open_tenants}); raise the hard limit or set max_open_tenants",
+                limit.soft
+            );
+            Ok(())
         }
-        Err(e) => log::warn!(target: "scimd", "open files: cannot read or raise the limit: {e}"),
+        Err(e) => {
+            log::warn!(target: "scimd", "open files: cannot read or raise the limit: {e}");
+            Ok(())
+        }
     }
+}
+
+/// The hard open-file limit of this process (what `serve` would raise itself to).
+pub fn hard_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes one `rlimit` through a pointer to a live, owned value.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            #[allow(clippy::unnecessary_cast)]
+            return Some(limit.rlim_max as u64);
+        }
+    }
+    None
 }
 
 /// Descriptors beyond the connections: listeners, standard streams, a few tenants.

@@ -1,7 +1,8 @@
 //! The open tenants. A tenant opens on first use (its database, writer thread and read
 //! connections) and closes again when it has been idle for `idle`, or when opening another
-//! would pass `max_open` (the least recently used goes first), so threads and file
-//! descriptors grow with the bound, never with the number of tenants on disk.
+//! would pass `max_open` (the least recently used goes first; tenants still closing count
+//! until they have finished), so threads and file descriptors grow with the bound, never
+//! with the number of tenants on disk.
 //!
 //! Closing never cuts a request short: a closing tenant leaves the table at once (new
 //! requests no longer find it), then waits until no request holds it, then its writer
@@ -90,6 +91,8 @@ pub struct TenantRegistry {
     limits: TenantLimits,
     open: Mutex<HashMap<TenantId, Entry>>,
     closing: Closing,
+    /// Notified whenever a close finishes (an open waiting for room goes on).
+    closed: Arc<tokio::sync::Notify>,
     /// Held while a tenant is being opened: concurrent first requests wait for one open
     /// (and its migration) instead of each running it.
     opening: tokio::sync::Mutex<()>,
@@ -107,6 +110,7 @@ impl TenantRegistry {
             limits: TenantLimits { max_open: limits.max_open.max(1), idle: limits.idle },
             open: Mutex::new(HashMap::new()),
             closing: Arc::new(Mutex::new(HashMap::new())),
+            closed: Arc::new(tokio::sync::Notify::new()),
             opening: tokio::sync::Mutex::new(()),
             counts: Arc::new(LifecycleCounts::default()),
         }
@@ -156,7 +160,7 @@ impl TenantRegistry {
             if self.closing_of(id).is_some() {
                 continue;
             }
-            self.evict_down_to(self.limits.max_open - 1);
+            self.make_room().await;
             let (data, tid) = (self.data.clone(), id.clone());
             let started = Instant::now();
             let tenant = tokio::task::spawn_blocking(move || Tenant::open(&data, &tid))
@@ -171,6 +175,23 @@ impl TenantRegistry {
             self.counts.opened.fetch_add(1, Ordering::Relaxed);
             debug!(target: "scimd::tenant", "tenant {id}: opened in {} ms ({now_open} open)", started.elapsed().as_millis());
             return Ok(Some(tenant));
+        }
+    }
+
+    /// Returns once one more tenant may open: the tenants open and those still closing
+    /// (which hold their files and writer until they finish) are fewer than the bound.
+    async fn make_room(&self) {
+        loop {
+            let notified = self.closed.notified();
+            tokio::pin!(notified);
+            // Registered before the counts are read, so a close finishing in between wakes it.
+            notified.as_mut().enable();
+            let closing = self.closing.lock().map(|c| c.len()).unwrap_or(0);
+            if self.open_count() + closing < self.limits.max_open {
+                return;
+            }
+            self.evict_down_to(self.limits.max_open.saturating_sub(1 + closing));
+            notified.await;
         }
     }
 
@@ -217,6 +238,7 @@ impl TenantRegistry {
             closing.insert(id.clone(), done_rx);
         }
         let closing = Arc::clone(&self.closing);
+        let closed = Arc::clone(&self.closed);
         let counts = Arc::clone(&self.counts);
         tokio::spawn(async move {
             // Requests in flight hold the tenant; none can pick it up any more.
@@ -238,6 +260,7 @@ impl TenantRegistry {
                 c.remove(&id);
             }
             let _ = done_tx.send(true);
+            closed.notify_waiters();
             counts.closed(reason);
             debug!(target: "scimd::tenant", "tenant {id}: closed ({}) after {} ms", reason.as_str(), started.elapsed().as_millis());
         });
@@ -312,26 +335,33 @@ mod tests {
             .count()
     }
 
-    /// Past the bound the least recently used tenant closes (its writer thread ends), a
-    /// request that still holds it finishes first, and it opens again with its data.
+    /// Past the bound the least recently used tenant closes (its writer thread ends); a
+    /// request that still holds it finishes first, the open that needs its room waits for
+    /// that, and it opens again later with its data.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_least_recently_used_tenant_closes_after_its_requests() {
         let (root, data) = data_with(&["q7", "q8", "q9"]);
-        let reg = TenantRegistry::with_limits(data, TenantLimits { max_open: 2, idle: Duration::from_secs(3600) });
+        let reg = Arc::new(TenantRegistry::with_limits(data, TenantLimits { max_open: 2, idle: Duration::from_secs(3600) }));
         let id = |s: &str| TenantId::parse(s).unwrap();
         let a = reg.get(&id("q7")).await.unwrap().unwrap();
         reg.get(&id("q8")).await.unwrap().unwrap();
         assert_eq!(writer_threads("q7"), 1);
-        reg.get(&id("q9")).await.unwrap().unwrap();
-        assert_eq!(reg.open_count(), 2, "the bound holds");
-        // `a` was evicted, but this request still holds it: its write must land.
+        let third = {
+            let reg = Arc::clone(&reg);
+            tokio::spawn(async move { reg.get(&id("q9")).await.map(|t| t.is_some()) })
+        };
+        // q7 is evicted, but this request still holds it: its write lands, and q9 waits.
+        until("q7 to leave the table", || reg.open_tenants().iter().all(|t| t.id.as_str() != "q7")).await;
         a.store
             .write(|db| events::record(db, "2026-01-01T00:00:00.000Z", "test", events::Action::Create, "User", "u1", &serde_json::json!({})))
             .await
             .unwrap();
+        assert!(!third.is_finished(), "q9 opened while q7 still held its room");
         drop(a);
-        until("the evicted tenant to close", || reg.counts.closed_evicted.load(Ordering::Relaxed) == 1).await;
+        assert!(third.await.unwrap().unwrap());
+        assert_eq!(reg.counts.closed_evicted.load(Ordering::Relaxed), 1);
         assert_eq!(writer_threads("q7"), 0, "its writer thread ended");
+        assert_eq!(reg.open_count(), 2, "the bound holds");
         let a = reg.get(&id("q7")).await.unwrap().unwrap();
         let q = events::EventQuery { after: 0, limit: 10, resource_id: Some("u1".into()), since: None };
         assert_eq!(a.store.read(move |db| events::list(db, &q)).await.unwrap().len(), 1, "the write survived");

@@ -154,6 +154,7 @@ async fn an_exposed_private_key_stops_the_server_starting() {
         max_body_bytes: 65536,
         limits: scimd::config::Limits::default(),
         tenants: scimd::tenant::TenantLimits::default(),
+        max_open_tenants_given: false,
         metrics_listen: None,
     };
     let err = scimd::commands::start_server(&config).await.err().expect("refused to start").to_string();

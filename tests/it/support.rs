@@ -150,6 +150,7 @@ impl TestServer {
             max_body_bytes: 64 * 1024,
             limits: scimd::config::Limits::default(),
             tenants: scimd::tenant::TenantLimits::default(),
+            max_open_tenants_given: false,
             metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         };
         tweak(&mut config);

@@ -16,7 +16,10 @@ use crate::support::*;
 
 const TENANTS: usize = 500;
 const OPEN_BOUND: usize = 16;
-const NOFILE: u64 = 256;
+/// 256 on two cores: the connections (16), the open bound's files and serve's margin.
+fn nofile() -> u64 {
+    256.max((16 + OPEN_BOUND * scimd::store::fds_per_open_tenant() + 64) as u64)
+}
 const CLIENTS: usize = 8;
 
 fn tenant(n: usize) -> String {
@@ -46,6 +49,7 @@ fn proc_count(pid: u32, what: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_hundred_tenants_within_256_open_files() {
+    assert!(nofile() == 256 || scimd::store::fds_per_open_tenant() > 11, "the limit is 256 on this machine's cores");
     let dir = TempDir::new("many");
     let data = DataDir::new(dir.path().join("data"));
     for n in 0..TENANTS {
@@ -59,7 +63,7 @@ async fn five_hundred_tenants_within_256_open_files() {
     let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
     let bound = OPEN_BOUND.to_string();
     let env = [("SCIMD_MAX_OPEN_TENANTS", bound.as_str()), ("SCIMD_MAX_CONNECTIONS", "16")];
-    let server = ServeBinary::start_limited(data.root(), &certs.server_cert, &certs.server_key, dir.path(), "scimd=info,scimd::http::access=warn", &env, Some(NOFILE)).await;
+    let server = ServeBinary::start_limited(data.root(), &certs.server_cert, &certs.server_key, dir.path(), "scimd=info,scimd::http::access=warn", &env, Some(nofile())).await;
     server.wait_for_log("metrics on http://").await;
     let metrics_addr: std::net::SocketAddr =
         server.log().split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
@@ -184,4 +188,52 @@ async fn closed_tenants_are_watched_without_being_opened() {
         .unwrap_or_else(|| panic!("no expiry gauge:\n{metrics}"));
     assert!((86_400.0..=30.0 * 86_400.0).contains(&left), "{left}");
     assert!(!server.log().contains("tenant quiet"), "the scrape opened a tenant");
+}
+
+/// `serve` fits its settings into the open-file limit: a default `max_open_tenants` is
+/// lowered to what fits, with a WARN; one that was set, and cannot fit, refuses the start
+/// and names the setting; `scimd check` warns about the same.
+#[tokio::test]
+async fn the_open_file_limit_decides_how_many_tenants_may_open() {
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("fit");
+    let data = binary_data_dir(dir.path()).await;
+    let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
+    let limited = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scimd"));
+        command.args(args).envs(env.iter().copied()).env_remove("SCIMD_CONFIG").env("SCIMD_DATA_DIR", data.root());
+        let limit = libc::rlimit { rlim_cur: 256, rlim_max: 256 };
+        // SAFETY: setrlimit is async-signal-safe; it only changes the child's own limit.
+        unsafe {
+            command.pre_exec(move || if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
+        }
+        command
+    };
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--cert", certs.server_cert.to_str().unwrap(), "--key", certs.server_key.to_str().unwrap()];
+    let out = limited(&serve, &[("SCIMD_MAX_CONNECTIONS", "64"), ("SCIMD_MAX_OPEN_TENANTS", "100")]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started: {said}");
+    assert!(said.contains("refusing to start") && said.contains("lower max_open_tenants to") && said.contains("LimitNOFILE"), "{said}");
+
+    let log_path = dir.path().join("fit.log");
+    let mut child = limited(&serve, &[("SCIMD_MAX_CONNECTIONS", "64"), ("SCIMD_METRICS_LISTEN", "off")])
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("serving on") {
+            break log;
+        }
+        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "did not start: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(log.contains("so max_open_tenants is") && log.contains("(not 256)"), "{log}");
+
+    let out = limited(&["check"], &[]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.lines().any(|l| l.starts_with("WARN") && l.contains("open files: the limit is 256")), "{said}");
 }
