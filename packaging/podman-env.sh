@@ -34,7 +34,8 @@ quiet() { grep -v -e 'unable to get systemd connection' -e 'Removing timer for c
 
 # debian_base IMAGE [PACKAGES]: IMAGE made from bookworm minbase (plus passwd, which
 # debian:bookworm-slim has and minbase has not, and PACKAGES) with mmdebstrap from the
-# Debian mirror apt uses, unless it exists; the tarball is kept in the cache too.
+# Debian mirror, security updates included (rustc-web 1.96 for the build stage is there),
+# unless it exists; the tarball is kept in the cache too.
 debian_base() {
     local image=$1 include=passwd${2:+,$2}
     if podman image exists "$image"; then
@@ -44,7 +45,8 @@ debian_base() {
     local rootfs=$cache/bookworm-minbase-${include//,/-}.tar
     if [ ! -s "$rootfs" ]; then
         say "making $image from the Debian mirror (mmdebstrap, about a minute)"
-        mmdebstrap --quiet --format=tar --variant=minbase --include="$include" bookworm "$rootfs.part" >&2
+        mmdebstrap --quiet --format=tar --variant=minbase --include="$include" bookworm "$rootfs.part" \
+            "deb http://deb.debian.org/debian bookworm main" "deb http://deb.debian.org/debian-security bookworm-security main" >&2
         mv "$rootfs.part" "$rootfs"
     fi
     podman import --quiet "$rootfs" "$image" >/dev/null
