@@ -7,7 +7,8 @@
 # 1. The base image the runtime stage starts FROM, made from the Debian mirror apt uses
 #    (mmdebstrap) and imported under that name; kept, so the next run skips this.
 # 2. The image: `--target prebuilt`, the runtime stage around BINARY (built on this host,
-#    bookworm's glibc), with --format docker so the HEALTHCHECK is kept.
+#    bookworm's glibc), with --format docker so the HEALTHCHECK is kept. With
+#    SCIMD_CONTAINER_FULL=1, the full two-stage build from the repository instead (minutes).
 # 3. A key uid 10001 cannot read: the container exits 1 and says so in one JSON line.
 # 4. The key given to uid 10001 (chown as root, `podman unshare chown` rootless), the
 #    container run with a volume and the TLS mount; `podman healthcheck run` polled until
@@ -49,9 +50,20 @@ base=$(awk '/^FROM / && / AS runtime-base/ {print $2}' "$containerfile")
 debian_base "$base"
 
 # 2. The image, and the build context .containerignore leaves of the repository.
-context=$(mktemp -d -p "$out" context.XXXXXX)
-cp "$binary" "$context/scimd"
-podman build --quiet --format docker --target prebuilt "${ulimits[@]}" -f "$containerfile" -t "$image" "$context" >/dev/null
+if [ "${SCIMD_CONTAINER_FULL:-}" = 1 ]; then
+    # The two-stage build from the repository, as the README gives it. Its build stage's
+    # base stands in for the Docker Hub image: bookworm-security's rustc-web and cargo-web.
+    # It fetches crates: the host's CA bundle goes in, for networks that intercept HTTPS.
+    builder=$(awk '/^FROM / && / AS build$/ {print $2}' "$containerfile")
+    debian_base "$builder" rustc-web,cargo-web,ca-certificates,gcc,libc6-dev
+    say "the two-stage build (minutes: every crate in release mode)"
+    ca=/etc/ssl/certs/ca-certificates.crt
+    podman build --quiet --format docker "${ulimits[@]}" -v "$ca:$ca:ro" -f "$containerfile" -t "$image" "$repo" >/dev/null
+else
+    context=$(mktemp -d -p "$out" context.XXXXXX)
+    cp "$binary" "$context/scimd"
+    podman build --quiet --format docker --target prebuilt "${ulimits[@]}" -f "$containerfile" -t "$image" "$context" >/dev/null
+fi
 podman image inspect --format '{{json .HealthCheck}}' "$image" >"$out/healthcheck.json"
 grep -q 'scimd","healthcheck"' "$out/healthcheck.json" || fail "the image has no HEALTHCHECK (built without --format docker?)"
 printf 'FROM %s\nCOPY . /context\n' "$base" >"$out/Context.containerfile"

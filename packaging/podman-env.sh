@@ -19,12 +19,17 @@ nproc=$(ulimit -Hu)
 pid_max=$(cat /proc/sys/kernel/pid_max 2>/dev/null || echo 32768)
 if [ "$nproc" = unlimited ] || [ "$nproc" -gt "$pid_max" ]; then nproc=$pid_max; fi
 if [ -z "${CONTAINERS_CONF:-}" ]; then
-    export CONTAINERS_CONF=$cache/containers.conf
+    # Written aside and renamed: both scripts may run at once (cargo test runs them in
+    # parallel), and a podman reading a half-written file would fall back to its defaults.
+    conf=$(mktemp -p "$cache" containers.conf.XXXXXX)
     {
         echo '[containers]'
         echo "default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\"]"
         if command -v runc >/dev/null; then printf '[engine]\nruntime = "runc"\n'; fi
-    } >"$CONTAINERS_CONF"
+    } >"$conf"
+    chmod 0644 "$conf"
+    mv "$conf" "$cache/containers.conf"
+    export CONTAINERS_CONF=$cache/containers.conf
 fi
 ulimits=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
 
@@ -34,7 +39,8 @@ quiet() { grep -v -e 'unable to get systemd connection' -e 'Removing timer for c
 
 # debian_base IMAGE [PACKAGES]: IMAGE made from bookworm minbase (plus passwd, which
 # debian:bookworm-slim has and minbase has not, and PACKAGES) with mmdebstrap from the
-# Debian mirror apt uses, unless it exists; the tarball is kept in the cache too.
+# Debian mirror, security updates included (rustc-web 1.96 for the build stage is there),
+# unless it exists; the tarball is kept in the cache too.
 debian_base() {
     local image=$1 include=passwd${2:+,$2}
     if podman image exists "$image"; then
@@ -44,8 +50,9 @@ debian_base() {
     local rootfs=$cache/bookworm-minbase-${include//,/-}.tar
     if [ ! -s "$rootfs" ]; then
         say "making $image from the Debian mirror (mmdebstrap, about a minute)"
-        mmdebstrap --quiet --format=tar --variant=minbase --include="$include" bookworm "$rootfs.part" >&2
-        mv "$rootfs.part" "$rootfs"
+        mmdebstrap --quiet --format=tar --variant=minbase --include="$include" bookworm "$rootfs.$$.part" \
+            "deb http://deb.debian.org/debian bookworm main" "deb http://deb.debian.org/debian-security bookworm-security main" >&2
+        mv "$rootfs.$$.part" "$rootfs"
     fi
     podman import --quiet "$rootfs" "$image" >/dev/null
 }
