@@ -295,8 +295,8 @@ fn container_docs_match_what_works() {
     assert!(ignore.lines().any(|l| l == "*") && !ignore.lines().any(|l| l.starts_with("!target")), "an allowlist: everything else stays out of the context");
 }
 
-/// The unit's LimitNOFILE holds the default max_connections, a thousand open tenants at
-/// about 5 files each (database, WAL, shared memory, key files), and a margin.
+/// The unit's LimitNOFILE holds the default max_connections and max_open_tenants at the
+/// most files an open tenant can hold (8 or more cores), and serve's margin.
 #[test]
 fn systemd_unit_limits_open_files_for_connections_and_tenants() {
     let unit = std::fs::read_to_string(packaging("scimd.service")).unwrap();
@@ -306,7 +306,10 @@ fn systemd_unit_limits_open_files_for_connections_and_tenants() {
         .expect("the unit sets LimitNOFILE")
         .parse()
         .expect("LimitNOFILE is a number (soft and hard alike)");
-    assert!(limit >= scimd::config::DEFAULT_MAX_CONNECTIONS as u64 + 5 * 1000 + 64, "LimitNOFILE={limit}");
+    let most_per_tenant = 1 + 2 * (1 + 8);
+    let need = scimd::config::DEFAULT_MAX_CONNECTIONS + scimd::tenant::registry::DEFAULT_MAX_OPEN_TENANTS * most_per_tenant + 64;
+    assert!(most_per_tenant >= scimd::store::fds_per_open_tenant());
+    assert!(limit >= need as u64, "LimitNOFILE={limit}, serve may need {need}");
 }
 
 /// `rust-version` in Cargo.toml is at least what every locked dependency declares (read
