@@ -15,12 +15,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
+
+#[path = "client.rs"]
+mod client;
+use client::{connector, Conn};
+
+/// A connection to the server of `opts`, with its bearer token.
+async fn open(opts: &Options, tls: &tokio_rustls::TlsConnector) -> Result<Conn, String> {
+    let authority = opts.base.split('/').nth(2).ok_or("base URL has no host")?;
+    Conn::open(authority, tls, format!("Bearer {}", opts.token)).await
+}
 
 struct Options {
     base: String,
@@ -50,58 +55,6 @@ fn options() -> Result<Options, String> {
         out: get("--out")?.into(),
         connections: if args.iter().any(|a| a == "--connections") { num("--connections")? } else { 16 },
     })
-}
-
-/// One keep-alive HTTPS connection to the server.
-struct Conn {
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    authority: String,
-    token: String,
-}
-
-impl Conn {
-    async fn open(opts: &Options, tls: &tokio_rustls::TlsConnector) -> Result<Conn, String> {
-        let authority = opts.base.split('/').nth(2).ok_or("base URL has no host")?.to_string();
-        let tcp = tokio::net::TcpStream::connect(&authority).await.map_err(|e| e.to_string())?;
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h).to_string();
-        let name = ServerName::try_from(host).map_err(|e| e.to_string())?;
-        let stream = tls.connect(name, tcp).await.map_err(|e| e.to_string())?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        Ok(Conn { sender, authority, token: opts.token.clone() })
-    }
-
-    async fn send(&mut self, method: &str, url: &str, body: &Value) -> Result<(u16, Value), String> {
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("host", &self.authority)
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/scim+json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| e.to_string())?;
-        // hyper refuses a request until the connection has finished with the previous one.
-        self.sender.ready().await.map_err(|e| format!("{e:?}"))?;
-        let resp = self.sender.send_request(req).await.map_err(|e| format!("{e:?}"))?;
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).map_err(|e| e.to_string())? };
-        Ok((status, value))
-    }
-}
-
-fn connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
-        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 fn path_of(base: &str) -> String {
@@ -134,7 +87,7 @@ async fn create_users(opts: &Arc<Options>, tls: &tokio_rustls::TlsConnector) -> 
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..opts.connections {
-        let mut conn = Conn::open(opts, tls).await?;
+        let mut conn = open(opts, tls).await?;
         let (next, opts) = (Arc::clone(&next), Arc::clone(opts));
         workers.push(tokio::spawn(async move {
             let url = format!("{}/Users", path_of(&opts.base));
@@ -144,7 +97,7 @@ async fn create_users(opts: &Arc<Options>, tls: &tokio_rustls::TlsConnector) -> 
                 if i >= total {
                     return Ok::<_, String>(made);
                 }
-                let (status, body) = conn.send("POST", &url, &user(i)).await?;
+                let (status, body) = conn.send("POST", &url, Some(&user(i))).await?;
                 let id = body["id"].as_str().filter(|_| status == 201).ok_or(format!("create {i}: {status} {body}"))?;
                 made.push((i, id.to_string()));
                 if i % 100_000 == 0 && i > 0 {
@@ -163,10 +116,10 @@ async fn create_users(opts: &Arc<Options>, tls: &tokio_rustls::TlsConnector) -> 
 }
 
 async fn fill_group(opts: &Options, tls: &tokio_rustls::TlsConnector, members: &[String]) -> Result<String, String> {
-    let mut conn = Conn::open(opts, tls).await?;
+    let mut conn = open(opts, tls).await?;
     let base = path_of(&opts.base);
     let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Bench Everyone"});
-    let (status, body) = conn.send("POST", &format!("{base}/Groups"), &group).await?;
+    let (status, body) = conn.send("POST", &format!("{base}/Groups"), Some(&group)).await?;
     let id = body["id"].as_str().filter(|_| status == 201).ok_or(format!("create group: {status} {body}"))?.to_string();
     for chunk in members.chunks(5_000) {
         let value: Vec<Value> = chunk.iter().map(|m| json!({"value": m})).collect();
@@ -175,7 +128,7 @@ async fn fill_group(opts: &Options, tls: &tokio_rustls::TlsConnector, members: &
             "Operations": [{"op": "add", "path": "members", "value": value}]
         });
         let url = format!("{base}/Groups/{id}");
-        let (status, body) = conn.send("PATCH", &url, &patch).await?;
+        let (status, body) = conn.send("PATCH", &url, Some(&patch)).await?;
         if !(200..300).contains(&status) {
             return Err(format!("add members: {status} {body}"));
         }

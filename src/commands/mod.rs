@@ -198,8 +198,13 @@ fn read_password_stdin() -> Result<String, CommandError> {
     Ok(text)
 }
 
+/// Blocking-pool threads at most (tokio's default is 512): tenant opens and closes, scans
+/// and key loads run there, and with thousands of tenants bursts of them would otherwise
+/// each hold a thread, so threads would grow with the tenants touched, not the open bound.
+const MAX_BLOCKING_THREADS: usize = 32;
+
 fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().max_blocking_threads(MAX_BLOCKING_THREADS).enable_all().build()?)
 }
 
 /// Creates an org-admin account with a password (the SCIM admin service account).

@@ -11,7 +11,7 @@
 //! share one database.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,16 @@ struct Entry {
     last_used: Instant,
 }
 
+/// A slot of the bound taken by an open under way; given back once the tenant is in the
+/// table (where it counts instead) or the open failed.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Tenants taken out of the table whose close has not finished; the receiver turns true
 /// when it has.
 type Closing = Arc<Mutex<HashMap<TenantId, watch::Receiver<bool>>>>;
@@ -93,9 +103,14 @@ pub struct TenantRegistry {
     closing: Closing,
     /// Notified whenever a close finishes (an open waiting for room goes on).
     closed: Arc<tokio::sync::Notify>,
-    /// Held while a tenant is being opened: concurrent first requests wait for one open
-    /// (and its migration) instead of each running it.
-    opening: tokio::sync::Mutex<()>,
+    /// Held while that tenant is being opened: concurrent first requests to it wait for one
+    /// open (and its migration) instead of each running it; other tenants open meanwhile.
+    opening: Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Opens under way that hold a slot of the bound.
+    pending: AtomicUsize,
+    /// Closes that may run at once: each joins a writer and checkpoints, which is disk
+    /// work; more at once would only hold more blocking threads.
+    closers: Arc<tokio::sync::Semaphore>,
     pub counts: Arc<LifecycleCounts>,
 }
 
@@ -111,7 +126,9 @@ impl TenantRegistry {
             open: Mutex::new(HashMap::new()),
             closing: Arc::new(Mutex::new(HashMap::new())),
             closed: Arc::new(tokio::sync::Notify::new()),
-            opening: tokio::sync::Mutex::new(()),
+            opening: Mutex::new(HashMap::new()),
+            pending: AtomicUsize::new(0),
+            closers: Arc::new(tokio::sync::Semaphore::new(2)),
             counts: Arc::new(LifecycleCounts::default()),
         }
     }
@@ -151,46 +168,83 @@ impl TenantRegistry {
                 let _ = done.wait_for(|d| *d).await;
                 continue;
             }
-            let _opening = self.opening.lock().await;
-            if let Some(t) = self.lookup(id)? {
-                return Ok(Some(t));
-            }
-            // It may have been closing since the check above (closes start outside this
-            // lock: the idle sweep); go round and wait for it.
-            if self.closing_of(id).is_some() {
-                continue;
-            }
-            self.make_room().await;
-            let (data, tid) = (self.data.clone(), id.clone());
-            let started = Instant::now();
-            let tenant = tokio::task::spawn_blocking(move || Tenant::open(&data, &tid))
-                .await
-                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
-            let tenant = Arc::new(tenant);
-            let now_open = {
-                let mut open = self.open.lock().map_err(|_| StoreError::Closed)?;
-                open.insert(id.clone(), Entry { tenant: Arc::clone(&tenant), last_used: Instant::now() });
-                open.len()
+            let lock = {
+                let mut opening = self.opening.lock().map_err(|_| StoreError::Closed)?;
+                Arc::clone(opening.entry(id.clone()).or_default())
             };
-            self.counts.opened.fetch_add(1, Ordering::Relaxed);
-            debug!(target: "scimd::tenant", "tenant {id}: opened in {} ms ({now_open} open)", started.elapsed().as_millis());
-            return Ok(Some(tenant));
+            let opened = {
+                let _opening = lock.lock().await;
+                self.open_one(id).await
+            };
+            if let Ok(mut opening) = self.opening.lock() {
+                // Ours and the table's: nobody else waits on it, so it may go.
+                if Arc::strong_count(&lock) <= 2 {
+                    opening.remove(id);
+                }
+            }
+            match opened? {
+                Some(t) => return Ok(Some(t)),
+                // It was closing after all; wait for that and go round.
+                None => continue,
+            }
         }
     }
 
-    /// Returns once one more tenant may open: the tenants open and those still closing
-    /// (which hold their files and writer until they finish) are fewer than the bound.
-    async fn make_room(&self) {
+    /// Opens `id` while holding its opening lock: `None` when it turned out to be closing.
+    async fn open_one(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, StoreError> {
+        if let Some(t) = self.lookup(id)? {
+            return Ok(Some(t));
+        }
+        // It may have begun closing since the caller looked (the idle sweep closes tenants
+        // without any opening lock).
+        if self.closing_of(id).is_some() {
+            return Ok(None);
+        }
+        let _slot = self.make_room().await?;
+        let (data, tid) = (self.data.clone(), id.clone());
+        let started = Instant::now();
+        let tenant = tokio::task::spawn_blocking(move || Tenant::open(&data, &tid))
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+        let tenant = Arc::new(tenant);
+        let now_open = {
+            let mut open = self.open.lock().map_err(|_| StoreError::Closed)?;
+            open.insert(id.clone(), Entry { tenant: Arc::clone(&tenant), last_used: Instant::now() });
+            open.len()
+        };
+        self.counts.opened.fetch_add(1, Ordering::Relaxed);
+        debug!(target: "scimd::tenant", "tenant {id}: opened in {} ms ({now_open} open)", started.elapsed().as_millis());
+        Ok(Some(tenant))
+    }
+
+    /// Takes a slot for one more open tenant, waiting until the tenants open, those still
+    /// closing (which hold their files and writer until they finish) and the other opens
+    /// under way are fewer than the bound. With a large bound it also closes ahead, keeping
+    /// a sixteenth of the slots free, so that opens do not wait for closes to finish.
+    async fn make_room(&self) -> Result<Slot<'_>, StoreError> {
+        let max = self.limits.max_open;
+        let reserve = max / 16;
         loop {
             let notified = self.closed.notified();
             tokio::pin!(notified);
             // Registered before the counts are read, so a close finishing in between wakes it.
             notified.as_mut().enable();
-            let closing = self.closing.lock().map(|c| c.len()).unwrap_or(0);
-            if self.open_count() + closing < self.limits.max_open {
-                return;
+            let (held, closing, pending) = {
+                let open = self.open.lock().map_err(|_| StoreError::Closed)?;
+                let closing = self.closing.lock().map(|c| c.len()).unwrap_or(0);
+                let pending = self.pending.load(Ordering::Relaxed);
+                let held = open.len() + closing + pending;
+                if held < max {
+                    // Under the table's lock, so two opens cannot both take the last slot.
+                    self.pending.fetch_add(1, Ordering::Relaxed);
+                }
+                (held, closing, pending)
+            };
+            if held < max {
+                self.evict_down_to(max.saturating_sub(reserve + closing + pending + 1));
+                return Ok(Slot(&self.pending));
             }
-            self.evict_down_to(self.limits.max_open.saturating_sub(1 + closing));
+            self.evict_down_to(max.saturating_sub(1 + closing + pending));
             notified.await;
         }
     }
@@ -240,6 +294,7 @@ impl TenantRegistry {
         let closing = Arc::clone(&self.closing);
         let closed = Arc::clone(&self.closed);
         let counts = Arc::clone(&self.counts);
+        let closers = Arc::clone(&self.closers);
         tokio::spawn(async move {
             // Requests in flight hold the tenant; none can pick it up any more.
             let started = Instant::now();
@@ -251,6 +306,7 @@ impl TenantRegistry {
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            let _permit = closers.acquire_owned().await;
             let _ = tokio::task::spawn_blocking(move || {
                 tenant.store.close();
                 drop(tenant);
