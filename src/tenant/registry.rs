@@ -82,6 +82,13 @@ struct Entry {
     last_used: Instant,
 }
 
+/// A tenant taken out of the table to be closed, and how to say it is.
+struct Victim {
+    id: TenantId,
+    tenant: Arc<Tenant>,
+    done: watch::Sender<bool>,
+}
+
 /// A slot of the bound taken by an open under way; given back once the tenant is in the
 /// table (where it counts instead) or the open failed.
 struct Slot<'a>(&'a AtomicUsize);
@@ -251,46 +258,53 @@ impl TenantRegistry {
 
     /// Closes the least recently used tenants until at most `keep` are open.
     fn evict_down_to(&self, keep: usize) {
-        let victims: Vec<(TenantId, Arc<Tenant>)> = match self.open.lock() {
+        let victims: Vec<Victim> = match self.open.lock() {
             Ok(mut open) => {
                 let mut victims = Vec::new();
                 while open.len() > keep {
                     let Some(oldest) = open.iter().min_by_key(|(_, e)| e.last_used).map(|(id, _)| id.clone()) else { break };
-                    if let Some(e) = open.remove(&oldest) {
-                        victims.push((oldest, e.tenant));
-                    }
+                    victims.extend(self.take_out(&mut open, oldest));
                 }
                 victims
             }
             Err(_) => Vec::new(),
         };
-        for (id, tenant) in victims {
-            self.start_close(id, tenant, CloseReason::Evicted);
+        for victim in victims {
+            self.start_close(victim, CloseReason::Evicted);
         }
     }
 
     /// Closes every tenant that has had no request for `limits.idle` as of `now`.
     pub fn close_idle(&self, now: Instant) {
         let idle = self.limits.idle;
-        let victims: Vec<(TenantId, Arc<Tenant>)> = match self.open.lock() {
+        let victims: Vec<Victim> = match self.open.lock() {
             Ok(mut open) => {
                 let stale: Vec<TenantId> =
                     open.iter().filter(|(_, e)| now.saturating_duration_since(e.last_used) >= idle).map(|(id, _)| id.clone()).collect();
-                stale.into_iter().filter_map(|id| open.remove(&id).map(|e| (id, e.tenant))).collect()
+                stale.into_iter().filter_map(|id| self.take_out(&mut open, id)).collect()
             }
             Err(_) => Vec::new(),
         };
-        for (id, tenant) in victims {
-            self.start_close(id, tenant, CloseReason::Idle);
+        for victim in victims {
+            self.start_close(victim, CloseReason::Idle);
         }
     }
 
-    /// Runs the close of a tenant already taken out of the table, in the background.
-    fn start_close(&self, id: TenantId, tenant: Arc<Tenant>, reason: CloseReason) {
-        let (done_tx, done_rx) = watch::channel(false);
+    /// Moves a tenant from the table to the closing set, under the table's lock (which the
+    /// caller holds): in between, a request would find it in neither and open it a second
+    /// time beside the writer that is still running.
+    fn take_out(&self, open: &mut HashMap<TenantId, Entry>, id: TenantId) -> Option<Victim> {
+        let entry = open.remove(&id)?;
+        let (done, done_rx) = watch::channel(false);
         if let Ok(mut closing) = self.closing.lock() {
             closing.insert(id.clone(), done_rx);
         }
+        Some(Victim { id, tenant: entry.tenant, done })
+    }
+
+    /// Runs the close of a tenant taken out of the table, in the background.
+    fn start_close(&self, victim: Victim, reason: CloseReason) {
+        let Victim { id, tenant, done: done_tx } = victim;
         let closing = Arc::clone(&self.closing);
         let closed = Arc::clone(&self.closed);
         let counts = Arc::clone(&self.counts);
