@@ -1,5 +1,6 @@
-//! The benchmarks' HTTPS client (`#[path]`-included by the bench examples): one keep-alive
-//! HTTP/1.1 connection over rustls, trusting only the CA file it is given.
+//! What the bench examples share (`#[path]`-included): their `--name value` arguments, and
+//! an HTTPS client, one keep-alive HTTP/1.1 connection over rustls trusting only the CA
+//! file it is given.
 
 use std::sync::Arc;
 
@@ -9,6 +10,29 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
+
+/// A bench program's `--name value` arguments.
+pub struct Args(Vec<String>);
+
+impl Args {
+    pub fn from_env() -> Args {
+        Args(std::env::args().skip(1).collect())
+    }
+
+    pub fn get(&self, name: &str) -> Result<String, String> {
+        let at = self.0.iter().position(|a| a == name).ok_or(format!("missing {name}"))?;
+        self.0.get(at + 1).cloned().ok_or(format!("{name} needs a value"))
+    }
+
+    pub fn num(&self, name: &str) -> Result<usize, String> {
+        self.get(name)?.parse().map_err(|e| format!("{name}: {e}"))
+    }
+
+    /// `name`'s number, or `default` when it is not given.
+    pub fn num_or(&self, name: &str, default: usize) -> Result<usize, String> {
+        if self.0.iter().any(|a| a == name) { self.num(name) } else { Ok(default) }
+    }
+}
 
 /// One keep-alive HTTPS connection to the server.
 pub struct Conn {

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 #[path = "client.rs"]
 mod client;
-use client::{connector, Conn};
+use client::{connector, Args, Conn};
 
 /// A connection to the server of `opts`, with its bearer token.
 async fn open(opts: &Options, tls: &tokio_rustls::TlsConnector) -> Result<Conn, String> {
@@ -39,21 +39,16 @@ struct Options {
 }
 
 fn options() -> Result<Options, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |name: &str| -> Result<String, String> {
-        let at = args.iter().position(|a| a == name).ok_or(format!("missing {name}"))?;
-        args.get(at + 1).cloned().ok_or(format!("{name} needs a value"))
-    };
-    let num = |name: &str| -> Result<usize, String> { get(name)?.parse().map_err(|e| format!("{name}: {e}")) };
+    let args = Args::from_env();
     Ok(Options {
-        base: get("--base")?,
-        ca: get("--ca")?.into(),
-        token: get("--token")?,
-        users: num("--users")?,
-        spare: num("--spare")?,
-        members: num("--members")?,
-        out: get("--out")?.into(),
-        connections: if args.iter().any(|a| a == "--connections") { num("--connections")? } else { 16 },
+        base: args.get("--base")?,
+        ca: args.get("--ca")?.into(),
+        token: args.get("--token")?,
+        users: args.num("--users")?,
+        spare: args.num("--spare")?,
+        members: args.num("--members")?,
+        out: args.get("--out")?.into(),
+        connections: args.num_or("--connections", 16)?,
     })
 }
 

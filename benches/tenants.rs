@@ -20,7 +20,7 @@ use serde_json::json;
 
 #[path = "client.rs"]
 mod client;
-use client::{connector, Conn};
+use client::{connector, Args, Conn};
 
 struct Options {
     addr: String,
@@ -34,22 +34,17 @@ struct Options {
 }
 
 fn options() -> Result<Options, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |name: &str| -> Result<String, String> {
-        let at = args.iter().position(|a| a == name).ok_or(format!("missing {name}"))?;
-        args.get(at + 1).cloned().ok_or(format!("{name} needs a value"))
-    };
-    let num = |name: &str| -> Result<u64, String> { get(name)?.parse().map_err(|e| format!("{name}: {e}")) };
-    let tokens = std::fs::read_to_string(get("--tokens")?).map_err(|e| e.to_string())?;
+    let args = Args::from_env();
+    let tokens = std::fs::read_to_string(args.get("--tokens")?).map_err(|e| e.to_string())?;
     Ok(Options {
-        addr: get("--addr")?,
-        ca: get("--ca")?.into(),
-        tenants: num("--tenants")? as usize,
-        password: get("--password")?,
+        addr: args.get("--addr")?,
+        ca: args.get("--ca")?.into(),
+        tenants: args.num("--tenants")?,
+        password: args.get("--password")?,
         tokens: tokens.lines().filter_map(|l| l.split_once(' ')).map(|(t, k)| (t.to_string(), k.to_string())).collect(),
-        seconds: num("--seconds")?,
-        pid: num("--pid")? as u32,
-        connections: if args.iter().any(|a| a == "--connections") { num("--connections")? as usize } else { 16 },
+        seconds: args.num("--seconds")? as u64,
+        pid: args.num("--pid")? as u32,
+        connections: args.num_or("--connections", 16)?,
     })
 }
 
