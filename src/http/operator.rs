@@ -1,8 +1,8 @@
 //! The operator listener (loopback by default, plain HTTP): `/metrics` in the Prometheus
-//! text format — the counters of `metrics.rs`, the tenant lifecycle and, read at scrape
-//! time from the tenants open now (a scrape never opens one), users, active users and
-//! groups per tenant and the seconds left on every live bearer token — and the operator's
-//! `/healthz` with per-tenant detail.
+//! text format — the counters of `metrics.rs`, the tenant lifecycle and users, active
+//! users and groups per tenant and the seconds left on every live bearer token (read live
+//! from open tenants, from the catalogue for the others: a scrape never opens one) — and
+//! the operator's `/healthz` with per-tenant detail.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -68,7 +68,7 @@ pub async fn render(state: &AppState) -> String {
     let _ = writeln!(out, "# TYPE scimd_tenant_closes_total counter");
     let _ = writeln!(out, "scimd_tenant_closes_total{{reason=\"idle\"}} {}", counts.closed_idle.load(Ordering::Relaxed));
     let _ = writeln!(out, "scimd_tenant_closes_total{{reason=\"evicted\"}} {}", counts.closed_evicted.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP scimd_tenant_users Users per open tenant (not soft-deleted); scimd_tenant_active_users and scimd_tenant_groups likewise.");
+    let _ = writeln!(out, "# HELP scimd_tenant_users Users per tenant (not soft-deleted; a closed tenant as of its last close); scimd_tenant_active_users and scimd_tenant_groups likewise.");
     let _ = writeln!(out, "# TYPE scimd_tenant_users gauge");
     let _ = writeln!(out, "# TYPE scimd_tenant_active_users gauge");
     let _ = writeln!(out, "# TYPE scimd_tenant_groups gauge");
