@@ -76,12 +76,18 @@ impl DataDir {
         let summary = catalogue::summarise_file(&self.database(id))?;
         self.catalogue.record(id.as_str(), &summary, &crate::clock::UtcMillis::now().to_rfc3339())
     }
-    /// Tenants on disk the catalogue does not hold, recorded now; returns how many.
+    /// Tenants on disk the catalogue does not hold, or whose database changed after it was
+    /// last recorded (a server killed while the tenant was open never recorded its last
+    /// writes), recorded now; returns how many.
     pub fn backfill_catalogue(&self) -> Result<usize, StoreError> {
-        let known = self.catalogue.all()?;
+        let known = self.catalogue.recorded_at()?;
         let mut added = 0;
         for id in self.list_tenants().map_err(StoreError::Io)? {
-            if !known.contains_key(id.as_str()) {
+            let current = match known.get(id.as_str()) {
+                Some(Some(at)) => !self.changed_after(&id, *at),
+                _ => false,
+            };
+            if !current {
                 match self.recatalogue(&id) {
                     Ok(()) => added += 1,
                     // It is recorded when it is next closed (an older schema, say).
@@ -90,6 +96,20 @@ impl DataDir {
             }
         }
         Ok(added)
+    }
+    /// Whether the tenant's database or its WAL was modified after `at`.
+    fn changed_after(&self, id: &TenantId, at: crate::clock::UtcMillis) -> bool {
+        let db = self.database(id);
+        let wal = PathBuf::from(format!("{}-wal", db.display()));
+        [db, wal].iter().any(|f| {
+            let modified = std::fs::metadata(f).and_then(|m| m.modified());
+            match modified.map(|t| t.duration_since(std::time::UNIX_EPOCH)) {
+                Ok(Ok(since_epoch)) => since_epoch.as_millis() as i64 > at.0,
+                // A missing WAL is no change; an unreadable time is treated as one.
+                Ok(Err(_)) => true,
+                Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+            }
+        })
     }
     pub fn root(&self) -> &Path {
         &self.root
@@ -443,19 +463,15 @@ pub struct Tenant {
     settings_path: PathBuf,
     pub keys: keys::KeyState,
     catalogue: Arc<Catalogue>,
+    /// Set by the first `close`: dropping a closed tenant does nothing more.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// Whoever closes a tenant (the server's registry, a CLI command) records it in the
 /// catalogue, so the catalogue is current for every tenant that is not open.
 impl Drop for Tenant {
     fn drop(&mut self) {
-        let recorded = self
-            .store
-            .read_blocking(|db| catalogue::summarise(db))
-            .and_then(|s| self.catalogue.record(self.id.as_str(), &s, &crate::clock::UtcMillis::now().to_rfc3339()));
-        if let Err(e) = recorded {
-            log::warn!(target: "scimd::tenant", "tenant {}: cannot record it in the catalogue: {e}", self.id);
-        }
+        self.close();
     }
 }
 
@@ -467,7 +483,24 @@ impl Tenant {
         data.restrict_tenant(id);
         let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
         let catalogue = Arc::clone(&data.catalogue);
-        Ok(Tenant { id: id.clone(), store, settings: std::sync::RwLock::new(Arc::new(settings)), settings_path: data.settings_file(id), keys, catalogue })
+        Ok(Tenant { id: id.clone(), store, settings: std::sync::RwLock::new(Arc::new(settings)), settings_path: data.settings_file(id), keys, catalogue, closed: Default::default() })
+    }
+
+    /// Stops the tenant's store (the writer finishes what is queued) and records the tenant
+    /// in the catalogue; what comes after finds it closed. Its summary is read by the writer
+    /// after every queued write, on the connection it already has, and recorded once the
+    /// files are closed, so a record is never older than a change to them (which is how the
+    /// next start tells a tenant that changed without being recorded: `backfill_catalogue`).
+    pub fn close(&self) {
+        if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let summary = self.store.write_blocking(|db| catalogue::summarise(db));
+        self.store.close();
+        let recorded = summary.and_then(|s| self.catalogue.record(self.id.as_str(), &s, &crate::clock::UtcMillis::now().to_rfc3339()));
+        if let Err(e) = recorded {
+            log::warn!(target: "scimd::tenant", "tenant {}: cannot record it in the catalogue: {e}", self.id);
+        }
     }
 
     /// The settings in force.

@@ -48,7 +48,7 @@ pub async fn tenant_show(data: &DataDir, id: &str, as_json: bool) -> Result<(), 
         "group_conflict": format!("{:?}", s.group_conflict).to_lowercase(),
         "token_signing_key": fingerprint,
     });
-    tenant.store.close();
+    tenant.close();
     if as_json {
         return print_json(&info);
     }
@@ -74,7 +74,7 @@ pub async fn tenant_delete(data: &DataDir, id: &str, yes: bool) -> Result<(), Co
 pub async fn user_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let list = tenant.store.read(|db| users::summaries(db)).await?;
-    tenant.store.close();
+    tenant.close();
     if as_json {
         return print_json(&list);
     }
@@ -98,7 +98,7 @@ pub async fn user_show(data: &DataDir, tenant: &str, username: &str, as_json: bo
         })
         .await
         ?;
-    tenant.store.close();
+    tenant.close();
     let info = found.ok_or_else(|| format!("no user named {username}"))?;
     if as_json {
         print_json(&info)
@@ -133,7 +133,7 @@ pub async fn user_set_active(data: &DataDir, tenant: &str, username: &str, activ
         })
         .await
         ?;
-    tenant.store.close();
+    tenant.close();
     println!("{username} is now {}", if active { "active" } else { "inactive" });
     Ok(())
 }
@@ -141,7 +141,7 @@ pub async fn user_set_active(data: &DataDir, tenant: &str, username: &str, activ
 pub async fn group_list(data: &DataDir, tenant: &str, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let list = tenant.store.read(|db| groups::summaries(db)).await?;
-    tenant.store.close();
+    tenant.close();
     if as_json {
         return print_json(&list);
     }
@@ -164,7 +164,7 @@ pub async fn group_show(data: &DataDir, tenant: &str, name: &str, as_json: bool)
         })
         .await
         ?;
-    tenant.store.close();
+    tenant.close();
     let info = found.ok_or_else(|| format!("no group named {name}"))?;
     if as_json {
         return print_json(&info);
@@ -183,7 +183,7 @@ pub async fn import(data: &DataDir, tenant: &str, file: &Path, as_json: bool) ->
     let tenant = open(data, tenant)?;
     let now = UtcMillis::now().to_rfc3339();
     let report = tenant.store.write(move |conn| import::apply(conn, &rows, &now)).await?;
-    tenant.store.close();
+    tenant.close();
     if as_json {
         return print_json(&report);
     }
@@ -214,7 +214,7 @@ pub async fn sanitize(data: &DataDir, tenant: &str, mode: sanitize::AuthMode, ap
         })
         .await
         ?;
-    tenant.store.close();
+    tenant.close();
     if as_json {
         println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?);
         return Ok(());

@@ -202,6 +202,14 @@ fn migrate_to_v2(conn: &Connection) -> StoreResult<()> {
 }
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    // Every open of a tenant comes here, and nearly always the version already matches:
+    // one read of the header answers that without taking the write lock. The version only
+    // grows, and only inside a migration's write transaction, so a match read here stays
+    // true; anything else goes the careful way below.
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == CURRENT {
+        return Ok(());
+    }
     // Rebuilding a table (v5) must not cascade deletes into the rows that reference it,
     // and `PRAGMA foreign_keys` cannot change inside a transaction: off for the
     // migrations (each checks what it rebuilt), then back as it was.

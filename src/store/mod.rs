@@ -465,6 +465,34 @@ impl Store {
         F: FnOnce(&Db<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply_tx, reply_rx) = oneshot::channel::<Result<T, E>>();
+        self.send(job, move |result| {
+            let _ = reply_tx.send(result);
+        })?;
+        reply_rx.await.map_err(|_| E::from(StoreError::Closed))?
+    }
+
+    /// `write` for a caller off the async runtime (a tenant closing): `job` runs after
+    /// every write queued before it, and this returns once it has committed.
+    pub fn write_blocking<T, F>(&self, job: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = mpsc::channel::<StoreResult<T>>();
+        self.send(job, move |result| {
+            let _ = reply_tx.send(result);
+        })?;
+        reply_rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `job` for the writer; `reply` gets its outcome once its batch has committed
+    /// (or failed to).
+    fn send<T, E, F>(&self, job: F, reply: impl FnOnce(Result<T, E>) + Send + 'static) -> Result<(), E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<T, E> + Send + 'static,
+    {
         let boxed: WriteJob = Box::new(move |conn: &Db<'_>| {
             // A panic inside a job must not take the writer thread (and with it every later
             // write of the tenant) down: it fails this job, whose savepoint is rolled back.
@@ -472,18 +500,16 @@ impl Store {
                 .unwrap_or_else(|panic| Err(E::from(StoreError::Panicked(panic_text(&panic)))));
             let ok = outcome.is_ok();
             let finish: Finisher = Box::new(move |commit: StoreResult<()>| {
-                let result = match (outcome, commit) {
+                reply(match (outcome, commit) {
                     (Ok(v), Ok(())) => Ok(v),
                     (Err(e), _) => Err(e),
                     (Ok(_), Err(e)) => Err(E::from(e)),
-                };
-                let _ = reply_tx.send(result);
+                });
             });
             (ok, finish)
         });
         let sender = self.writer.lock().map_err(|_| StoreError::Closed)?.clone().ok_or(StoreError::Closed)?;
-        sender.send(boxed).map_err(|_| StoreError::Closed)?;
-        reply_rx.await.map_err(|_| E::from(StoreError::Closed))?
+        sender.send(boxed).map_err(|_| E::from(StoreError::Closed))
     }
 
     /// Runs `job` on a pooled read connection, right here on the calling task's thread.
@@ -632,7 +658,12 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>) {
             finish(status);
         }
     }
-    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+    // PASSIVE: copy what no reader still needs and never wait. A TRUNCATE here waited on
+    // every reader of the database, another process's too (a CLI command, or Litestream,
+    // which keeps a read transaction open), for up to the busy timeout on each close. When
+    // this process holds the last connection, closing it checkpoints the rest and removes
+    // the WAL anyway.
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
         error!(target: "scimd::store", "WAL checkpoint at close failed: {e}");
     }
 }

@@ -321,10 +321,7 @@ impl TenantRegistry {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             let _permit = closers.acquire_owned().await;
-            let _ = tokio::task::spawn_blocking(move || {
-                tenant.store.close();
-                drop(tenant);
-            })
+            let _ = tokio::task::spawn_blocking(move || tenant.close())
             .await;
             if let Ok(mut c) = closing.lock() {
                 c.remove(&id);
@@ -363,7 +360,7 @@ impl TenantRegistry {
     pub fn close_all(&self) {
         let open: Vec<Entry> = self.open.lock().map(|mut o| o.drain().map(|(_, e)| e).collect()).unwrap_or_default();
         for e in open {
-            e.tenant.store.close();
+            e.tenant.close();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.closing.lock().map(|c| !c.is_empty()).unwrap_or(false) && Instant::now() < deadline {
