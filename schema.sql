@@ -1,4 +1,4 @@
--- scimd tenant database, schema version 5.
+-- scimd tenant database, schema version 6.
 -- This file is the contract for a NEW tenant database; it is embedded in the binary
 -- (include_str!) and run once. Older databases are brought forward by numbered
 -- migrations in src/store/migrate.rs, never by editing this file in place.
@@ -178,4 +178,15 @@ CREATE TABLE api_clients (
 CREATE TRIGGER users_revoke_tokens AFTER UPDATE OF active, deleted_at ON users WHEN NEW.active = 0 OR NEW.deleted_at IS NOT NULL BEGIN INSERT INTO events (at, principal, action, resource_type, resource_id, detail) SELECT NEW.last_modified, 'scimd', 'delete', 'Token', NEW.id, json_object('account', NEW.id, 'revoked', count(*), 'reason', CASE WHEN NEW.deleted_at IS NOT NULL THEN 'account deleted' ELSE 'account deactivated' END) FROM api_tokens WHERE user_id = NEW.id AND revoked_at IS NULL HAVING count(*) > 0; UPDATE api_tokens SET revoked_at = NEW.last_modified WHERE user_id = NEW.id AND revoked_at IS NULL; END;
 CREATE TRIGGER users_revoke_tokens_delete AFTER DELETE ON users BEGIN UPDATE api_tokens SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE user_id = OLD.id AND revoked_at IS NULL; END;
 
-PRAGMA user_version = 5;
+-- v6: the files a tenant needs beside its database, copied into it so that replicating the
+-- database (Litestream ships databases, not files) carries them to a standby: the token
+-- signing key pair, kept in step by keygen and delete-key and when the tenant opens, and
+-- written back to files (0600) by `scimd replication restore`. The database is 0600 like
+-- the key file, so the copy is no more exposed than the file.
+CREATE TABLE tenant_files (
+    name       TEXT PRIMARY KEY CHECK (name IN ('token-signing.key.pem', 'token-signing.pub.pem')),
+    content    TEXT NOT NULL,
+    stored_at  TEXT NOT NULL
+);
+
+PRAGMA user_version = 6;

@@ -62,6 +62,9 @@ pub enum Command {
     /// Copy a backup over a tenant's database (server stopped)
     #[command(after_long_help = text::BACKUP)]
     Restore(RestoreArgs),
+    /// Replicate every tenant with Litestream; restore them all onto a new machine
+    #[command(subcommand, after_long_help = text::REPLICATION)]
+    Replication(ReplicationCommand),
     /// Find what is wrong with an installation
     #[command(after_long_help = text::CHECK)]
     Check(CheckArgs),
@@ -439,6 +442,35 @@ pub struct RestoreArgs {
     pub yes: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ReplicationCommand {
+    /// Print the Litestream configuration that replicates every tenant to URL
+    Config {
+        /// Where the replicas go: file:///PATH, s3://BUCKET/PATH, sftp://HOST/PATH, ...
+        #[arg(long, value_name = "URL")]
+        replica: String,
+        /// How often Litestream ships each tenant's new writes to the replica
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        sync_interval_ms: u64,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Restore every tenant from URL into a new, empty data directory
+    Restore {
+        /// The replica URL the primary's Litestream configuration named
+        #[arg(long, value_name = "URL")]
+        replica: String,
+        /// Restore only these tenants (repeat); required unless URL is file://
+        #[arg(long = "tenant", value_name = "ID")]
+        tenants: Vec<String>,
+        /// The litestream program
+        #[arg(long, value_name = "FILE", default_value = "litestream")]
+        litestream: PathBuf,
+        #[command(flatten)]
+        place: Place,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
@@ -543,7 +575,11 @@ mod tests {
         assert!(matches!(parse_line("tenant create acme --data-dir /d").unwrap().command, Some(Command::Tenant(TenantCommand::Create { id, .. })) if id == "acme"));
         assert!(matches!(parse_line("serve --listen=127.0.0.1:0 --insecure-http").unwrap().command, Some(Command::Serve(ServeArgs { listen: Some(_), .. }))));
         assert!(parse_line("").unwrap().command.is_none());
-        for bad in ["serve --bogus", "admin add --tenant a", "serve --listen", "token issue --tenant a", "token frob --tenant a", "tenant list --apply --yes", "tenant list --tenant a"] {
+        assert!(matches!(
+            parse_line("replication restore --replica file:///r --tenant a --tenant b --data-dir /n").unwrap().command,
+            Some(Command::Replication(ReplicationCommand::Restore { tenants, .. })) if tenants == ["a", "b"]
+        ));
+        for bad in ["serve --bogus", "replication config", "admin add --tenant a", "serve --listen", "token issue --tenant a", "token frob --tenant a", "tenant list --apply --yes", "tenant list --tenant a"] {
             let e = parse_line(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}: {e}");
         }

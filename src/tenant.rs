@@ -22,7 +22,10 @@ use std::sync::Arc;
 use log::info;
 
 use crate::store::catalogue::{self, Catalogue};
-use crate::store::{Store, StoreError};
+use crate::store::{tenant_files, Store, StoreError};
+
+/// The name of a tenant's database in its folder (Litestream's `pattern` matches it).
+pub const DATABASE_FILE: &str = "scim.db";
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TenantId(String);
@@ -117,11 +120,15 @@ impl DataDir {
     fn tenants(&self) -> PathBuf {
         self.root.join("tenants")
     }
+    /// The directory of every tenant's folder: what Litestream watches (`ops::replication`).
+    pub fn tenants_dir(&self) -> PathBuf {
+        self.tenants()
+    }
     pub fn tenant_dir(&self, id: &TenantId) -> PathBuf {
         self.tenants().join(id.as_str())
     }
     pub fn database(&self, id: &TenantId) -> PathBuf {
-        self.tenant_dir(id).join("scim.db")
+        self.tenant_dir(id).join(DATABASE_FILE)
     }
     pub fn settings_file(&self, id: &TenantId) -> PathBuf {
         self.tenant_dir(id).join("tenant.toml")
@@ -181,6 +188,31 @@ impl DataDir {
         self.restrict_tenant(id);
         info!(target: "scimd::tenant", "created tenant {id} in {}", dir.display());
         Ok(())
+    }
+
+    /// An empty folder for a tenant about to be restored (owner-only); its database path.
+    pub fn create_restored_tenant_dir(&self, id: &TenantId) -> std::io::Result<PathBuf> {
+        for dir in [self.root.clone(), self.tenants(), self.tenant_dir(id)] {
+            let mut builder = std::fs::DirBuilder::new();
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            match builder.create(&dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir != self.tenant_dir(id) => {}
+                other => other?,
+            }
+        }
+        Ok(self.database(id))
+    }
+
+    /// Writes the default `tenant.toml` when the tenant has none (a restored tenant: the
+    /// replica holds its database only). Returns whether it wrote one.
+    pub fn write_default_settings(&self, id: &TenantId) -> Result<bool, StoreError> {
+        let path = self.settings_file(id);
+        if path.exists() {
+            return Ok(false);
+        }
+        crate::certs::write_file(&path, default_settings_text(50, 500).as_bytes(), 0o600).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        Ok(true)
     }
 
     pub fn tenant_exists(&self, id: &TenantId) -> bool {
@@ -479,9 +511,19 @@ impl Tenant {
     /// Opens a tenant that exists on disk (blocking: run off the async runtime).
     pub fn open(data: &DataDir, id: &TenantId) -> Result<Tenant, StoreError> {
         let settings = TenantSettings::load(&data.settings_file(id)).map_err(StoreError::Corrupt)?;
-        let store = Store::open(&data.database(id))?;
         data.restrict_tenant(id);
         let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
+        // The database's copy of the key files follows the files (keygen and delete-key
+        // keep it in step; this catches a key from before the copy existed, or a crash
+        // between the file and the copy). A key that cannot be read is left as it is: its
+        // use fails loudly, and an unreadable file is no reason to drop a good copy.
+        let copies = keys.copies().map_err(|e| log::warn!(target: "scimd::tenant", "tenant {id}: signing key not copied into the database: {e}")).ok();
+        let at = crate::clock::UtcMillis::now().to_rfc3339();
+        let store = Store::open_with(&data.database(id), |db| match &copies {
+            Some(files) => tenant_files::sync(db, files, &at).map(|_| ()),
+            None => Ok(()),
+        })?;
+        data.restrict_tenant(id);
         let catalogue = Arc::clone(&data.catalogue);
         Ok(Tenant { id: id.clone(), store, settings: std::sync::RwLock::new(Arc::new(settings)), settings_path: data.settings_file(id), keys, catalogue, closed: Default::default() })
     }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::tenant::keys::{KeyError, SigningKey};
 use crate::clock::UtcMillis;
 use crate::store::events::{self, Action};
-use crate::store::{new_resource_id, tokens, StoreError};
+use crate::store::{new_resource_id, tenant_files, tokens, StoreError};
 use crate::tenant::Tenant;
 
 pub const PREFIX: &str = "apikey_";
@@ -181,7 +181,7 @@ pub async fn revoke(tenant: &Tenant, actor: &str, user_id: &str, now: UtcMillis)
 /// Generates a new signing key (invalidating every token) and returns its fingerprint.
 pub async fn keygen(tenant: std::sync::Arc<Tenant>, actor: &str, now: UtcMillis) -> Result<String, TokenError> {
     let t = std::sync::Arc::clone(&tenant);
-    let fingerprint = tokio::task::spawn_blocking(move || t.keys.generate())
+    let (fingerprint, copies) = tokio::task::spawn_blocking(move || t.keys.generate().and_then(|fp| Ok((fp, t.keys.copies()?))))
         .await
         .map_err(|e| TokenError::Key(KeyError::Generate(e.to_string())))?
         .map_err(TokenError::Key)?;
@@ -189,6 +189,8 @@ pub async fn keygen(tenant: std::sync::Arc<Tenant>, actor: &str, now: UtcMillis)
     tenant
         .store
         .write(move |conn| {
+            // The database's copy of the key, which replication carries to a standby.
+            tenant_files::sync(conn, &copies, &at)?;
             let revoked = tokens::revoke_all(conn, &at)?;
             events::record(conn, &at, &actor, Action::Create, "Key", &fp, &serde_json::json!({"fingerprint": fp, "tokensRevoked": revoked}))
         })
@@ -200,10 +202,12 @@ pub async fn keygen(tenant: std::sync::Arc<Tenant>, actor: &str, now: UtcMillis)
 pub async fn delete_key(tenant: &Tenant, actor: &str, now: UtcMillis) -> Result<bool, TokenError> {
     let fingerprint = tenant.keys.current().map(|k| k.fingerprint.clone()).unwrap_or_default();
     let existed = tenant.keys.delete().map_err(TokenError::Key)?;
+    let copies = tenant.keys.copies().map_err(TokenError::Key)?;
     let (at, actor) = (now.to_rfc3339(), actor.to_string());
     tenant
         .store
         .write(move |conn| {
+            tenant_files::sync(conn, &copies, &at)?;
             let revoked = tokens::revoke_all(conn, &at)?;
             if existed {
                 events::record(conn, &at, &actor, Action::Delete, "Key", &fingerprint, &serde_json::json!({"fingerprint": fingerprint, "tokensRevoked": revoked}))?;

@@ -103,6 +103,27 @@ pub const BACKUP: &str = "DESCRIPTION
     checks the file with PRAGMA integrity_check, copies it over the tenant's database (stop
     the server first), checks again and migrates an older schema.";
 
+pub const REPLICATION: &str = "DESCRIPTION
+    Litestream (https://litestream.io) ships every committed write of every tenant to a
+    replica: a path, S3, SFTP and others. config prints its configuration for the data
+    directory: one entry that watches DIR/tenants, so a tenant created later is replicated
+    without a restart. Run it beside serve (packaging/scimd-litestream.service):
+        scimd replication config --replica s3://bucket/scimd > /etc/litestream.yml
+        litestream replicate -config /etc/litestream.yml
+
+    A tenant's signing key pair is copied into its database (kept in step by keygen and
+    delete-key), so it travels with the replica and bearer tokens issued on the old primary
+    verify on the new one.
+
+    restore, on the new machine, restores every tenant (the directories of a file://
+    replica, else those named with --tenant) into an empty data directory with litestream
+    restore, checks PRAGMA integrity_check and the schema version, writes the key pair back
+    to files (mode 600, never over an existing file) and a default tenant.toml, records the
+    catalogue, and leaves a directory serve starts on. It refuses a non-empty directory.
+
+EXAMPLES
+    scimd replication restore --replica file:///mnt/replica --data-dir /var/lib/scimd";
+
 pub const CHECK: &str = "DESCRIPTION
     One line per finding (OK, WARN or ERROR): the configuration file (when one is named),
     the data directory, the certificate's expiry, each tenant's tenant.toml, key-file mode,

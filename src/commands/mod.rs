@@ -5,6 +5,7 @@ mod error;
 mod man;
 mod operator;
 mod probe;
+mod replication;
 mod rlimit;
 pub mod token;
 
@@ -20,7 +21,7 @@ use serde_json::{json, Value};
 use crate::auth::password;
 use crate::auth::AuthState;
 use crate::certs::{self, DevCertPaths};
-use crate::cli::{AdminCommand, ApiclientCommand, CertCommand, CheckArgs, Command, GroupCommand, Place, TenantCommand, UserCommand};
+use crate::cli::{AdminCommand, ApiclientCommand, CertCommand, CheckArgs, Command, GroupCommand, Place, ReplicationCommand, TenantCommand, UserCommand};
 use crate::clock::UtcMillis;
 use crate::config::{RawConfig, ServeConfig};
 use crate::http::context::AppState;
@@ -103,6 +104,10 @@ pub fn run(command: Option<Command>) -> Result<(), CommandError> {
         }
         Command::Backup(args) => data::backup(&data_dir(&args.on.place)?, &args.on.tenant, &args.out),
         Command::Restore(args) => data::restore(&data_dir(&args.on.place)?, &args.on.tenant, &args.from, args.yes),
+        Command::Replication(ReplicationCommand::Config { replica, sync_interval_ms, place }) => replication::config(&data_dir(&place)?, &replica, sync_interval_ms),
+        Command::Replication(ReplicationCommand::Restore { replica, tenants, litestream, place }) => {
+            replication::restore(&data_dir(&place)?, &replica, &tenants, &litestream)
+        }
         Command::Check(args) => check(args),
         Command::Log(args) => {
             let data = data_dir(&args.on.place)?;

@@ -12,10 +12,26 @@ use super::{StoreError, StoreResult};
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` creates.
-pub const CURRENT: i64 = 5;
+pub const CURRENT: i64 = 6;
 
 /// `MIGRATIONS[i]` brings a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2, migrate_to_v3, migrate_to_v4, migrate_to_v5];
+const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2, migrate_to_v3, migrate_to_v4, migrate_to_v5, migrate_to_v6];
+
+/// v6: `tenant_files`, the copy of the tenant's signing key pair that replication carries
+/// to a standby (issue 17), created exactly as `schema.sql` has it. It starts empty: the
+/// tenant fills it from its key files when it next opens (`Tenant::open`).
+fn migrate_to_v6(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(&schema_table("tenant_files")?)?;
+    Ok(())
+}
+
+/// The `CREATE TABLE` statement of `table` in `schema.sql`.
+fn schema_table(table: &str) -> StoreResult<String> {
+    let head = format!("CREATE TABLE {table} (");
+    let start = SCHEMA.find(&head).ok_or_else(|| StoreError::Corrupt(format!("schema.sql has no table {table}")))?;
+    let end = SCHEMA[start..].find("\n);").map(|e| start + e + 3).ok_or_else(|| StoreError::Corrupt(format!("schema.sql: {table} does not end")))?;
+    Ok(SCHEMA[start..end].to_string())
+}
 
 /// v5: stored data that was not what it claimed to be.
 /// * `active` was NULL after a PATCH removed it (or a PUT left it out) and every reader
@@ -80,10 +96,7 @@ fn migrate_to_v5(conn: &Connection) -> StoreResult<()> {
 /// Rebuilds `table` as `schema.sql` defines it, copying every row; the new key column
 /// starts empty. The table's indexes and triggers go with the old table.
 fn rebuild(conn: &Connection, table: &str, key_column: &str) -> StoreResult<()> {
-    let head = format!("CREATE TABLE {table} (");
-    let start = SCHEMA.find(&head).ok_or_else(|| StoreError::Corrupt(format!("schema.sql has no table {table}")))?;
-    let end = SCHEMA[start..].find("\n);").map(|e| start + e + 3).ok_or_else(|| StoreError::Corrupt(format!("schema.sql: {table} does not end")))?;
-    let create = SCHEMA[start..end].replacen(&head, &format!("CREATE TABLE {table}_v5 ("), 1);
+    let create = schema_table(table)?.replacen(&format!("CREATE TABLE {table} ("), &format!("CREATE TABLE {table}_v5 ("), 1);
     let columns: Vec<String> = conn
         .prepare(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))?
         .query_map([], |r| r.get(0))?
@@ -315,6 +328,7 @@ mod tests {
             include_str!("../../tests/fixtures/schema_v2.sql"),
             include_str!("../../tests/fixtures/schema_v3.sql"),
             include_str!("../../tests/fixtures/schema_v4.sql"),
+            include_str!("../../tests/fixtures/schema_v5.sql"),
         ] {
             check_migration(old_schema);
         }

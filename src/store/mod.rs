@@ -21,6 +21,7 @@ pub mod filter_sql;
 pub mod groups;
 pub mod maintenance;
 mod migrate;
+pub mod tenant_files;
 pub mod tokens;
 pub mod users;
 
@@ -428,7 +429,16 @@ pub struct Store {
 impl Store {
     /// Opens (creating and migrating if needed) the database and starts its writer.
     pub fn open(path: &Path) -> StoreResult<Store> {
-        let conn = open_for_write(path)?;
+        Store::open_with(path, |_| Ok(()))
+    }
+
+    /// `open`, running `setup` in one write transaction before the writer starts (a tenant
+    /// bringing its copy of the key files up to date).
+    pub fn open_with(path: &Path, setup: impl FnOnce(&Db<'_>) -> StoreResult<()>) -> StoreResult<Store> {
+        let mut conn = open_for_write(path)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        setup(&Db(&tx))?;
+        tx.commit()?;
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let name = format!("scimd-writer-{}", path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy()).unwrap_or_default());
         let handle = std::thread::Builder::new()

@@ -16,6 +16,11 @@ use ring::signature::{self, RsaKeyPair};
 
 const KEY_BITS: usize = 2048;
 
+/// The names of the key pair's copies in the tenant's database (`schema.sql`'s
+/// `tenant_files` allows exactly these).
+pub const PRIVATE_COPY: &str = "token-signing.key.pem";
+pub const PUBLIC_COPY: &str = "token-signing.pub.pem";
+
 /// The permission bits of a private key file. A key whose group or other bits are set is
 /// exposed: the one rule for loading a key, `serve` refusing to start and `scimd check`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +139,34 @@ fn stamp(path: &Path) -> Option<FileStamp> {
     Some((m.modified().ok()?, m.len()))
 }
 
+/// The private key file's text. Opened without following a symlink, and the checks are
+/// made on the open file: a key swapped for a link to another file is refused, not read.
+fn read_private(path: &Path) -> Result<String, KeyError> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut file = options.open(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => KeyError::Symlink,
+        _ => KeyError::Read(e),
+    })?;
+    let meta = file.metadata().map_err(KeyError::Read)?;
+    if !meta.is_file() {
+        return Err(KeyError::NotRegularFile);
+    }
+    #[cfg(unix)]
+    if KeyMode::of(&meta).exposed() {
+        return Err(KeyError::Exposed(KeyMode::of(&meta)));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(KeyError::Read)?;
+    Ok(text)
+}
+
 /// ring's RNG behind the `rand_core` traits the `rsa` crate asks for.
 struct RingRng(ring::rand::SystemRandom);
 
@@ -195,30 +228,7 @@ impl KeyState {
     }
 
     fn load(&self) -> Result<SigningKey, KeyError> {
-        use std::io::Read;
-        // Opened without following a symlink, and the checks are made on the open file:
-        // a key swapped for a link to another file is refused, not read.
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.custom_flags(libc::O_NOFOLLOW);
-        }
-        let mut file = options.open(&self.private).map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => KeyError::Symlink,
-            _ => KeyError::Read(e),
-        })?;
-        let meta = file.metadata().map_err(KeyError::Read)?;
-        if !meta.is_file() {
-            return Err(KeyError::NotRegularFile);
-        }
-        #[cfg(unix)]
-        if KeyMode::of(&meta).exposed() {
-            return Err(KeyError::Exposed(KeyMode::of(&meta)));
-        }
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(KeyError::Read)?;
+        let text = read_private(&self.private)?;
         // rustls-pki-types' PEM reader (already used for the TLS key): a section of the
         // wrong kind is refused, not searched for a matching label.
         use rustls_pki_types::pem::PemObject;
@@ -226,6 +236,52 @@ impl KeyState {
         let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(KeyError::Unusable)?;
         let fingerprint = fingerprint(pair.public().as_ref());
         Ok(SigningKey { pair, fingerprint })
+    }
+
+    /// The key pair's PEM texts (private, public) for the tenant's copy in its database
+    /// (`store::tenant_files`), read under the same rules as loading; `None` without a key.
+    pub fn pem_texts(&self) -> Result<Option<(String, String)>, KeyError> {
+        let private = match read_private(&self.private) {
+            Ok(text) => text,
+            Err(KeyError::Read(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let public = std::fs::read_to_string(&self.public).map_err(KeyError::Read)?;
+        Ok(Some((private, public)))
+    }
+
+    /// What the tenant's database keeps of the key pair (`store::tenant_files`): each
+    /// file's name there and its text, `None` for an absent key.
+    pub fn copies(&self) -> Result<Vec<(&'static str, Option<String>)>, KeyError> {
+        let (private, public) = self.pem_texts()?.unzip();
+        Ok(vec![(PRIVATE_COPY, private), (PUBLIC_COPY, public)])
+    }
+
+    /// Writes a key pair restored from the tenant's database as its files: owner-only,
+    /// created new (`O_EXCL`: an existing file, or a link planted at the path, is refused,
+    /// never written through), then loaded to prove it usable. Returns its fingerprint.
+    pub fn restore(&self, private_pem: &str, public_pem: &str) -> Result<String, KeyError> {
+        use std::io::Write;
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        dir.create(&self.dir).map_err(|e| KeyError::CreateDir(self.dir.clone(), e))?;
+        for (path, text) in [(&self.private, private_pem), (&self.public, public_pem)] {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+            }
+            let written = options.open(path).and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()));
+            written.map_err(|e| KeyError::Write(format!("cannot write {}: {e}", path.display())))?;
+        }
+        if let Ok(mut c) = self.cached.lock() {
+            *c = None;
+        }
+        Ok(self.load()?.fingerprint)
     }
 
     /// Generates a new key pair, replacing any existing one (which invalidates every
@@ -298,8 +354,17 @@ mod tests {
         std::os::unix::fs::symlink(dir.join("other.pem"), dir.join("link.pem")).unwrap();
         let link = KeyState::new(dir.join("link.pem"), dir.join("x"), dir.clone()).load().err().expect("refused");
         assert_eq!(link.to_string(), "the private key is a symbolic link; scimd refuses to follow it");
+        std::fs::set_permissions(&keys.private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let fingerprint = keys.current().expect("usable again").fingerprint.clone();
+        let (private, public) = keys.pem_texts().unwrap().expect("a key to copy");
         assert!(keys.delete().expect("deleted"));
         assert!(!keys.delete().expect("nothing to delete"));
+        assert!(keys.pem_texts().unwrap().is_none());
+        // Restored from the copy: the same key, owner-only, and never over an existing file.
+        assert_eq!(keys.restore(&private, &public).expect("restored"), fingerprint);
+        assert_eq!(std::fs::metadata(&keys.private).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&keys.public).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(matches!(keys.restore(&private, &public), Err(KeyError::Write(_))), "an existing key is not overwritten");
         let _ = std::fs::remove_dir_all(dir);
     }
 }
