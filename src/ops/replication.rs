@@ -10,10 +10,13 @@
 //!
 //! Checkpoints: Litestream holds a read transaction on each database, so a checkpoint by
 //! scimd can copy only frames Litestream has already shipped, and checkpoints itself
-//! (PASSIVE at 1,000 pages, as scimd's writer does). scimd never runs a TRUNCATE or
-//! RESTART checkpoint, which would wait on that read transaction holding the write lock
-//! (`store::writer_loop`). Litestream's busy timeout is set to scimd's 10 s, so its short
-//! write locks wait for a group commit instead of failing.
+//! (PASSIVE at 1,000 pages, as scimd's writer does). scimd's one TRUNCATE checkpoint, at
+//! a tenant's close, runs without a busy wait (`store::writer_loop`): waiting on that read
+//! transaction would hold the write lock and stall Litestream's sync. Litestream's own
+//! checkpoint needs the write lock, which a writer under sustained load never leaves free
+//! long enough for a busy handler to find; scimd's writer pauses for it when the WAL
+//! shows Litestream waiting (`store/sharing.rs`), and Litestream's busy timeout (5 s)
+//! covers the wait.
 
 use std::path::Path;
 use std::time::Duration;
@@ -85,8 +88,9 @@ dbs:
     watch: true
     # How often the WAL is looked at; scimd's writer commits every write with fsync.
     monitor-interval: {monitor}
-    # scimd's own busy timeout: Litestream's write locks wait out a group commit.
-    busy-timeout: 10s
+    # Litestream's checkpoints wait for the write lock, which scimd's writer leaves it
+    # (store/sharing.rs); 5 s as Litestream's tips advise.
+    busy-timeout: 5s
     replica:
       url: "{replica}"
       sync-interval: {sync}

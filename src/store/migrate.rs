@@ -391,8 +391,14 @@ mod tests {
         };
         let mut old = Connection::open_in_memory().unwrap();
         old.execute_batch(old_schema).unwrap();
-        old.execute("INSERT INTO users (id, user_name, created, last_modified) VALUES ('u', 'kept@x.com', 't', 't')", []).unwrap();
-        old.execute("INSERT INTO users (id, user_name, role, password_hash, created, last_modified) VALUES ('a', 'admin', 'org_admin', 'h', 't', 't')", []).unwrap();
+        // From v5 on a user row carries its name key.
+        let (key_column, key) = if old_schema.contains("user_name_key") { (", user_name_key", ", user_name") } else { ("", "") };
+        old.execute(&format!("INSERT INTO users (id, user_name{key_column}, created, last_modified) SELECT 'u', 'kept@x.com'{key}, 't', 't' FROM (SELECT 'kept@x.com' AS user_name)"), []).unwrap();
+        old.execute(
+            &format!("INSERT INTO users (id, user_name{key_column}, role, password_hash, created, last_modified) SELECT 'a', 'admin'{key}, 'org_admin', 'h', 't', 't' FROM (SELECT 'admin' AS user_name)"),
+            [],
+        )
+        .unwrap();
         old.execute("INSERT INTO events (at, principal, action, resource_type, resource_id) VALUES ('t', 'p', 'create', 'User', 'u')", []).unwrap();
         migrate(&mut old).unwrap();
         let mut new = Connection::open_in_memory().unwrap();

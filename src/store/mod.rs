@@ -21,6 +21,7 @@ pub mod filter_sql;
 pub mod groups;
 pub mod maintenance;
 mod migrate;
+mod sharing;
 pub mod tenant_files;
 pub mod tokens;
 pub mod users;
@@ -644,6 +645,7 @@ fn with_reader<T>(
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>) {
+    let mut sharing = sharing::LockSharing::new();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -667,6 +669,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>) {
             };
             finish(status);
         }
+        sharing.after_commit(&conn);
     }
     // PASSIVE: copy what no reader still needs and never wait. A TRUNCATE here waited on
     // every reader of the database, another process's too (a CLI command, or Litestream,

@@ -26,6 +26,7 @@ mod names;
 mod operator;
 mod packaging;
 mod protocol;
+mod replication;
 mod semantics;
 mod tenants;
 mod tidy;

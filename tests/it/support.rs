@@ -393,7 +393,18 @@ pub async fn send(sender: &mut hyper::client::conn::http1::SendRequest<Full<Byte
 
 /// Like `send`, but `None` instead of a panic when the connection fails (a killed server).
 pub async fn try_send(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
-    let mut req = Request::builder().method(method).uri(path).header("host", "localhost").header("authorization", basic(ADMIN, PASSWORD));
+    try_send_as(sender, &basic(ADMIN, PASSWORD), method, path, body).await
+}
+
+/// `try_send` with the `Authorization` header value given (a bearer token).
+pub async fn try_send_as(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    auth: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Option<(u16, Value)> {
+    let mut req = Request::builder().method(method).uri(path).header("host", "localhost").header("authorization", auth);
     if body.is_some() {
         req = req.header("content-type", "application/scim+json");
     }

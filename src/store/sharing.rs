@@ -1,0 +1,58 @@
+//! The writer lets another process at the write lock while Litestream replicates.
+//!
+//! Under sustained writes the writer begins its next transaction microseconds after the
+//! last one commits, so a process waiting on SQLite's write lock in its busy handler
+//! (which polls, up to every 100 ms) never finds it free. Litestream takes the write lock
+//! for each of its checkpoints; starved, it stopped shipping the WAL altogether: in the
+//! drill (tests/it/replication.rs) writes went unreplicated for as long as the load lasted
+//! (5.6 s of acknowledged writes lost at the kill), with a WAL growing without bound.
+//!
+//! So at most every `CHECK_EVERY`, after a commit, the writer runs a PASSIVE checkpoint
+//! (what the autocheckpoint does anyway) to learn the WAL's length. When the database is
+//! replicated (Litestream has made its `_litestream_lock` table) and the WAL has reached
+//! Litestream's checkpoint threshold, it waits `PAUSE` before its next transaction: one
+//! poll of a waiting busy handler. Litestream checkpoints, the WAL starts over, and the
+//! writer does not pause again until it has grown back. Without Litestream it never pauses.
+
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+/// How often the writer looks, under continuous load.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// One poll interval of SQLite's busy handler, and a little more.
+const PAUSE: Duration = Duration::from_millis(110);
+/// Litestream's `min-checkpoint-page-count` default: from here on it wants the lock.
+const LITESTREAM_CHECKPOINT_PAGES: i64 = 1_000;
+
+pub struct LockSharing {
+    last_check: Instant,
+}
+
+impl LockSharing {
+    pub fn new() -> LockSharing {
+        LockSharing { last_check: Instant::now() }
+    }
+
+    /// Called by the writer between transactions; pauses when Litestream waits.
+    pub fn after_commit(&mut self, conn: &Connection) {
+        if self.last_check.elapsed() < CHECK_EVERY {
+            return;
+        }
+        self.last_check = Instant::now();
+        if wal_pages(conn).is_some_and(|pages| pages >= LITESTREAM_CHECKPOINT_PAGES) && replicated(conn) {
+            log::debug!(target: "scimd::store", "the WAL is pinned by Litestream; leaving it the write lock for {} ms", PAUSE.as_millis());
+            std::thread::sleep(PAUSE);
+        }
+    }
+}
+
+/// Frames in the WAL, from a PASSIVE checkpoint (which never waits).
+fn wal_pages(conn: &Connection) -> Option<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1)).ok()
+}
+
+fn replicated(conn: &Connection) -> bool {
+    conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_litestream_lock'", [], |r| r.get::<_, i64>(0))
+        .is_ok_and(|n| n == 1)
+}
