@@ -42,17 +42,43 @@ fn systemd_unit_verifies() {
     let out = Command::new(env!("CARGO_BIN_EXE_scimd")).arg("man").arg(format!("--out={}", man1.display())).output().unwrap();
     assert!(out.status.success(), "scimd man: {}", String::from_utf8_lossy(&out.stderr));
     assert!(man1.join("scimd.1").is_file() && man1.join("scimd-serve.1").is_file());
-    let local = unit.replace("/usr/local/bin/scimd", env!("CARGO_BIN_EXE_scimd"));
-    let path = dir.path().join("scimd.service");
-    std::fs::write(&path, local).unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&path).env("MANPATH", dir.path().join("man")).output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && said.is_empty(), "systemd-analyze verify printed: {said}");
+    verify_unit(&dir, "scimd.service", &unit.replace("/usr/local/bin/scimd", env!("CARGO_BIN_EXE_scimd")));
     // Running the unit (started, READY, reload, stop) needs systemd as PID 1; CI has none
     // on the host, so the_unit_runs_under_systemd_in_a_container boots one under podman.
     if !Path::new("/run/systemd/system").is_dir() {
         eprintln!("systemd is not PID 1 here: the unit runs under systemd in a podman container (packaging/systemd-test.sh), not on this host");
     }
+}
+
+/// `systemd-analyze verify` of a unit written as `name` into `dir` (whose `man/` holds the
+/// manual pages) says nothing.
+fn verify_unit(dir: &TempDir, name: &str, text: &str) {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).env("MANPATH", dir.path().join("man")).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.is_empty(), "systemd-analyze verify {name} printed: {said}");
+}
+
+/// packaging/scimd-litestream.service verifies as installed (the litestream just
+/// installed, scimd's manual pages), runs as scimd's user over its state directory, and
+/// reads the configuration its header tells the operator to write with scimd.
+#[test]
+fn litestream_unit_verifies() {
+    if !required_in_ci("systemd-analyze") || !required_in_ci("man") || !required_in_ci("litestream") {
+        return;
+    }
+    let unit = std::fs::read_to_string(packaging("scimd-litestream.service")).unwrap();
+    for needed in ["User=scimd\n", "StateDirectory=scimd\n", "UMask=0077", "NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=always"] {
+        assert!(unit.contains(needed), "the unit lacks {needed:?}");
+    }
+    assert!(unit.contains("scimd replication config --config /etc/scimd/scimd.toml") && unit.contains("-config /etc/scimd/litestream.yml"));
+    let dir = TempDir::new("litestream-unit");
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd")).arg("man").arg(format!("--out={}", dir.path().join("man/man1").display())).output().unwrap();
+    assert!(out.status.success());
+    let litestream = Command::new("sh").arg("-c").arg("command -v litestream").output().unwrap();
+    let litestream = String::from_utf8_lossy(&litestream.stdout).trim().to_string();
+    verify_unit(&dir, "scimd-litestream.service", &unit.replace("/usr/local/bin/litestream", &litestream));
 }
 
 /// packaging/systemd-test.sh: the README's install steps in a bookworm root booted with

@@ -281,3 +281,33 @@ fn config_and_restore_refusals() {
     let (ok, out) = scimd(&["replication", "restore", "--replica", "s3://bucket/scimd"], &dir.path().join("fresh"));
     assert!(!ok && out.contains("--tenant"), "{out}");
 }
+
+/// The database's copy of the signing key follows the key files: keygen writes it,
+/// delete-key removes it, and opening a tenant whose copy is missing (a key older than
+/// schema 6) makes it, so whatever replicates the database carries the key.
+#[test]
+fn the_key_copy_follows_the_key_files() {
+    let dir = TempDir::new("replication-keys");
+    let data = scimd::tenant::DataDir::new(dir.path().join("data"));
+    let id = scimd::tenant::TenantId::parse("acme").unwrap();
+    data.create_tenant(&id).unwrap();
+    let copy = |name: &str| -> Option<String> {
+        let db = rusqlite::Connection::open(data.database(&id)).unwrap();
+        db.query_row("SELECT content FROM tenant_files WHERE name = ?1", [name], |r| r.get(0)).ok()
+    };
+    let (ok, out) = scimd(&["token", "keygen", "--tenant", "acme"], data.root());
+    assert!(ok, "{out}");
+    assert_eq!(copy("token-signing.key.pem"), Some(std::fs::read_to_string(data.private_key(&id)).unwrap()));
+    assert_eq!(copy("token-signing.pub.pem"), Some(std::fs::read_to_string(data.public_key(&id)).unwrap()));
+    let (ok, out) = scimd(&["token", "delete-key", "--tenant", "acme"], data.root());
+    assert!(ok, "{out}");
+    assert_eq!((copy("token-signing.key.pem"), copy("token-signing.pub.pem")), (None, None));
+    let (ok, out) = scimd(&["token", "keygen", "--tenant", "acme"], data.root());
+    assert!(ok, "{out}");
+    rusqlite::Connection::open(data.database(&id)).unwrap().execute("DELETE FROM tenant_files", []).unwrap();
+    let (ok, out) = scimd(&["tenant", "show", "acme"], data.root());
+    assert!(ok, "{out}");
+    assert_eq!(copy("token-signing.key.pem"), Some(std::fs::read_to_string(data.private_key(&id)).unwrap()), "the open made the missing copy");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(data.database(&id)).unwrap().permissions().mode() & 0o077, 0, "the database holding the copy is the owner's alone");
+}
