@@ -26,10 +26,11 @@ const CONNECTIONS: usize = 32;
 /// How long the load runs before the kill.
 const LOAD: Duration = Duration::from_secs(6);
 /// What may be lost: `scimd replication config`'s defaults look at the WAL every 100 ms and
-/// ship it every 1 s, and a Litestream checkpoint may hold the shipping up to 400 ms while
-/// it waits for the writer's pause (`src/store/sharing.rs`: a check every 250 ms, a pause
-/// of 110 ms). The README promises this window.
-const WINDOW: Duration = Duration::from_millis(1_500);
+/// ship it every 1 s, and a Litestream checkpoint may hold the shipping a few hundred ms
+/// while it waits for the writer's pause (`src/store/sharing.rs`: a check every 100 ms, a
+/// pause of 55 ms), and on 2 busy cores Litestream may wait its turn: measured RPO 0.4-1.1 s
+/// (2026-12-02), so 2 s. The README promises this window.
+const WINDOW: Duration = Duration::from_millis(2_000);
 
 /// The litestream program: on PATH, else where pip put its scripts.
 fn litestream() -> Option<PathBuf> {
