@@ -23,8 +23,7 @@ use std::time::Duration;
 
 use crate::tenant::{TenantId, DATABASE_FILE};
 
-/// How often Litestream looks at each WAL and ships what it found: a write acknowledged
-/// longer than `monitor + sync` before the primary is lost is on the replica.
+/// How often Litestream looks at each WAL and ships what it found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Intervals {
     pub monitor: Duration,
@@ -37,10 +36,16 @@ impl Default for Intervals {
     }
 }
 
+/// What a Litestream checkpoint may add to the shipping under sustained writes, while it
+/// waits for the writer's pause (`store/sharing.rs`) and for a busy CPU (measured in the
+/// drill, tests/it/replication.rs, on 2 cores: the whole window was at most 1.15 s).
+const CHECKPOINT_ALLOWANCE: Duration = Duration::from_millis(900);
+
 impl Intervals {
-    /// The most recent acknowledged writes a loss of the primary may take with it.
+    /// How old an acknowledged write must be to be on the replica when the primary is
+    /// lost: at most this much of the most recent writes is lost.
     pub fn window(&self) -> Duration {
-        self.monitor + self.sync
+        self.monitor + self.sync + CHECKPOINT_ALLOWANCE
     }
 }
 
@@ -119,7 +124,7 @@ mod tests {
         ] {
             assert!(yaml.lines().any(|l| l == line), "{line:?} in\n{yaml}");
         }
-        assert!(yaml.contains("more\n# than 1100ms before"), "{yaml}");
+        assert!(yaml.contains("more\n# than 2000ms before"), "{yaml}");
         for bad in ["/srv/replica", "file://", "S3://b/p", "s3://b/p q", "s3://b/p\"", "s3://b/p#x"] {
             assert!(config(Path::new("/d"), bad, Intervals::default()).is_err(), "{bad}");
         }

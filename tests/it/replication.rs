@@ -123,6 +123,7 @@ async fn failover_drill_keeps_acknowledged_writes_and_tokens() {
 
     let (ok, yaml) = scimd(&["replication", "config", "--replica", &replica], data.root());
     assert!(ok, "{yaml}");
+    assert!(yaml.contains(&format!("than {}ms before the primary is lost", WINDOW.as_millis())), "the drill checks the window the configuration states:\n{yaml}");
     let config = dir.path().join("litestream.yml");
     // Litestream's debug log says when it checkpointed and how long the WAL was.
     std::fs::write(&config, format!("logging:\n  level: debug\n{yaml}")).unwrap();
