@@ -1,7 +1,7 @@
 //! Tenants: the only code that knows the data directory layout.
 //!
 //! ```text
-//! DATA_DIR/tenants/<tenant-id>/scim.db                     (+ -wal, -shm)
+//! DATA_DIR/tenants/<tenant-id>/scim.db                     (+ -wal, -shm; a copy of keys/)
 //! DATA_DIR/tenants/<tenant-id>/tenant.toml                 per-tenant settings (optional)
 //! DATA_DIR/tenants/<tenant-id>/keys/token-signing.key.pem  RSA private key, PKCS#8, 0600
 //! DATA_DIR/tenants/<tenant-id>/keys/token-signing.pub.pem  its public key (SPKI)
