@@ -452,6 +452,9 @@ pub enum ReplicationCommand {
         /// How often Litestream ships each tenant's new writes to the replica
         #[arg(long, value_name = "MS", default_value_t = 1000)]
         sync_interval_ms: u64,
+        /// How often Litestream looks at each tenant's WAL (costs CPU per tenant)
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        monitor_interval_ms: u64,
         #[command(flatten)]
         place: Place,
     },

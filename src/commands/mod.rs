@@ -104,7 +104,9 @@ pub fn run(command: Option<Command>) -> Result<(), CommandError> {
         }
         Command::Backup(args) => data::backup(&data_dir(&args.on.place)?, &args.on.tenant, &args.out),
         Command::Restore(args) => data::restore(&data_dir(&args.on.place)?, &args.on.tenant, &args.from, args.yes),
-        Command::Replication(ReplicationCommand::Config { replica, sync_interval_ms, place }) => replication::config(&data_dir(&place)?, &replica, sync_interval_ms),
+        Command::Replication(ReplicationCommand::Config { replica, sync_interval_ms, monitor_interval_ms, place }) => {
+            replication::config(&data_dir(&place)?, &replica, sync_interval_ms, monitor_interval_ms)
+        }
         Command::Replication(ReplicationCommand::Restore { replica, tenants, litestream, place }) => {
             replication::restore(&data_dir(&place)?, &replica, &tenants, &litestream)
         }

@@ -14,9 +14,9 @@ use crate::tenant::keys::{KeyState, PRIVATE_COPY, PUBLIC_COPY};
 use crate::tenant::{DataDir, Tenant, TenantId, DATABASE_FILE};
 
 /// Prints Litestream's configuration for the data directory and `replica`.
-pub fn config(data: &DataDir, replica: &str, sync_interval_ms: u64) -> Result<(), CommandError> {
+pub fn config(data: &DataDir, replica: &str, sync_interval_ms: u64, monitor_interval_ms: u64) -> Result<(), CommandError> {
     let tenants = std::path::absolute(data.tenants_dir())?;
-    let intervals = Intervals { sync: Duration::from_millis(sync_interval_ms.max(1)), ..Intervals::default() };
+    let intervals = Intervals { sync: Duration::from_millis(sync_interval_ms.max(1)), monitor: Duration::from_millis(monitor_interval_ms.max(1)) };
     print!("{}", replication::config(&tenants, replica, intervals)?);
     Ok(())
 }

@@ -25,12 +25,12 @@ use crate::support::{basic, binary_data_dir, connect, try_send, try_send_as, Cli
 const CONNECTIONS: usize = 32;
 /// How long the load runs before the kill.
 const LOAD: Duration = Duration::from_secs(6);
-/// What may be lost: `scimd replication config`'s defaults look at the WAL every 100 ms and
+/// What may be lost: `scimd replication config`'s defaults look at the WAL every 1 s and
 /// ship it every 1 s, and a Litestream checkpoint may hold the shipping a few hundred ms
 /// while it waits for the writer's pause (`src/store/sharing.rs`: a check every 100 ms, a
-/// pause of 55 ms), and on 2 busy cores Litestream may wait its turn: measured RPO 0.4-1.1 s
-/// (2026-12-02), so 2 s. The README promises this window.
-const WINDOW: Duration = Duration::from_millis(2_000);
+/// pause of 55 ms), and on 2 busy cores Litestream may wait its turn: 900 ms more (the
+/// whole window measured at most 1.15 s with a 100 ms look). The README promises this.
+const WINDOW: Duration = Duration::from_millis(2_900);
 
 /// The litestream program: on PATH, else where pip put its scripts.
 fn litestream() -> Option<PathBuf> {
@@ -250,7 +250,7 @@ async fn failover_drill_keeps_acknowledged_writes_and_tokens() {
         .filter_map(|l| l.split("result=").nth(1)?.split(',').nth(1)?.parse().ok())
         .collect();
     let longest_wal = wal_pages.iter().copied().max().unwrap_or(0);
-    assert!(wal_pages.len() >= LOAD.as_secs() as usize, "Litestream checkpointed {} times in {LOAD:?}:\n{ls_log}", wal_pages.len());
+    assert!(wal_pages.len() >= LOAD.as_secs() as usize / 2, "Litestream checkpointed {} times in {LOAD:?}:\n{ls_log}", wal_pages.len());
     assert!(longest_wal < 10_000, "the WAL reached {longest_wal} pages");
 
     println!(
