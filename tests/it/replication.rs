@@ -253,6 +253,12 @@ async fn failover_drill_keeps_acknowledged_writes_and_tokens() {
     assert!(wal_pages.len() >= LOAD.as_secs() as usize / 2, "Litestream checkpointed {} times in {LOAD:?}:\n{ls_log}", wal_pages.len());
     assert!(longest_wal < 10_000, "the WAL reached {longest_wal} pages");
 
+    // Moving one tenant to another node (docs/scale-out.md) restores it alone there.
+    let node_c = dir.path().join("node-c");
+    let (ok, out) = scimd(&["replication", "restore", "--replica", &replica, "--tenant", "beta", "--litestream", &litestream_arg], &node_c);
+    assert!(ok && out.contains("restored 1 tenants"), "{out}");
+    assert!(node_c.join("tenants/beta/scim.db").is_file() && !node_c.join("tenants/acme").exists());
+
     println!(
         "replication drill: {writes} acknowledged writes and {} token reads over {CONNECTIONS} connections in {LOAD:?}; {lost} lost; \
          RPO {} ms (window {} ms); {} Litestream checkpoints, WAL at most {longest_wal} pages; RTO {} ms (kill to first 2xx on the restored standby); drill {:.1} s",
