@@ -518,11 +518,12 @@ impl Tenant {
         // between the file and the copy). A key that cannot be read is left as it is: its
         // use fails loudly, and an unreadable file is no reason to drop a good copy.
         let copies = keys.copies().map_err(|e| log::warn!(target: "scimd::tenant", "tenant {id}: signing key not copied into the database: {e}")).ok();
-        let at = crate::clock::UtcMillis::now().to_rfc3339();
-        let store = Store::open_with(&data.database(id), |db| match &copies {
-            Some(files) => tenant_files::sync(db, files, &at).map(|_| ()),
-            None => Ok(()),
-        })?;
+        let store = Store::open(&data.database(id))?;
+        // Read first: an open whose copy is current (nearly all) takes no write lock.
+        if let Some(files) = copies.filter(|files| store.read_blocking(|db| tenant_files::differs(db, files)).unwrap_or(true)) {
+            let at = crate::clock::UtcMillis::now().to_rfc3339();
+            store.write_blocking(move |db| tenant_files::sync(db, &files, &at))?;
+        }
         data.restrict_tenant(id);
         let catalogue = Arc::clone(&data.catalogue);
         Ok(Tenant { id: id.clone(), store, settings: std::sync::RwLock::new(Arc::new(settings)), settings_path: data.settings_file(id), keys, catalogue, closed: Default::default() })

@@ -10,9 +10,9 @@
 //!
 //! Checkpoints: Litestream holds a read transaction on each database, so a checkpoint by
 //! scimd can copy only frames Litestream has already shipped, and checkpoints itself
-//! (PASSIVE at 1,000 pages, as scimd's writer does). scimd's one TRUNCATE checkpoint, at
-//! a tenant's close, runs without a busy wait (`store::writer_loop`): waiting on that read
-//! transaction would hold the write lock and stall Litestream's sync. Litestream's own
+//! (PASSIVE at 1,000 pages, as scimd's writer does). scimd's checkpoints are PASSIVE too,
+//! at a tenant's close included (`store::writer_loop`), so none waits on that read
+//! transaction holding the write lock, which would stall Litestream's sync. Litestream's own
 //! checkpoint needs the write lock, which a writer under sustained load never leaves free
 //! long enough for a busy handler to find; scimd's writer pauses for it when the WAL
 //! shows Litestream waiting (`store/sharing.rs`), and Litestream's busy timeout (5 s)

@@ -30,6 +30,16 @@ pub fn sync(conn: &Connection, files: &[(&str, Option<String>)], at: &str) -> St
     Ok(changed)
 }
 
+/// Whether `sync` would change anything.
+pub fn differs(conn: &Connection, files: &[(&str, Option<String>)]) -> StoreResult<bool> {
+    for (name, content) in files {
+        if get(conn, name)? != *content {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The stored copy of one file, if there is one.
 pub fn get(conn: &Connection, name: &str) -> StoreResult<Option<String>> {
     Ok(conn.prepare_cached("SELECT content FROM tenant_files WHERE name = ?")?.query_row([name], |r| r.get(0)).optional()?)
@@ -45,8 +55,10 @@ mod tests {
         super::super::migrate::migrate(&mut conn).unwrap();
         let key = "token-signing.key.pem";
         assert!(!sync(&conn, &[(key, None)], "t0").unwrap(), "nothing to remove");
+        assert!(differs(&conn, &[(key, Some("A".into()))]).unwrap());
         assert!(sync(&conn, &[(key, Some("A".into()))], "t1").unwrap());
         assert!(!sync(&conn, &[(key, Some("A".into()))], "t2").unwrap(), "the same content is not rewritten");
+        assert!(!differs(&conn, &[(key, Some("A".into()))]).unwrap());
         assert_eq!(get(&conn, key).unwrap().as_deref(), Some("A"));
         assert!(sync(&conn, &[(key, Some("B".into()))], "t3").unwrap());
         assert_eq!(get(&conn, key).unwrap().as_deref(), Some("B"));
