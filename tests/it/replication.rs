@@ -238,6 +238,7 @@ async fn failover_drill_keeps_acknowledged_writes_and_tokens() {
     // Nothing of the tenant is readable by anyone but the service user, on either side.
     assert_owner_only(&replica_dir);
     assert_owner_only(&new_data);
+    assert_owner_only(&data.root().join("tenants")); // Litestream's state beside each database too
     // Litestream's checkpoints and scimd's cooperated: one snapshot per database (the
     // first), never a fresh one forced by a WAL it lost track of, and no error.
     assert!(ls_log.matches("msg=\"snapshot complete\"").count() <= 2, "{ls_log}");
