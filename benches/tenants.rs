@@ -7,8 +7,14 @@
 //! (`tenant token` per line) are called with their bearer token, the others with Basic.
 //! Prints one JSON line.
 //!
+//! `--rate R` paces the steps (R a second over all connections, each connection on its own
+//! schedule) and times each cold request from when it was due, not from when it was sent,
+//! so a late server is charged for the wait it caused (no coordinated omission); without
+//! it (or `--rate 0`) every connection steps as fast as it is answered, which saturates
+//! the server: then latency is only the queue (Little's law: connections / throughput).
+//!
 //! `target/release/examples/bench-tenants --addr HOST:PORT --ca FILE --tenants N
-//!  --password P --tokens FILE --seconds S --pid PID [--connections 16]`
+//!  --password P --tokens FILE --seconds S --pid PID [--connections 16] [--rate R]`
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +37,7 @@ struct Options {
     seconds: u64,
     pid: u32,
     connections: usize,
+    rate: f64,
 }
 
 fn options() -> Result<Options, String> {
@@ -45,6 +52,7 @@ fn options() -> Result<Options, String> {
         seconds: args.num("--seconds")? as u64,
         pid: args.num("--pid")? as u32,
         connections: args.num_or("--connections", 16)?,
+        rate: args.num_or("--rate", 0)? as f64,
     })
 }
 
@@ -97,7 +105,19 @@ async fn main() -> Result<(), String> {
             let (mut cold, mut warm, mut bearer_n) = (Vec::new(), Vec::new(), 0u64);
             let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1);
             let mut failures = Vec::new();
+            let interval = (opts.rate > 0.0).then(|| Duration::from_secs_f64(opts.connections as f64 / opts.rate));
+            // Connections start spread over one interval, not all at once.
+            let mut due = Instant::now() + interval.map(|i| i.mul_f64(c as f64 / opts.connections as f64)).unwrap_or_default();
             while Instant::now() < stop {
+                let step_started = match interval {
+                    Some(every) => {
+                        tokio::time::sleep_until(due.into()).await;
+                        let at = due;
+                        due += every;
+                        at
+                    }
+                    None => Instant::now(),
+                };
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
@@ -110,8 +130,8 @@ async fn main() -> Result<(), String> {
                     None => basic.clone(),
                 };
                 let url = format!("/t/{t}/scim/v2/Users?count=1");
-                for times in [&mut cold, &mut warm] {
-                    let started = Instant::now();
+                for (n, times) in [&mut cold, &mut warm].into_iter().enumerate() {
+                    let started = if n == 0 { step_started } else { Instant::now() };
                     let (status, body) = conn.send("GET", &url, None).await?;
                     times.push(started.elapsed().as_micros() as u64);
                     if (200..300).contains(&status) {
@@ -155,6 +175,7 @@ async fn main() -> Result<(), String> {
             "phase": "tenants",
             "tenants": opts.tenants,
             "seconds": opts.seconds,
+            "rate": opts.rate,
             "requests": ok + failed,
             "share_2xx": ok as f64 / (ok + failed).max(1) as f64,
             "bearer_steps": bearer,

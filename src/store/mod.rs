@@ -437,11 +437,17 @@ impl Store {
             .name(name)
             .spawn(move || writer_loop(conn, rx))
             .map_err(StoreError::Io)?;
+        // The first request of a tenant reads inline on an async worker (`read`): its read
+        // connection is made here instead, where the open runs (off the runtime), with the
+        // schema already parsed, which is most of what a new connection costs. Made inline,
+        // a burst of cold tenants stalled the requests of open ones behind it.
+        let first_reader = open_connection(path, true)?;
+        first_reader.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
         Ok(Store {
             path: path.to_path_buf(),
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(handle)),
-            readers: Arc::new(Mutex::new(Vec::new())),
+            readers: Arc::new(Mutex::new(vec![first_reader])),
             scans: Arc::new(tokio::sync::Semaphore::new(concurrent_scans())),
         })
     }

@@ -118,6 +118,10 @@ pub struct TenantRegistry {
     /// Closes that may run at once: each joins a writer and checkpoints, which is disk
     /// work; more at once would only hold more blocking threads.
     closers: Arc<tokio::sync::Semaphore>,
+    /// Opens that may run at once: an open is CPU work (the schema read twice, a thread,
+    /// file modes); more at once than cores only crowds out the requests of tenants that
+    /// are open, which share the blocking pool and the cores with them.
+    openers: tokio::sync::Semaphore,
     pub counts: Arc<LifecycleCounts>,
 }
 
@@ -136,6 +140,7 @@ impl TenantRegistry {
             opening: Mutex::new(HashMap::new()),
             pending: AtomicUsize::new(0),
             closers: Arc::new(tokio::sync::Semaphore::new(2)),
+            openers: tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
             counts: Arc::new(LifecycleCounts::default()),
         }
     }
@@ -210,6 +215,7 @@ impl TenantRegistry {
         let _slot = self.make_room().await?;
         let (data, tid) = (self.data.clone(), id.clone());
         let started = Instant::now();
+        let _opener = self.openers.acquire().await.map_err(|_| StoreError::Closed)?;
         let tenant = tokio::task::spawn_blocking(move || Tenant::open(&data, &tid))
             .await
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
