@@ -337,7 +337,7 @@ async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> 
     let opened = std::sync::Arc::new(crate::tenant::Tenant::open(&data, &tenant)?);
     let password = ensure_demo_admin(&opened.store, &data).await?;
     let token = ensure_demo_token(&opened, &data).await?;
-    opened.store.close();
+    opened.close();
     drop(opened);
 
     let cert_dir = data.demo_cert_dir();

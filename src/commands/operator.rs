@@ -40,7 +40,7 @@ pub async fn add_local_user(data: &DataDir, tenant: &str, user_name: &str, email
         })
         .await
         ?;
-    tenant.store.close();
+    tenant.close();
     println!("created local user {user_name} (id {id}) in tenant {}", tenant.id);
     Ok(())
 }
@@ -59,7 +59,7 @@ pub async fn set_license(data: &DataDir, tenant: &str, user_name: &str, license:
         })
         .await
         ?;
-    tenant.store.close();
+    tenant.close();
     println!("{user_name}: licence {before} -> {license}");
     Ok(())
 }
@@ -80,7 +80,7 @@ pub async fn add_group(data: &DataDir, tenant: &str, name: &str, project: bool) 
         })
         .await
         ?;
-    tenant.store.close();
+    tenant.close();
     println!("created {scope} group {name} (id {id}) in tenant {}", tenant.id);
     Ok(())
 }
@@ -113,7 +113,7 @@ pub async fn log(data: &DataDir, tenant: &str, user: Option<&str>, group: Option
         })
         .await
         ?;
-    tenant.store.close();
+    tenant.close();
     for e in events {
         if as_json {
             println!("{}", serde_json::to_string(&e).map_err(|e| e.to_string())?);

@@ -43,7 +43,7 @@ pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Op
                     .map(|t| serde_json::json!({"owner": t.user_name, "issued": t.issued_at, "expires": t.expires_at, "days_left": token::days_left(&t.expires_at, now)}))
                     .collect();
                 println!("{}", serde_json::Value::Array(rows));
-                tenant.store.close();
+                tenant.close();
                 return Ok(());
             }
             println!("{:<32} {:<26} {:<26} {:>9}", "OWNER", "ISSUED", "EXPIRES", "DAYS LEFT");
@@ -67,7 +67,7 @@ pub async fn run(data: &DataDir, tenant: &str, action: TokenAction, username: Op
             Ok(())
         }
     };
-    tenant.store.close();
+    tenant.close();
     result
 }
 
@@ -87,7 +87,7 @@ pub async fn add_api_client(data: &DataDir, tenant: &str, username: &str, iterat
         .write(move |conn| tokens::insert_client(conn, &cid, &hash, &user_id, &now))
         .await
         ?;
-    tenant.store.close();
+    tenant.close();
     println!("API client for {username} in tenant {} (use with HTTP Basic on /t/{}/rest/token):", tenant.id, tenant.id);
     println!("client id: {client_id}");
     println!("secret (shown once): {secret}");

@@ -137,8 +137,13 @@ fn token_and_apiclient_commands() {
     assert!(!ok && err.contains("token keygen"), "{err}");
     let (ok, out, _) = run(&["token", "keygen", "--tenant", "acme"]);
     assert!(ok && out.contains("SHA256:"), "{out}");
-    let (ok, out, _) = run(&["token", "issue", "--tenant", "acme", "--username", "entra-scim"]);
+    let (ok, out, err) = run(&["token", "issue", "--tenant", "acme", "--username", "entra-scim"]);
     assert!(ok && out.contains("token (shown once): apikey_"), "{out}");
+    // The command recorded what it changed in the catalogue as it closed the tenant (a
+    // running server reads closed tenants' token expiries from there).
+    assert!(!err.contains("catalogue"), "{err}");
+    let catalogue = scimd::tenant::DataDir::new(dir.path()).catalogue().all().unwrap();
+    assert_eq!(catalogue["acme"].tokens.iter().map(|t| t.owner.as_str()).collect::<Vec<_>>(), ["entra-scim"]);
     let (ok, _, err) = run(&["token", "issue", "--tenant", "acme", "--username", "entra-scim"]);
     assert!(!ok && err.contains("rotate"), "{err}");
     let (ok, out, _) = run(&["token", "list", "--tenant", "acme"]);
