@@ -87,8 +87,11 @@ async fn five_hundred_tenants_within_256_open_files() {
     // every tenant was closed in between, so each find reads a reopened database.
     let started = Instant::now();
     let mut clients = Vec::new();
+    // Pass 2 begins when every client has finished pass 1: a client that got there first
+    // looked for users another client had not created yet (a flaky "totalResults": 0).
+    let between_passes = Arc::new(tokio::sync::Barrier::new(CLIENTS));
     for c in 0..CLIENTS {
-        let (addr, ca) = (server.addr, certs.ca_cert.clone());
+        let (addr, ca, between_passes) = (server.addr, certs.ca_cert.clone(), Arc::clone(&between_passes));
         clients.push(tokio::spawn(async move {
             let (mut conn, _) = connect(addr, &[&ca]).await;
             let mut failures = Vec::new();
@@ -101,6 +104,7 @@ async fn five_hundred_tenants_within_256_open_files() {
                     failures.push(format!("POST in {t}: {status}"));
                 }
             }
+            between_passes.wait().await;
             // Every client visits every tenant here, each in its own order, so requests meet
             // tenants that another client's request is opening or closing.
             for n in order(100 + c as u64).into_iter().step_by(2) {
