@@ -57,6 +57,8 @@ CREATE INDEX users_external_id ON users (external_id);
 CREATE INDEX users_display_name ON users (display_name COLLATE NOCASE);
 -- v4: inactive Basic-auth users leave IdP-managed groups at each sync; they are few.
 CREATE INDEX users_inactive_basic ON users (pk) WHERE auth_type = 'basic' AND active = 0;
+-- v7: service accounts are not listed by SCIM; an unfiltered list's total subtracts them.
+CREATE INDEX users_service_accounts ON users (pk) WHERE role = 'org_admin';
 
 -- emails: their own table, indexed on value (case-insensitive, as RFC 7643 says).
 CREATE TABLE user_emails (
@@ -189,4 +191,4 @@ CREATE TABLE tenant_files (
     stored_at  TEXT NOT NULL
 );
 
-PRAGMA user_version = 6;
+PRAGMA user_version = 7;

@@ -116,8 +116,10 @@ struct ListSource<'a, T> {
     select: &'a str,
     from: &'static str,
     alias: &'static str,
-    /// What SCIM may see at all (not soft-deleted users, org-level groups).
+    /// What SCIM may see at all (not soft-deleted users nor service accounts, org-level groups).
     visible: &'static str,
+    /// Counts the rows the `counters` row includes but `visible` does not (indexed: few).
+    uncounted: Option<&'static str>,
     map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<(i64, T)>,
 }
 
@@ -150,7 +152,11 @@ fn query_window<T>(
         let n: i64 = conn
             .prepare_cached("SELECT n FROM counters WHERE name = ?")?
             .query_row([source.from], |r| r.get(0))?;
-        Some(n as u64)
+        let hidden: i64 = match source.uncounted {
+            Some(sql) => conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?,
+            None => 0,
+        };
+        Some(n.saturating_sub(hidden).max(0) as u64)
     } else if count_total {
         let sql = format!("SELECT count(*) FROM {from} {alias} WHERE {} AND ({})", source.visible, filter.clause);
         let n: i64 = conn.prepare_cached(&sql)?.query_row(params.clone(), |r| r.get(0))?;

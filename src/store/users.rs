@@ -493,7 +493,12 @@ pub fn list(
     with_groups: bool,
     byte_budget: usize,
 ) -> StoreResult<super::Listed> {
-    let source = super::ListSource { select: &SELECT_COLUMNS, from: "users", alias: "u", visible: "u.deleted_at IS NULL", map: from_row };
+    // Service accounts (org admins) are not provisioning targets: an IdP's import must not
+    // offer them as people to match, nor Okta's test suite read one as the first user.
+    let visible = "u.deleted_at IS NULL AND u.role = 'user'";
+    // The `users_service_accounts` partial index counts them without a scan.
+    let uncounted = Some("SELECT count(*) FROM users WHERE role = 'org_admin' AND deleted_at IS NULL");
+    let source = super::ListSource { select: &SELECT_COLUMNS, from: "users", alias: "u", visible, uncounted, map: from_row };
     let mut complete = |pk: i64, res: &mut StoredResource| -> StoreResult<usize> {
         load_plural(conn, pk, res, with_groups)?;
         Ok(super::RESOURCE_OVERHEAD_BYTES + res.attrs.iter().map(|(k, v)| k.len() + 4 + super::approx_json_bytes(v)).sum::<usize>())

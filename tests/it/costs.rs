@@ -241,8 +241,6 @@ async fn list_pages_stop_at_the_byte_budget_and_paging_returns_everything_once()
     for name in ["G1", "G2"] {
         all.insert(s.post("/Groups", json!({"displayName": name})).await.body["id"].as_str().unwrap().to_string());
     }
-    let admin = s.get(&format!("/Users?filter={}", q("userName eq \"scim-admin\""))).await;
-    all.insert(admin.body["Resources"][0]["id"].as_str().unwrap().to_string());
     let (mut seen, mut start) = (Vec::new(), 1);
     for _ in 0..n {
         let page = s.post("/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "startIndex": start, "count": 1000})).await;
@@ -292,7 +290,7 @@ async fn a_scan_past_its_budget_is_interrupted_and_the_tenant_keeps_serving() {
     server.wait_for_log("interrupted a scan because it ran past its budget").await;
     // The same connection and tenant serve the next requests normally.
     let (status, body) = send(&mut sender, "GET", "/t/acme/scim/v2/Users?count=2", None).await;
-    assert_eq!((status, body["totalResults"].as_u64()), (200, Some(60_001)), "{body}");
+    assert_eq!((status, body["totalResults"].as_u64()), (200, Some(60_000)), "{body}"); // the admin account is not listed
     let (status, body) = send(&mut sender, "GET", &format!("/t/acme/scim/v2/Users?filter={}", q("emails.value co \"seed77@\"")), None).await;
     assert_eq!((status, body["totalResults"].as_u64()), (200, Some(1)), "{body}");
 

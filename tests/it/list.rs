@@ -29,7 +29,7 @@ async fn filters_on_the_indexed_attributes() {
         ("/Users", "displayName eq \"alice a\"", 1),
         ("/Users", "active eq false", 1),
         ("/Users", "userName sw \"ALI\" or userName ew \"bob@example.com\"", 2),
-        ("/Users", "not (userName co \"example\")", 1), // the admin account
+        ("/Users", "not (userName co \"example\")", 0), // the admin account is not listed
         ("/Users", "title pr", 1),
         ("/Users", "userName eq \"nobody\"", 0),
         ("/Users", "meta.created gt \"2000-01-01T00:00:00Z\" and userName eq \"bob@example.com\"", 1),
@@ -37,7 +37,7 @@ async fn filters_on_the_indexed_attributes() {
         ("/Users", "userName eq \"x' OR 1=1 --\"", 0),
         ("/Users", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq \"42\"", 1),
         ("/Users", "urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"bob@example.com\"", 1),
-        ("/Users", "title eq null", 2), // bob and the admin account
+        ("/Users", "title eq null", 1), // bob (the admin account is not listed)
         ("/Users", "title ne null", 1),
         ("/Users", "emails[type eq \"work\"].value eq \"alice@work.example\"", 1),
         ("/Groups", "displayName eq \"admins\"", 1),
@@ -108,7 +108,7 @@ async fn paging_is_exact() {
     s.get("/Users?count=ten").await.assert_error(400, Some("invalidValue"));
     // Default page size is 100 and an unknown parameter (Entra's) is ignored.
     let r = s.get("/Users?aadOptscim062020").await;
-    assert_eq!(r.body["totalResults"], 26);
+    assert_eq!(r.body["totalResults"], 25, "the admin account is not listed");
 }
 
 #[tokio::test]
