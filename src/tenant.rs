@@ -309,6 +309,18 @@ pub enum GroupConflict {
     Reject,
 }
 
+/// How closely the tenant holds requests to RFC 7643/7644 (`scim::dialect` lists each
+/// tolerance and what the strict profile answers instead).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// What Okta and Entra send is accepted (the default).
+    #[default]
+    Idp,
+    /// Every tolerance refused as the RFCs say: for developers testing their own client.
+    Strict,
+}
+
 /// Group-membership policies: regular expressions on group names (`always_assign` holds
 /// plain group names).
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -373,6 +385,7 @@ struct RawTenantSettings {
     group_conflict: GroupConflict,
     creator: u32,
     creator_float: u32,
+    dialect: Dialect,
     policies: PolicyConfig,
 }
 
@@ -386,6 +399,7 @@ impl Default for RawTenantSettings {
             group_conflict: GroupConflict::Link,
             creator: 50,
             creator_float: 500,
+            dialect: Dialect::Idp,
             policies: PolicyConfig::default(),
         }
     }
@@ -405,6 +419,7 @@ pub struct TenantSettings {
     pub creator: u32,
     /// Creator Float seats.
     pub creator_float: u32,
+    pub dialect: Dialect,
     pub policies: Policies,
 }
 
@@ -427,6 +442,7 @@ impl TenantSettings {
             group_conflict: raw.group_conflict,
             creator: raw.creator,
             creator_float: raw.creator_float,
+            dialect: raw.dialect,
             policies: Policies::compile(&raw.policies)?,
         })
     }
@@ -473,6 +489,11 @@ group_conflict = "link"
 # Licence seats: SCIM-created users get Creator while one is free, then Creator Float.
 creator = {creator}
 creator_float = {creator_float}
+
+# "idp" accepts what Okta and Entra send beyond RFC 7643/7644 (string booleans, capitalised
+# PATCH ops, unknown group members skipped, …); "strict" refuses each as the RFCs say, for
+# testing your own SCIM client. The README's "Dialects" table lists every difference.
+dialect = "idp"
 
 # Bearer tokens.
 token_lifetime_days = 182

@@ -114,6 +114,7 @@ pub async fn get(ctx: &Ctx, kind: ResourceKind, id: &str, if_none_match: Option<
 }
 
 pub async fn list(ctx: &Ctx, kind: ResourceKind, params: ListParams) -> Result<HttpResponse, ApiError> {
+    let params = ListParams { dialect: ctx.tenant.settings().dialect, ..params };
     let proj = Projection::parse(kind, params.attributes.as_deref(), params.excluded_attributes.as_deref());
     let outcome = scim_layer::list(&ctx.tenant.store, kind, &params, wants_computed(kind, &proj)).await?;
     let resources = outcome.items.iter().map(|r| render(kind, r, &ctx.base_url, &proj)).collect();
@@ -144,6 +145,7 @@ fn release_freed_memory(page_bytes: usize) {
 /// `POST /.search` across Users and Groups (RFC 7644 §3.4.3): users first, then groups,
 /// paged as one sequence. A filter on an attribute one type lacks matches none of it.
 pub async fn search_all(ctx: &Ctx, params: ListParams) -> Result<HttpResponse, ApiError> {
+    let params = ListParams { dialect: ctx.tenant.settings().dialect, ..params };
     if params.cursor.is_some() || params.sort_by.is_some() {
         return Err(ApiError::Scim(ScimError::invalid_value("cursor and sortBy are supported on /Users/.search and /Groups/.search only")));
     }

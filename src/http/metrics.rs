@@ -125,6 +125,9 @@ impl Metrics {
         for ((tenant, reason), n) in m.auth_failures.lock().map(|g| g.clone()).unwrap_or_default() {
             let _ = writeln!(out, "scimd_auth_failures_total{{tenant=\"{}\",reason=\"{reason}\"}} {n}", escape(&tenant));
         }
+        let _ = writeln!(out, "# HELP scimd_members_skipped_total Group member ids skipped because they name no user here (the idp dialect).");
+        let _ = writeln!(out, "# TYPE scimd_members_skipped_total counter");
+        let _ = writeln!(out, "scimd_members_skipped_total {}", crate::scim::groups::MEMBERS_SKIPPED.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP scimd_connections_refused_total Connections closed before they were served, by reason.");
         let _ = writeln!(out, "# TYPE scimd_connections_refused_total counter");
         for reason in Refusal::ALL {

@@ -154,6 +154,10 @@ impl Query {
         Ok(Query { pairs })
     }
 
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(k, _)| k.as_str())
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
@@ -180,6 +184,8 @@ impl Query {
             sort_by: self.get("sortBy").map(str::to_string),
             sort_order: self.get("sortOrder").map(str::to_string),
             cursor: self.get("cursor").map(str::to_string),
+            // The handler sets the tenant's.
+            dialect: Default::default(),
         })
     }
 }
@@ -211,6 +217,7 @@ pub fn search_params(body: &Value) -> Result<ListParams, ApiError> {
         sort_by: get("sortBy").and_then(Value::as_str).map(str::to_string),
         sort_order: get("sortOrder").and_then(Value::as_str).map(str::to_string),
         cursor: get("cursor").and_then(Value::as_str).map(str::to_string),
+        dialect: Default::default(),
     })
 }
 

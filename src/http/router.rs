@@ -155,6 +155,7 @@ async fn scim_endpoint(
     let origin = state.public_url.clone().unwrap_or_else(|| format!("{}://{host}", state.scheme));
     let base_url = format!("{}/t/{id}/scim/v2", origin.trim_end_matches('/'));
     let query = Query::parse(req.uri().query())?;
+    crate::scim::dialect::check_query_names(tenant.settings().dialect, query.names())?;
     let ctx = Ctx {
         tenant,
         now,

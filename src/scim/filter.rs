@@ -11,6 +11,7 @@
 //! is a 400, never a stack overflow or a runaway query.
 
 use super::ScimError;
+use super::dialect::{self, Dialect, Leniency};
 
 pub const MAX_FILTER_LEN: usize = 4096;
 pub const MAX_DEPTH: usize = 32;
@@ -119,18 +120,24 @@ fn lex(text: &str) -> Result<Vec<Token>, ScimError> {
 }
 
 struct Parser {
+    dialect: Dialect,
     tokens: Vec<Token>,
     pos: usize,
     depth: usize,
     clauses: usize,
 }
 
-/// Parses a filter. Errors are `invalidFilter`.
+/// Parses a filter as the idp dialect reads it. Errors are `invalidFilter`.
 pub fn parse(text: &str) -> Result<FilterExpr, ScimError> {
+    parse_as(text, Dialect::Idp)
+}
+
+/// Parses a filter under a tenant's dialect (see `dialect::Leniency`).
+pub fn parse_as(text: &str, dialect: Dialect) -> Result<FilterExpr, ScimError> {
     if text.len() > MAX_FILTER_LEN {
         return Err(ScimError::invalid_filter(format!("filter longer than {MAX_FILTER_LEN} bytes")));
     }
-    let mut parser = Parser { tokens: lex(text)?, pos: 0, depth: 0, clauses: 0 };
+    let mut parser = Parser { dialect, tokens: lex(text)?, pos: 0, depth: 0, clauses: 0 };
     if parser.tokens.is_empty() {
         return Err(ScimError::invalid_filter("empty filter"));
     }
@@ -237,6 +244,9 @@ impl Parser {
             // sub-attribute of the selected values, i.e. `emails[type eq "work" and value eq "x"]`.
             if let Some(Token::Word(w)) = self.peek() {
                 if let Some(sub) = w.strip_prefix('.').filter(|s| is_attr_path(s)).map(str::to_string) {
+                    if !dialect::allows(self.dialect, Leniency::SubAttributeAfterFilter) {
+                        return Err(dialect::refused(Leniency::SubAttributeAfterFilter, format!("write {path}[… and {sub} …] instead of {path}[…].{sub}")));
+                    }
                     self.pos += 1;
                     let test = self.comparison(sub)?;
                     let combined = FilterExpr::And(Box::new(inner), Box::new(test));

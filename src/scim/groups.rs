@@ -4,20 +4,27 @@
 //! inactive Basic-auth members leaving, and the group policies.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use log::warn;
 
 use serde_json::{json, Value};
 
+use super::dialect::{self, Leniency};
 use super::patch::{self, OpKind};
 use super::resource::{self, Attrs, StoredResource};
 use super::schema::{self, ResourceKind};
 use super::{IfMatch, Principal, ScimError, ScimErrorKind};
 use crate::model::{GroupScope, ManagedBy, MembershipSource};
 use crate::store::events::{self, Action};
-use crate::store::groups::{self, GroupState};
-use crate::store::StoreResult;
+use crate::store::groups::{self, GroupState, NotAMember};
+use crate::store::{StoreError, StoreResult};
 use crate::tenant::{GroupConflict, Tenant, TenantSettings};
 
 const KIND: ResourceKind = ResourceKind::Group;
+
+/// Member ids skipped because they name no user here (`scimd_members_skipped_total`).
+pub static MEMBERS_SKIPPED: AtomicU64 = AtomicU64::new(0);
 
 /// A displayName may not hold control or formatting characters. Surrounding and repeated
 /// whitespace is kept as sent but does not make a different name ("sales " is "Sales").
@@ -57,6 +64,7 @@ fn take_members(doc: &mut Attrs, body: &Value) -> Result<Vec<String>, ScimError>
 
 /// One write's context for membership rules.
 struct Sync<'a> {
+    tenant: &'a str,
     conn: &'a crate::store::Db<'a>,
     group: &'a GroupState,
     settings: &'a TenantSettings,
@@ -106,8 +114,19 @@ impl Sync<'_> {
                 self.event(Action::Delete, &id, json!({"group": self.group.id, "member": id}))?;
             }
         }
+        let mut skipped: Vec<(&str, NotAMember)> = Vec::new();
         for id in to_add {
-            let (user_pk, managed_by) = groups::member_pk(self.conn, id)?;
+            let (user_pk, managed_by) = match groups::member(self.conn, id)? {
+                Ok(member) => member,
+                // One stale id must not sink the other 49: the IdP would retry the same
+                // request for ever. Skip it, say so, apply the rest.
+                Err(why) if dialect::allows(self.settings.dialect, Leniency::UnknownMembers) => {
+                    self.event(Action::Ignore, id, json!({"skipped": "add", "reason": why.as_str(), "group": name}))?;
+                    skipped.push((id, why));
+                    continue;
+                }
+                Err(why) => return Err(StoreError::Invalid(dialect::refused(Leniency::UnknownMembers, format!("member {id} is {}", why.as_str())).detail)),
+            };
             if managed_by == ManagedBy::Local {
                 self.event(Action::Ignore, id, json!({"skipped": "add", "reason": "local user not managed by the IdP", "group": name}))?;
                 continue;
@@ -116,6 +135,12 @@ impl Sync<'_> {
                 changed = true;
                 self.event(Action::Create, id, json!({"group": self.group.id, "member": id}))?;
             }
+        }
+        if !skipped.is_empty() {
+            MEMBERS_SKIPPED.fetch_add(skipped.len() as u64, Ordering::Relaxed);
+            let shown: Vec<String> = skipped.iter().take(5).map(|(id, why)| format!("{id} ({})", why.as_str())).collect();
+            let more = if skipped.len() > shown.len() { format!(" and {} more", skipped.len() - shown.len()) } else { String::new() };
+            warn!(target: "scimd::scim", "tenant {}: group {}: skipped {} member(s) that are no user here: {}{more}", self.tenant, self.group.id, skipped.len(), shown.join(", "));
         }
         // Inactive Basic-auth members leave an IdP-managed group at its next sync.
         for (user_pk, id) in groups::inactive_basic_members(self.conn, group_pk)? {
@@ -164,10 +189,11 @@ pub fn always_assign(conn: &crate::store::Db<'_>, user_id: &str, settings: &Tena
 /// tenant rejects conflicts): the IdP manages it from now on and it keeps its members.
 pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let mut doc = resource::decode(KIND, body)?;
+    let mut doc = super::dialect::decode(settings.dialect, KIND, body)?;
     check_display_name(&doc)?;
     let members = take_members(&mut doc, body)?;
     let actor = who.user_name.clone();
+    let tenant_id = tenant.id.to_string();
     tenant
         .store
         .try_write(move |conn| {
@@ -200,7 +226,7 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
             };
             refresh_policy(conn, &mut group, &settings, &actor, &now)?;
             let changes = MemberChanges { add: members, ..Default::default() };
-            Sync { conn, group: &group, settings: &settings, actor: &actor, now: &now }.apply(&changes)?;
+            Sync { tenant: &tenant_id, conn, group: &group, settings: &settings, actor: &actor, now: &now }.apply(&changes)?;
             Ok(groups::get(conn, &group.id, true)?)
         })
         .await
@@ -215,7 +241,7 @@ pub async fn get(tenant: &Tenant, id: &str, with_members: bool) -> Result<Stored
 
 /// Writes a group's new attributes and members: the shared tail of PUT and PATCH.
 #[allow(clippy::too_many_arguments)]
-fn write_group(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, doc: &Attrs, changes: &MemberChanges, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
+fn write_group(tenant: &str, conn: &crate::store::Db<'_>, id: &str, old: &Attrs, doc: &Attrs, changes: &MemberChanges, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<()> {
     let mut group = groups::state(conn, id)?;
     if doc != old {
         groups::update(conn, group.pk, doc, now)?;
@@ -226,7 +252,7 @@ fn write_group(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, doc: &Attrs, 
         events::record(conn, now, actor, Action::Update, "Group", id, &json!({"before": before, "after": after}))?;
         refresh_policy(conn, &mut group, settings, actor, now)?;
     }
-    let members_changed = Sync { conn, group: &group, settings, actor, now }.apply(changes)?;
+    let members_changed = Sync { tenant, conn, group: &group, settings, actor, now }.apply(changes)?;
     if members_changed && doc == old {
         // The version and lastModified move with the membership.
         groups::update(conn, group.pk, doc, now)?;
@@ -236,17 +262,18 @@ fn write_group(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, doc: &Attrs, 
 
 pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let mut doc = resource::decode(KIND, body)?;
+    let mut doc = super::dialect::decode(settings.dialect, KIND, body)?;
     check_display_name(&doc)?;
     let members = take_members(&mut doc, body)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
+    let tenant_id = tenant.id.to_string();
     tenant
         .store
         .try_write(move |conn| {
             let old = groups::get(conn, &id, false)?;
             IfMatch::check(if_match.as_ref(), &old)?;
             let changes = MemberChanges { replace_all: Some(members), ..Default::default() };
-            write_group(conn, &id, &old.attrs, &doc, &changes, &settings, &actor, &now)?;
+            write_group(&tenant_id, conn, &id, &old.attrs, &doc, &changes, &settings, &actor, &now)?;
             Ok(groups::get(conn, &id, true)?)
         })
         .await
@@ -291,8 +318,9 @@ fn split_ops(ops: Vec<patch::PatchOperation>) -> Result<(MemberChanges, Vec<patc
 /// Applies a PATCH. Returns nothing: the response is 204 and the member list is never loaded.
 pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
     let settings = tenant.settings();
-    let (members, ops) = split_ops(patch::parse(body)?)?;
+    let (members, ops) = split_ops(super::dialect::parse_patch(settings.dialect, KIND, body)?)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
+    let tenant_id = tenant.id.to_string();
     tenant
         .store
         .try_write(move |conn| {
@@ -303,7 +331,7 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
                 patch::apply(KIND, &mut doc, op)?;
             }
             resource::check_required(KIND, &doc).and_then(|_| check_display_name(&doc))?;
-            write_group(conn, &id, &old.attrs, &doc, &members, &settings, &actor, &now)?;
+            write_group(&tenant_id, conn, &id, &old.attrs, &doc, &members, &settings, &actor, &now)?;
             Ok(())
         })
         .await
@@ -316,6 +344,17 @@ pub async fn delete(tenant: &Tenant, who: &Principal, id: &str, if_match: Option
         .try_write(move |conn| {
             let old = groups::get(conn, &id, true)?;
             IfMatch::check(if_match.as_ref(), &old)?;
+            let state = groups::state(conn, &id)?;
+            if state.managed_by == ManagedBy::Local || events::happened(conn, "Group", &id, Action::Link)? {
+                // A group the application had before the IdP linked it (or never linked):
+                // the IdP unlinking it ("delete the group in the target app", Entra scoping
+                // it out) takes back what the IdP added, never the group or its own members.
+                let removed = groups::remove_idp_members(conn, state.pk)?;
+                groups::set_flags(conn, state.pk, ManagedBy::Local, state.ignored)?;
+                groups::update(conn, state.pk, &old.attrs, &now)?;
+                let detail = json!({"reason": "the IdP deleted a group it did not create: kept, back under the application", "removed_members": removed});
+                return Ok(events::record(conn, &now, &actor, Action::Unlink, "Group", &id, &detail)?);
+            }
             groups::delete(conn, &id)?;
             Ok(events::record(conn, &now, &actor, Action::Delete, "Group", &id, &json!({"before": old.attrs}))?)
         })

@@ -3,6 +3,7 @@
 //! query parameters, and persistence goes through `store::Store`.
 
 pub mod activity;
+pub mod dialect;
 pub mod discovery;
 pub mod filter;
 pub mod groups;
@@ -158,6 +159,8 @@ pub struct ListParams {
     pub sort_order: Option<String>,
     /// RFC 9865 cursor; `Some("")` asks for the first page.
     pub cursor: Option<String>,
+    /// The tenant's dialect, which the filter is read under.
+    pub dialect: dialect::Dialect,
 }
 
 impl ListParams {
@@ -173,7 +176,7 @@ impl ListParams {
         use crate::store::filter_sql;
         let mut compiled = match &self.filter {
             Some(text) if !text.trim().is_empty() => {
-                let predicate = query::resolve(kind, &filter::parse(text)?)?;
+                let predicate = query::resolve_as(kind, &filter::parse_as(text, self.dialect)?, self.dialect)?;
                 filter_sql::compile(kind, &predicate).map_err(|filter_sql::Unsupported(a)| {
                     ScimError::invalid_filter(format!("filtering on '{}' is not supported", query::path_text(&a)))
                 })?

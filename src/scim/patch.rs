@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use log::debug;
 use serde_json::{Map, Value};
 
+use super::dialect::{self, Dialect, Leniency};
 use super::filter::{self, CompareOp, FilterExpr, Literal};
 use super::resource::{self, Attrs};
 use super::schema::{self, AttrDef, AttrType, ResolvedPath, ResourceKind};
@@ -37,10 +38,22 @@ pub struct PatchOperation {
     pub op: OpKind,
     pub path: Option<PatchPath>,
     pub value: Option<Value>,
+    /// Whether an add/replace through a value filter that matches nothing creates the
+    /// element the filter describes (Entra's work email; the strict dialect says noTarget).
+    pub create_unmatched: bool,
 }
 
 /// Maximum operations in one PATCH request.
 pub const MAX_OPERATIONS: usize = 1000;
+
+/// Parses a PATCH body as the tenant's dialect reads it (`dialect::check_patch` has
+/// already refused, under the strict one, what this would tolerate).
+pub fn parse_as(body: &Value, dialect: Dialect) -> Result<Vec<PatchOperation>, ScimError> {
+    let mut ops = parse(body)?;
+    let create = dialect::allows(dialect, Leniency::AddThroughUnmatchedFilter);
+    ops.iter_mut().for_each(|op| op.create_unmatched = create);
+    Ok(ops)
+}
 
 pub fn parse(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
     let ops = body
@@ -80,7 +93,7 @@ fn parse_operation(value: &Value) -> Result<PatchOperation, ScimError> {
     if op == OpKind::Remove && path.is_none() {
         return Err(ScimError::no_target("'remove' needs a path"));
     }
-    Ok(PatchOperation { op, path, value })
+    Ok(PatchOperation { op, path, value, create_unmatched: true })
 }
 
 pub fn parse_path(text: &str) -> Result<PatchPath, ScimError> {
@@ -192,7 +205,7 @@ fn apply_keyed(kind: ResourceKind, doc: &mut Attrs, op: OpKind, key: &str, value
     if rp.attr.is_read_only() || rp.sub.is_some_and(|s| s.is_read_only()) {
         return Ok(());
     }
-    apply_plain(doc, &rp, &PatchOperation { op, path: None, value: Some(value.clone()) })
+    apply_plain(doc, &rp, &PatchOperation { op, path: None, value: Some(value.clone()), create_unmatched: true })
 }
 
 fn apply_plain(doc: &mut Attrs, rp: &ResolvedPath, op: &PatchOperation) -> Result<(), ScimError> {
@@ -390,6 +403,9 @@ fn apply_filtered(doc: &mut Attrs, rp: &ResolvedPath, expr: &FilterExpr, op: &Pa
     if matched == 0 && op.op != OpKind::Remove {
         // Entra adds `emails[type eq "work"].value` when no work email exists yet:
         // create the element the filter describes, if it is a plain equality.
+        if !op.create_unmatched {
+            return Err(dialect::refused(Leniency::AddThroughUnmatchedFilter, format!("no value of '{}' matches the filter", attr.name)));
+        }
         let Some(mut element) = element_from_filter(expr, attr) else {
             return Err(ScimError::no_target(format!("no value of '{}' matches the filter", attr.name)));
         };

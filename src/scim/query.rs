@@ -5,6 +5,7 @@
 
 use super::filter::{FilterExpr, Literal};
 use super::schema::{self, AttrDef, AttrType, ResolvedPath, ResourceKind};
+use super::dialect::{self, Dialect, Leniency};
 use super::ScimError;
 use crate::clock::UtcMillis;
 use crate::model::{AttrRef, CompareOp, Operand, Predicate, SortKey};
@@ -28,7 +29,12 @@ pub fn path_text(a: &AttrRef) -> String {
 
 /// A filter of `kind` resources, resolved.
 pub fn resolve(kind: ResourceKind, expr: &FilterExpr) -> Result<Predicate, ScimError> {
-    Resolver { kind }.expr(expr, None)
+    resolve_as(kind, expr, Dialect::Idp)
+}
+
+/// `resolve` under a tenant's dialect (the strict one takes booleans only as `true`/`false`).
+pub fn resolve_as(kind: ResourceKind, expr: &FilterExpr, dialect: Dialect) -> Result<Predicate, ScimError> {
+    Resolver { kind, dialect }.expr(expr, None)
 }
 
 /// `sortBy` resolved (RFC 7644 §3.4.2.3); a multi-valued attribute sorts by its `value`.
@@ -50,6 +56,7 @@ fn with_value_sub(rp: ResolvedPath) -> Option<ResolvedPath> {
 
 struct Resolver {
     kind: ResourceKind,
+    dialect: Dialect,
 }
 
 impl Resolver {
@@ -62,7 +69,7 @@ impl Resolver {
             FilterExpr::Present { path } => Predicate::Present(self.leaf(path, scope)?),
             FilterExpr::Compare { path, op, value } => {
                 let attr = self.leaf(path, scope)?;
-                Predicate::Compare(attr, *op, operand(&attr, *op, value)?)
+                Predicate::Compare(attr, *op, operand(&attr, *op, value, self.dialect)?)
             }
             FilterExpr::ValuePath { path, filter } => {
                 if scope.is_some() {
@@ -96,7 +103,13 @@ impl Resolver {
 }
 
 /// The literal as the attribute's type reads it.
-fn operand(attr: &AttrRef, op: CompareOp, literal: &Literal) -> Result<Operand, ScimError> {
+fn operand(attr: &AttrRef, op: CompareOp, literal: &Literal, dialect: Dialect) -> Result<Operand, ScimError> {
+    if let (AttrType::Boolean, Literal::Str(s)) = (attr.ty, literal) {
+        if !dialect::allows(dialect, Leniency::StringBooleans) {
+            let detail = format!("a boolean compares with true or false, not the string {s:?}");
+            return Err(ScimError::invalid_filter(dialect::refused(Leniency::StringBooleans, detail).detail));
+        }
+    }
     if *literal == Literal::Null {
         return match op {
             CompareOp::Eq | CompareOp::Ne => Ok(Operand::Null),

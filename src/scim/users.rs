@@ -155,7 +155,7 @@ fn service_account_refusal(conn: &crate::store::Db<'_>, id: &str) -> StoreResult
 /// user of the same userName is adopted; otherwise a new user gets a seat.
 pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let doc = resource::decode(KIND, body)?;
+    let doc = super::dialect::decode(settings.dialect, KIND, body)?;
     check_rules(&doc, &settings)?;
     let actor = who.user_name.clone();
     let res = tenant
@@ -215,7 +215,7 @@ pub async fn get(tenant: &Tenant, id: &str, with_groups: bool) -> Result<StoredR
 
 pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let doc = resource::decode(KIND, body)?;
+    let doc = super::dialect::decode(settings.dialect, KIND, body)?;
     check_rules(&doc, &settings)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     tenant
@@ -233,7 +233,7 @@ pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, i
 
 pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let ops = patch::parse(body)?;
+    let ops = super::dialect::parse_patch(settings.dialect, KIND, body)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     // Read, apply and write in the writer's transaction: concurrent PATCHes of one user
     // cannot interleave, and a failing operation leaves nothing behind.

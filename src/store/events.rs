@@ -18,6 +18,8 @@ pub enum Action {
     Adopt,
     /// A group POST linked to an existing org-level group.
     Link,
+    /// The IdP deleted a group it did not create: it returns to the application.
+    Unlink,
     /// A licence change (or a warning that none was free).
     License,
     /// A change a policy kept from taking effect.
@@ -35,6 +37,7 @@ impl Action {
             Action::Restore => "restore",
             Action::Adopt => "adopt",
             Action::Link => "link",
+            Action::Unlink => "unlink",
             Action::License => "license",
             Action::Ignore => "ignore",
         }
@@ -56,6 +59,13 @@ pub fn record(
     )?
     .execute(params![at, principal, action.as_str(), resource_type, resource_id, detail.to_string()])?;
     Ok(())
+}
+
+/// Whether `action` was ever recorded for this resource (`events_resource` index).
+pub fn happened(conn: &Connection, resource_type: &str, resource_id: &str, action: Action) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE resource_type = ? AND resource_id = ? AND action = ?)")?
+        .query_row(params![resource_type, resource_id, action.as_str()], |r| r.get(0))?)
 }
 
 /// One recorded change.

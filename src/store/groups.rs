@@ -159,7 +159,7 @@ pub fn list(
     with_members: bool,
     byte_budget: usize,
 ) -> StoreResult<super::Listed> {
-    let source = super::ListSource { select: SELECT_COLUMNS, from: "groups", alias: "g", visible: "g.scope = 'org'", map: from_row };
+    let source = super::ListSource { select: SELECT_COLUMNS, from: "groups", alias: "g", visible: "g.scope = 'org'", uncounted: None, map: from_row };
     let mut complete = |pk: i64, res: &mut StoredResource| -> StoreResult<usize> {
         if with_members {
             load_members(conn, pk, res)?;
@@ -177,10 +177,43 @@ pub fn list(
 /// A member candidate: its pk and who manages it. An id that is not a (visible) user is
 /// an error naming it.
 pub fn member_pk(conn: &Connection, user_id: &str) -> StoreResult<(i64, ManagedBy)> {
-    conn.prepare_cached("SELECT pk, managed_by FROM users WHERE id = ? AND deleted_at IS NULL")?
-        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .ok_or_else(|| StoreError::Invalid(format!("member {user_id} is not a known User")))
+    member(conn, user_id)?.map_err(|why| StoreError::Invalid(format!("member {user_id} is {}", why.as_str())))
+}
+
+/// Why a member id names no user a group can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotAMember {
+    /// No such id: never made here, hard-deleted, or another system's id.
+    Unknown,
+    /// A user soft-deleted (by the IdP or on the application side).
+    Deleted,
+    /// An org-level group: groups do not nest.
+    Group,
+}
+
+impl NotAMember {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotAMember::Unknown => "not a known User",
+            NotAMember::Deleted => "a deleted User",
+            NotAMember::Group => "a Group (groups do not nest)",
+        }
+    }
+}
+
+/// The user a member id names, or why it names none (the second lookup runs only for an
+/// id that is no live user).
+pub fn member(conn: &Connection, user_id: &str) -> StoreResult<Result<(i64, ManagedBy), NotAMember>> {
+    let row: Option<(i64, ManagedBy, bool)> = conn
+        .prepare_cached("SELECT pk, managed_by, deleted_at IS NOT NULL FROM users WHERE id = ?")?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    Ok(match row {
+        Some((pk, managed_by, false)) => Ok((pk, managed_by)),
+        Some((.., true)) => Err(NotAMember::Deleted),
+        None if pk_of(conn, user_id).is_ok() => Err(NotAMember::Group),
+        None => Err(NotAMember::Unknown),
+    })
 }
 
 /// Adds one member; returns false if it was already there (not an error).
@@ -197,6 +230,17 @@ pub fn remove_member(conn: &Connection, group_pk: i64, user_pk: i64) -> StoreRes
         .prepare_cached("DELETE FROM memberships WHERE group_pk = ? AND user_pk = ?")?
         .execute([group_pk, user_pk])?;
     Ok(n == 1)
+}
+
+/// Removes the memberships the IdP made and returns their user ids; those the
+/// application made stay.
+pub fn remove_idp_members(conn: &Connection, group_pk: i64) -> StoreResult<Vec<String>> {
+    let ids: Vec<String> = conn
+        .prepare_cached("SELECT u.id FROM memberships m JOIN users u ON u.pk = m.user_pk WHERE m.group_pk = ? AND m.source = 'idp'")?
+        .query_map([group_pk], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    conn.prepare_cached("DELETE FROM memberships WHERE group_pk = ? AND source = 'idp'")?.execute([group_pk])?;
+    Ok(ids)
 }
 
 /// The ids of the members the IdP added (a client replacing the whole member list

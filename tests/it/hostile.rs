@@ -41,7 +41,7 @@ async fn hostile_bodies_are_refused_and_change_nothing() {
     s.patch(&format!("/Groups/{gid}"), json!({"Operations": [{"op": "add", "path": "members", "value": members}]})).await.assert_error(413, None);
     // Unknown SCIM schemas (another resource type's, or an invented one) are refused;
     // a vendor's URN (Entra's Microsoft group schema) is tolerated.
-    s.post("/Users", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "userName": "g@x.com"})).await.assert_error(400, Some("invalidValue"));
+    s.post("/Users", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "userName": "g@x.com"})).await.assert_error(400, Some("invalidSyntax"));
     s.post("/Users", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:bogus:2.0:User"], "userName": "b@x.com"}))
         .await
         .assert_error(400, Some("invalidValue"));

@@ -7,6 +7,7 @@ mod attacker;
 mod auth;
 mod cli;
 mod container;
+mod converge;
 mod costs;
 mod crash;
 mod demo;
