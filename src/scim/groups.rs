@@ -26,6 +26,9 @@ const KIND: ResourceKind = ResourceKind::Group;
 /// Member ids skipped because they name no user here (`scimd_members_skipped_total`).
 pub static MEMBERS_SKIPPED: AtomicU64 = AtomicU64::new(0);
 
+/// Skipped members of one request recorded one event each; the rest in one summary.
+const MAX_SKIP_EVENTS: usize = 100;
+
 /// A displayName may not hold control or formatting characters. Surrounding and repeated
 /// whitespace is kept as sent but does not make a different name ("sales " is "Sales").
 fn check_display_name(doc: &Attrs) -> Result<(), ScimError> {
@@ -121,7 +124,12 @@ impl Sync<'_> {
                 // One stale id must not sink the other 49: the IdP would retry the same
                 // request for ever. Skip it, say so, apply the rest.
                 Err(why) if dialect::allows(self.settings.dialect, Leniency::UnknownMembers) => {
-                    self.event(Action::Ignore, id, json!({"skipped": "add", "reason": why.as_str(), "group": name}))?;
+                    // Each skip is searchable by the member's id; past the first hundred of
+                    // one request, one summary event says how many more (a body of 25,000
+                    // invented ids must not write 25,000 events).
+                    if skipped.len() < MAX_SKIP_EVENTS {
+                        self.event(Action::Ignore, id, json!({"skipped": "add", "reason": why.as_str(), "group": name}))?;
+                    }
                     skipped.push((id, why));
                     continue;
                 }
@@ -136,9 +144,15 @@ impl Sync<'_> {
                 self.event(Action::Create, id, json!({"group": self.group.id, "member": id}))?;
             }
         }
+        if skipped.len() > MAX_SKIP_EVENTS {
+            let detail = json!({"skipped": "add", "reason": "members that are no user here", "count": skipped.len() - MAX_SKIP_EVENTS, "group": name});
+            events::record(self.conn, self.now, self.actor, Action::Ignore, "Group", &self.group.id, &detail)?;
+        }
         if !skipped.is_empty() {
             MEMBERS_SKIPPED.fetch_add(skipped.len() as u64, Ordering::Relaxed);
-            let shown: Vec<String> = skipped.iter().take(5).map(|(id, why)| format!("{id} ({})", why.as_str())).collect();
+            // Ids are the client's text: shortened and stripped of control characters.
+            let loggable = |id: &str| id.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect::<String>();
+            let shown: Vec<String> = skipped.iter().take(5).map(|(id, why)| format!("{} ({})", loggable(id), why.as_str())).collect();
             let more = if skipped.len() > shown.len() { format!(" and {} more", skipped.len() - shown.len()) } else { String::new() };
             warn!(target: "scimd::scim", "tenant {}: group {}: skipped {} member(s) that are no user here: {}{more}", self.tenant, self.group.id, skipped.len(), shown.join(", "));
         }

@@ -125,4 +125,29 @@ async fn sighup_reloads_tenant_settings() {
         assert!(Instant::now() < deadline, "SIGHUP did not reload the settings: {}", r.body);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A skipped group member is one WARN line naming the tenant, with the client's id
+    // shortened and stripped of control characters (no forged log lines).
+    let group = |members: serde_json::Value| {
+        let c = c.clone();
+        async move {
+            let body = serde_json::to_vec(&json!({"displayName": "G", "members": members})).unwrap();
+            c.raw(Method::POST, "/t/acme/scim/v2/Groups", &[("authorization", &basic(ADMIN, PASSWORD)), ("content-type", "application/scim+json")], Some(body)).await
+        }
+    };
+    assert_eq!(group(json!([{"value": "ghost\nFAKE LINE"}])).await.status, 201);
+    server.wait_for_log("skipped 1 member(s) that are no user here: ghost?FAKE LINE (not a known User)").await;
+    assert!(!server.log().lines().any(|l| l.starts_with("FAKE LINE")));
+    // The dialect is a setting like the others: reloaded by SIGHUP.
+    std::fs::write(data.settings_file(&id), "require_username_is_email = false\ndialect = \"strict\"\n").unwrap();
+    hup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = post("no-schemas").await;
+        if r.status == 400 {
+            r.assert_error(400, Some("invalidSyntax"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not switch the dialect: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
