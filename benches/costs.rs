@@ -1,6 +1,7 @@
 //! Cost per element of the work issue 13 found growing faster than its input (item 5):
 //! a user PATCH adding values, a Bulk request of backward `bulkId` references, and a
-//! filter past the scan budget.
+//! filter past the scan budget; and (issue 19) a Bulk of independent creates against the
+//! create rate of 16 concurrent clients.
 //!
 //! `cargo bench --bench costs` (sizes: `COSTS_SIZES=100,250,500,1000`; the filter phase
 //! seeds `COSTS_FILTER_USERS=600000` users with two emails each, 0 skips it). Runs through
@@ -88,21 +89,73 @@ async fn bulk_backward(tenant: &Arc<Tenant>, who: &Principal, n: usize, runs: us
                 json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": data})
             })
             .collect();
-        let ctx = Ctx {
-            tenant: Arc::clone(tenant),
-            now: UtcMillis::now(),
-            principal: who.clone(),
-            base_url: "https://localhost/t/bench/scim/v2".into(),
-            query: Query::parse(None).unwrap(),
-            bulk_max_operations: scimd::http::bulk::MAX_OPERATIONS,
-            max_body_bytes: 1 << 20,
-        };
+        let ctx = bench_ctx(tenant, who);
         let t = Instant::now();
         let resp = scimd::http::bulk::run(&ctx, &json!({"Operations": ops})).await.unwrap();
         samples.push(t.elapsed());
         assert_eq!(resp.status(), 200);
     }
     report("bulk backward bulkId chain", n, "operation", samples);
+}
+
+fn bench_ctx(tenant: &Arc<Tenant>, who: &Principal) -> Ctx {
+    Ctx {
+        tenant: Arc::clone(tenant),
+        now: UtcMillis::now(),
+        principal: who.clone(),
+        base_url: "https://localhost/t/bench/scim/v2".into(),
+        query: Query::parse(None).unwrap(),
+        bulk_max_operations: scimd::http::bulk::MAX_OPERATIONS,
+        max_body_bytes: 1 << 20,
+    }
+}
+
+fn new_user(tag: &str, i: usize) -> Value {
+    let name = format!("{tag}-{i}@example.com");
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "name": {"givenName": "G", "familyName": "F"}, "emails": [{"value": name, "type": "work", "primary": true}]})
+}
+
+/// Issue 19: a Bulk request of n independent user creates against the same creates sent by
+/// 16 concurrent clients (the HTTP benchmark's create phase, without HTTP and TLS) and one
+/// at a time. Every create is durable before it is answered in all three.
+async fn bulk_independent(tenant: &Arc<Tenant>, who: &Principal, n: usize, runs: usize) {
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let (mut bulk, mut concurrent, mut serial) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let ops: Vec<Value> = (0..n).map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": new_user(&format!("bulk{n}-{run}"), i)})).collect();
+        let ctx = bench_ctx(tenant, who);
+        let t = Instant::now();
+        let resp = scimd::http::bulk::run(&ctx, &json!({"Operations": ops})).await.unwrap();
+        bulk.push(t.elapsed());
+        assert_eq!(resp.status(), 200);
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..16)
+            .map(|c| {
+                let (tenant, who) = (Arc::clone(tenant), who.clone());
+                tokio::spawn(async move {
+                    for i in (c..n).step_by(16) {
+                        users::create(&tenant, &who, &new_user(&format!("conc{n}-{run}"), i), NOW.into()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        concurrent.push(t.elapsed());
+        let t = Instant::now();
+        for i in 0..n.min(200) {
+            users::create(tenant, who, &new_user(&format!("serial{n}-{run}"), i), NOW.into()).await.unwrap();
+        }
+        serial.push(t.elapsed() * (n as u32) / (n.min(200) as u32));
+    }
+    let (b, c, s) = (median(bulk), median(concurrent), median(serial));
+    println!(
+        "{{\"phase\":\"bulk independent creates\",\"n\":{n},\"runs\":{runs},\"bulk_per_s\":{:.0},\"concurrent16_per_s\":{:.0},\"one_at_a_time_per_s\":{:.0}}}",
+        rate(b),
+        rate(c),
+        rate(s)
+    );
 }
 
 /// A filter of 64 `emails.value co` clauses over `users` users with two emails each: alone
@@ -182,6 +235,9 @@ fn main() {
         patch_attack(&tenant, &who).await;
         for &n in &sizes {
             bulk_backward(&tenant, &who, n, 3).await;
+        }
+        for &n in &sizes {
+            bulk_independent(&tenant, &who, n, 3).await;
         }
         if filter_users > 0 {
             filter_budget(&tenant, filter_users).await;

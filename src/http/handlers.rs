@@ -16,7 +16,8 @@ pub enum Done {
     /// A resource to return, with the status to return it with.
     Resource(StatusCode, StoredResource),
     /// A group PATCH: nothing loaded (the member list can be huge).
-    GroupPatched(String),
+    /// The group's id and new ETag.
+    GroupPatched(String, String),
     Deleted,
 }
 
@@ -45,8 +46,8 @@ pub async fn execute(ctx: &Ctx, op: WriteOp<'_>) -> Result<Done, ApiError> {
         WriteOp::Replace { kind: Group, id, body, if_match } => Done::Resource(StatusCode::OK, groups::replace(store, who, id, needed(body)?, if_match, now()).await?),
         WriteOp::Patch { kind: User, id, body, if_match } => Done::Resource(StatusCode::OK, users::patch(store, who, id, needed(body)?, if_match, now()).await?),
         WriteOp::Patch { kind: Group, id, body, if_match } => {
-            groups::patch(store, who, id, needed(body)?, if_match, now()).await?;
-            Done::GroupPatched(id.to_string())
+            let etag = groups::patch(store, who, id, needed(body)?, if_match, now()).await?;
+            Done::GroupPatched(id.to_string(), etag)
         }
         WriteOp::Delete { kind: User, id, if_match } => {
             users::delete(store, who, id, if_match, now()).await?;
@@ -64,12 +65,12 @@ pub async fn respond_done(ctx: &Ctx, kind: ResourceKind, done: Done) -> Result<H
     match done {
         Done::Resource(status, res) => Ok(respond(ctx, kind, status, &res, &projection(ctx, kind))),
         // A group PATCH answers 204 unless the client asked for attributes (never the members).
-        Done::GroupPatched(id) if ctx.query.get("attributes").is_some() => {
+        Done::GroupPatched(id, _) if ctx.query.get("attributes").is_some() => {
             let proj = projection(ctx, kind);
             let res = load(ctx, kind, &id, &proj).await?;
             Ok(respond(ctx, kind, StatusCode::OK, &res, &proj))
         }
-        Done::GroupPatched(_) | Done::Deleted => Ok(no_content()),
+        Done::GroupPatched(..) | Done::Deleted => Ok(no_content()),
     }
 }
 

@@ -329,8 +329,10 @@ fn split_ops(ops: Vec<patch::PatchOperation>) -> Result<(MemberChanges, Vec<patc
     Ok((members, rest))
 }
 
-/// Applies a PATCH. Returns nothing: the response is 204 and the member list is never loaded.
-pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
+/// Applies a PATCH. Returns the group's new ETag, read in the same transaction (a Bulk
+/// request's later operations may change the group before the caller could read it); the
+/// response is 204 and the member list is never loaded.
+pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<String, ScimError> {
     let settings = tenant.settings();
     let (members, ops) = split_ops(super::dialect::parse_patch(settings.dialect, KIND, body)?)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
@@ -346,7 +348,7 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
             }
             resource::check_required(KIND, &doc).and_then(|_| check_display_name(&doc))?;
             write_group(&tenant_id, conn, &id, &old.attrs, &doc, &members, &settings, &actor, &now)?;
-            Ok(())
+            Ok(groups::get(conn, &id, false)?.etag())
         })
         .await
 }

@@ -108,6 +108,33 @@ fn creation_order(s: &TestServer, prefix: &str) -> Vec<String> {
     stmt.query_map([format!("{prefix}%")], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
 }
 
+/// Issue 19: independent operations share the writer's commits (up to 64 in its queue at
+/// once) and still apply in request order: 100 PATCHes of one user in one request end with
+/// the last one's value, each answered with the version it made.
+#[tokio::test]
+async fn bulk_operations_in_flight_together_apply_in_request_order() {
+    let s = roomy().await;
+    let id = s.user("order@x.com").await;
+    let v0: u64 = s.get(&format!("/Users/{id}")).await.body["meta"]["version"].as_str().unwrap().trim_start_matches("W/\"").trim_end_matches('"').parse().unwrap();
+    let ops: Vec<Value> = (0..100)
+        .map(|i| json!({"method": "PATCH", "path": format!("/Users/{id}"), "data": {"Operations": [{"op": "replace", "path": "title", "value": format!("t{i}")}]}}))
+        .collect();
+    let r = s.post("/Bulk", json!({"Operations": ops})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let versions: Vec<String> = r.body["Operations"].as_array().unwrap().iter().map(|o| o["version"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = (v0 + 1..v0 + 101).map(|v| format!("W/\"{v}\"")).collect();
+    assert_eq!(versions, expected);
+    assert_eq!(s.get(&format!("/Users/{id}")).await.body["title"], "t99");
+    // With failOnErrors, no operation runs that one-at-a-time processing would not have
+    // reached: the second failure stops it, and the five after it never ran.
+    let mut ops: Vec<Value> = (0..10).map(|i| json!({"method": "POST", "path": "/Users", "data": {"userName": format!("f{i}@x.com")}})).collect();
+    ops[2] = json!({"method": "POST", "path": "/Users", "data": {"userName": "order@x.com"}});
+    ops[4] = json!({"method": "POST", "path": "/Users", "data": {"userName": "order@x.com"}});
+    let r = s.post("/Bulk", json!({"failOnErrors": 2, "Operations": ops})).await;
+    assert_eq!(r.body["Operations"].as_array().unwrap().len(), 5, "{}", r.body);
+    assert_eq!(s.count("acme", "SELECT count(*) FROM users WHERE user_name LIKE 'f%@x.com'"), 3);
+}
+
 #[tokio::test]
 async fn bulk_runs_each_operation_once_what_it_references_has_run() {
     let s = roomy().await;
