@@ -26,12 +26,13 @@ pub enum Leniency {
     SingleValueForMulti,
     BareValueForComplex,
     UnknownMembers,
+    RemoveMembersByValue,
     UnknownPatchPaths,
     UnknownQueryParameters,
 }
 
 impl Leniency {
-    pub const ALL: [Leniency; 12] = [
+    pub const ALL: [Leniency; 13] = [
         Leniency::StringBooleans,
         Leniency::CapitalisedOps,
         Leniency::DottedKeys,
@@ -42,6 +43,7 @@ impl Leniency {
         Leniency::SingleValueForMulti,
         Leniency::BareValueForComplex,
         Leniency::UnknownMembers,
+        Leniency::RemoveMembersByValue,
         Leniency::UnknownPatchPaths,
         Leniency::UnknownQueryParameters,
     ];
@@ -58,7 +60,8 @@ impl Leniency {
             Leniency::MissingSchemas => "a POST, PUT or PATCH body without `schemas`",
             Leniency::SingleValueForMulti => r#"one object where a list is due: `"emails": {"value": "a@x"}`"#,
             Leniency::BareValueForComplex => r#"a bare id for a complex attribute with a `value`: `"manager": "26118"` (Entra)"#,
-            Leniency::UnknownMembers => "group members that are no user here (unknown, deleted, a group, a service account): skipped, the rest applied, an `ignore` event, a WARN line and `scimd_members_skipped_total`",
+            Leniency::UnknownMembers => "group members that are no user here (unknown, deleted, a group): skipped, the rest applied, an `ignore` event, a WARN line and `scimd_members_skipped_total`",
+            Leniency::RemoveMembersByValue => r#"`{"op": "Remove", "path": "members", "value": [{"value": "…"}]}` removes those members (Entra); RFC 7644 §3.5.2.2 would remove every member"#,
             Leniency::UnknownPatchPaths => "a PATCH of an attribute scimd does not know: ignored (Entra sends many)",
             Leniency::UnknownQueryParameters => "query parameters SCIM does not define: ignored",
         }
@@ -77,6 +80,7 @@ impl Leniency {
             Leniency::SingleValueForMulti => "400 `invalidValue`",
             Leniency::BareValueForComplex => "400 `invalidValue`",
             Leniency::UnknownMembers => "400 `invalidValue`, nothing changed",
+            Leniency::RemoveMembersByValue => "400 `invalidValue` (remove by filter: `members[value eq \"…\"]`), nothing changed",
             Leniency::UnknownPatchPaths => "400 `invalidPath`",
             Leniency::UnknownQueryParameters => "400 `invalidValue`",
         }

@@ -112,9 +112,17 @@ impl Sync<'_> {
                 self.event(Action::Ignore, &id, json!({"skipped": "remove", "reason": reason, "group": name}))?;
                 continue;
             }
-            if groups::remove_member(self.conn, group_pk, user_pk)? {
-                changed = true;
-                self.event(Action::Delete, &id, json!({"group": self.group.id, "member": id}))?;
+            // The IdP takes back what it gave: a membership the application made (before the
+            // group was linked, or since) stays, whoever manages the user.
+            match groups::remove_idp_member(self.conn, group_pk, user_pk)? {
+                groups::Removal::Removed => {
+                    changed = true;
+                    self.event(Action::Delete, &id, json!({"group": self.group.id, "member": id}))?;
+                }
+                groups::Removal::MadeByTheApplication => {
+                    self.event(Action::Ignore, &id, json!({"skipped": "remove", "reason": "membership made by the application", "group": name}))?;
+                }
+                groups::Removal::NotAMember => {}
             }
         }
         let mut skipped: Vec<(&str, NotAMember)> = Vec::new();
@@ -216,6 +224,19 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                 Some(existing) if existing.scope != GroupScope::Org || settings.group_conflict == GroupConflict::Reject => {
                     return Err(ScimError::new(ScimErrorKind::Uniqueness, "a group with this displayName already exists"));
                 }
+                Some(existing) if existing.managed_by == ManagedBy::Idp => {
+                    // The IdP posting a group it already manages again (a retry, a re-push):
+                    // not a link, so a group it created stays one it may delete.
+                    let old = groups::get(conn, &existing.id, false)?;
+                    if let Some(ext) = doc.get("externalId").filter(|e| old.attrs.get("externalId") != Some(*e)) {
+                        let mut updated = old.attrs.clone();
+                        updated.insert("externalId".into(), ext.clone());
+                        groups::update(conn, existing.pk, &updated, &now)?;
+                        let detail = json!({"before": {"externalId": old.attrs.get("externalId")}, "after": {"externalId": ext}});
+                        events::record(conn, &now, &actor, Action::Update, "Group", &existing.id, &detail)?;
+                    }
+                    existing
+                }
                 Some(mut existing) => {
                     let old = groups::get(conn, &existing.id, false)?;
                     let mut linked = old.attrs.clone();
@@ -294,7 +315,7 @@ pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, i
 }
 
 /// Sorts PATCH operations into member changes and document operations.
-fn split_ops(ops: Vec<patch::PatchOperation>) -> Result<(MemberChanges, Vec<patch::PatchOperation>), ScimError> {
+fn split_ops(dialect: dialect::Dialect, ops: Vec<patch::PatchOperation>) -> Result<(MemberChanges, Vec<patch::PatchOperation>), ScimError> {
     let mut members = MemberChanges::default();
     let mut rest = Vec::new();
     for mut op in ops {
@@ -302,6 +323,9 @@ fn split_ops(ops: Vec<patch::PatchOperation>) -> Result<(MemberChanges, Vec<patc
             Some(path) if is_members(&path.attr) => match (op.op, &path.filter) {
                 (OpKind::Remove, Some(expr)) => members.remove.extend(patch::filter_member_ids(expr)?),
                 (OpKind::Remove, None) if op.value.as_ref().is_some_and(|v| !v.is_null()) => {
+                    if !dialect::allows(dialect, Leniency::RemoveMembersByValue) {
+                        return Err(dialect::refused(Leniency::RemoveMembersByValue, "a remove of members takes a filter, not a value"));
+                    }
                     members.remove.extend(patch::member_ids(op.value.as_ref())?)
                 }
                 (OpKind::Remove, None) => members.remove_all = true,
@@ -334,7 +358,7 @@ fn split_ops(ops: Vec<patch::PatchOperation>) -> Result<(MemberChanges, Vec<patc
 /// response is 204 and the member list is never loaded.
 pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<String, ScimError> {
     let settings = tenant.settings();
-    let (members, ops) = split_ops(super::dialect::parse_patch(settings.dialect, KIND, body)?)?;
+    let (members, ops) = split_ops(settings.dialect, super::dialect::parse_patch(settings.dialect, KIND, body)?)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     let tenant_id = tenant.id.to_string();
     tenant

@@ -232,6 +232,29 @@ pub fn remove_member(conn: &Connection, group_pk: i64, user_pk: i64) -> StoreRes
     Ok(n == 1)
 }
 
+/// What removing one member the IdP names did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// The user is a member, but the application made that membership: it stays.
+    MadeByTheApplication,
+    NotAMember,
+}
+
+/// Removes one membership if the IdP made it.
+pub fn remove_idp_member(conn: &Connection, group_pk: i64, user_pk: i64) -> StoreResult<Removal> {
+    let n = conn
+        .prepare_cached("DELETE FROM memberships WHERE group_pk = ? AND user_pk = ? AND source = 'idp'")?
+        .execute([group_pk, user_pk])?;
+    if n == 1 {
+        return Ok(Removal::Removed);
+    }
+    let there: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM memberships WHERE group_pk = ? AND user_pk = ?)")?
+        .query_row([group_pk, user_pk], |r| r.get(0))?;
+    Ok(if there { Removal::MadeByTheApplication } else { Removal::NotAMember })
+}
+
 /// Removes the memberships the IdP made and returns their user ids; those the
 /// application made stay.
 pub fn remove_idp_members(conn: &Connection, group_pk: i64) -> StoreResult<Vec<String>> {

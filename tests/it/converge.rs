@@ -52,10 +52,13 @@ async fn unknown_members_are_skipped_and_the_rest_applied() {
     s.db("acme").execute("DELETE FROM users WHERE id = ?1", [&ids[47]]).unwrap();
     let other_group = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Other"})).await.body["id"].as_str().unwrap().to_string();
     let gid = s.post("/Groups", fixture("okta/create_group.json", &[])).await.body["id"].as_str().unwrap().to_string();
-    let mut wanted: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
-    wanted.push(json!({"value": "00u-not-here"}));
-    wanted.push(json!({"value": other_group}));
-    let r = s.patch(&format!("/Groups/{gid}"), json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": wanted}]})).await;
+    // Entra's literal add-members request, its value list carrying all 50 ids.
+    let mut body = fixture("entra/update_group_add_members.json", &[("user", &ids[0])]);
+    let wanted = body["Operations"][0]["value"].as_array_mut().unwrap();
+    wanted.extend(ids[1..].iter().map(|id| json!({"$ref": null, "value": id})));
+    wanted.push(json!({"$ref": null, "value": "00u-not-here"}));
+    wanted.push(json!({"$ref": null, "value": other_group}));
+    let r = s.patch(&format!("/Groups/{gid}"), body).await;
     assert_eq!(r.status, 204, "{}", r.body);
     let mut live: Vec<String> = ids[..46].to_vec();
     live.sort();
@@ -70,6 +73,11 @@ async fn unknown_members_are_skipped_and_the_rest_applied() {
     assert_eq!(r.status, 204);
     assert_eq!(s.get(&format!("/Groups/{gid}")).await.body["meta"]["version"], version);
 
+    // Okta's literal membership update naming a member that is gone: the rest applies.
+    let r = s.patch(&format!("/Groups/{gid}"), fixture("okta/update_membership.json", &[("other", &ids[0]), ("user", "00u-gone")])).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(member_ids(&s, &gid).await.len(), 45, "Okta's remove applied, its stale add skipped");
+    assert_eq!(s.patch(&format!("/Groups/{gid}"), fixture("entra/update_group_add_members.json", &[("user", &ids[0])])).await.status, 204);
     // Removing members that are not in the group (Entra's literal request) is a no-op success.
     let r = s.patch(&format!("/Groups/{gid}"), fixture("entra/update_group_remove_members.json", &[("user", "00u-not-here")])).await;
     assert_eq!(r.status, 204);
@@ -221,6 +229,94 @@ async fn unlinking_a_pushed_group_keeps_what_the_application_made() {
     assert_eq!(s.get(&format!("/Groups/{local}")).await.status, 200);
 }
 
+/// Entra scoping a group out by removing its members (its literal remove request), then
+/// deleting it, on a group the application had: the members Entra added leave; a membership
+/// the application made stays, even for a user Entra provisioned and names in its remove,
+/// and so do the group and its local member.
+#[tokio::test]
+async fn entra_scoping_out_a_linked_group_keeps_the_applications_memberships() {
+    let s = TestServer::start_with_settings("", |_| {}).await;
+    assert!(scimd_cli(&s, &["group", "add", "--tenant", "acme", "--name", "displayName"]).0);
+    assert!(scimd_cli(&s, &["user", "add", "--local", "--tenant", "acme", "--username", "clerk@x.com", "--email", "clerk@x.com"]).0);
+    let app_made = s.post("/Users", json!({"schemas": [USER], "userName": "a@x.com", "emails": [{"value": "a@x.com", "primary": true}]})).await;
+    let app_made = app_made.body["id"].as_str().unwrap().to_string();
+    let idp_made = s.post("/Users", json!({"schemas": [USER], "userName": "b@x.com", "emails": [{"value": "b@x.com", "primary": true}]})).await;
+    let idp_made = idp_made.body["id"].as_str().unwrap().to_string();
+    // The application put the clerk and user a in its group before Entra linked it.
+    s.db("acme")
+        .execute(
+            "INSERT INTO memberships (group_pk, user_pk, source) SELECT g.pk, u.pk, 'local' FROM groups g, users u WHERE g.display_name = 'displayName' AND u.user_name IN ('clerk@x.com', 'a@x.com')",
+            [],
+        )
+        .unwrap();
+    let clerk: String = s.db("acme").query_row("SELECT id FROM users WHERE user_name = 'clerk@x.com'", [], |r| r.get(0)).unwrap();
+    let r = s.post("/Groups", fixture("entra/create_group.json", &[])).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let gid = r.body["id"].as_str().unwrap().to_string();
+    for user in [&app_made, &idp_made] {
+        assert_eq!(s.patch(&format!("/Groups/{gid}"), fixture("entra/update_group_add_members.json", &[("user", user)])).await.status, 204);
+    }
+    let mut all = vec![clerk.clone(), app_made.clone(), idp_made.clone()];
+    all.sort();
+    assert_eq!(member_ids(&s, &gid).await, all);
+
+    // Scoped out: Entra removes the members it assigned.
+    for user in [&app_made, &idp_made] {
+        let r = s.patch(&format!("/Groups/{gid}"), fixture("entra/update_group_remove_members.json", &[("user", user)])).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    let mut kept = vec![clerk.clone(), app_made.clone()];
+    kept.sort();
+    assert_eq!(member_ids(&s, &gid).await, kept, "the application's memberships stay");
+    assert!(ignored_reasons(&s).contains(&"membership made by the application".to_string()));
+    // Then the group itself: kept, back under the application, with its members.
+    assert_eq!(s.delete(&format!("/Groups/{gid}")).await.status, 204);
+    assert_eq!(member_ids(&s, &gid).await, kept);
+    assert_eq!(s.count("acme", &format!("SELECT count(*) FROM groups WHERE id = '{gid}' AND managed_by = 'local'")), 1);
+}
+
+/// Okta's "unlink pushed group" without "delete the group in the target app" sends nothing:
+/// the group stays linked here. Pushing it again (the same POST) finds it, changes nothing
+/// and is no new link; and a group the IdP created and posted twice (a retry) is still one
+/// it may delete.
+#[tokio::test]
+async fn a_group_pushed_again_is_the_same_group() {
+    let s = TestServer::start_with_settings("", |_| {}).await;
+    assert!(scimd_cli(&s, &["group", "add", "--tenant", "acme", "--name", "Test SCIMv2"]).0);
+    assert!(scimd_cli(&s, &["user", "add", "--local", "--tenant", "acme", "--username", "clerk@x.com", "--email", "clerk@x.com"]).0);
+    s.db("acme")
+        .execute(
+            "INSERT INTO memberships (group_pk, user_pk, source) SELECT g.pk, u.pk, 'local' FROM groups g, users u WHERE g.display_name = 'Test SCIMv2' AND u.user_name = 'clerk@x.com'",
+            [],
+        )
+        .unwrap();
+    let pushed = s.post("/Users", fixture("okta/create_user.json", &[])).await.body["id"].as_str().unwrap().to_string();
+    let gid = s.post("/Groups", fixture("okta/create_group.json", &[])).await.body["id"].as_str().unwrap().to_string();
+    assert_eq!(s.patch(&format!("/Groups/{gid}"), fixture("okta/update_membership.json", &[("user", &pushed), ("other", "00u-none")])).await.status, 204);
+    let before = member_ids(&s, &gid).await;
+    assert_eq!(before.len(), 2);
+    // Unlinked in Okta without delete, then pushed again.
+    let r = s.post("/Groups", fixture("okta/create_group.json", &[])).await;
+    assert_eq!((r.status.as_u16(), r.body["id"].as_str()), (201, Some(gid.as_str())), "{}", r.body);
+    assert_eq!(member_ids(&s, &gid).await, before, "the members stay");
+    assert_eq!(s.count("acme", "SELECT count(*) FROM events WHERE action = 'link'"), 1, "one link, not two");
+    assert_eq!(s.count("acme", &format!("SELECT count(*) FROM groups WHERE id = '{gid}' AND managed_by = 'idp'")), 1);
+
+    // A group Entra created, posted again (a retry after a lost answer), then deleted: gone.
+    let made = s.post("/Groups", fixture("entra/create_group.json", &[])).await.body["id"].as_str().unwrap().to_string();
+    let again = s.post("/Groups", fixture("entra/create_group.json", &[])).await;
+    assert_eq!(again.body["id"].as_str(), Some(made.as_str()));
+    assert_eq!(s.delete(&format!("/Groups/{made}")).await.status, 204);
+    s.get(&format!("/Groups/{made}")).await.assert_error(404, None);
+}
+
+/// Entra's request with its `op` in lower case, so that only one leniency is tested at a time.
+fn lowercase_op(mut body: Value) -> Value {
+    let op = body["Operations"][0]["op"].as_str().unwrap().to_ascii_lowercase();
+    body["Operations"][0]["op"] = json!(op);
+    body
+}
+
 /// (what, method, path, body, idp status, strict status, strict scimType)
 type Case<'a> = (&'a str, &'a str, String, Option<Value>, u16, u16, &'a str);
 
@@ -259,10 +355,11 @@ async fn each_leniency_under_both_dialects() {
             ("one object for a list", "PATCH", user.clone(), Some(op("replace", Some("emails"), json!({"value": "u@x.com", "type": "work"}))), 200, 400, "invalidValue"),
             ("bare id for a complex attribute", "PATCH", user.clone(), Some(op("replace", Some(&format!("{ENT}:manager")), json!("26118"))), 200, 400, "invalidValue"),
             ("unknown member", "PATCH", group.clone(), Some(op("add", Some("members"), json!([{"value": "ghost"}]))), 204, 400, "invalidValue"),
+            ("remove members by value", "PATCH", group.clone(), Some(lowercase_op(fixture("entra/update_group_remove_members.json", &[("user", &uid)]))), 204, 400, "invalidValue"),
             ("unknown PATCH path", "PATCH", user.clone(), Some(op("replace", Some("shoeSize"), json!(42))), 200, 400, "invalidPath"),
             ("unknown query parameter", "GET", "/Users?aadOptscim062020".into(), None, 200, 400, "invalidValue"),
         ];
-        assert_eq!(cases.len(), 13, "one case per leniency (two for string booleans)");
+        assert_eq!(cases.len(), 14, "one case per leniency (two for string booleans)");
         for (what, method, path, body, idp_status, strict_status, scim_type) in cases {
             let r = server.call(method.parse().unwrap(), &path, body).await;
             if strict_dialect {
