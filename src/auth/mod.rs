@@ -8,13 +8,19 @@
 //! plaintext is never kept, and changing the password changes the stored hash, which
 //! invalidates the entry. Whether the account is still active and an admin is read from
 //! the database on every request.
+//!
+//! Credentials not yet verified are checked once however many requests bring them at the
+//! same time (an IdP's 32 connections after a restart): the others wait for that check
+//! instead of each running its own (`CredentialCache::verify_once`).
 
 pub mod password;
 pub mod throttle;
 pub mod token;
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use log::{debug, warn};
@@ -66,6 +72,8 @@ pub struct AuthState {
     /// (or no password) is verified against it, so a wrong name costs as long as a wrong
     /// password and the timing does not tell which accounts exist.
     dummy_hash: String,
+    /// PBKDF2 runs since start (`scimd_password_checks_total`): what logins cost the CPU.
+    password_checks: AtomicU64,
 }
 
 impl AuthState {
@@ -76,7 +84,19 @@ impl AuthState {
             throttle: throttle::Throttle::default(),
             expiry: token::ExpiryBoard::default(),
             dummy_hash: password::unmatchable_hash(kdf_iterations),
+            password_checks: AtomicU64::new(0),
         }
+    }
+
+    /// How many password checks (PBKDF2 runs) this process has made.
+    pub fn password_checks(&self) -> u64 {
+        self.password_checks.load(Ordering::Relaxed)
+    }
+
+    /// PBKDF2 off the async runtime.
+    async fn verify_slowly(&self, pass: String, stored: String) -> bool {
+        self.password_checks.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || password::verify_password(&pass, &stored)).await.unwrap_or(false)
     }
 }
 
@@ -88,6 +108,15 @@ const CACHE_LIMIT: usize = 10_000;
 pub struct CredentialCache {
     key: hmac::Key,
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// Checks in progress, by tag: at most one PBKDF2 run per credential at a time.
+    flights: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<Flight>>>>,
+}
+
+/// The outcome of one password check that other requests may have waited for.
+#[derive(Clone, Copy)]
+struct Flight {
+    ok: bool,
+    took: Duration,
 }
 
 impl Default for CredentialCache {
@@ -95,6 +124,7 @@ impl Default for CredentialCache {
         CredentialCache {
             key: hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new()).expect("random key"),
             verified: Mutex::new(HashSet::new()),
+            flights: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -113,6 +143,45 @@ impl CredentialCache {
 
     fn contains(&self, tag: &[u8; 32]) -> bool {
         self.verified.lock().map(|s| s.contains(tag)).unwrap_or(false)
+    }
+
+    /// Whether `pass` matches `stored`, running PBKDF2 once for every request that brings
+    /// the same credentials while it runs (the tag covers tenant, name, password and hash).
+    ///
+    /// A request that waited for another's check gains nothing from it that a guess could
+    /// use: a failed check is run again by each waiter on its own (a wrong password costs
+    /// every request one full check, as before), and a waiter answers no earlier than one
+    /// check's duration after it arrived, so a second request with a guess cannot tell
+    /// from its timing that the first one's check succeeded (a non-admin's password).
+    async fn verify_once(&self, auth: &AuthState, tag: [u8; 32], pass: String, stored: String) -> bool {
+        let arrived = Instant::now();
+        let flight = self.flights.lock().map(|mut m| Arc::clone(m.entry(tag).or_default())).ok();
+        let Some(flight) = flight else { return auth.verify_slowly(pass, stored).await };
+        let ran = AtomicBool::new(false);
+        let outcome = *flight
+            .get_or_init(|| {
+                ran.store(true, Ordering::Relaxed);
+                let (pass, stored) = (pass.clone(), stored.clone());
+                async move {
+                    let started = Instant::now();
+                    let ok = auth.verify_slowly(pass, stored).await;
+                    Flight { ok, took: started.elapsed() }
+                }
+            })
+            .await;
+        if let Ok(mut m) = self.flights.lock() {
+            if m.get(&tag).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                m.remove(&tag);
+            }
+        }
+        if ran.load(Ordering::Relaxed) {
+            return outcome.ok;
+        }
+        if !outcome.ok {
+            return auth.verify_slowly(pass, stored).await;
+        }
+        tokio::time::sleep_until((arrived + outcome.took).into()).await;
+        true
     }
 
     fn insert(&self, tag: [u8; 32]) {
@@ -203,14 +272,9 @@ pub async fn refuse_unknown_tenant(auth: &AuthState, api: Api, authorization: Op
     if let Err(e) = throttled(auth, &keys, "-", &user, peer) {
         return e;
     }
-    verify_slowly(pass, auth.dummy_hash.clone()).await;
+    auth.verify_slowly(pass, auth.dummy_hash.clone()).await;
     auth.throttle.fail(&keys);
     AuthError::Invalid
-}
-
-/// PBKDF2 off the async runtime.
-async fn verify_slowly(pass: String, stored: String) -> bool {
-    tokio::task::spawn_blocking(move || password::verify_password(&pass, &stored)).await.unwrap_or(false)
 }
 
 /// The Basic-auth part of `authenticate`, after the throttle. Every way of failing costs
@@ -241,12 +305,12 @@ async fn check_basic(tenant: &Tenant, auth: &AuthState, api: Api, user: &str, pa
         Some((account, Some(stored))) => (account, stored),
         Some((account, None)) => {
             debug!(target: "scimd::auth", "tenant {tenant_id}: account {} has no password", account.user_name);
-            verify_slowly(pass, auth.dummy_hash.clone()).await;
+            auth.verify_slowly(pass, auth.dummy_hash.clone()).await;
             return Err(AuthError::Invalid);
         }
         None => {
             debug!(target: "scimd::auth", "tenant {tenant_id}: unknown {}", if is_client { "API client" } else { "account" });
-            verify_slowly(pass, auth.dummy_hash.clone()).await;
+            auth.verify_slowly(pass, auth.dummy_hash.clone()).await;
             return Err(AuthError::Invalid);
         }
     };
@@ -254,7 +318,7 @@ async fn check_basic(tenant: &Tenant, auth: &AuthState, api: Api, user: &str, pa
     // non-admin's right password would answer faster than a wrong one (an oracle).
     let tag = auth.credentials.tag(tenant_id, &user, &pass, &stored);
     let cached = auth.credentials.contains(&tag);
-    if !cached && !verify_slowly(pass, stored).await {
+    if !cached && !auth.credentials.verify_once(auth, tag, pass, stored).await {
         warn!(target: "scimd::auth", "tenant {tenant_id}: wrong password for {}", loggable(&user));
         return Err(AuthError::Invalid);
     }

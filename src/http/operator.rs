@@ -22,6 +22,9 @@ use crate::clock::UtcMillis;
 pub async fn render(state: &AppState) -> String {
     let mut out = String::new();
     state.metrics.render_counters(&mut out);
+    let _ = writeln!(out, "# HELP scimd_password_checks_total Password checks (PBKDF2 runs) made; concurrent requests with the same credentials share one.");
+    let _ = writeln!(out, "# TYPE scimd_password_checks_total counter");
+    let _ = writeln!(out, "scimd_password_checks_total {}", state.auth.password_checks());
     let now = (state.clock)();
     let mut gauges = String::new();
     let mut tokens = String::new();

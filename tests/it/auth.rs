@@ -74,3 +74,51 @@ async fn changing_the_password_invalidates_the_cached_check() {
     users_with(&s, "acme", Some(&s.auth)).await.assert_error(401, None);
     assert_eq!(users_with(&s, "acme", Some(&basic(ADMIN, "rotated-password-42"))).await.status, 200);
 }
+
+/// The process's count of password checks, from /metrics.
+async fn password_checks(s: &TestServer) -> u64 {
+    let (_, text) = crate::metrics::scrape(s.metrics_addr.expect("metrics are on"), "/metrics").await;
+    let line = text.lines().find(|l| l.starts_with("scimd_password_checks_total ")).expect("the counter is exported");
+    line.split(' ').nth(1).and_then(|n| n.parse().ok()).expect("a number")
+}
+
+/// A login storm (issue 19): an IdP's connections arriving at once after a restart, all with
+/// the same Basic credentials, run PBKDF2 once between them, not once each. Wrong passwords
+/// gain nothing from it: the same wrong password sent four times at once costs four checks
+/// and four 401s, as it did before.
+#[tokio::test]
+async fn a_login_storm_checks_the_password_once() {
+    // 32 connections from one address finish their handshakes at once.
+    let s = TestServer::start_with_settings("require_username_is_email = false\n", |c| c.limits.max_handshakes_per_address = 64).await;
+    // A production-like cost, so that the checks would overlap: tens of ms each here.
+    let hash = scimd::auth::password::hash_password("storm-password-1", 200_000);
+    s.db("acme")
+        .execute("INSERT INTO users (id, user_name, user_name_key, active, role, password_hash, license, created, last_modified) VALUES ('storm', 'storm', 'storm', 1, 'org_admin', ?1, 'creator', 'x', 'x')", [&hash])
+        .unwrap();
+    let storm = |n: usize, password: &'static str| {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let client = s.client.clone();
+                tokio::spawn(async move { client.as_(&basic("storm", password), hyper::Method::GET, "/t/acme/scim/v2/Users?count=1").await.status.as_u16() })
+            })
+            .collect();
+        async move {
+            let mut statuses = Vec::new();
+            for t in tasks {
+                statuses.push(t.await.unwrap());
+            }
+            statuses
+        }
+    };
+    let before = password_checks(&s).await;
+    assert_eq!(storm(32, "storm-password-1").await, vec![200; 32]);
+    assert_eq!(password_checks(&s).await - before, 1, "32 requests with the same credentials ran one check");
+
+    let before = password_checks(&s).await;
+    assert_eq!(storm(4, "wrong-password-1").await, vec![401; 4]);
+    assert_eq!(password_checks(&s).await - before, 4, "a wrong password is checked for every request");
+    // And the right one, now remembered, costs nothing.
+    let before = password_checks(&s).await;
+    assert_eq!(users_with(&s, "acme", Some(&basic("storm", "storm-password-1"))).await.status, 200);
+    assert_eq!(password_checks(&s).await, before);
+}
