@@ -1,4 +1,4 @@
--- scimd tenant database, schema version 6.
+-- scimd tenant database, schema version 8.
 -- This file is the contract for a NEW tenant database; it is embedded in the binary
 -- (include_str!) and run once. Older databases are brought forward by numbered
 -- migrations in src/store/migrate.rs, never by editing this file in place.
@@ -131,6 +131,18 @@ CREATE TRIGGER groups_count_insert AFTER INSERT ON groups WHEN NEW.scope = 'org'
 CREATE TRIGGER groups_count_delete AFTER DELETE ON groups WHEN OLD.scope = 'org' BEGIN UPDATE counters SET n = n - 1 WHERE name = 'groups'; END;
 CREATE TRIGGER groups_count_update AFTER UPDATE OF scope ON groups WHEN (OLD.scope = 'org') <> (NEW.scope = 'org') BEGIN UPDATE counters SET n = n + (NEW.scope = 'org') - (OLD.scope = 'org') WHERE name = 'groups'; END;
 
+-- v8: how often the rows SCIM lists changed (a row added or removed, or made visible or
+-- hidden). An index-paged walk (Okta's import: startIndex 1, 101, 201, …) resumes after the
+-- last primary key of the previous page instead of skipping `startIndex - 1` rows, but only
+-- while this count is what it was when that page was read: then both give the same rows.
+INSERT INTO counters (name, n) VALUES ('users:changes', 0), ('groups:changes', 0);
+CREATE TRIGGER users_changes_insert AFTER INSERT ON users BEGIN UPDATE counters SET n = n + 1 WHERE name = 'users:changes'; END;
+CREATE TRIGGER users_changes_delete AFTER DELETE ON users BEGIN UPDATE counters SET n = n + 1 WHERE name = 'users:changes'; END;
+CREATE TRIGGER users_changes_update AFTER UPDATE OF deleted_at, role ON users WHEN (OLD.deleted_at IS NULL) <> (NEW.deleted_at IS NULL) OR OLD.role IS NOT NEW.role BEGIN UPDATE counters SET n = n + 1 WHERE name = 'users:changes'; END;
+CREATE TRIGGER groups_changes_insert AFTER INSERT ON groups BEGIN UPDATE counters SET n = n + 1 WHERE name = 'groups:changes'; END;
+CREATE TRIGGER groups_changes_delete AFTER DELETE ON groups BEGIN UPDATE counters SET n = n + 1 WHERE name = 'groups:changes'; END;
+CREATE TRIGGER groups_changes_update AFTER UPDATE OF scope ON groups WHEN OLD.scope IS NOT NEW.scope BEGIN UPDATE counters SET n = n + 1 WHERE name = 'groups:changes'; END;
+
 -- One row per (group, member): adding one member to a huge group touches one row.
 CREATE TABLE memberships (
     group_pk INTEGER NOT NULL REFERENCES groups (pk) ON DELETE CASCADE,
@@ -191,4 +203,4 @@ CREATE TABLE tenant_files (
     stored_at  TEXT NOT NULL
 );
 
-PRAGMA user_version = 7;
+PRAGMA user_version = 8;

@@ -58,6 +58,9 @@ for n in sizes:
     if "memory_after_phases" in at and n >= 1_000_000:
         hwm = at["memory_after_phases"]["hwm_mib"]
         checks.append((n, "RSS < 64 MiB (peak, after all phases)", f"{hwm:.1f} MiB", hwm < 64))
+    if "import" in at:
+        ratio = at["import"]["last_over_first"]
+        checks.append((n, "import walk: last page latency / first <= 2", f"{ratio}", ratio <= 2))
     if "startup" in at:
         ms = at["startup"]["ready_ms"]
         checks.append((n, "start-up < 200 ms (exec to READY=1)", f"{ms:.0f} ms", ms < 200))
@@ -90,6 +93,11 @@ if append:
                 share = f"{r['rps'] / ceiling['rps']:.0%}" if ceiling else "–"
                 errors = r["errors"] + r.get("reused", 0)
                 out.append(f"| {phase} | {r['seconds']:.0f} | {r['rps']:,.0f} | {share} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {errors} |\n")
+        if "import" in at:
+            imp = at["import"]
+            out.append(f"\nOkta's import walk (bench-import, `startIndex` 1, 101, … `count=100`, one connection): "
+                       f"{imp['users']:,} users in {imp['pages']:,} pages, {imp['seconds']} s; page p50 {imp['p50_ms']:.2f} ms, "
+                       f"p99 {imp['p99_ms']:.2f} ms; last ten pages / first ten: {imp['last_over_first']}.\n")
         extra = []
         if "startup" in at:
             extra.append(f"start-up {at['startup']['ready_ms']:.0f} ms to READY=1, {at['startup']['healthz_ms']:.0f} ms to the first /healthz")

@@ -41,7 +41,7 @@ if [ -n "$PROFILE" ] && ! command -v perf >/dev/null; then
     exit 1
 fi
 
-cargo build --release --bin scimd --example bench-ceiling --example bench-seed --example bench-insert-loop
+cargo build --release --bin scimd --example bench-ceiling --example bench-seed --example bench-insert-loop --example bench-import
 BIN=target/release
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -125,6 +125,9 @@ for N in $SIZES; do
     phase "$N" "$MEMBER_SECONDS" member_add.lua "$BASE" -H "$AUTH" -H "Content-Type: application/scim+json"
     phase "$N" "$MEMBER_SECONDS" member_remove.lua "$BASE" -H "$AUTH" -H "Content-Type: application/scim+json"
     phase "$N" "$PHASE_SECONDS" create.lua "$BASE" -H "$AUTH" -H "Content-Type: application/scim+json"
+    # Okta's import: every user, page by page (startIndex 1, 101, …), on one connection.
+    echo "reading all users by index paging" >&2
+    record "$N" "$(sed 's/^{/{"phase":"import",/' <<<"$("$BIN/examples/bench-import" --base "$BASE" --ca "$DATA/certs/ca.pem" --token "$TOKEN")")"
     memory "$N" after_phases "$SERVER_PID"
     stop_server
     record "$N" "{\"phase\":\"disk\",\"database_mib\":$(du -sm "$DATA/tenants/demo" | cut -f1)}"

@@ -272,9 +272,10 @@ pub async fn list(store: &Store, kind: schema::ResourceKind, params: &ListParams
     // A lookup by a unique attribute is bounded, so it runs inline like a GET by id; a
     // group's member list is not, whatever the filter.
     let bounded = sql.at_most_one && !(with_computed && kind == schema::ResourceKind::Group);
+    let positions = store.positions();
     let job = move |conn: &crate::store::Db<'_>| match kind {
-        schema::ResourceKind::User => crate::store::users::list(conn, &sql, plan.window, plan.count_total, with_computed, PAGE_BYTE_BUDGET),
-        schema::ResourceKind::Group => crate::store::groups::list(conn, &sql, plan.window, plan.count_total, with_computed, PAGE_BYTE_BUDGET),
+        schema::ResourceKind::User => crate::store::users::list(conn, &sql, plan.window, plan.count_total, with_computed, PAGE_BYTE_BUDGET, Some(&positions)),
+        schema::ResourceKind::Group => crate::store::groups::list(conn, &sql, plan.window, plan.count_total, with_computed, PAGE_BYTE_BUDGET, Some(&positions)),
     };
     let listed = if bounded { store.read(job).await? } else { store.scan(job).await? };
     let next_cursor = match (plan.start_index, listed.more) {

@@ -158,8 +158,9 @@ pub fn list(
     count_total: bool,
     with_members: bool,
     byte_budget: usize,
+    positions: Option<&super::PagePositions>,
 ) -> StoreResult<super::Listed> {
-    let source = super::ListSource { select: SELECT_COLUMNS, from: "groups", alias: "g", visible: "g.scope = 'org'", uncounted: None, map: from_row };
+    let source = super::ListSource { select: SELECT_COLUMNS, from: "groups", alias: "g", visible: "g.scope = 'org'", uncounted: None, changes: "groups:changes", map: from_row };
     let mut complete = |pk: i64, res: &mut StoredResource| -> StoreResult<usize> {
         if with_members {
             load_members(conn, pk, res)?;
@@ -168,7 +169,7 @@ pub fn list(
         let members = res.attrs.get("members").and_then(Value::as_array).map_or(0, Vec::len);
         Ok(super::RESOURCE_OVERHEAD_BYTES + members * 100 + res.attrs.iter().map(|(k, v)| k.len() + 4 + super::approx_json_bytes(v)).sum::<usize>())
     };
-    let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total, byte_budget, &mut complete)?;
+    let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total, byte_budget, positions, &mut complete)?;
     let last_pk = rows.last().map(|(pk, _)| *pk);
     let items = rows.into_iter().map(|(_, res)| res).collect();
     Ok(super::Listed { total, items, last_pk, more })

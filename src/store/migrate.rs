@@ -12,10 +12,34 @@ use super::{StoreError, StoreResult};
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` creates.
-pub const CURRENT: i64 = 7;
+pub const CURRENT: i64 = 8;
 
 /// `MIGRATIONS[i]` brings a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2, migrate_to_v3, migrate_to_v4, migrate_to_v5, migrate_to_v6, migrate_to_v7];
+const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2, migrate_to_v3, migrate_to_v4, migrate_to_v5, migrate_to_v6, migrate_to_v7, migrate_to_v8];
+
+/// v8: the `users:changes` and `groups:changes` counters and their triggers, exactly as
+/// `schema.sql` has them, so that sequential index paging resumes after the previous page
+/// (issue 19). They start at 0: a position remembered before means nothing after a restart.
+fn migrate_to_v8(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch("INSERT OR IGNORE INTO counters (name, n) VALUES ('users:changes', 0), ('groups:changes', 0);")?;
+    for trigger in ["users_changes_insert", "users_changes_delete", "users_changes_update", "groups_changes_insert", "groups_changes_delete", "groups_changes_update"] {
+        // A database that passed through v5's rebuild has them already: it takes every
+        // trigger of `users` and `groups` from `schema.sql`.
+        let exists: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?)", [trigger], |r| r.get(0))?;
+        if !exists {
+            conn.execute_batch(&schema_trigger(trigger)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `CREATE TRIGGER` statement of `name` in `schema.sql` (one line, up to `END;`).
+fn schema_trigger(name: &str) -> StoreResult<String> {
+    let head = format!("CREATE TRIGGER {name} ");
+    let start = SCHEMA.find(&head).ok_or_else(|| StoreError::Corrupt(format!("schema.sql has no trigger {name}")))?;
+    let end = SCHEMA[start..].find(" END;").map(|e| start + e + 5).ok_or_else(|| StoreError::Corrupt(format!("schema.sql: trigger {name} does not end")))?;
+    Ok(SCHEMA[start..end].to_string())
+}
 
 /// v7: the service accounts (org admins) are not listed by `GET /Users` (issue 18), so an
 /// unfiltered list's total is the users counter less them: this index keeps that count
@@ -340,6 +364,7 @@ mod tests {
             include_str!("../../tests/fixtures/schema_v4.sql"),
             include_str!("../../tests/fixtures/schema_v5.sql"),
             include_str!("../../tests/fixtures/schema_v6.sql"),
+            include_str!("../../tests/fixtures/schema_v7.sql"),
         ] {
             check_migration(old_schema);
         }

@@ -21,6 +21,7 @@ pub mod filter_sql;
 pub mod groups;
 pub mod maintenance;
 mod migrate;
+pub mod positions;
 mod sharing;
 pub mod tenant_files;
 pub mod tokens;
@@ -35,6 +36,8 @@ use std::time::Duration;
 use log::{debug, error};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
+
+pub use positions::PagePositions;
 
 /// Errors of the storage layer. The SCIM layer maps them; SQL details reach only the log.
 #[derive(Debug)]
@@ -120,6 +123,8 @@ struct ListSource<'a, T> {
     visible: &'static str,
     /// Counts the rows the `counters` row includes but `visible` does not (indexed: few).
     uncounted: Option<&'static str>,
+    /// The counter of changes to which rows are listed (`positions.rs`).
+    changes: &'static str,
     map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<(i64, T)>,
 }
 
@@ -137,6 +142,7 @@ struct WindowRows<T> {
 /// (at least one is returned), so what a page holds in memory is bounded by the budget,
 /// not by `count` times the largest resource; RFC 7644 §3.4.2.4 lets a page hold fewer
 /// resources than asked, and `more` tells the caller another page follows.
+#[allow(clippy::too_many_arguments)]
 fn query_window<T>(
     conn: &Connection,
     source: &ListSource<'_, T>,
@@ -144,6 +150,7 @@ fn query_window<T>(
     window: Window,
     count_total: bool,
     byte_budget: usize,
+    positions: Option<&PagePositions>,
     complete: &mut dyn FnMut(i64, &mut T) -> StoreResult<usize>,
 ) -> StoreResult<WindowRows<T>> {
     let (from, alias) = (source.from, source.alias);
@@ -167,7 +174,22 @@ fn query_window<T>(
     if window.limit() == 0 {
         return Ok(WindowRows { total, rows: Vec::new(), more: false });
     }
-    let (extra, tail) = window.sql(alias, &filter.order_by(alias));
+    // An unfiltered list in key order: a page that starts where an earlier one ended, with
+    // no change to the listed rows since, resumes after its last key (`positions.rs`).
+    let walk = match (positions, window) {
+        (Some(positions), Window::Offset { offset, .. }) if filter.clause == filter_sql::SqlFilter::MATCH_ALL && filter.order.is_none() => {
+            let changes: i64 = conn.prepare_cached("SELECT n FROM counters WHERE name = ?")?.query_row([source.changes], |r| r.get(0))?;
+            Some((positions, offset, changes))
+        }
+        _ => None,
+    };
+    let resumed = match (walk, window) {
+        (Some((positions, offset, changes)), Window::Offset { limit, .. }) if offset > 0 => {
+            positions.find(source.from, offset, changes).map(|pk| Window::AfterKey { pk, limit })
+        }
+        _ => None,
+    };
+    let (extra, tail) = resumed.unwrap_or(window).sql(alias, &filter.order_by(alias));
     let sql = format!("SELECT {} FROM {from} {alias} WHERE {} AND ({}){extra} {tail}", source.select, source.visible, filter.clause);
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut cursor = stmt.query(params)?;
@@ -180,6 +202,9 @@ fn query_window<T>(
         let (pk, mut item) = (source.map)(row)?;
         bytes = bytes.saturating_add(complete(pk, &mut item)?);
         rows.push((pk, item));
+    }
+    if let (Some((positions, offset, changes)), Some((last, _))) = (walk, rows.last()) {
+        positions.remember(source.from, offset + rows.len() as u64, *last, changes);
     }
     Ok(WindowRows { total, rows, more })
 }
@@ -431,6 +456,8 @@ pub struct Store {
     /// Scans are CPU-bound: more at once than there are cores only adds blocking threads,
     /// their malloc arenas and read connections (each with its page cache) to the RSS.
     scans: Arc<tokio::sync::Semaphore>,
+    /// Where index-paged walks of this tenant's lists stopped.
+    positions: Arc<PagePositions>,
 }
 
 impl Store {
@@ -455,6 +482,7 @@ impl Store {
             writer_thread: Mutex::new(Some(handle)),
             readers: Arc::new(Mutex::new(vec![first_reader])),
             scans: Arc::new(tokio::sync::Semaphore::new(concurrent_scans())),
+            positions: Arc::default(),
         })
     }
 
@@ -569,6 +597,11 @@ impl Store {
         let result = task.await.map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
         let _ = finished.send(());
         result
+    }
+
+    /// Where index-paged walks of this tenant's lists stopped, for list jobs to resume from.
+    pub fn positions(&self) -> Arc<PagePositions> {
+        Arc::clone(&self.positions)
     }
 
     /// Stops the writer after the queued writes and checkpoints the WAL.

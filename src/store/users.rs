@@ -492,18 +492,19 @@ pub fn list(
     count_total: bool,
     with_groups: bool,
     byte_budget: usize,
+    positions: Option<&super::PagePositions>,
 ) -> StoreResult<super::Listed> {
     // Service accounts (org admins) are not provisioning targets: an IdP's import must not
     // offer them as people to match, nor Okta's test suite read one as the first user.
     let visible = "u.deleted_at IS NULL AND u.role = 'user'";
     // The `users_service_accounts` partial index counts them without a scan.
     let uncounted = Some("SELECT count(*) FROM users WHERE role = 'org_admin' AND deleted_at IS NULL");
-    let source = super::ListSource { select: &SELECT_COLUMNS, from: "users", alias: "u", visible, uncounted, map: from_row };
+    let source = super::ListSource { select: &SELECT_COLUMNS, from: "users", alias: "u", visible, uncounted, changes: "users:changes", map: from_row };
     let mut complete = |pk: i64, res: &mut StoredResource| -> StoreResult<usize> {
         load_plural(conn, pk, res, with_groups)?;
         Ok(super::RESOURCE_OVERHEAD_BYTES + res.attrs.iter().map(|(k, v)| k.len() + 4 + super::approx_json_bytes(v)).sum::<usize>())
     };
-    let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total, byte_budget, &mut complete)?;
+    let super::WindowRows { total, rows, more } = super::query_window(conn, &source, filter, window, count_total, byte_budget, positions, &mut complete)?;
     let last_pk = rows.last().map(|(pk, _)| *pk);
     let items = rows.into_iter().map(|(_, res)| res).collect();
     Ok(super::Listed { total, items, last_pk, more })

@@ -111,6 +111,46 @@ async fn paging_is_exact() {
     assert_eq!(r.body["totalResults"], 25, "the admin account is not listed");
 }
 
+/// Okta's import walk (`startIndex` 1, 11, 21, … of an unfiltered list) with users created,
+/// deleted, restored and removed from another process between the pages: every page is
+/// exactly the page an `OFFSET` over the rows as they are then gives (a page may resume
+/// after the previous one's last key only while nothing it lists has changed).
+#[tokio::test]
+async fn an_index_paged_walk_sees_what_the_offset_would_under_changes() {
+    let s = TestServer::start().await;
+    let mut ids = Vec::new();
+    for i in 0..45 {
+        ids.push(s.user(&format!("walk{i:02}@example.com")).await);
+    }
+    let offset_page = |start: usize| -> Vec<String> {
+        let conn = s.db("acme");
+        let mut stmt = conn.prepare("SELECT user_name FROM users WHERE deleted_at IS NULL AND role = 'user' ORDER BY pk LIMIT 10 OFFSET ?").unwrap();
+        stmt.query_map([start as i64 - 1], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let mut start = 1;
+    let mut step = 0;
+    loop {
+        let r = s.get(&format!("/Users?startIndex={start}&count=10")).await;
+        let page: Vec<String> = r.body["Resources"].as_array().unwrap().iter().map(|u| u["userName"].as_str().unwrap().to_string()).collect();
+        assert_eq!(page, offset_page(start), "page at startIndex {start}, step {step}");
+        if page.is_empty() {
+            break;
+        }
+        start += page.len();
+        // Between the pages: nothing, a delete before the position, a create, a restore, a
+        // hard delete by another process (no trigger is bypassed), then nothing again.
+        match step {
+            1 => assert_eq!(s.delete(&format!("/Users/{}", ids[0])).await.status, 204),
+            2 => drop(s.user("walk-new@example.com").await),
+            3 => assert_eq!(s.post("/Users", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "walk00@example.com"})).await.status, 201),
+            4 => assert_eq!(s.db("acme").execute("DELETE FROM users WHERE id = ?1", [&ids[3]]).unwrap(), 1),
+            _ => {}
+        }
+        step += 1;
+    }
+    assert!(step >= 5, "the walk crossed every change ({step} pages)");
+}
+
 #[tokio::test]
 async fn search_endpoint_and_list_projection() {
     let s = TestServer::start().await;
