@@ -35,10 +35,14 @@ fn migrate_to_v8(conn: &Connection) -> StoreResult<()> {
 
 /// The `CREATE TRIGGER` statement of `name` in `schema.sql` (one line, up to `END;`).
 fn schema_trigger(name: &str) -> StoreResult<String> {
-    let head = format!("CREATE TRIGGER {name} ");
-    let start = SCHEMA.find(&head).ok_or_else(|| StoreError::Corrupt(format!("schema.sql has no trigger {name}")))?;
-    let end = SCHEMA[start..].find(" END;").map(|e| start + e + 5).ok_or_else(|| StoreError::Corrupt(format!("schema.sql: trigger {name} does not end")))?;
-    Ok(SCHEMA[start..end].to_string())
+    schema_statement(&format!("CREATE TRIGGER {name} "), " END;")
+}
+
+/// The statement of `schema.sql` that starts with `head` and ends with `end`.
+fn schema_statement(head: &str, end: &str) -> StoreResult<String> {
+    let start = SCHEMA.find(head).ok_or_else(|| StoreError::Corrupt(format!("schema.sql has no '{head}'")))?;
+    let stop = SCHEMA[start..].find(end).map(|e| start + e + end.len()).ok_or_else(|| StoreError::Corrupt(format!("schema.sql: '{head}' does not end")))?;
+    Ok(SCHEMA[start..stop].to_string())
 }
 
 /// v7: the service accounts (org admins) are not listed by `GET /Users` (issue 18), so an
@@ -61,10 +65,7 @@ fn migrate_to_v6(conn: &Connection) -> StoreResult<()> {
 
 /// The `CREATE TABLE` statement of `table` in `schema.sql`.
 fn schema_table(table: &str) -> StoreResult<String> {
-    let head = format!("CREATE TABLE {table} (");
-    let start = SCHEMA.find(&head).ok_or_else(|| StoreError::Corrupt(format!("schema.sql has no table {table}")))?;
-    let end = SCHEMA[start..].find("\n);").map(|e| start + e + 3).ok_or_else(|| StoreError::Corrupt(format!("schema.sql: {table} does not end")))?;
-    Ok(SCHEMA[start..end].to_string())
+    schema_statement(&format!("CREATE TABLE {table} ("), "\n);")
 }
 
 /// v5: stored data that was not what it claimed to be.
