@@ -203,4 +203,18 @@ CREATE TABLE tenant_files (
     stored_at  TEXT NOT NULL
 );
 
+-- v8: how often what authentication reads changed: a service account's state (name,
+-- active, role, licence, password, deletion), a bearer token, the signing key's copy. A
+-- request whose credentials were verified under this count reads it in the transaction that
+-- reads its answer, instead of reading the account and token again (store/auth_check.rs).
+INSERT INTO counters (name, n) VALUES ('auth:changes', 0);
+CREATE TRIGGER auth_changes_accounts AFTER UPDATE OF user_name, active, role, license, password_hash, deleted_at ON users WHEN (OLD.role = 'org_admin' OR NEW.role = 'org_admin') AND (OLD.user_name IS NOT NEW.user_name OR OLD.active IS NOT NEW.active OR OLD.role IS NOT NEW.role OR OLD.license IS NOT NEW.license OR OLD.password_hash IS NOT NEW.password_hash OR OLD.deleted_at IS NOT NEW.deleted_at) BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
+CREATE TRIGGER auth_changes_accounts_delete AFTER DELETE ON users WHEN OLD.role = 'org_admin' BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
+CREATE TRIGGER auth_changes_tokens_insert AFTER INSERT ON api_tokens BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
+CREATE TRIGGER auth_changes_tokens_update AFTER UPDATE ON api_tokens BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
+CREATE TRIGGER auth_changes_tokens_delete AFTER DELETE ON api_tokens BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
+CREATE TRIGGER auth_changes_keys_insert AFTER INSERT ON tenant_files BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
+CREATE TRIGGER auth_changes_keys_update AFTER UPDATE ON tenant_files BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
+CREATE TRIGGER auth_changes_keys_delete AFTER DELETE ON tenant_files BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
+
 PRAGMA user_version = 8;

@@ -7,7 +7,9 @@
 //! per-process random key) of tenant, user name, password *and the stored hash*: the
 //! plaintext is never kept, and changing the password changes the stored hash, which
 //! invalidates the entry. Whether the account is still active and an admin is read from
-//! the database on every request.
+//! the database on every request that is verified here; a SCIM GET whose credentials a
+//! request verified before reads only the auth counter instead, in the transaction of its
+//! answer (`verified.rs`, `store::auth_check`), which moves with any such change.
 //!
 //! Credentials not yet verified are checked once however many requests bring them at the
 //! same time (an IdP's 32 connections after a restart): the others wait for that check
@@ -16,6 +18,7 @@
 pub mod password;
 pub mod throttle;
 pub mod token;
+pub mod verified;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,7 +33,7 @@ use ring::rand::SystemRandom;
 use crate::clock::UtcMillis;
 use crate::model::{License, Role};
 use crate::scim::{Credential, Principal};
-use crate::store::{tokens, users};
+use crate::store::{auth_check, tokens, users};
 use crate::tenant::Tenant;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -65,6 +68,8 @@ pub enum Api {
 pub struct AuthState {
     pub credentials: CredentialCache,
     pub tokens: token::TokenCache,
+    /// SCIM credentials verified before, with the auth counter they were verified under.
+    pub verified: verified::Verified,
     pub throttle: throttle::Throttle,
     /// Tokens near expiry, from the last periodic check.
     pub expiry: token::ExpiryBoard,
@@ -81,6 +86,7 @@ impl AuthState {
         AuthState {
             credentials: CredentialCache::default(),
             tokens: token::TokenCache::default(),
+            verified: verified::Verified::default(),
             throttle: throttle::Throttle::default(),
             expiry: token::ExpiryBoard::default(),
             dummy_hash: password::unmatchable_hash(kdf_iterations),
@@ -224,7 +230,9 @@ pub async fn authenticate(
         if api == Api::TokenApi {
             return Err(AuthError::Missing(BEARER_ON_TOKEN_API));
         }
-        return authenticate_bearer(tenant, auth, rest.trim(), peer, now).await;
+        let (principal, epoch, expires) = authenticate_bearer(tenant, auth, rest.trim(), peer, now).await?;
+        auth.verified.remember(tenant.store.instance(), header, &principal, epoch, Some(expires));
+        return Ok(principal);
     }
     let (user, pass) = parse_basic(header).ok_or(AuthError::Missing("authentication required"))?;
     let keys = [throttle::Key::account(tenant_id, &user, peer), throttle::Key::Address(peer)];
@@ -235,7 +243,34 @@ pub async fn authenticate(
         Err(AuthError::Invalid) => auth.throttle.fail(&keys),
         Err(_) => {}
     }
-    result
+    let (principal, epoch) = result?;
+    if api == Api::Scim {
+        auth.verified.remember(tenant.store.instance(), header, &principal, epoch, None);
+    }
+    Ok(principal)
+}
+
+/// A SCIM request's credentials as a request verified them before (`verified.rs`), with
+/// the auth counter its reads must still find (`store::auth_check`). `None` sends the
+/// request the slow way: nothing remembered, a bearer token expired since, or a Basic
+/// caller whose address or account is throttled (refused there, as always).
+pub fn remembered(tenant: &Tenant, auth: &AuthState, authorization: Option<&str>, peer: std::net::IpAddr, now: UtcMillis) -> Option<(Principal, i64)> {
+    let header = authorization.map(str::trim)?;
+    let found = auth.verified.find(tenant.store.instance(), header, now.0 / 1000)?;
+    if let Some((user, _)) = parse_basic(header) {
+        let keys = [throttle::Key::account(tenant.id.as_str(), &user, peer), throttle::Key::Address(peer)];
+        if auth.throttle.check(&keys).is_err() {
+            return None;
+        }
+    }
+    Some(found)
+}
+
+/// Drops what `remembered` would find for this header (its counter moved).
+pub fn forget(tenant: &Tenant, auth: &AuthState, authorization: Option<&str>) {
+    if let Some(header) = authorization.map(str::trim) {
+        auth.verified.forget(tenant.store.instance(), header);
+    }
 }
 
 /// `Err(Throttled)` while any of `keys` is blocked.
@@ -281,23 +316,29 @@ pub async fn refuse_unknown_tenant(auth: &AuthState, api: Api, authorization: Op
 /// one password check, and every failure before the account's role is known answers the
 /// same 401, so neither the answer nor its timing says whether a name exists or whether
 /// a non-admin's password was right.
-async fn check_basic(tenant: &Tenant, auth: &AuthState, api: Api, user: &str, pass: String) -> Result<Principal, AuthError> {
+async fn check_basic(tenant: &Tenant, auth: &AuthState, api: Api, user: &str, pass: String) -> Result<(Principal, i64), AuthError> {
     let tenant_id = tenant.id.as_str();
     let user = user.to_string();
     let lookup = user.clone();
     let is_client = user.starts_with(CLIENT_PREFIX);
-    let found = tenant
+    // The auth counter is read in the same transaction as the account, so a credential
+    // remembered under it was right as of that counter (`store::auth_check`).
+    let (found, epoch) = tenant
         .store
         .read(move |conn| {
-            if is_client {
-                let Some((hash, user_id)) = tokens::find_client(conn, &lookup)? else { return Ok(None) };
-                Ok(users::find_account_by_id(conn, &user_id)?.map(|acc| (acc, Some(hash))))
+            let epoch = auth_check::auth_epoch(conn)?;
+            let found = if is_client {
+                match tokens::find_client(conn, &lookup)? {
+                    Some((hash, user_id)) => users::find_account_by_id(conn, &user_id)?.map(|acc| (acc, Some(hash))),
+                    None => None,
+                }
             } else {
-                Ok(users::find_account(conn, &lookup)?.map(|acc| {
+                users::find_account(conn, &lookup)?.map(|acc| {
                     let hash = acc.password_hash.clone();
                     (acc, hash)
-                }))
-            }
+                })
+            };
+            Ok((found, epoch))
         })
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))?;
@@ -337,7 +378,7 @@ async fn check_basic(tenant: &Tenant, auth: &AuthState, api: Api, user: &str, pa
     if !cached {
         auth.credentials.insert(tag);
     }
-    Ok(principal)
+    Ok((principal, epoch))
 }
 
 /// A user name as the client sent it, safe for one log line (no control characters).
@@ -374,7 +415,9 @@ fn admin_principal(tenant_id: &str, account: users::AccountRecord, via: Credenti
 /// revoked or expired token is ours and cannot be guessed (a legitimate IdP retrying with
 /// one must not lock out its shared address), and a throttled address is refused only
 /// after its token failed to verify, so a valid token always gets through.
-async fn authenticate_bearer(tenant: &Tenant, auth: &AuthState, bearer: &str, peer: std::net::IpAddr, now: UtcMillis) -> Result<Principal, AuthError> {
+/// Returns the principal, the auth counter read beside the token and account rows, and
+/// the token's expiry (Unix seconds).
+async fn authenticate_bearer(tenant: &Tenant, auth: &AuthState, bearer: &str, peer: std::net::IpAddr, now: UtcMillis) -> Result<(Principal, i64, i64), AuthError> {
     let cache = &auth.tokens;
     let tenant_id = tenant.id.as_str();
     let forgeries = [throttle::Key::Forgeries(peer)];
@@ -403,9 +446,9 @@ async fn authenticate_bearer(tenant: &Tenant, auth: &AuthState, bearer: &str, pe
         return Err(AuthError::Expired);
     }
     let (jti, sub, at) = (claims.jti.clone(), claims.sub.clone(), now.to_rfc3339());
-    let (current, account) = tenant
+    let (current, account, epoch) = tenant
         .store
-        .read(move |conn| Ok((tokens::is_current(conn, &jti, &sub, &at)?, users::find_account_by_id(conn, &sub)?)))
+        .read(move |conn| Ok((tokens::is_current(conn, &jti, &sub, &at)?, users::find_account_by_id(conn, &sub)?, auth_check::auth_epoch(conn)?)))
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))?;
     if !current {
@@ -413,5 +456,5 @@ async fn authenticate_bearer(tenant: &Tenant, auth: &AuthState, bearer: &str, pe
         return Err(AuthError::Revoked);
     }
     let account = account.ok_or(AuthError::Invalid)?;
-    admin_principal(tenant_id, account, Credential::Bearer)
+    Ok((admin_principal(tenant_id, account, Credential::Bearer)?, epoch, claims.exp))
 }

@@ -12,7 +12,16 @@ use super::response::ApiError;
 use crate::scim::ListParams;
 
 /// Reads and decodes a JSON body of at most `limit` bytes.
-pub async fn json_body(req: Request<Incoming>, limit: usize) -> Result<Value, ApiError> {
+/// A request's body: the connection's, or none (a GET run again after its credentials
+/// were verified anew, `router::scim_get`).
+pub type Body = http_body_util::Either<Incoming, http_body_util::Empty<hyper::body::Bytes>>;
+
+/// No body.
+pub fn no_body() -> Body {
+    http_body_util::Either::Right(http_body_util::Empty::new())
+}
+
+pub async fn json_body(req: Request<Body>, limit: usize) -> Result<Value, ApiError> {
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
         let mime = ct.split(';').next().unwrap_or_default().trim();

@@ -22,10 +22,12 @@ use crate::auth::{self, Api};
 use crate::clock::UtcMillis;
 use crate::scim::schema::ResourceKind;
 use crate::scim::{discovery, IfMatch, ListOutcome, Principal};
+use crate::store::auth_check::{self, Verdict};
 use crate::tenant::{Tenant, TenantId};
 
 /// Entry point for every request: route, then write one access-log line.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Result<HttpResponse, Infallible> {
+    let req = req.map(request::Body::Left);
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -75,31 +77,57 @@ struct Seen {
     tenant: Option<String>,
 }
 
-/// The tenant a request names, and the caller authenticated for it. A tenant id that is
-/// malformed is 404 before any file is touched; one that is well-formed but does not exist
-/// is refused exactly as bad credentials for an existing tenant would be (401, after as
-/// long a check), so tenant ids cannot be probed.
-async fn tenant_and_principal(
-    state: &AppState,
-    segment: &str,
-    req: &Request<Incoming>,
-    api: Api,
-    peer: std::net::IpAddr,
-    seen: &mut Seen,
-) -> Result<(Arc<Tenant>, Principal, UtcMillis), ApiError> {
+/// The tenant a request names. A tenant id that is malformed is 404 before any file is
+/// touched; one that is well-formed but does not exist is refused exactly as bad
+/// credentials for an existing tenant would be (401, after as long a check), so tenant ids
+/// cannot be probed.
+async fn tenant_of(state: &AppState, segment: &str, authorization: Option<&str>, api: Api, peer: std::net::IpAddr, seen: &mut Seen) -> Result<Arc<Tenant>, ApiError> {
     let id = TenantId::parse(segment).ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
-    let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let Some(tenant) = state.tenants.get(&id).await? else {
         return Err(ApiError::Auth(auth::refuse_unknown_tenant(&state.auth, api, authorization, peer).await));
     };
     seen.tenant = Some(id.to_string());
-    let now = (state.clock)();
-    let principal = auth::authenticate(&tenant, &state.auth, api, authorization, peer, now).await?;
-    seen.who = format!("{id}/{}", principal.user_name);
-    Ok((tenant, principal, now))
+    Ok(tenant)
 }
 
-async fn route(state: &AppState, req: Request<Incoming>, route: &Route<'_>, peer: std::net::IpAddr, seen: &mut Seen) -> Result<HttpResponse, ApiError> {
+/// A SCIM GET. Credentials a request verified before are not read again: the request runs
+/// under the auth counter they were verified with, each of its reads checks the counter in
+/// the transaction that reads its answer (`store::auth_check`), and a request whose counter
+/// moved (a revocation, deactivation, licence or key change) is verified the slow way and
+/// run again. So such a change takes effect on the very next request, as before.
+#[allow(clippy::too_many_arguments)]
+async fn scim_get(
+    state: &AppState,
+    parts: hyper::http::request::Parts,
+    tenant: Arc<Tenant>,
+    endpoint: &ScimEndpoint,
+    authorization: Option<&str>,
+    peer: std::net::IpAddr,
+    now: UtcMillis,
+    seen: &mut Seen,
+) -> Result<HttpResponse, ApiError> {
+    if let Some((principal, epoch)) = auth::remembered(&tenant, &state.auth, authorization, peer, now) {
+        let who = format!("{}/{}", tenant.id, principal.user_name);
+        let request = Request::from_parts(parts.clone(), request::no_body());
+        let (answer, verdict) = auth_check::expecting(epoch, scim_endpoint(state, request, Arc::clone(&tenant), principal, now, endpoint)).await;
+        let unchanged = match verdict {
+            Verdict::Confirmed => true,
+            Verdict::Stale => false,
+            // Nothing was read (a discovery document): the counter is read on its own.
+            Verdict::Unchecked => tenant.store.auth_unchanged(epoch).await?,
+        };
+        if unchanged {
+            seen.who = who;
+            return answer;
+        }
+        auth::forget(&tenant, &state.auth, authorization);
+    }
+    let principal = auth::authenticate(&tenant, &state.auth, Api::Scim, authorization, peer, now).await?;
+    seen.who = format!("{}/{}", tenant.id, principal.user_name);
+    scim_endpoint(state, Request::from_parts(parts, request::no_body()), tenant, principal, now, endpoint).await
+}
+
+async fn route(state: &AppState, req: Request<request::Body>, route: &Route<'_>, peer: std::net::IpAddr, seen: &mut Seen) -> Result<HttpResponse, ApiError> {
     match route {
         Route::Healthz => {
             if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -112,7 +140,19 @@ async fn route(state: &AppState, req: Request<Incoming>, route: &Route<'_>, peer
             Ok(resp)
         }
         Route::Tenant { tenant, endpoint } => {
-            let (tenant, principal, now) = tenant_and_principal(state, tenant, &req, endpoint.api(), peer, seen).await?;
+            let authorization = header(&req, hyper::header::AUTHORIZATION);
+            let authorization = authorization.as_deref();
+            let tenant = tenant_of(state, tenant, authorization, endpoint.api(), peer, seen).await?;
+            let now = (state.clock)();
+            if let TenantEndpoint::Scim(scim) = endpoint {
+                if req.method() == Method::GET {
+                    // A GET's body is never read.
+                    let (parts, _) = req.into_parts();
+                    return scim_get(state, parts, tenant, scim, authorization, peer, now, seen).await;
+                }
+            }
+            let principal = auth::authenticate(&tenant, &state.auth, endpoint.api(), authorization, peer, now).await?;
+            seen.who = format!("{}/{}", tenant.id, principal.user_name);
             match endpoint {
                 TenantEndpoint::Events => {
                     if req.method() != Method::GET {
@@ -134,7 +174,7 @@ async fn route(state: &AppState, req: Request<Incoming>, route: &Route<'_>, peer
 /// A SCIM endpoint of an authenticated tenant: the base URL and the request's `Ctx`.
 async fn scim_endpoint(
     state: &AppState,
-    req: Request<Incoming>,
+    req: Request<request::Body>,
     tenant: Arc<Tenant>,
     principal: Principal,
     now: UtcMillis,
@@ -168,11 +208,11 @@ async fn scim_endpoint(
     scim_route(state, &ctx, req, endpoint).await
 }
 
-fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<String> {
+fn header(req: &Request<request::Body>, name: hyper::header::HeaderName) -> Option<String> {
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-async fn scim_route(state: &AppState, ctx: &Ctx, req: Request<Incoming>, endpoint: &ScimEndpoint) -> Result<HttpResponse, ApiError> {
+async fn scim_route(state: &AppState, ctx: &Ctx, req: Request<request::Body>, endpoint: &ScimEndpoint) -> Result<HttpResponse, ApiError> {
     use ScimEndpoint as E;
     let method = req.method().clone();
     let base = &ctx.base_url;
@@ -218,7 +258,7 @@ async fn scim_route(state: &AppState, ctx: &Ctx, req: Request<Incoming>, endpoin
 }
 
 /// GET, PUT, PATCH or DELETE of one resource.
-async fn one_resource(state: &AppState, ctx: &Ctx, req: Request<Incoming>, kind: ResourceKind, id: &str) -> Result<HttpResponse, ApiError> {
+async fn one_resource(state: &AppState, ctx: &Ctx, req: Request<request::Body>, kind: ResourceKind, id: &str) -> Result<HttpResponse, ApiError> {
     let method = req.method().clone();
     if method == Method::GET {
         return handlers::get(ctx, kind, id, header(&req, IF_NONE_MATCH).as_deref()).await;

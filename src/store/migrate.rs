@@ -17,12 +17,30 @@ pub const CURRENT: i64 = 8;
 /// `MIGRATIONS[i]` brings a database from version `i + 1` to `i + 2`.
 const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2, migrate_to_v3, migrate_to_v4, migrate_to_v5, migrate_to_v6, migrate_to_v7, migrate_to_v8];
 
-/// v8: the `users:changes` and `groups:changes` counters and their triggers, exactly as
-/// `schema.sql` has them, so that sequential index paging resumes after the previous page
-/// (issue 19). They start at 0: a position remembered before means nothing after a restart.
+/// v8: the `users:changes`, `groups:changes` and `auth:changes` counters and their
+/// triggers, exactly as `schema.sql` has them, so that sequential index paging resumes after
+/// the previous page and a verified credential is not read again while nothing it depends
+/// on changed (issue 19). They start at 0; what was remembered is the process's, not the
+/// database's, so nothing remembered predates them.
 fn migrate_to_v8(conn: &Connection) -> StoreResult<()> {
-    conn.execute_batch("INSERT OR IGNORE INTO counters (name, n) VALUES ('users:changes', 0), ('groups:changes', 0);")?;
-    for trigger in ["users_changes_insert", "users_changes_delete", "users_changes_update", "groups_changes_insert", "groups_changes_delete", "groups_changes_update"] {
+    conn.execute_batch("INSERT OR IGNORE INTO counters (name, n) VALUES ('users:changes', 0), ('groups:changes', 0), ('auth:changes', 0);")?;
+    let triggers = [
+        "users_changes_insert",
+        "users_changes_delete",
+        "users_changes_update",
+        "groups_changes_insert",
+        "groups_changes_delete",
+        "groups_changes_update",
+        "auth_changes_accounts",
+        "auth_changes_accounts_delete",
+        "auth_changes_tokens_insert",
+        "auth_changes_tokens_update",
+        "auth_changes_tokens_delete",
+        "auth_changes_keys_insert",
+        "auth_changes_keys_update",
+        "auth_changes_keys_delete",
+    ];
+    for trigger in triggers {
         // A database that passed through v5's rebuild has them already: it takes every
         // trigger of `users` and `groups` from `schema.sql`.
         let exists: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?)", [trigger], |r| r.get(0))?;

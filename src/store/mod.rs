@@ -15,6 +15,7 @@
 
 #[cfg(test)]
 mod domain_tests;
+pub mod auth_check;
 pub mod catalogue;
 pub mod events;
 pub mod filter_sql;
@@ -26,6 +27,7 @@ mod sharing;
 pub mod tenant_files;
 pub mod tokens;
 pub mod users;
+mod window;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,8 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
 
 pub use positions::PagePositions;
+pub use window::{approx_json_bytes, Listed, Window, RESOURCE_OVERHEAD_BYTES};
+use window::{query_window, ListSource, WindowRows};
 
 /// Errors of the storage layer. The SCIM layer maps them; SQL details reach only the log.
 #[derive(Debug)]
@@ -57,6 +61,9 @@ pub enum StoreError {
     OverBudget(std::time::Duration),
     Sql(rusqlite::Error),
     Io(std::io::Error),
+    /// Something authentication reads changed since the request's credentials were
+    /// verified (`auth_check.rs`): the caller verifies them again; no client sees this.
+    AuthChanged,
 }
 
 impl fmt::Display for StoreError {
@@ -71,6 +78,7 @@ impl fmt::Display for StoreError {
             StoreError::OverBudget(budget) => write!(f, "the query ran past its budget of {} ms", budget.as_millis()),
             StoreError::Sql(e) => write!(f, "sqlite: {e}"),
             StoreError::Io(e) => write!(f, "i/o: {e}"),
+            StoreError::AuthChanged => write!(f, "the credentials' state changed since they were verified"),
         }
     }
 }
@@ -88,142 +96,6 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The schema version this binary creates and understands.
 pub const SCHEMA_VERSION: i64 = migrate::CURRENT;
 
-/// Which rows of a list query to return.
-#[derive(Clone, Copy, Debug)]
-pub enum Window {
-    /// `startIndex`/`count` paging (also cursor paging over a sorted list).
-    Offset { offset: u64, limit: u32 },
-    /// Keyset paging for cursors: rows after this primary key, in key order.
-    AfterKey { pk: i64, limit: u32 },
-}
-
-impl Window {
-    fn limit(self) -> u32 {
-        match self {
-            Window::Offset { limit, .. } | Window::AfterKey { limit, .. } => limit,
-        }
-    }
-    /// The SQL tail: an extra key condition, ORDER BY, LIMIT (one more row than asked,
-    /// to tell whether another page follows) and OFFSET.
-    fn sql(self, alias: &str, order_by: &str) -> (String, String) {
-        match self {
-            Window::Offset { offset, limit } => (String::new(), format!("ORDER BY {order_by} LIMIT {} OFFSET {offset}", u64::from(limit) + 1)),
-            Window::AfterKey { pk, limit } => (format!(" AND {alias}.pk > {pk}"), format!("ORDER BY {alias}.pk LIMIT {}", u64::from(limit) + 1)),
-        }
-    }
-}
-
-/// What a list query reads: `SELECT {select} FROM {from} {alias}`, each row mapped to
-/// its primary key and value.
-struct ListSource<'a, T> {
-    select: &'a str,
-    from: &'static str,
-    alias: &'static str,
-    /// What SCIM may see at all (not soft-deleted users nor service accounts, org-level groups).
-    visible: &'static str,
-    /// Counts the rows the `counters` row includes but `visible` does not (indexed: few).
-    uncounted: Option<&'static str>,
-    /// The counter of changes to which rows are listed (`positions.rs`).
-    changes: &'static str,
-    map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<(i64, T)>,
-}
-
-/// One window of rows, the total if it was asked for, and whether more rows follow.
-struct WindowRows<T> {
-    total: Option<u64>,
-    rows: Vec<(i64, T)>,
-    more: bool,
-}
-
-/// Runs a list query, fetching one extra row to learn whether another page follows.
-///
-/// `complete` finishes each row (loads its multi-valued attributes) and says about how
-/// many bytes it renders to. Rows stop being read once the page passes `byte_budget`
-/// (at least one is returned), so what a page holds in memory is bounded by the budget,
-/// not by `count` times the largest resource; RFC 7644 §3.4.2.4 lets a page hold fewer
-/// resources than asked, and `more` tells the caller another page follows.
-#[allow(clippy::too_many_arguments)]
-fn query_window<T>(
-    conn: &Connection,
-    source: &ListSource<'_, T>,
-    filter: &filter_sql::SqlFilter,
-    window: Window,
-    count_total: bool,
-    byte_budget: usize,
-    positions: Option<&PagePositions>,
-    complete: &mut dyn FnMut(i64, &mut T) -> StoreResult<usize>,
-) -> StoreResult<WindowRows<T>> {
-    let (from, alias) = (source.from, source.alias);
-    let params = rusqlite::params_from_iter(&filter.params);
-    let total = if count_total && filter.clause == filter_sql::SqlFilter::MATCH_ALL {
-        let n: i64 = conn
-            .prepare_cached("SELECT n FROM counters WHERE name = ?")?
-            .query_row([source.from], |r| r.get(0))?;
-        let hidden: i64 = match source.uncounted {
-            Some(sql) => conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?,
-            None => 0,
-        };
-        Some(n.saturating_sub(hidden).max(0) as u64)
-    } else if count_total {
-        let sql = format!("SELECT count(*) FROM {from} {alias} WHERE {} AND ({})", source.visible, filter.clause);
-        let n: i64 = conn.prepare_cached(&sql)?.query_row(params.clone(), |r| r.get(0))?;
-        Some(n as u64)
-    } else {
-        None
-    };
-    if window.limit() == 0 {
-        return Ok(WindowRows { total, rows: Vec::new(), more: false });
-    }
-    // An unfiltered list in key order: a page that starts where an earlier one ended, with
-    // no change to the listed rows since, resumes after its last key (`positions.rs`).
-    let walk = match (positions, window) {
-        (Some(positions), Window::Offset { offset, .. }) if filter.clause == filter_sql::SqlFilter::MATCH_ALL && filter.order.is_none() => {
-            let changes: i64 = conn.prepare_cached("SELECT n FROM counters WHERE name = ?")?.query_row([source.changes], |r| r.get(0))?;
-            Some((positions, offset, changes))
-        }
-        _ => None,
-    };
-    let resumed = match (walk, window) {
-        (Some((positions, offset, changes)), Window::Offset { limit, .. }) if offset > 0 => {
-            positions.find(source.from, offset, changes).map(|pk| Window::AfterKey { pk, limit })
-        }
-        _ => None,
-    };
-    let (extra, tail) = resumed.unwrap_or(window).sql(alias, &filter.order_by(alias));
-    let sql = format!("SELECT {} FROM {from} {alias} WHERE {} AND ({}){extra} {tail}", source.select, source.visible, filter.clause);
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut cursor = stmt.query(params)?;
-    let (mut rows, mut bytes, mut more) = (Vec::new(), 0usize, false);
-    while let Some(row) = cursor.next()? {
-        if rows.len() >= window.limit() as usize || bytes >= byte_budget {
-            more = true;
-            break;
-        }
-        let (pk, mut item) = (source.map)(row)?;
-        bytes = bytes.saturating_add(complete(pk, &mut item)?);
-        rows.push((pk, item));
-    }
-    if let (Some((positions, offset, changes)), Some((last, _))) = (walk, rows.last()) {
-        positions.remember(source.from, offset + rows.len() as u64, *last, changes);
-    }
-    Ok(WindowRows { total, rows, more })
-}
-
-/// About how many bytes a JSON value takes when serialised (escapes not counted): what
-/// the page budget of a list counts.
-pub fn approx_json_bytes(value: &serde_json::Value) -> usize {
-    use serde_json::Value;
-    match value {
-        Value::Null | Value::Bool(_) => 5,
-        Value::Number(_) => 12,
-        Value::String(s) => s.len() + 2,
-        Value::Array(items) => 2 + items.iter().map(|v| approx_json_bytes(v) + 1).sum::<usize>(),
-        Value::Object(obj) => 2 + obj.iter().map(|(k, v)| k.len() + 4 + approx_json_bytes(v)).sum::<usize>(),
-    }
-}
-
-/// What a rendered resource adds to its attributes (schemas, id, meta with location).
-pub const RESOURCE_OVERHEAD_BYTES: usize = 400;
 
 /// Every counter in `counters`, counted from the rows: what the triggers keep. The one
 /// definition of what each counter counts, used to fill them (migration to v4) and to check
@@ -252,16 +124,6 @@ pub fn tenant_counts(conn: &Connection) -> StoreResult<(i64, i64, i64)> {
     Ok((counter("users")?, active, counter("groups")?))
 }
 
-/// One page of a list query.
-pub struct Listed {
-    /// The number of matches, when it was asked for (cursor walks skip the count).
-    pub total: Option<u64>,
-    pub items: Vec<crate::model::StoredResource>,
-    /// The key of the last row returned, for the next cursor.
-    pub last_pk: Option<i64>,
-    /// Whether more rows follow this page.
-    pub more: bool,
-}
 
 /// Opens a connection with the pragmas every connection needs.
 fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
@@ -458,7 +320,13 @@ pub struct Store {
     scans: Arc<tokio::sync::Semaphore>,
     /// Where index-paged walks of this tenant's lists stopped.
     positions: Arc<PagePositions>,
+    /// This open's number, unique in the process: what is remembered of an open store (a
+    /// verified credential) is not taken for another open of the same path.
+    instance: u64,
 }
+
+/// The next `Store::instance`.
+static INSTANCES: AtomicU64 = AtomicU64::new(1);
 
 impl Store {
     /// Opens (creating and migrating if needed) the database and starts its writer.
@@ -483,6 +351,7 @@ impl Store {
             readers: Arc::new(Mutex::new(vec![first_reader])),
             scans: Arc::new(tokio::sync::Semaphore::new(concurrent_scans())),
             positions: Arc::default(),
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -563,12 +432,21 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Db<'_>) -> StoreResult<T> + Send + 'static,
     {
-        with_reader(&self.readers, &self.path, None, job)
+        let expect = auth_check::expected();
+        let (result, passed) = with_reader(&self.readers, &self.path, None, expect, job);
+        auth_check::note(passed);
+        result
     }
 
     /// `read` for a caller that is not on the async runtime (a tenant being dropped).
     pub fn read_blocking<T>(&self, job: impl FnOnce(&Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        with_reader(&self.readers, &self.path, None, job)
+        with_reader(&self.readers, &self.path, None, None, job).0
+    }
+
+    /// Whether the auth counter is still `epoch` (`auth_check.rs`), for a request that
+    /// made no read of its own to check it in.
+    pub async fn auth_unchanged(&self, epoch: i64) -> StoreResult<bool> {
+        self.read(move |conn| Ok(auth_check::auth_epoch(conn)? == epoch)).await
     }
 
     /// Runs `job` on a pooled read connection on the blocking thread pool: for reads whose
@@ -590,13 +468,20 @@ impl Store {
         let permit = Arc::clone(&self.scans).acquire_owned().await.map_err(|_| StoreError::Closed)?;
         let pool = Arc::clone(&self.readers);
         let path = self.path.clone();
+        let expect = auth_check::expected();
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            with_reader(&pool, &path, Some((&watch, budget)), job)
+            with_reader(&pool, &path, Some((&watch, budget)), expect, job)
         });
-        let result = task.await.map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        let (result, passed) = task.await.map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        auth_check::note(passed);
         let _ = finished.send(());
         result
+    }
+
+    /// This open's number, unique in the process.
+    pub fn instance(&self) -> u64 {
+        self.instance
     }
 
     /// Where index-paged walks of this tenant's lists stopped, for list jobs to resume from.
@@ -633,21 +518,41 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
+/// Runs `job` in one read transaction on a pooled connection. With `expect`, the auth
+/// counter is checked first in that transaction (`auth_check.rs`): the second value says
+/// whether it was unchanged (`None`: not checked), and a moved counter runs no job.
 fn with_reader<T>(
     pool: &Mutex<Vec<Connection>>,
     path: &Path,
     watch: Option<(&ScanWatch, Duration)>,
+    expect: Option<i64>,
     job: impl FnOnce(&Db<'_>) -> StoreResult<T>,
-) -> StoreResult<T> {
+) -> (StoreResult<T>, Option<bool>) {
     let pooled = pool.lock().ok().and_then(|mut p| p.pop());
     let conn = match pooled {
         Some(c) => c,
-        None => open_connection(path, true)?,
+        None => match open_connection(path, true) {
+            Ok(c) => c,
+            Err(e) => return (Err(e), None),
+        },
     };
+    let mut passed = None;
     // One read transaction for the whole job: its statements see one snapshot (a user and
     // its emails from the same commit), and the WAL read lock is taken once, not per
     // statement, which was most of a GET's cost.
     let result = match conn.prepare_cached("BEGIN").and_then(|mut s| s.execute([])) {
+        Ok(_) if expect.is_some_and(|epoch| {
+            let unchanged = auth_check::check(&conn, epoch);
+            passed = Some(unchanged.is_ok());
+            unchanged.is_err()
+        }) =>
+        {
+            if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
+                log::error!(target: "scimd::store", "ending a read transaction failed: {e}");
+                return (Err(e.into()), passed);
+            }
+            Err(StoreError::AuthChanged)
+        }
         Ok(_) => {
             // A panicking job fails alone (its caller gets an error); the watch is disarmed
             // whatever the job did.
@@ -666,7 +571,7 @@ fn with_reader<T>(
             };
             if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
                 log::error!(target: "scimd::store", "ending a read transaction failed: {e}");
-                return Err(e.into());
+                return (Err(e.into()), passed);
             }
             result
         }
@@ -677,7 +582,7 @@ fn with_reader<T>(
             p.push(conn);
         }
     }
-    result
+    (result, passed)
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>) {

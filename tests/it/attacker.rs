@@ -261,13 +261,23 @@ async fn key_files_are_never_written_or_read_through_a_symlink() {
     let token = s.client.as_(&admin, Method::GET, TOKEN).await.body["token"].as_str().unwrap().to_string();
     let bearer = format!("Bearer {token}");
     assert_eq!(s.client.as_(&bearer, Method::GET, "/t/acme/scim/v2/Users").await.status, 200);
-    // A private key replaced by a symlink (to an otherwise acceptable copy) is refused.
+    // A second admin's token, issued now and first used after the swap below.
+    let hash = scimd::auth::password::hash_password("second-admin-pass", 1000);
+    s.db("acme")
+        .execute("INSERT INTO users (id, user_name, user_name_key, active, role, password_hash, license, created, last_modified) VALUES ('adm2', 'admin2', 'admin2', 1, 'org_admin', ?1, 'creator', 'x', 'x')", [&hash])
+        .unwrap();
+    let second = s.client.as_(&crate::support::basic("admin2", "second-admin-pass"), Method::GET, TOKEN).await;
+    let second = format!("Bearer {}", second.body["token"].as_str().unwrap());
+    // A private key replaced by a symlink (to an otherwise acceptable copy) is refused when
+    // the key is next loaded: here, to verify a token no request verified before. (Tokens
+    // verified before are not checked against the file again: key changes reach a running
+    // server through the database, as keygen and delete-key make them.)
     let copy = s.dir.path().join("copied.key.pem");
     std::fs::copy(data.private_key(&acme), &copy).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::remove_file(data.private_key(&acme)).unwrap();
     std::os::unix::fs::symlink(&copy, data.private_key(&acme)).unwrap();
-    s.client.as_(&bearer, Method::GET, "/t/acme/scim/v2/Users").await.assert_error(401, None);
+    s.client.as_(&second, Method::GET, "/t/acme/scim/v2/Users").await.assert_error(401, None);
 }
 
 /// Every file and directory under `dir` grants nothing to group or others.

@@ -122,3 +122,36 @@ async fn a_login_storm_checks_the_password_once() {
     assert_eq!(users_with(&s, "acme", Some(&basic("storm", "storm-password-1"))).await.status, 200);
     assert_eq!(password_checks(&s).await, before);
 }
+
+/// Issue 19: a SCIM GET whose credentials a request verified before reads neither the
+/// account nor the token again; its own read checks the tenant's auth counter instead. Shown
+/// by changing the account behind the triggers' back (the trigger dropped): the change goes
+/// unseen until the counter moves, and then the very next request sees it, for a Basic and
+/// a bearer caller, on a resource read and on a discovery document (which reads nothing).
+#[tokio::test]
+async fn a_verified_credential_is_not_read_again_while_nothing_it_depends_on_changed() {
+    let s = TestServer::start().await;
+    assert_eq!(s.client.as_(&s.auth, Method::POST, "/t/acme/rest/token/apiKeygen").await.status, 201);
+    let token = s.client.as_(&s.auth, Method::GET, "/t/acme/rest/token").await;
+    assert_eq!(token.status, 200, "{}", token.body);
+    let bearer = format!("Bearer {}", token.body["token"].as_str().unwrap());
+    let get = |auth: String, path: &'static str| {
+        let client = s.client.clone();
+        async move { client.as_(&auth, Method::GET, path).await.status.as_u16() }
+    };
+    for auth in [s.auth.clone(), bearer.clone()] {
+        assert_eq!(get(auth.clone(), "/t/acme/scim/v2/Users").await, 200);
+    }
+    let db = s.db("acme");
+    db.execute_batch("DROP TRIGGER auth_changes_accounts").unwrap();
+    db.execute("UPDATE users SET license = 'none' WHERE user_name = ?1", [ADMIN]).unwrap();
+    for auth in [s.auth.clone(), bearer.clone()] {
+        assert_eq!(get(auth.clone(), "/t/acme/scim/v2/Users").await, 200, "the account was not read again");
+        assert_eq!(get(auth.clone(), "/t/acme/scim/v2/ServiceProviderConfig").await, 200);
+    }
+    db.execute("UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'", []).unwrap();
+    for auth in [s.auth.clone(), bearer.clone()] {
+        assert_eq!(get(auth.clone(), "/t/acme/scim/v2/ServiceProviderConfig").await, 403, "the counter moved: read again, licence gone");
+        assert_eq!(get(auth.clone(), "/t/acme/scim/v2/Users").await, 403);
+    }
+}
