@@ -40,6 +40,9 @@ fn migrate_to_v8(conn: &Connection) -> StoreResult<()> {
         "auth_changes_keys_update",
         "auth_changes_keys_delete",
     ];
+    // Made by v5's rebuild already when it ran from this schema (it takes every index of
+    // `users` from `schema.sql`).
+    conn.execute_batch(&schema_statement("CREATE INDEX users_listed ", ";")?.replacen("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))?;
     for trigger in triggers {
         // A database that passed through v5's rebuild has them already: it takes every
         // trigger of `users` and `groups` from `schema.sql`.
