@@ -87,7 +87,7 @@ if append:
                        f"({seed['creates_per_second']:,.0f} creates/s), a group of {seed['group_members']:,} members "
                        f"in {seed['group_seconds']} s.\n")
         out.append("\n| phase | seconds | req/s | of ceiling | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|\n")
-        for phase in ("get_by_id", "filter_username_eq", "list_page_100", "patch_active", "member_add", "member_remove", "create"):
+        for phase in ("get_by_id", "filter_username_eq", "list_page_100", "get_group_100k", "list_groups_no_members", "patch_active", "member_add", "member_remove", "create"):
             if phase in at:
                 r = at[phase]
                 share = f"{r['rps'] / ceiling['rps']:.0%}" if ceiling else "–"
@@ -101,7 +101,7 @@ if append:
         extra = []
         if "startup" in at:
             extra.append(f"start-up {at['startup']['ready_ms']:.0f} ms to READY=1, {at['startup']['healthz_ms']:.0f} ms to the first /healthz")
-        for label in ("start", "after_phases"):
+        for label in ("start", "after_phases", "after_group"):
             m = at.get(f"memory_{label}")
             if m:
                 extra.append(f"RSS {label.replace('_', ' ')} {m['rss_mib']:.1f} MiB (peak {m['hwm_mib']:.1f} MiB)")

@@ -7,7 +7,8 @@
 #   3. a restart, timing start-up (READY=1 and first /healthz) and reading RSS;
 #   4. fixed-duration wrk phases over 16 keep-alive TLS connections: get by id, filter
 #      userName eq, list a page of 100, PATCH active, add one member to the big group,
-#      remove one, create; then RSS again;
+#      remove one, create; Okta's import walk (bench-import); then RSS again; a page of
+#      groups without members, the big group read whole by one client, and RSS again;
 # and once per run the ceiling (bench-ceiling: hyper + tokio-rustls, fixed 300-byte JSON)
 # and the durable-insert baseline (bench-insert-loop). Every result is a JSON line in
 # $BENCH_DIR/results.jsonl; benches/report.py turns them into BENCHMARKS.md's entry.
@@ -129,6 +130,14 @@ for N in $SIZES; do
     echo "reading all users by index paging" >&2
     record "$N" "$(sed 's/^{/{"phase":"import",/' <<<"$("$BIN/examples/bench-import" --base "$BASE" --ca "$DATA/certs/ca.pem" --token "$TOKEN")")"
     memory "$N" after_phases "$SERVER_PID"
+    # Groups (issue 19), after the RSS reading: a page of groups without their members, and
+    # the 100,000-member group read whole (a 16 MB answer) by one client, then RSS again.
+    phase "$N" "$MEMBER_SECONDS" list_groups.lua "$BASE" -H "$AUTH"
+    SAVED_THREADS=$THREADS SAVED_CONNECTIONS=$CONNECTIONS
+    THREADS=1 CONNECTIONS=1
+    phase "$N" "$MEMBER_SECONDS" get_group.lua "$BASE" -H "$AUTH"
+    THREADS=$SAVED_THREADS CONNECTIONS=$SAVED_CONNECTIONS
+    memory "$N" after_group "$SERVER_PID"
     stop_server
     record "$N" "{\"phase\":\"disk\",\"database_mib\":$(du -sm "$DATA/tenants/demo" | cut -f1)}"
     CERTS=$DATA/certs

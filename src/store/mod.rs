@@ -214,7 +214,10 @@ pub fn fds_per_open_tenant() -> usize {
 
 /// How many scans of one tenant run at once: one per core, at least two.
 fn concurrent_scans() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
+    // Asked once: `available_parallelism` reads the cgroup's CPU quota from files, and this
+    // is asked on every read (the pool's bound), so it was a few file reads per request.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(2))
 }
 
 /// The time budget of one scan unless `serve` sets another (`query_timeout_ms`).
