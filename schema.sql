@@ -215,7 +215,7 @@ INSERT INTO counters (name, n) VALUES ('auth:changes', 0);
 CREATE TRIGGER auth_changes_accounts AFTER UPDATE OF user_name, active, role, license, password_hash, deleted_at ON users WHEN (OLD.role = 'org_admin' OR NEW.role = 'org_admin') AND (OLD.user_name IS NOT NEW.user_name OR OLD.active IS NOT NEW.active OR OLD.role IS NOT NEW.role OR OLD.license IS NOT NEW.license OR OLD.password_hash IS NOT NEW.password_hash OR OLD.deleted_at IS NOT NEW.deleted_at) BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
 CREATE TRIGGER auth_changes_accounts_delete AFTER DELETE ON users WHEN OLD.role = 'org_admin' BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
 CREATE TRIGGER auth_changes_tokens_insert AFTER INSERT ON api_tokens BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
-CREATE TRIGGER auth_changes_tokens_update AFTER UPDATE ON api_tokens BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
+CREATE TRIGGER auth_changes_tokens_update AFTER UPDATE OF token_id, user_id, expires_at, revoked_at ON api_tokens BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
 CREATE TRIGGER auth_changes_tokens_delete AFTER DELETE ON api_tokens BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
 CREATE TRIGGER auth_changes_keys_insert AFTER INSERT ON tenant_files BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
 CREATE TRIGGER auth_changes_keys_update AFTER UPDATE ON tenant_files BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::tenant::keys::{KeyError, SigningKey};
 use crate::clock::UtcMillis;
 use crate::store::events::{self, Action};
-use crate::store::{new_resource_id, tenant_files, tokens, StoreError};
+use crate::store::{auth_check, new_resource_id, tenant_files, tokens, StoreError};
 use crate::tenant::Tenant;
 
 pub const PREFIX: &str = "apikey_";
@@ -180,6 +180,8 @@ pub async fn revoke(tenant: &Tenant, actor: &str, user_id: &str, now: UtcMillis)
 
 /// Generates a new signing key (invalidating every token) and returns its fingerprint.
 pub async fn keygen(tenant: std::sync::Arc<Tenant>, actor: &str, now: UtcMillis) -> Result<String, TokenError> {
+    // Tokens verified before stop here, before the files change (`store::auth_check`).
+    tenant.store.write(|conn| auth_check::bump(conn)).await?;
     let t = std::sync::Arc::clone(&tenant);
     let (fingerprint, copies) = tokio::task::spawn_blocking(move || t.keys.generate().and_then(|fp| Ok((fp, t.keys.copies()?))))
         .await
@@ -201,6 +203,8 @@ pub async fn keygen(tenant: std::sync::Arc<Tenant>, actor: &str, now: UtcMillis)
 /// Deletes the signing key; every token is rejected from now on. Returns whether one existed.
 pub async fn delete_key(tenant: &Tenant, actor: &str, now: UtcMillis) -> Result<bool, TokenError> {
     let fingerprint = tenant.keys.current().map(|k| k.fingerprint.clone()).unwrap_or_default();
+    // Tokens verified before stop here, before the files change (`store::auth_check`).
+    tenant.store.write(|conn| auth_check::bump(conn)).await?;
     let existed = tenant.keys.delete().map_err(TokenError::Key)?;
     let copies = tenant.keys.copies().map_err(TokenError::Key)?;
     let (at, actor) = (now.to_rfc3339(), actor.to_string());

@@ -36,10 +36,17 @@ impl Default for Verified {
 }
 
 impl Verified {
+    /// The entry's key. The header is taken as the parser reads it (scheme in any case, any
+    /// spaces before the credential), so one credential is one entry however it is spaced:
+    /// a caller cannot fill the table with one valid credential written many ways.
     fn tag(&self, store: u64, header: &str) -> [u8; 32] {
+        let header = header.trim();
+        let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
         let mut ctx = hmac::Context::with_key(&self.key);
         ctx.update(&store.to_be_bytes());
-        ctx.update(header.as_bytes());
+        ctx.update(scheme.to_ascii_lowercase().as_bytes());
+        ctx.update(b" ");
+        ctx.update(rest.trim().as_bytes());
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.sign().as_ref());
         out
@@ -72,5 +79,26 @@ impl Verified {
         if let Ok(mut entries) = self.entries.lock() {
             entries.remove(&tag);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::Credential;
+
+    #[test]
+    fn one_credential_is_one_entry_however_it_is_written() {
+        let v = Verified::default();
+        let p = Principal { user_id: "u".into(), user_name: "admin".into(), via: Credential::Bearer };
+        v.remember(1, "Bearer apikey_x", &p, 7, None);
+        for header in ["bearer apikey_x", "BEARER    apikey_x", " Bearer apikey_x  "] {
+            assert_eq!(v.find(1, header, 0).map(|(_, e)| e), Some(7), "{header:?}");
+        }
+        assert!(v.find(2, "Bearer apikey_x", 0).is_none(), "another open of the store");
+        assert!(v.find(1, "Bearer apikey_y", 0).is_none());
+        v.remember(1, "bearer   apikey_x", &p, 8, Some(100));
+        assert_eq!(v.entries.lock().unwrap().len(), 1);
+        assert!(v.find(1, "Bearer apikey_x", 100).is_none(), "expired");
     }
 }

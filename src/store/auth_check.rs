@@ -27,6 +27,14 @@ pub fn auth_epoch(conn: &Connection) -> StoreResult<i64> {
     Ok(conn.prepare_cached("SELECT n FROM counters WHERE name = ?")?.query_row([AUTH_CHANGES], |r| r.get(0))?)
 }
 
+/// Moves the counter: for a change authentication depends on that is not in the database
+/// (the key files), made before the change, so no request verified before it outlives it
+/// even if the change's own write to the database never happens.
+pub fn bump(conn: &Connection) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE counters SET n = n + 1 WHERE name = ?")?.execute([AUTH_CHANGES])?;
+    Ok(())
+}
+
 /// `Err(AuthChanged)` unless the counter is still `epoch`.
 pub(super) fn check(conn: &Connection, epoch: i64) -> StoreResult<()> {
     if auth_epoch(conn)? == epoch { Ok(()) } else { Err(StoreError::AuthChanged) }

@@ -3,8 +3,10 @@
 //!
 //! ring signs and verifies but cannot generate RSA keys, so generation uses the `rsa`
 //! crate, fed by ring's system RNG. The loaded key is cached and re-read when the file
-//! changes (the CLI may generate or delete keys while the server runs), so deleting or
-//! replacing the key invalidates every token on the next request.
+//! changes (the CLI may generate or delete keys while the server runs). Tokens a request
+//! verified before are not checked against the file again: `token keygen`, `delete-key`
+//! and the token API move the database's auth counter first (`store::auth_check`), so
+//! deleting or replacing the key through them invalidates every token on the next request.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
