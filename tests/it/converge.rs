@@ -380,3 +380,16 @@ async fn each_leniency_under_both_dialects() {
         }
     }
 }
+
+/// A group member that is a service account is left alone, as a local user is (README,
+/// "What the SCIM surface does"): not added, an `ignore` event, and the request succeeds.
+#[tokio::test]
+async fn a_service_account_named_as_a_member_is_left_alone() {
+    let s = TestServer::start().await;
+    let admin: String = s.db("acme").query_row("SELECT id FROM users WHERE role = 'org_admin'", [], |r| r.get(0)).unwrap();
+    let gid = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "G"})).await.body["id"].as_str().unwrap().to_string();
+    let r = s.patch(&format!("/Groups/{gid}"), fixture("entra/update_group_add_members.json", &[("user", &admin)])).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(member_ids(&s, &gid).await.is_empty(), "the service account did not join");
+    assert_eq!(ignored_reasons(&s), ["local user not managed by the IdP"]);
+}
