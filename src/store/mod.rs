@@ -544,22 +544,17 @@ fn with_reader<T>(
     // its emails from the same commit), and the WAL read lock is taken once, not per
     // statement, which was most of a GET's cost.
     let result = match conn.prepare_cached("BEGIN").and_then(|mut s| s.execute([])) {
-        Ok(_) if expect.is_some_and(|epoch| {
-            let unchanged = auth_check::check(&conn, epoch);
-            passed = Some(unchanged.is_ok());
-            unchanged.is_err()
-        }) =>
-        {
-            if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
-                log::error!(target: "scimd::store", "ending a read transaction failed: {e}");
-                return (Err(e.into()), passed);
-            }
-            Err(StoreError::AuthChanged)
-        }
         Ok(_) => {
             // A panicking job fails alone (its caller gets an error); the watch is disarmed
-            // whatever the job did.
-            let guarded = std::panic::AssertUnwindSafe(|| job(&Db(&conn)));
+            // whatever the job did. The auth counter is the job's first read, in its snapshot.
+            let guarded = std::panic::AssertUnwindSafe(|| {
+                if let Some(epoch) = expect {
+                    let unchanged = auth_check::check(&conn, epoch);
+                    passed = Some(unchanged.is_ok());
+                    unchanged?;
+                }
+                job(&Db(&conn))
+            });
             let run = move || std::panic::catch_unwind(guarded).unwrap_or_else(|panic| Err(StoreError::Panicked(panic_text(&panic))));
             let result = match watch {
                 None => run(),

@@ -101,12 +101,10 @@ pub(super) fn query_window<T>(
         }
         _ => None,
     };
-    let resumed = match (walk, window) {
-        (Some((positions, offset, changes)), Window::Offset { limit, .. }) if offset > 0 => {
-            positions.find(source.from, offset, changes).map(|pk| Window::AfterKey { pk, limit })
-        }
-        _ => None,
-    };
+    let resumed = walk
+        .filter(|&(_, offset, _)| offset > 0)
+        .and_then(|(positions, offset, changes)| positions.find(source.from, offset, changes))
+        .map(|pk| Window::AfterKey { pk, limit: window.limit() });
     let (extra, tail) = resumed.unwrap_or(window).sql(alias, &filter.order_by(alias));
     let sql = format!("SELECT {} FROM {from} {alias} WHERE {} AND ({}){extra} {tail}", source.select, source.visible, filter.clause);
     let mut stmt = conn.prepare_cached(&sql)?;
