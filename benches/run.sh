@@ -87,7 +87,7 @@ phase() { # size seconds script url extra-wrk-args...
         kill -INT "$perf_pid"
         wait "$perf_pid" || true
         perf report -i "$WORK/perf-$PROFILE-$size.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
-            | grep -v '^#' | grep -v '^$' | head -40 >"$WORK/perf-$PROFILE-$size.txt"
+            | grep -v '^#' | grep -v '^$' | head -40 >"$WORK/perf-$PROFILE-$size.txt" || true # head closes the pipe: SIGPIPE
     fi
     if [ -s "$WORK/wrk.err" ]; then
         sed 's/^/wrk: /' "$WORK/wrk.err" | sort | uniq -c | head -5 >&2

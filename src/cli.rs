@@ -71,6 +71,9 @@ pub enum Command {
     /// Search the activity log
     #[command(after_long_help = text::LOG)]
     Log(LogArgs),
+    /// Rehearse an IdP's first sync on a copy of a tenant, then make it live or drop it
+    #[command(subcommand, after_long_help = text::SHADOW)]
+    Shadow(ShadowCommand),
     /// Certificates for a demo or a test
     #[command(subcommand, after_long_help = text::CERT)]
     Cert(CertCommand),
@@ -484,6 +487,33 @@ pub struct CheckArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShadowCommand {
+    /// Copy the tenant's database; its SCIM requests run against the copy from now on
+    Start {
+        #[command(flatten)]
+        on: TenantArg,
+    },
+    /// What the IdP would do to the live data, from what it did to the copy
+    Report {
+        #[command(flatten)]
+        on: TenantArg,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the copy live in one transaction (refused if the live database changed)
+    Promote {
+        #[command(flatten)]
+        on: TenantArg,
+    },
+    /// Drop the copy; SCIM requests run against the live database again
+    Discard {
+        #[command(flatten)]
+        on: TenantArg,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -5,13 +5,19 @@
 //! DATA_DIR/tenants/<tenant-id>/tenant.toml                 per-tenant settings (optional)
 //! DATA_DIR/tenants/<tenant-id>/keys/token-signing.key.pem  RSA private key, PKCS#8, 0600
 //! DATA_DIR/tenants/<tenant-id>/keys/token-signing.pub.pem  its public key (SPKI)
+//! DATA_DIR/tenants/<tenant-id>/shadow/shadow.db           the IdP's rehearsal (shadow mode)
+//! DATA_DIR/tenants/<tenant-id>/shadow/shadow.json         when it started, what live was then
+//! DATA_DIR/tenants/<tenant-id>/shadow/refusals.jsonl      what the IdP was refused meanwhile
 //! DATA_DIR/catalogue.db                                    tenants as of their last close
+//! DATA_DIR/control.sock                                    the running server's command socket
+//! DATA_DIR/serve.lock                                      held (shared) while a server runs
 //! ```
 //! A tenant id matches `[a-z0-9][a-z0-9-]{0,62}`; anything else is rejected before any
 //! path is built, so a request can never name a file outside the data directory.
 
 pub mod keys;
 pub mod registry;
+pub mod shadow;
 
 pub use registry::{TenantLimits, TenantRegistry};
 
@@ -141,6 +147,30 @@ impl DataDir {
     }
     pub fn public_key(&self, id: &TenantId) -> PathBuf {
         self.keys_dir(id).join("token-signing.pub.pem")
+    }
+    /// Shadow mode's folder (issue 20). Its database is not called `scim.db`: Litestream's
+    /// pattern must not replicate a rehearsal as if it were a tenant.
+    pub fn shadow_dir(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join("shadow")
+    }
+    pub fn shadow_database(&self, id: &TenantId) -> PathBuf {
+        self.shadow_dir(id).join("shadow.db")
+    }
+    pub fn shadow_info(&self, id: &TenantId) -> PathBuf {
+        self.shadow_dir(id).join("shadow.json")
+    }
+    pub fn shadow_refusals(&self, id: &TenantId) -> PathBuf {
+        self.shadow_dir(id).join("refusals.jsonl")
+    }
+    /// The running server's command socket: the data directory is the service user's
+    /// alone (0700), so only that user (and root) can reach it.
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+    /// Held (flock, shared) by every running server: a command that takes it exclusively
+    /// knows none is running.
+    pub fn serve_lock(&self) -> PathBuf {
+        self.root.join("serve.lock")
     }
     /// Where the demo keeps its certificate and credentials.
     pub fn demo_cert_dir(&self) -> PathBuf {
@@ -518,6 +548,12 @@ pub struct Tenant {
     catalogue: Arc<Catalogue>,
     /// Set by the first `close`: dropping a closed tenant does nothing more.
     closed: std::sync::atomic::AtomicBool,
+    /// Shadow mode (`tenant/shadow.rs`): the rehearsal SCIM requests run against, if any,
+    /// behind the gate every SCIM request holds and a switch takes alone.
+    pub(crate) shadow: shadow::Gate,
+    pub(crate) shadow_files: shadow::Files,
+    /// This is a rehearsal's copy, not a live tenant: never recorded in the catalogue.
+    is_shadow: bool,
 }
 
 /// Whoever closes a tenant (the server's registry, a CLI command) records it in the
@@ -547,7 +583,42 @@ impl Tenant {
         }
         data.restrict_tenant(id);
         let catalogue = Arc::clone(&data.catalogue);
-        Ok(Tenant { id: id.clone(), store, settings: std::sync::RwLock::new(Arc::new(settings)), settings_path: data.settings_file(id), keys, catalogue, closed: Default::default() })
+        let shadow_files = shadow::Files::of(data, id);
+        // A tenant in shadow mode opens with its rehearsal: the IdP's requests must never
+        // reach the live database while it lasts, restart or not.
+        let rehearsal = if shadow_files.active() { Some(Arc::new(Tenant::open_shadow(data, id)?)) } else { None };
+        Ok(Tenant {
+            id: id.clone(),
+            store,
+            settings: std::sync::RwLock::new(Arc::new(settings)),
+            settings_path: data.settings_file(id),
+            keys,
+            catalogue,
+            closed: Default::default(),
+            shadow: shadow::Gate::new(rehearsal),
+            shadow_files,
+            is_shadow: false,
+        })
+    }
+
+    /// The rehearsal's copy of a tenant in shadow mode: its own database, the tenant's
+    /// settings and keys.
+    fn open_shadow(data: &DataDir, id: &TenantId) -> Result<Tenant, StoreError> {
+        let settings = TenantSettings::load(&data.settings_file(id)).map_err(StoreError::Corrupt)?;
+        let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
+        let store = Store::open(&data.shadow_database(id))?;
+        Ok(Tenant {
+            id: id.clone(),
+            store,
+            settings: std::sync::RwLock::new(Arc::new(settings)),
+            settings_path: data.settings_file(id),
+            keys,
+            catalogue: Arc::clone(&data.catalogue),
+            closed: Default::default(),
+            shadow: shadow::Gate::new(None),
+            shadow_files: shadow::Files::of(data, id),
+            is_shadow: true,
+        })
     }
 
     /// Stops the tenant's store (the writer finishes what is queued) and records the tenant
@@ -557,6 +628,13 @@ impl Tenant {
     /// next start tells a tenant that changed without being recorded: `backfill_catalogue`).
     pub fn close(&self) {
         if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        if let Some(rehearsal) = self.shadow.current() {
+            rehearsal.close();
+        }
+        if self.is_shadow {
+            self.store.close();
             return;
         }
         let summary = self.store.write_blocking(|db| catalogue::summarise(db));
@@ -577,6 +655,9 @@ impl Tenant {
         let fresh = TenantSettings::load(&self.settings_path)?;
         if let Ok(mut s) = self.settings.write() {
             *s = Arc::new(fresh);
+        }
+        if let Some(rehearsal) = self.shadow.current() {
+            rehearsal.reload_settings()?;
         }
         info!(target: "scimd::tenant", "tenant {}: reloaded {}", self.id, self.settings_path.display());
         Ok(())

@@ -137,6 +137,35 @@ pub const LOG: &str = "DESCRIPTION
     RFC 3339 (2026-11-01T00:00:00Z). The application follows the same log over HTTP with
     GET /t/ID/events?after=SEQ&limit=N.";
 
+pub const SHADOW: &str = "DESCRIPTION
+    Shadow mode rehearses a new IdP connection before it changes anything. start copies the
+    tenant's database (one consistent snapshot; the live tenant keeps serving) and from then
+    on the tenant's SCIM requests run against the copy and are answered exactly as the live
+    tenant would answer them: same ids, errors and ETags, so the IdP's cycle completes and its
+    own logs show the real refusals. The database the application reads does not change, nor
+    does its activity log; the token API and the events feed stay live.
+
+    report says what the IdP would do to the live data: users created, updated (field by
+    field), deactivated, restored, adopted (local users it takes over) and renamed (userName
+    changes); what it was refused and why; the licences they would get; groups created and
+    linked by name (with the members they keep); memberships added and removed, inactive
+    Basic-auth members that would leave synced groups, and policy effects. Fix the data
+    (scimd sanitize, rename a clashing group), discard, start and run the IdP again.
+
+    promote makes the copy live in one transaction and sends SCIM requests to the live
+    database again; the IdP's ids keep working. It is refused, and the rehearsal goes on, if
+    the live database changed since start (a local user added, a token issued): discard and
+    start again. discard drops the copy; the IdP's changes are forgotten.
+
+    With the server running, start, promote and discard are done by the server (through
+    DIR/control.sock): requests under way finish first and new ones wait, so none is lost or
+    answered from a half-switched tenant. With it stopped, the command does them itself.
+
+EXAMPLES
+    scimd shadow start --tenant acme
+    scimd shadow report --tenant acme --json
+    scimd shadow promote --tenant acme";
+
 pub const CERT: &str = "DESCRIPTION
     self-signed writes a throwaway CA (ca.pem) and a certificate for the hosts (DNS names or
     IP addresses) signed by it (server.pem, with the CA appended; server.key, mode 600) into

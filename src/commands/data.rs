@@ -39,6 +39,8 @@ pub async fn tenant_show(data: &DataDir, id: &str, as_json: bool) -> Result<(), 
         .await
         ?;
     let fingerprint = tenant.keys.current().map(|k| k.fingerprint.clone());
+    // Shadow mode (issue 20): when the rehearsal started, or null.
+    let shadow = tenant.shadow_files().info().map_err(|e| e.to_string())?.map(|i| json!({"started_at": i.started_at}));
     let info = json!({
         "tenant": tenant.id.to_string(),
         "counts": counts,
@@ -47,6 +49,7 @@ pub async fn tenant_show(data: &DataDir, id: &str, as_json: bool) -> Result<(), 
         "require_username_is_email": s.require_username_is_email,
         "group_conflict": format!("{:?}", s.group_conflict).to_lowercase(),
         "token_signing_key": fingerprint,
+        "shadow": shadow,
     });
     tenant.close();
     if as_json {

@@ -1,5 +1,6 @@
 //! What each subcommand does. `main` parses; this runs.
 
+mod control;
 mod data;
 mod error;
 mod man;
@@ -7,6 +8,7 @@ mod operator;
 mod probe;
 mod replication;
 mod rlimit;
+pub mod shadow;
 pub mod token;
 
 pub use error::CommandError;
@@ -111,6 +113,7 @@ pub fn run(command: Option<Command>) -> Result<(), CommandError> {
             replication::restore(&data_dir(&place)?, &replica, &tenants, &litestream)
         }
         Command::Check(args) => check(args),
+        Command::Shadow(command) => shadow::run(command),
         Command::Log(args) => {
             let data = data_dir(&args.on.place)?;
             runtime()?.block_on(operator::log(&data, &args.on.tenant, args.user.as_deref(), args.group.as_deref(), args.since.as_deref(), args.json))
@@ -260,9 +263,15 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
         public_url: config.public_url.clone(),
         scheme: if tls.is_some() { "https" } else { "http" },
     });
-    let running = server::start(config.listen, tls, config.limits, Arc::clone(&state))
+    let mut running = server::start(config.listen, tls, config.limits, Arc::clone(&state))
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    match control::serve(Arc::clone(&state)) {
+        Ok(task) => running = running.with_task(task),
+        // Serving matters more: without the socket, `scimd shadow` refuses to switch (it
+        // cannot tell the server is running), it never switches behind the server's back.
+        Err(e) => log::warn!(target: "scimd::control", "no command socket at {}: {e}; scimd shadow start/promote/discard will refuse while the server runs", state.tenants.data().control_socket().display()),
+    }
     match config.metrics_listen {
         Some(addr) => {
             let (bound, task) = crate::http::operator::serve(addr, state)

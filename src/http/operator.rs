@@ -41,7 +41,12 @@ pub async fn render(state: &AppState) -> String {
     };
     // Open tenants are read live; the others as the catalogue holds them, which is how
     // they were when they closed.
+    // Tenants in shadow mode (issue 20): the open ones say so; a closed one has its files.
+    let mut shadow = String::new();
     for tenant in &open {
+        if tenant.in_shadow().unwrap_or(true) {
+            let _ = writeln!(shadow, "scimd_tenant_shadow{{tenant=\"{}\"}} 1", super::metrics::escape(tenant.id.as_str()));
+        }
         if let Ok(sizes) = crate::scim::activity::sizes(tenant).await {
             gauge(tenant.id.as_str(), sizes.users, sizes.active_users, sizes.groups);
         }
@@ -55,6 +60,9 @@ pub async fn render(state: &AppState) -> String {
     let closed = crate::scim::activity::closed_tenants(&state.tenants, &open).await;
     drop(open);
     for (id, s) in closed {
+        if crate::tenant::TenantId::parse(&id).is_some_and(|tid| crate::tenant::shadow::Files::of(state.tenants.data(), &tid).active()) {
+            let _ = writeln!(shadow, "scimd_tenant_shadow{{tenant=\"{}\"}} 1", super::metrics::escape(&id));
+        }
         gauge(&id, s.users, s.active_users, s.groups);
         for t in s.tokens.iter().filter(|t| t.expires_at > now_text) {
             token(&id, &t.owner, &t.expires_at);
@@ -79,6 +87,9 @@ pub async fn render(state: &AppState) -> String {
     let _ = writeln!(out, "# HELP scimd_token_expiry_seconds Seconds until each live bearer token expires.");
     let _ = writeln!(out, "# TYPE scimd_token_expiry_seconds gauge");
     out.push_str(&tokens);
+    let _ = writeln!(out, "# HELP scimd_tenant_shadow 1 for each tenant in shadow mode: its SCIM requests run against a rehearsal's copy (scimd shadow report).");
+    let _ = writeln!(out, "# TYPE scimd_tenant_shadow gauge");
+    out.push_str(&shadow);
     out
 }
 

@@ -106,25 +106,63 @@ async fn scim_get(
     now: UtcMillis,
     seen: &mut Seen,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some((principal, epoch)) = auth::remembered(&tenant, &state.auth, authorization, peer, now) {
-        let who = format!("{}/{}", tenant.id, principal.user_name);
-        let request = Request::from_parts(parts.clone(), request::no_body());
-        let (answer, verdict) = auth_check::expecting(epoch, scim_endpoint(state, request, Arc::clone(&tenant), principal, now, endpoint)).await;
-        let unchanged = match verdict {
-            Verdict::Confirmed => true,
-            Verdict::Stale => false,
-            // Nothing was read (a discovery document): the counter is read on its own.
-            Verdict::Unchecked => tenant.store.auth_unchanged(epoch).await?,
-        };
-        if unchanged {
-            seen.who = who;
-            return answer;
+    // Held until the answer is made: a shadow-mode switch waits for it (`tenant/shadow.rs`).
+    let side = tenant.scim_side().await;
+    if side.is_none() {
+        if let Some((principal, epoch)) = auth::remembered(&tenant, &state.auth, authorization, peer, now) {
+            let who = format!("{}/{}", tenant.id, principal.user_name);
+            let request = Request::from_parts(parts.clone(), request::no_body());
+            let (answer, verdict) = auth_check::expecting(epoch, scim_endpoint(state, request, Arc::clone(&tenant), principal, now, endpoint)).await;
+            let unchanged = match verdict {
+                Verdict::Confirmed => true,
+                Verdict::Stale => false,
+                // Nothing was read (a discovery document): the counter is read on its own.
+                Verdict::Unchecked => tenant.store.auth_unchanged(epoch).await?,
+            };
+            if unchanged {
+                seen.who = who;
+                return answer;
+            }
+            auth::forget(&tenant, &state.auth, authorization);
         }
-        auth::forget(&tenant, &state.auth, authorization);
     }
+    // A rehearsal's reads are of its own copy, whose auth counter says nothing of the live
+    // accounts: its requests are always verified the slow way, against the live tenant.
     let principal = auth::authenticate(&tenant, &state.auth, Api::Scim, authorization, peer, now).await?;
     seen.who = format!("{}/{}", tenant.id, principal.user_name);
-    scim_endpoint(state, Request::from_parts(parts, request::no_body()), tenant, principal, now, endpoint).await
+    scim_on_side(state, Request::from_parts(parts, request::no_body()), tenant, side, principal, now, endpoint).await
+}
+
+/// A SCIM request of a tenant, against its rehearsal when it is in shadow mode (`side`,
+/// held until the answer is made). A rehearsal's refusals are kept for its report.
+async fn scim_on_side(
+    state: &AppState,
+    req: Request<request::Body>,
+    tenant: Arc<Tenant>,
+    side: crate::tenant::shadow::Side,
+    principal: Principal,
+    now: UtcMillis,
+    endpoint: &ScimEndpoint,
+) -> Result<HttpResponse, ApiError> {
+    let Some(rehearsal) = side.as_ref().map(Arc::clone) else {
+        return scim_endpoint(state, req, tenant, principal, now, endpoint).await;
+    };
+    let (method, path, account) = (req.method().to_string(), req.uri().path().to_string(), principal.user_name.clone());
+    let answer = scim_endpoint(state, req, Arc::clone(&rehearsal), principal, now, endpoint).await;
+    if let Err(e) = &answer {
+        let (status, body) = e.to_status_and_body();
+        rehearsal.note_refusal(&crate::tenant::shadow::Refusal {
+            at: now.to_rfc3339(),
+            method,
+            path,
+            status: status.as_u16(),
+            scim_type: body.get("scimType").and_then(Value::as_str).map(str::to_string),
+            detail: body.get("detail").and_then(Value::as_str).unwrap_or_default().to_string(),
+            account,
+        });
+    }
+    drop(side);
+    answer
 }
 
 async fn route(state: &AppState, req: Request<request::Body>, route: &Route<'_>, peer: std::net::IpAddr, seen: &mut Seen) -> Result<HttpResponse, ApiError> {
@@ -164,7 +202,10 @@ async fn route(state: &AppState, req: Request<request::Body>, route: &Route<'_>,
                     let query = Query::parse(req.uri().query())?;
                     token_api::route(req.method(), *endpoint, &query, tenant, &principal, now).await
                 }
-                TenantEndpoint::Scim(endpoint) => scim_endpoint(state, req, tenant, principal, now, endpoint).await,
+                TenantEndpoint::Scim(endpoint) => {
+                    let side = tenant.scim_side().await;
+                    scim_on_side(state, req, tenant, side, principal, now, endpoint).await
+                }
             }
         }
         Route::Unknown => Err(ApiError::NotFound(format!("no endpoint at {}", req.uri().path()))),

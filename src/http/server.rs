@@ -240,6 +240,12 @@ impl RunningServer {
         self
     }
 
+    /// Attaches a task that lives as long as the server (the command socket).
+    pub fn with_task(mut self, task: tokio::task::JoinHandle<()>) -> RunningServer {
+        self.background.push(task);
+        self
+    }
+
     pub async fn shutdown(mut self) {
         for task in self.background.drain(..) {
             task.abort();

@@ -4,3 +4,4 @@ pub mod import;
 pub mod maintenance;
 pub mod replication;
 pub mod sanitize;
+pub mod shadow;

@@ -222,7 +222,8 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
             let name = doc.get("displayName").and_then(Value::as_str).unwrap_or_default().to_string();
             let mut group = match groups::state_by_name(conn, &name)? {
                 Some(existing) if existing.scope != GroupScope::Org || settings.group_conflict == GroupConflict::Reject => {
-                    return Err(ScimError::new(ScimErrorKind::Uniqueness, "a group with this displayName already exists"));
+                    let why = if existing.scope != GroupScope::Org { "a project-level group" } else { "a group, and group_conflict is \"reject\"" };
+                    return Err(ScimError::new(ScimErrorKind::Uniqueness, format!("displayName '{name}' is taken by {why}")));
                 }
                 Some(existing) if existing.managed_by == ManagedBy::Idp => {
                     // The IdP posting a group it already manages again (a retry, a re-push):

@@ -190,7 +190,7 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                     let old = users::get(conn, &id, false)?;
                     replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)
                 }
-                Some(_) => return Err(ScimError::new(ScimErrorKind::Uniqueness, "a user with this userName already exists")),
+                Some(_) => return Err(ScimError::new(ScimErrorKind::Uniqueness, format!("userName '{name}' is taken by another user"))),
                 None => {
                     let id = users::insert(conn, &doc, &users::UserOrigin::idp(License::None), &now)?;
                     events::record(conn, &now, &actor, Action::Create, "User", &id, &json!({"after": doc}))?;

@@ -23,6 +23,7 @@ pub mod groups;
 pub mod maintenance;
 mod migrate;
 pub mod positions;
+pub mod shadow;
 mod sharing;
 pub mod tenant_files;
 pub mod tokens;

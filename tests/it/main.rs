@@ -29,6 +29,7 @@ mod packaging;
 mod protocol;
 mod replication;
 mod semantics;
+mod shadow;
 mod tenants;
 mod tidy;
 mod tokens;
