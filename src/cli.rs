@@ -71,6 +71,9 @@ pub enum Command {
     /// Search the activity log
     #[command(after_long_help = text::LOG)]
     Log(LogArgs),
+    /// The operator console's password
+    #[command(subcommand, after_long_help = text::CONSOLE)]
+    Console(ConsoleCommand),
     /// Rehearse an IdP's first sync on a copy of a tenant, then make it live or drop it
     #[command(subcommand, after_long_help = text::SHADOW)]
     Shadow(ShadowCommand),
@@ -487,6 +490,18 @@ pub struct CheckArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Set the operator password the console asks for (generated and printed once, unless read from stdin)
+    Password {
+        #[command(flatten)]
+        place: Place,
+        /// Read the password (12 characters or more) from standard input instead of generating one
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

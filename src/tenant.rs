@@ -11,6 +11,7 @@
 //! DATA_DIR/catalogue.db                                    tenants as of their last close
 //! DATA_DIR/control.sock                                    the running server's command socket
 //! DATA_DIR/serve.lock                                      held (shared) while a server runs
+//! DATA_DIR/console.pass                                    the operator console's password hash
 //! ```
 //! A tenant id matches `[a-z0-9][a-z0-9-]{0,62}`; anything else is rejected before any
 //! path is built, so a request can never name a file outside the data directory.
@@ -166,6 +167,10 @@ impl DataDir {
     /// alone (0700), so only that user (and root) can reach it.
     pub fn control_socket(&self) -> PathBuf {
         self.root.join("control.sock")
+    }
+    /// The operator console's password, a PBKDF2 hash (`scimd console password`).
+    pub fn console_password(&self) -> PathBuf {
+        self.root.join("console.pass")
     }
     /// Held (flock, shared) by every running server: a command that takes it exclusively
     /// knows none is running.
@@ -584,6 +589,10 @@ impl Tenant {
         data.restrict_tenant(id);
         let catalogue = Arc::clone(&data.catalogue);
         let shadow_files = shadow::Files::of(data, id);
+        if shadow_files.active() && shadow_files.promoted() {
+            log::info!(target: "scimd::tenant", "tenant {id}: removing a rehearsal that was promoted");
+            shadow_files.clean_up().map_err(StoreError::Io)?;
+        }
         // A tenant in shadow mode opens with its rehearsal: the IdP's requests must never
         // reach the live database while it lasts, restart or not.
         let rehearsal = if shadow_files.active() { Some(Arc::new(Tenant::open_shadow(data, id)?)) } else { None };
@@ -606,6 +615,10 @@ impl Tenant {
     fn open_shadow(data: &DataDir, id: &TenantId) -> Result<Tenant, StoreError> {
         let settings = TenantSettings::load(&data.settings_file(id)).map_err(StoreError::Corrupt)?;
         let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
+        // Never a new, empty database in its place: promoted, it would replace live.
+        if !data.shadow_database(id).is_file() {
+            return Err(StoreError::Corrupt(format!("tenant {id} is in shadow mode but its rehearsal's database {} is missing; scimd shadow discard ends it", data.shadow_database(id).display())));
+        }
         let store = Store::open(&data.shadow_database(id))?;
         Ok(Tenant {
             id: id.clone(),

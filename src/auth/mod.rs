@@ -100,7 +100,7 @@ impl AuthState {
     }
 
     /// PBKDF2 off the async runtime.
-    async fn verify_slowly(&self, pass: String, stored: String) -> bool {
+    pub async fn verify_slowly(&self, pass: String, stored: String) -> bool {
         self.password_checks.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || password::verify_password(&pass, &stored)).await.unwrap_or(false)
     }

@@ -137,6 +137,20 @@ pub const LOG: &str = "DESCRIPTION
     RFC 3339 (2026-11-01T00:00:00Z). The application follows the same log over HTTP with
     GET /t/ID/events?after=SEQ&limit=N.";
 
+pub const CONSOLE: &str = "DESCRIPTION
+    password sets the password of the operator console, which the server serves on its
+    operator listener (metrics_listen, 127.0.0.1:9464 by default) at /console/, and only when
+    that listener is on a loopback address: reach it from elsewhere over an SSH tunnel
+    (ssh -L 9464:127.0.0.1:9464 HOST, then http://127.0.0.1:9464/console/). It is stored as a
+    PBKDF2 hash in DIR/console.pass (mode 600); a running server reads it at each login, so
+    a new password takes effect at once. The console is read-only: tenants at a glance,
+    one tenant's settings, tokens and failures, the activity log, a user's or group's
+    history, requests and failures per hour.
+
+EXAMPLES
+    scimd console password
+    printf %s 'a long operator password' | scimd console password --password-stdin";
+
 pub const SHADOW: &str = "DESCRIPTION
     Shadow mode rehearses a new IdP connection before it changes anything. start copies the
     tenant's database (one consistent snapshot; the live tenant keeps serving) and from then

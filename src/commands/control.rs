@@ -40,6 +40,23 @@ fn serve_lock(data: &DataDir, how: libc::c_int) -> Option<std::fs::File> {
     (unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) } == 0).then_some(file)
 }
 
+/// Taken by `serve` before it opens anything and held until its tenants are closed: a
+/// command switching a tenant by itself holds it exclusively for the switch, so a server
+/// starting meanwhile waits for it (30 s at most), and no switch runs behind a server.
+pub fn hold_serve_lock(data: &DataDir) -> Result<std::fs::File, CommandError> {
+    std::fs::create_dir_all(data.root())?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(lock) = serve_lock(data, libc::LOCK_SH) {
+            return Ok(lock);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{} is held by a scimd command switching a tenant; retry when it is done", data.serve_lock().display()).into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Held by a command that acts on tenants itself: `None` when a server runs on `data`.
 pub fn no_server(data: &DataDir) -> Option<std::fs::File> {
     serve_lock(data, libc::LOCK_EX)
@@ -62,10 +79,9 @@ pub fn ask(data: &DataDir, request: &Request) -> Result<Option<Result<String, Co
     Ok(Some(if answer.ok { Ok(answer.message) } else { Err(CommandError::Failed(answer.message)) }))
 }
 
-/// Removes the socket file when the server stops; holds the serve lock until then.
+/// Removes the socket file when the server stops.
 struct Bound {
     path: PathBuf,
-    _lock: Option<std::fs::File>,
 }
 
 impl Drop for Bound {
@@ -86,7 +102,7 @@ pub fn serve(state: Arc<AppState>) -> std::io::Result<tokio::task::JoinHandle<()
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
-    let bound = Bound { path, _lock: serve_lock(state.tenants.data(), libc::LOCK_SH) };
+    let bound = Bound { path };
     Ok(tokio::spawn(async move {
         let _bound = bound;
         loop {
@@ -126,7 +142,16 @@ async fn run(state: &AppState, request: Request) -> Answer {
     let Request::Shadow { tenant, switch } = request;
     let outcome = async {
         let id = TenantId::parse(&tenant).ok_or_else(|| format!("no tenant {tenant:?}"))?;
-        let open = state.tenants.get(&id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no tenant {id}"))?;
+        let open = match state.tenants.get(&id).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(format!("no tenant {id}")),
+            // Not open, so nothing serves from its rehearsal's files: they may go.
+            Err(e) if switch == Switch::Discard && crate::tenant::shadow::Files::of(state.tenants.data(), &id).active() => {
+                crate::tenant::shadow::Files::of(state.tenants.data(), &id).clean_up().map_err(|e| e.to_string())?;
+                return Ok(format!("tenant {id}: the rehearsal is discarded (it could not be opened: {e})"));
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         log::info!(target: "scimd::control", "tenant {id}: shadow {switch:?} asked through the command socket");
         shadow::perform(&open, state.tenants.data(), switch).await.map_err(|e| e.to_string())
     }

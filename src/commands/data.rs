@@ -185,7 +185,8 @@ pub async fn import(data: &DataDir, tenant: &str, file: &Path, as_json: bool) ->
     let rows = if is_json { import::rows_from_json(&text)? } else { import::rows_from_csv(&text)? };
     let tenant = open(data, tenant)?;
     let now = UtcMillis::now().to_rfc3339();
-    let report = tenant.store.write(move |conn| import::apply(conn, &rows, &now)).await?;
+    let bar = super::progress::Bar::new("import", "rows", rows.len() as u64);
+    let report = tenant.store.write(move |conn| import::apply(conn, &rows, &now, &|done| bar.set(done as u64))).await?;
     tenant.close();
     if as_json {
         return print_json(&report);
@@ -207,11 +208,14 @@ pub async fn sanitize(data: &DataDir, tenant: &str, mode: sanitize::AuthMode, ap
             let mut report = analysis.report;
             if apply {
                 // One transaction: all of the safe renames, or none.
-                for (id, old, new) in &analysis.plan {
+                let bar = super::progress::Bar::new("sanitize", "users", analysis.plan.len() as u64);
+                for (done, (id, old, new)) in analysis.plan.iter().enumerate() {
+                    bar.set(done as u64);
                     users::rename(conn, id, new, &now)?;
                     events::record(conn, &now, "sanitize", Action::Update, "User", id, &json!({"before": {"userName": old}, "after": {"userName": new}}))?;
                     report.applied.push(old.clone());
                 }
+                bar.set(analysis.plan.len() as u64);
             }
             Ok(report)
         })
@@ -240,7 +244,11 @@ pub async fn sanitize(data: &DataDir, tenant: &str, mode: sanitize::AuthMode, ap
 
 pub fn backup(data: &DataDir, tenant: &str, out: &Path) -> Result<(), CommandError> {
     let id = tenant_id(data, tenant)?;
-    maintenance::backup(data, &id, out)?;
+    let bar = super::progress::Bar::new("backup", "pages", 0);
+    maintenance::backup(data, &id, out, &|done, all| {
+        bar.set_total(all);
+        bar.set(done);
+    })?;
     println!("backed up tenant {id} to {} (integrity ok)", out.display());
     Ok(())
 }
@@ -250,7 +258,11 @@ pub fn restore(data: &DataDir, tenant: &str, from: &Path, yes: bool) -> Result<(
     if !yes {
         return Err(format!("restoring replaces tenant {id}'s database; stop the server, then run again with --yes").into());
     }
-    maintenance::restore(data, &id, from)?;
+    let bar = super::progress::Bar::new("restore", "pages", 0);
+    maintenance::restore(data, &id, from, &|done, all| {
+        bar.set_total(all);
+        bar.set(done);
+    })?;
     println!("restored tenant {id} from {} (integrity ok)", from.display());
     Ok(())
 }

@@ -6,6 +6,7 @@ mod error;
 mod man;
 mod operator;
 mod probe;
+mod progress;
 mod replication;
 mod rlimit;
 pub mod shadow;
@@ -114,6 +115,11 @@ pub fn run(command: Option<Command>) -> Result<(), CommandError> {
         }
         Command::Check(args) => check(args),
         Command::Shadow(command) => shadow::run(command),
+        Command::Console(crate::cli::ConsoleCommand::Password { place, password_stdin }) => {
+            let raw = resolve(place.flags(), place.config.clone())?;
+            let (data, iterations) = (DataDir::new(raw.data_dir()?), raw.kdf_iterations()?);
+            console_password(&data, password_stdin, iterations)
+        }
         Command::Log(args) => {
             let data = data_dir(&args.on.place)?;
             runtime()?.block_on(operator::log(&data, &args.on.tenant, args.user.as_deref(), args.group.as_deref(), args.since.as_deref(), args.json))
@@ -198,6 +204,22 @@ fn admin_add(data: &DataDir, tenant: &str, username: &str, password_stdin: bool,
 }
 
 /// A password from standard input (one line), at least 12 characters.
+/// `scimd console password`: the console's operator password, hashed into console.pass.
+fn console_password(data: &DataDir, password_stdin: bool, iterations: u32) -> Result<(), CommandError> {
+    let (password, generated) = if password_stdin { (read_password_stdin()?, false) } else { (password::generate_password(), true) };
+    let hash = password::hash_password(&password, iterations);
+    std::fs::create_dir_all(data.root())?;
+    let path = data.console_password();
+    let staged = path.with_extension("pass.partial");
+    crate::certs::write_file(&staged, format!("{hash}\n").as_bytes(), 0o600).map_err(|e| format!("cannot write {}: {e}", staged.display()))?;
+    std::fs::rename(&staged, &path)?;
+    if generated {
+        println!("operator password (shown once): {password}");
+    }
+    println!("the console's password is set ({}); log in at http://127.0.0.1:9464/console/ (the operator listener)", path.display());
+    Ok(())
+}
+
 fn read_password_stdin() -> Result<String, CommandError> {
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text)?;
@@ -249,6 +271,7 @@ pub async fn start_server(config: &ServeConfig) -> Result<RunningServer, Command
 pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::Clock) -> Result<RunningServer, CommandError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     refuse_exposed_keys(&DataDir::new(&config.data_dir))?;
+    let serve_lock = control::hold_serve_lock(&DataDir::new(&config.data_dir))?;
     crate::store::set_scan_budget(config.limits.query_timeout);
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_config(cert, key)?),
@@ -262,19 +285,24 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
         max_body_bytes: config.max_body_bytes,
         public_url: config.public_url.clone(),
         scheme: if tls.is_some() { "https" } else { "http" },
+        recent: Default::default(),
+        console: Default::default(),
     });
+    // The console off the loopback is served over TLS only, with the server's certificate.
+    let operator_tls = tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(Arc::clone(&t.config)));
     let mut running = server::start(config.listen, tls, config.limits, Arc::clone(&state))
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?
+        .with_lock(serve_lock);
     match control::serve(Arc::clone(&state)) {
         Ok(task) => running = running.with_task(task),
-        // Serving matters more: without the socket, `scimd shadow` refuses to switch (it
-        // cannot tell the server is running), it never switches behind the server's back.
+        // Serving matters more: without the socket, `scimd shadow` refuses to switch (the
+        // serve lock tells it a server runs), it never switches behind the server's back.
         Err(e) => log::warn!(target: "scimd::control", "no command socket at {}: {e}; scimd shadow start/promote/discard will refuse while the server runs", state.tenants.data().control_socket().display()),
     }
     match config.metrics_listen {
         Some(addr) => {
-            let (bound, task) = crate::http::operator::serve(addr, state)
+            let (bound, task) = crate::http::operator::serve(addr, state, operator_tls)
                 .await
                 .map_err(|e| format!("cannot serve metrics on {addr}: {e} (set metrics_listen, or \"off\")"))?;
             Ok(running.with_metrics(bound, task))

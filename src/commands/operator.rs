@@ -102,7 +102,7 @@ pub async fn log(data: &DataDir, tenant: &str, user: Option<&str>, group: Option
                 _ => None,
             };
             let mut all = Vec::new();
-            let mut q = EventQuery { after: 0, limit: 1000, resource_id, since };
+            let mut q = EventQuery { after: 0, limit: 1000, resource_id, since, action: None };
             loop {
                 let page = events::list(conn, &q)?;
                 let Some(last) = page.last().map(|e| e.seq) else { break };

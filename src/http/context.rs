@@ -20,6 +20,9 @@ pub struct AppState {
     /// `https://host:port` as clients reach us; derived from `Host` when unset.
     pub public_url: Option<String>,
     pub scheme: &'static str,
+    /// What the operator console shows of the traffic (refused requests, per hour).
+    pub recent: super::recent::Recent,
+    pub console: super::console::Console,
 }
 
 /// A request inside one tenant's SCIM base URL, after authentication.

@@ -2,10 +2,13 @@
 
 pub mod admission;
 pub mod bulk;
+pub mod console;
+mod console_pages;
 pub mod context;
 pub mod handlers;
 pub mod metrics;
 pub mod operator;
+pub mod recent;
 pub mod request;
 pub mod response;
 pub mod route;

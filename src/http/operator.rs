@@ -1,4 +1,4 @@
-//! The operator listener (loopback by default, plain HTTP): `/metrics` in the Prometheus
+//! The operator listener (loopback by default, plain HTTP; the console also over TLS): `/metrics` in the Prometheus
 //! text format — the counters of `metrics.rs`, the tenant lifecycle and users, active
 //! users and groups per tenant and the seconds left on every live bearer token (read live
 //! from open tenants, from the catalogue for the others: a scrape never opens one) — and
@@ -120,41 +120,78 @@ pub async fn operator_health(state: &AppState) -> serde_json::Value {
     json!({"status": "degraded", "tenants": detail})
 }
 
-/// Serves `GET /metrics` and the operator's `GET /healthz` over plain HTTP on `listen`;
-/// returns the bound address.
-pub async fn serve(listen: SocketAddr, state: Arc<AppState>) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+/// Serves `GET /metrics` and the operator's `GET /healthz` over plain HTTP on `listen`,
+/// and the console (`/console/`): over plain HTTP when `listen` is a loopback address, and
+/// otherwise only over TLS with the server's certificate (`tls`), told apart by the first
+/// byte a client sends (a TLS handshake record is 0x16), so a scraper keeps plain HTTP.
+/// Returns the bound address.
+pub async fn serve(listen: SocketAddr, state: Arc<AppState>, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
+    let loopback = addr.ip().is_loopback();
+    if !loopback {
         log::warn!(target: "scimd::http", "metrics are served on {addr}, which is not a loopback address");
     }
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let state = Arc::clone(&state);
+            let Ok((stream, peer)) = listener.accept().await else { continue };
+            let (state, tls) = (Arc::clone(&state), tls.clone());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let state = Arc::clone(&state);
-                    async move {
-                        let resp = if req.method() == Method::GET && req.uri().path() == "/metrics" {
-                            let mut r = Response::new(Full::new(Bytes::from(render(&state).await)));
-                            r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
-                            r
-                        } else if req.method() == Method::GET && req.uri().path() == "/healthz" {
-                            let mut r = Response::new(Full::new(Bytes::from(operator_health(&state).await.to_string())));
-                            r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
-                            r
-                        } else {
-                            let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-                            *r.status_mut() = StatusCode::NOT_FOUND;
-                            r
-                        };
-                        Ok::<_, std::convert::Infallible>(resp)
+                let mut first = [0u8; 1];
+                let handshake = match tokio::time::timeout(std::time::Duration::from_secs(10), stream.peek(&mut first)).await {
+                    Ok(Ok(1)) => first[0] == 0x16,
+                    _ => return,
+                };
+                match (handshake, tls) {
+                    (true, Some(tls)) => {
+                        let Ok(Ok(stream)) = tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(stream)).await else { return };
+                        connection(state, TokioIo::new(stream), peer, true, true).await;
                     }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    (true, None) => {}
+                    (false, _) => connection(state, TokioIo::new(stream), peer, loopback, false).await,
+                }
             });
         }
     });
     Ok((addr, task))
+}
+
+/// One connection of the operator listener; `private`: the console may be served on it
+/// (TLS, or the loopback); `tls`: it is TLS (the console's cookies are `Secure`).
+async fn connection<I>(state: Arc<AppState>, io: I, peer: SocketAddr, private: bool, tls: bool)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let state = Arc::clone(&state);
+        async move {
+            let console = req.uri().path() == "/console" || req.uri().path().starts_with("/console/");
+            let resp = if console {
+                if private {
+                    // Boxed: the pages' futures are large, and a test runs the server on its own stack.
+                    Box::pin(super::console::handle(&state, req, peer, tls)).await
+                } else {
+                    // Plain HTTP off the loopback would carry the operator's password and
+                    // session in clear: the console answers only over TLS there.
+                    let mut r = Response::new(Full::new(Bytes::from_static(b"the console needs https on this address (or reach the loopback listener over an SSH tunnel)\n")));
+                    *r.status_mut() = StatusCode::NOT_FOUND;
+                    r
+                }
+            } else if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                let mut r = Response::new(Full::new(Bytes::from(render(&state).await)));
+                r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
+                r
+            } else if req.method() == Method::GET && req.uri().path() == "/healthz" {
+                let mut r = Response::new(Full::new(Bytes::from(operator_health(&state).await.to_string())));
+                r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+                r
+            } else {
+                let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                r
+            };
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
 }

@@ -142,6 +142,22 @@ impl ApiError {
         }
     }
 
+    /// Status, scimType and detail as the client sees them, without logging anything (the
+    /// console's record of a refusal; `into_response` logs an internal cause once).
+    pub fn summary(&self) -> (u16, Option<&'static str>, String) {
+        let internal = match self {
+            ApiError::Scim(e) => e.kind == ScimErrorKind::Internal,
+            ApiError::Auth(AuthError::Internal(_)) => true,
+            ApiError::Store(e) => ScimError::of_store(e).kind == ScimErrorKind::Internal,
+            _ => false,
+        };
+        if internal {
+            return (500, None, "internal error".into());
+        }
+        let (status, scim_type, detail) = self.parts();
+        (status.as_u16(), scim_type, detail)
+    }
+
     /// The status and SCIM error body (also used inside Bulk responses).
     pub fn to_status_and_body(&self) -> (StatusCode, Value) {
         let (status, scim_type, detail) = self.parts();

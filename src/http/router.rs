@@ -33,9 +33,14 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
     let path = req.uri().path().to_string();
     let mut seen = Seen { who: String::from("-"), tenant: None };
     let parsed = Route::parse(&path);
+    let scim = matches!(parsed, Route::Tenant { endpoint: TenantEndpoint::Scim(_), .. });
+    let mut refused = None;
     let resp = match route(&state, req, &parsed, peer.ip(), &mut seen).await {
         Ok(r) => r,
         Err(e) => {
+            if scim && seen.tenant.is_some() {
+                refused = Some(e.summary());
+            }
             if let ApiError::Auth(reason) = &e {
                 // Only tenants that exist become label values: ids from the path are the
                 // client's to invent, and each would be a new time series.
@@ -55,6 +60,21 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
         }
     };
     state.metrics.observe(parsed.metrics_label(), &method, resp.status().as_u16(), started.elapsed());
+    if let (true, Some(tenant)) = (scim, seen.tenant.as_deref()) {
+        // The console's view of the IdP's traffic (issue 21): never a body or a header.
+        let at = (state.clock)();
+        let failure = refused.map(|(status, scim_type, detail)| crate::http::recent::Failure {
+            at,
+            tenant: tenant.to_string(),
+            method: method.to_string(),
+            path: path.clone(),
+            status,
+            scim_type,
+            detail,
+            account: seen.who.rsplit_once('/').map(|(_, a)| a.to_string()).unwrap_or_else(|| "-".into()),
+        });
+        state.recent.note(tenant, method.as_str(), resp.status().as_u16(), at, failure);
+    }
     // A probe that passes (the container's HEALTHCHECK every 30 s, a load balancer's every
     // few) would otherwise be most of the access log: DEBUG. A failing one stays at INFO.
     let level = if matches!(parsed, Route::Healthz) && resp.status() == StatusCode::OK { log::Level::Debug } else { log::Level::Info };
@@ -188,6 +208,12 @@ async fn route(state: &AppState, req: Request<request::Body>, route: &Route<'_>,
                     let (parts, _) = req.into_parts();
                     return scim_get(state, parts, tenant, scim, authorization, peer, now, seen).await;
                 }
+                // The gate first: a write verified before a shadow-mode switch must not run
+                // after it (a token revoked meanwhile).
+                let side = tenant.scim_side().await;
+                let principal = auth::authenticate(&tenant, &state.auth, endpoint.api(), authorization, peer, now).await?;
+                seen.who = format!("{}/{}", tenant.id, principal.user_name);
+                return scim_on_side(state, req, tenant, side, principal, now, scim).await;
             }
             let principal = auth::authenticate(&tenant, &state.auth, endpoint.api(), authorization, peer, now).await?;
             seen.who = format!("{}/{}", tenant.id, principal.user_name);
@@ -202,10 +228,7 @@ async fn route(state: &AppState, req: Request<request::Body>, route: &Route<'_>,
                     let query = Query::parse(req.uri().query())?;
                     token_api::route(req.method(), *endpoint, &query, tenant, &principal, now).await
                 }
-                TenantEndpoint::Scim(endpoint) => {
-                    let side = tenant.scim_side().await;
-                    scim_on_side(state, req, tenant, side, principal, now, endpoint).await
-                }
+                TenantEndpoint::Scim(_) => Err(ApiError::Scim(crate::scim::ScimError::new(crate::scim::ScimErrorKind::Internal, "a SCIM request reached the other endpoints' arm"))),
             }
         }
         Route::Unknown => Err(ApiError::NotFound(format!("no endpoint at {}", req.uri().path()))),

@@ -229,6 +229,8 @@ pub struct RunningServer {
     background: Vec<tokio::task::JoinHandle<()>>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
+    /// Released only once the tenants are closed (`commands::control`'s serve lock).
+    lock: Option<std::fs::File>,
 }
 
 impl RunningServer {
@@ -237,6 +239,12 @@ impl RunningServer {
     pub fn with_metrics(mut self, addr: SocketAddr, task: tokio::task::JoinHandle<()>) -> RunningServer {
         self.metrics_addr = Some(addr);
         self.background.push(task);
+        self
+    }
+
+    /// Holds `lock` until the server has stopped and closed every tenant.
+    pub fn with_lock(mut self, lock: std::fs::File) -> RunningServer {
+        self.lock = Some(lock);
         self
     }
 
@@ -254,6 +262,7 @@ impl RunningServer {
             let _ = stop.send(());
         }
         let _ = (&mut self.done).await;
+        drop(self.lock.take());
     }
 
     /// Runs until `signal` completes, then shuts down.
@@ -432,5 +441,5 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
         let state_for_close = Arc::clone(&state);
         let _ = tokio::task::spawn_blocking(move || state_for_close.tenants.close_all()).await;
     });
-    Ok(RunningServer { addr, metrics_addr: None, background: Vec::new(), stop: Some(stop_tx), done })
+    Ok(RunningServer { addr, metrics_addr: None, background: Vec::new(), stop: Some(stop_tx), done, lock: None })
 }

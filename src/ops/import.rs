@@ -244,12 +244,16 @@ fn doc_of(row: &ImportRow) -> Attrs {
     doc
 }
 
-/// Applies validated rows in the caller's transaction.
-pub fn apply(conn: &crate::store::Db<'_>, rows: &[ImportRow], now: &str) -> StoreResult<ImportReport> {
+/// Applies validated rows in the caller's transaction; `progress` hears how many are done.
+pub fn apply(conn: &crate::store::Db<'_>, rows: &[ImportRow], now: &str, progress: &dyn Fn(usize)) -> StoreResult<ImportReport> {
     const ACTOR: &str = "import";
     let mut report = ImportReport::default();
-    for row in rows {
+    for (done, row) in rows.iter().enumerate() {
+        progress(done);
         let doc = doc_of(row);
+        // Whether this row created or updated its user (was `report.created.contains`, a
+        // scan of every row before it: quadratic in the file).
+        let mut listed = false;
         let id = match users::find_by_user_name(conn, &row.username)? {
             Some((_, true, _)) => {
                 report.skipped.push(Skipped { username: row.username.clone(), reason: "soft-deleted; restore it through SCIM".into() });
@@ -270,6 +274,7 @@ pub fn apply(conn: &crate::store::Db<'_>, rows: &[ImportRow], now: &str) -> Stor
                     users::set_origin(conn, &id, row.auth_type, row.license)?;
                     events::record(conn, now, ACTOR, Action::Update, "User", &id, &json!({"before": current, "after": doc, "license": row.license}))?;
                     report.updated.push(row.username.clone());
+                    listed = true;
                 }
                 id
             }
@@ -278,6 +283,7 @@ pub fn apply(conn: &crate::store::Db<'_>, rows: &[ImportRow], now: &str) -> Stor
                 let id = users::insert(conn, &doc, &origin, now)?;
                 events::record(conn, now, ACTOR, Action::Create, "User", &id, &json!({"after": doc, "license": row.license}))?;
                 report.created.push(row.username.clone());
+                listed = true;
                 id
             }
         };
@@ -299,13 +305,15 @@ pub fn apply(conn: &crate::store::Db<'_>, rows: &[ImportRow], now: &str) -> Stor
                 events::record(conn, now, ACTOR, Action::Create, "Membership", &format!("{}:{id}", group.id), &json!({"group": group.id, "member": id}))?;
             }
         }
-        if joined_any && !report.created.contains(&row.username) && !report.updated.contains(&row.username) {
+        if joined_any && !listed {
             report.updated.push(row.username.clone());
+            listed = true;
         }
-        if !report.created.contains(&row.username) && !report.updated.contains(&row.username) {
+        if !listed {
             report.skipped.push(Skipped { username: row.username.clone(), reason: "unchanged".into() });
         }
     }
+    progress(rows.len());
     Ok(report)
 }
 

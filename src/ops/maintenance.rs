@@ -80,13 +80,14 @@ fn integrity(db: &ReadOnly) -> Result<(), MaintenanceError> {
 }
 
 /// Copies the tenant's database to `out` while the server may be writing.
-pub fn backup(data: &DataDir, id: &TenantId, out: &Path) -> Result<(), MaintenanceError> {
+/// `progress` hears (pages copied, pages in all).
+pub fn backup(data: &DataDir, id: &TenantId, out: &Path, progress: &dyn Fn(u64, u64)) -> Result<(), MaintenanceError> {
     let src = ReadOnly::open(&data.database(id))?;
     src.wait_for_locks()?;
     if out.exists() {
         return Err(MaintenanceError::Exists(out.to_path_buf()));
     }
-    src.backup_to(out).map_err(MaintenanceError::Backup)?;
+    src.backup_to(out, progress).map_err(MaintenanceError::Backup)?;
     if let Some(result) = maintenance::integrity_problem_of(out)? {
         return Err(MaintenanceError::Unsound(result));
     }
@@ -99,7 +100,8 @@ pub fn backup(data: &DataDir, id: &TenantId, out: &Path) -> Result<(), Maintenan
 }
 
 /// Puts a backup back as the tenant's database.
-pub fn restore(data: &DataDir, id: &TenantId, from: &Path) -> Result<(), MaintenanceError> {
+/// `progress` hears (pages copied, pages in all).
+pub fn restore(data: &DataDir, id: &TenantId, from: &Path, progress: &dyn Fn(u64, u64)) -> Result<(), MaintenanceError> {
     let backup = ReadOnly::open(from).map_err(|e| MaintenanceError::Open(from.to_path_buf(), e))?;
     integrity(&backup).map_err(|e| MaintenanceError::NotSound(from.to_path_buf(), Box::new(e)))?;
     let version = backup.schema_version()?;
@@ -107,7 +109,7 @@ pub fn restore(data: &DataDir, id: &TenantId, from: &Path) -> Result<(), Mainten
         return Err(MaintenanceError::NewerSchema(version));
     }
     drop(backup);
-    maintenance::restore_into(&data.database(id), from).map_err(|e| match e {
+    maintenance::restore_into(&data.database(id), from, progress).map_err(|e| match e {
         RestoreError::Copy(e) => MaintenanceError::Restore(e),
         RestoreError::Check(e) => MaintenanceError::Store(e),
         RestoreError::Unsound(result) => MaintenanceError::Unsound(result),
@@ -123,7 +125,7 @@ pub fn backup_before_delete(data: &DataDir, id: &TenantId) -> Result<PathBuf, Ma
     std::fs::create_dir_all(data.backups_dir()).map_err(MaintenanceError::Io)?;
     let stamp = UtcMillis::now().to_rfc3339().replace([':', '.'], "-");
     let out = data.deleted_tenant_backup(id, &stamp);
-    backup(data, id, &out)?;
+    backup(data, id, &out, &|_, _| {})?;
     Ok(out)
 }
 

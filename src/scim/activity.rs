@@ -30,6 +30,64 @@ pub async fn sizes(tenant: &Tenant) -> Result<TenantSizes, ScimError> {
     Ok(TenantSizes { users, active_users, groups })
 }
 
+/// What the operator console searches the activity log by.
+#[derive(Clone, Debug, Default)]
+pub struct EventSearch {
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// An action: create, update, deactivate, delete, link, license, ignore, …
+    pub kind: Option<String>,
+    /// RFC 3339; events at or after it.
+    pub since: Option<String>,
+    pub after: i64,
+    pub limit: u32,
+}
+
+/// A page of the activity log matching `search` (a user's or group's events include their
+/// memberships), oldest first after `search.after`. A name that is no user or group
+/// matches nothing.
+pub async fn search(tenant: &Tenant, search: EventSearch) -> Result<Vec<EventRecord>, ScimError> {
+    use crate::store::{groups, users};
+    let since = match &search.since {
+        Some(s) => Some(crate::clock::UtcMillis::parse_rfc3339(s).ok_or_else(|| ScimError::invalid_value(format!("{s} is not an RFC 3339 time")))?.to_rfc3339()),
+        None => None,
+    };
+    Ok(tenant
+        .store
+        .scan(move |db| {
+            let resource_id = match (&search.user, &search.group) {
+                (Some(name), _) => Some(users::find_by_user_name(db, name)?.map(|(id, ..)| id).unwrap_or_else(|| "\u{0}".into())),
+                (None, Some(name)) => Some(groups::state_by_name(db, name)?.map(|g| g.id).unwrap_or_else(|| "\u{0}".into())),
+                _ => None,
+            };
+            let q = EventQuery { after: search.after.max(0), limit: search.limit.clamp(1, MAX_EVENTS_PAGE), resource_id, since, action: search.kind.clone() };
+            events::list(db, &q)
+        })
+        .await?)
+}
+
+/// The events of one resource (a user's or group's, with its memberships), oldest first.
+pub async fn history(tenant: &Tenant, id: &str, limit: u32) -> Result<Vec<EventRecord>, ScimError> {
+    let q = EventQuery { after: 0, limit: limit.clamp(1, MAX_EVENTS_PAGE), resource_id: Some(id.to_string()), ..Default::default() };
+    Ok(tenant.store.scan(move |db| events::list(db, &q)).await?)
+}
+
+/// A tenant's sizes and seats in use, for the console.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overview {
+    pub users: i64,
+    pub active_users: i64,
+    pub groups: i64,
+    pub creator_in_use: i64,
+    pub creator_float_in_use: i64,
+}
+
+pub async fn overview(tenant: &Tenant) -> Result<Overview, ScimError> {
+    let ((users, active_users, groups), (creator_in_use, creator_float_in_use)) =
+        tenant.store.scan(|db| Ok((crate::store::tenant_counts(db)?, crate::store::seats_in_use(db)?))).await?;
+    Ok(Overview { users, active_users, groups, creator_in_use, creator_float_in_use })
+}
+
 pub use crate::store::catalogue::Summary;
 
 /// What the catalogue holds of every tenant but those in `read_live` (the open ones the

@@ -90,6 +90,8 @@ pub struct EventQuery {
     pub limit: u32,
     pub resource_id: Option<String>,
     pub since: Option<String>,
+    /// Only events of this action (`create`, `update`, `link`, …).
+    pub action: Option<String>,
 }
 
 pub fn list(conn: &Connection, q: &EventQuery) -> StoreResult<Vec<EventRecord>> {
@@ -98,10 +100,11 @@ pub fn list(conn: &Connection, q: &EventQuery) -> StoreResult<Vec<EventRecord>> 
          WHERE seq > ?1
            AND (?2 IS NULL OR resource_id = ?2 OR resource_id LIKE ?2 || ':%' OR resource_id LIKE '%:' || ?2)
            AND (?3 IS NULL OR at >= ?3)
+           AND (?5 IS NULL OR action = ?5)
          ORDER BY seq LIMIT ?4",
     )?;
     let rows = stmt
-        .query_map(params![q.after, q.resource_id, q.since, q.limit], |r| {
+        .query_map(params![q.after, q.resource_id, q.since, q.limit, q.action], |r| {
             let detail: String = r.get(6)?;
             Ok(EventRecord {
                 seq: r.get(0)?,

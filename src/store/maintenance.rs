@@ -43,9 +43,11 @@ impl ReadOnly {
         integrity_problem(&self.0)
     }
 
-    /// Copies this database to `out` with the online backup API.
-    pub fn backup_to(&self, out: &Path) -> StoreResult<()> {
-        Ok(self.0.backup(rusqlite::MAIN_DB, out, None)?)
+    /// Copies this database to `out` with the online backup API; `progress` hears (pages
+    /// copied, pages in all) as it goes.
+    pub fn backup_to(&self, out: &Path, progress: &dyn Fn(u64, u64)) -> StoreResult<()> {
+        let mut copy = Connection::open(out)?;
+        copy_pages(&self.0, &mut copy, progress)
     }
 
     /// The store's read functions over this connection (counters, names, tokens).
@@ -68,6 +70,30 @@ pub fn integrity_problem_of(path: &Path) -> StoreResult<Option<String>> {
     integrity_problem(&Connection::open(path)?)
 }
 
+/// The online backup API from `from` into `to`, 256 pages a step so `progress` can be told.
+/// A write to the source between steps restarts the copy; after one restart the rest is
+/// copied in one step (one read snapshot), so a busy source cannot keep it going for ever.
+fn copy_pages(from: &Connection, to: &mut Connection, progress: &dyn Fn(u64, u64)) -> StoreResult<()> {
+    use rusqlite::backup::{Backup, StepResult};
+    let backup = Backup::new(from, to)?;
+    let mut pages = 256;
+    let mut last_remaining = i32::MAX;
+    loop {
+        let step = backup.step(pages)?;
+        let p = backup.progress();
+        progress((p.pagecount - p.remaining).max(0) as u64, p.pagecount.max(0) as u64);
+        if p.remaining > last_remaining {
+            pages = -1;
+        }
+        last_remaining = p.remaining;
+        match step {
+            StepResult::Done => return Ok(()),
+            StepResult::More => {}
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
 /// Why a restore failed: copying the backup over the database, or checking it afterwards.
 pub enum RestoreError {
     Copy(StoreError),
@@ -77,12 +103,11 @@ pub enum RestoreError {
 
 /// Copies the backup at `from` over the database at `db` with the backup API and checks
 /// the result.
-pub fn restore_into(db: &Path, from: &Path) -> Result<(), RestoreError> {
+pub fn restore_into(db: &Path, from: &Path, progress: &dyn Fn(u64, u64)) -> Result<(), RestoreError> {
     let mut target = Connection::open(db).map_err(|e| RestoreError::Check(e.into()))?;
     target.busy_timeout(Duration::from_secs(10)).map_err(|e| RestoreError::Check(e.into()))?;
-    target
-        .restore(rusqlite::MAIN_DB, from, None::<fn(rusqlite::backup::Progress)>)
-        .map_err(|e| RestoreError::Copy(e.into()))?;
+    let source = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| RestoreError::Copy(e.into()))?;
+    copy_pages(&source, &mut target, progress).map_err(RestoreError::Copy)?;
     match integrity_problem(&target) {
         Ok(None) => Ok(()),
         Ok(Some(p)) => Err(RestoreError::Unsound(p)),

@@ -115,6 +115,14 @@ pub fn counters_drift(conn: &Connection) -> StoreResult<Vec<(String, i64, i64)>>
     Ok(rows)
 }
 
+/// Seats in use from the counters: (Creator, Creator Float), active users not deleted.
+pub fn seats_in_use(conn: &Connection) -> StoreResult<(i64, i64)> {
+    let counter = |name: &str| -> rusqlite::Result<i64> {
+        conn.prepare_cached("SELECT n FROM counters WHERE name = ?")?.query_row([name], |r| r.get(0))
+    };
+    Ok((counter("seats:creator")?, counter("seats:creator_float")?))
+}
+
 /// Sizes of a tenant for `/metrics`: (users, active users, groups) that SCIM can see.
 /// Users and groups come from the counters; active users are counted.
 pub fn tenant_counts(conn: &Connection) -> StoreResult<(i64, i64, i64)> {

@@ -61,6 +61,12 @@ fn marker_of(conn: &Connection, schema: &str) -> StoreResult<String> {
     })?)
 }
 
+/// Whether the rehearsal started at `stamp` was promoted into the database at `live`.
+pub fn was_promoted(live: &Path, stamp: &str) -> StoreResult<bool> {
+    let conn = Connection::open_with_flags(live, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM counters WHERE name = 'shadow promoted ' || ?1)", [stamp], |r| r.get(0))?)
+}
+
 /// The last event's sequence number (0 for none) and the marker of the database at `path`.
 pub fn describe(path: &Path) -> StoreResult<(i64, String)> {
     let conn = open_connection(path, true)?;
@@ -76,7 +82,7 @@ pub fn describe(path: &Path) -> StoreResult<(i64, String)> {
 /// own text (the rows arrive with the counters the triggers kept in the copy); the change
 /// counters are then moved past both, so what the server remembers under them (index
 /// walks, verified credentials) is not taken for the new content.
-pub fn promote(live: &Path, shadow: &Path, expected: &str) -> StoreResult<()> {
+pub fn promote(live: &Path, shadow: &Path, expected: &str, stamp: &str) -> StoreResult<()> {
     let mut conn = open_connection(live, false)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     let shadow_text = shadow.to_str().ok_or_else(|| StoreError::Invalid("the shadow database's path is not UTF-8".into()))?;
@@ -114,6 +120,9 @@ pub fn promote(live: &Path, shadow: &Path, expected: &str) -> StoreResult<()> {
         tx.execute_batch(sql)?;
     }
     tx.execute_batch("UPDATE main.counters SET n = n + 1 WHERE name IN ('auth:changes', 'users:changes', 'groups:changes')")?;
+    // Says, in the same commit, that this rehearsal is live: a crash before its files are
+    // removed must not have the next open serve the IdP from them again.
+    tx.execute("INSERT OR REPLACE INTO main.counters (name, n) VALUES ('shadow promoted ' || ?1, 1)", [stamp])?;
     let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
     if broken > 0 {
         return Err(StoreError::Corrupt(format!("the rehearsal's database has {broken} rows whose references are missing")));

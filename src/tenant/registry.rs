@@ -436,7 +436,7 @@ mod tests {
         assert_eq!(writer_threads("q7"), 0, "its writer thread ended");
         assert_eq!(reg.open_count(), 2, "the bound holds");
         let a = reg.get(&id("q7")).await.unwrap().unwrap();
-        let q = events::EventQuery { after: 0, limit: 10, resource_id: Some("u1".into()), since: None };
+        let q = events::EventQuery { after: 0, limit: 10, resource_id: Some("u1".into()), since: None, action: None };
         assert_eq!(a.store.read(move |db| events::list(db, &q)).await.unwrap().len(), 1, "the write survived");
         assert_eq!(reg.open_count(), 2);
         assert_eq!(reg.counts.opened.load(Ordering::Relaxed), 4);

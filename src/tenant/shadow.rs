@@ -87,11 +87,22 @@ impl Files {
     /// What the IdP was refused during the rehearsal, oldest first (lines that do not parse,
     /// a torn last line after a crash, are skipped).
     pub fn refusals(&self) -> Result<Vec<Refusal>, ShadowError> {
-        match std::fs::read_to_string(&self.refusals) {
-            Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+        match std::fs::read(&self.refusals) {
+            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(ShadowError::Io(e)),
         }
+    }
+
+    /// Whether the rehearsal was promoted (its promote committed) but its files are still
+    /// here: a crash between the commit and their removal. The live database says so.
+    pub fn promoted(&self) -> bool {
+        self.info().ok().flatten().is_some_and(|info| store::shadow::was_promoted(&self.live, &info.started_at).unwrap_or(false))
+    }
+
+    /// Removes what a promote left behind (see `promoted`).
+    pub fn clean_up(&self) -> std::io::Result<()> {
+        self.remove()
     }
 
     /// Removes the rehearsal: the info file first, so a crash part-way leaves no rehearsal
@@ -227,36 +238,33 @@ impl Tenant {
 
     /// `scimd shadow promote`: the rehearsal's database becomes the live one in one
     /// transaction, unless the live database changed since the start; the tenant's SCIM
-    /// requests then run live again. On a refusal the rehearsal goes on as it was.
-    pub async fn shadow_promote(&self, data: &DataDir) -> Result<ShadowInfo, ShadowError> {
+    /// requests then run live again. Whatever fails, the rehearsal stays where it was: the
+    /// IdP's requests never reach the live database while the files say it is rehearsing.
+    pub async fn shadow_promote(&self, _data: &DataDir) -> Result<ShadowInfo, ShadowError> {
         let mut gate = Arc::clone(&self.shadow.0).write_owned().await;
-        let Some(rehearsal) = gate.take() else { return Err(ShadowError::NotRehearsing) };
-        let (files, data2, id) = (self.shadow_files.clone(), data.clone(), self.id.clone());
-        let outcome = blocking(move || {
+        let Some(rehearsal) = gate.clone() else { return Err(ShadowError::NotRehearsing) };
+        let files = self.shadow_files.clone();
+        // No request holds the gate: every write of the rehearsal has committed, and the
+        // promote reads them (its WAL included) through a connection of its own.
+        let info = blocking(move || {
             let info = files.info()?.ok_or(ShadowError::NotRehearsing)?;
-            // No request holds the gate: the rehearsal's writer has nothing queued, and its
-            // close leaves one file with every committed change in it.
-            rehearsal.close();
-            drop(rehearsal);
-            match store::shadow::promote(&files.live, &files.database, &info.marker) {
-                Ok(()) => {
-                    files.remove()?;
-                    Ok(Ok(info))
-                }
-                Err(e) => Ok(Err((e, Tenant::open_shadow(&data2, &id).map(Arc::new)))),
-            }
+            store::shadow::promote(&files.live, &files.database, &info.marker, &info.started_at)?;
+            Ok(info)
         })
         .await?;
-        match outcome {
-            Ok(info) => {
-                log::info!(target: "scimd::tenant", "tenant {}: shadow mode promoted; the rehearsal is live", self.id);
-                Ok(info)
-            }
-            Err((e, reopened)) => {
-                *gate = Some(reopened?);
-                Err(e.into())
-            }
+        *gate = None;
+        let files = self.shadow_files.clone();
+        let removed = blocking(move || {
+            rehearsal.close();
+            Ok(files.remove()?)
+        })
+        .await;
+        if let Err(e) = removed {
+            // Live already has it; the next open removes what is left (`Files::promoted`).
+            log::warn!(target: "scimd::tenant", "tenant {}: promoted, but the rehearsal's files are not all removed: {e}", self.id);
         }
+        log::info!(target: "scimd::tenant", "tenant {}: shadow mode promoted; the rehearsal is live", self.id);
+        Ok(info)
     }
 
     /// `scimd shadow discard`: drops the rehearsal; SCIM requests run live again.

@@ -6,6 +6,7 @@ mod support;
 mod attacker;
 mod auth;
 mod cli;
+mod console;
 mod container;
 mod converge;
 mod costs;

@@ -42,6 +42,7 @@ async fn import_sanitize_and_scim_round_trip_while_serving() {
     std::fs::write(&file, FIXTURE).unwrap();
     let (ok, out, err) = scimd(&data, &["import", "--tenant", "acme", file.to_str().unwrap(), "--json"]);
     assert!(ok, "{err}");
+    assert!(err.contains("import: 100% (9/9 rows)"), "progress on standard error, --json on standard output: {err}");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["created"].as_array().unwrap().len(), 9);
     // Idempotent.
@@ -114,6 +115,7 @@ async fn import_reads_rfc4180_and_refuses_malformed_csv_whole() {
     std::fs::write(&file, good).unwrap();
     let (ok, out, err) = scimd(&data, &["import", "--tenant", "acme", file.to_str().unwrap(), "--json"]);
     assert!(ok, "{err}");
+    assert!(err.contains("import: 100% (1/1 rows)"), "progress on standard error, --json on standard output: {err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["created"], json!(["pat, jr"]));
     let pat = s.get("/Users?filter=userName%20eq%20%22pat%2C%20jr%22").await.body["Resources"][0].clone();
     assert_eq!(pat["name"]["givenName"], "Pat \"P\"\nSecond");
@@ -182,6 +184,8 @@ async fn backup_during_writes_restores_with_integrity() {
     .unwrap();
     assert!(ok, "{err}");
     assert!(out.contains("integrity ok"));
+    // Progress on standard error, as plain lines when it is not a terminal.
+    assert!(err.contains("backup: 100% ("), "{err}");
     writer.await.unwrap();
     let backed_up: i64 = rusqlite::Connection::open(&backup).unwrap().query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
     assert!((1..=151).contains(&backed_up));
@@ -194,6 +198,7 @@ async fn backup_during_writes_restores_with_integrity() {
     let (ok, out, err) = scimd(&data, &["restore", "--tenant", "acme", "--from", backup.to_str().unwrap(), "--yes"]);
     assert!(ok, "{err}");
     assert!(out.contains("integrity ok"));
+    assert!(err.contains("restore: 100% ("), "{err}");
     let db = rusqlite::Connection::open(data.join("tenants/acme/scim.db")).unwrap();
     let restored: i64 = db.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
     assert_eq!(restored, backed_up);

@@ -164,7 +164,15 @@ async fn an_okta_first_sync_rehearsed_reported_and_promoted() {
     let shown = ok(&rig.data, &["tenant", "show", "acme", "--json"]);
     assert!(serde_json::from_str::<Value>(&shown).unwrap()["shadow"]["started_at"].is_string(), "{shown}");
 
+    let live_seq = rig.live_count("SELECT max(seq) FROM events");
     let ids = okta_cycle(&rig, &auth).await;
+    // The application's feed is the live database's: the rehearsal's events are not in it.
+    let (mut sender, _) = connect(rig.server.addr, &[&rig.ca]).await;
+    let (status, feed) = try_send_as(&mut sender, &auth, "GET", &format!("/t/acme/events?after={live_seq}"), None).await.unwrap();
+    assert_eq!((status, feed["events"].as_array().map(Vec::len)), (200, Some(0)), "{feed}");
+    // Refusals are kept without their bodies: gina's POST carried Okta's password field.
+    let refusals = std::fs::read_to_string(rig.data.join("tenants/acme/shadow/refusals.jsonl")).unwrap();
+    assert!(refusals.contains("\"status\":400") && !refusals.contains("1mz050nq"), "{refusals}");
 
     // Nothing the application reads changed: the file, its WAL, data_version, the events.
     assert!(rig.live_bytes() == before, "the live database's files changed during the rehearsal");
@@ -363,5 +371,13 @@ async fn an_entra_rehearsal_survives_a_restart_refuses_a_stale_promote_and_is_di
     assert!(!done && out.contains("nosuch"), "{out}");
     let (discarded, out) = cli(&rig.data, &["shadow", "report", "--tenant", "acme"]);
     assert!(!discarded && out.contains("not in shadow mode"), "{out}");
+    assert!(!rig.data.join("tenants/acme/shadow").exists());
+
+    // With the server stopped, the command switches by itself: start, then promote.
+    rig.server.child.kill().unwrap();
+    rig.server.child.wait().unwrap();
+    ok(&rig.data, &["shadow", "start", "--tenant", "acme"]);
+    let said = ok(&rig.data, &["shadow", "promote", "--tenant", "acme"]);
+    assert!(said.contains("is live"), "{said}");
     assert!(!rig.data.join("tenants/acme/shadow").exists());
 }
