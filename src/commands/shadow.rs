@@ -7,10 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{control, data_dir, runtime, tenant_id, CommandError};
 use crate::cli::ShadowCommand;
-use crate::ops::shadow::{self as report, Lookup};
-use crate::store::shadow::Snapshot;
+use crate::ops::shadow as report;
 use crate::tenant::shadow::{Files, ShadowError};
-use crate::tenant::{DataDir, Tenant, TenantId};
+use crate::tenant::{DataDir, Tenant};
 
 /// A change of where a tenant's SCIM requests run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,10 +40,19 @@ fn switch(data: &DataDir, tenant: &str, what: Switch) -> Result<(), CommandError
                 return Err(format!("a server runs on {} but its command socket {} does not answer; stop it, or fix the socket (see its log)", data.root().display(), data.control_socket().display()).into());
             };
             runtime()?.block_on(async {
-            let tenant = Tenant::open(data, &id)?;
-            let done = perform(&tenant, data, what).await;
-            tenant.close();
-            done.map_err(|e| CommandError::Failed(e.to_string()))
+                let tenant = match Tenant::open(data, &id) {
+                    Ok(t) => t,
+                    // A rehearsal whose copy is gone or broken keeps the tenant from opening
+                    // (its IdP must not reach live): discarding it is the way out.
+                    Err(e) if what == Switch::Discard && Files::of(data, &id).active() => {
+                        Files::of(data, &id).clean_up()?;
+                        return Ok(format!("tenant {id}: the rehearsal is discarded (it could not be opened: {e})"));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let done = perform(&tenant, data, what).await;
+                tenant.close();
+                done.map_err(|e| CommandError::Failed(e.to_string()))
             })?
         }
     };
@@ -75,40 +83,9 @@ pub async fn perform(tenant: &Tenant, data: &DataDir, what: Switch) -> Result<St
     })
 }
 
-/// Names from the rehearsal's copy; the members a linked group keeps from the live database.
-struct Names {
-    copy: Snapshot,
-    live: Snapshot,
-}
-
-impl Lookup for Names {
-    fn user_name(&self, id: &str) -> Option<String> {
-        self.copy.user_name(id).ok().flatten()
-    }
-    fn group_name(&self, id: &str) -> Option<String> {
-        self.copy.group_name(id).ok().flatten()
-    }
-    fn live_members(&self, group_id: &str) -> Vec<String> {
-        self.live.member_names(group_id).unwrap_or_default()
-    }
-    fn live_user_with_email(&self, email: &str) -> Option<String> {
-        self.live.other_user_with_email(email).ok().flatten()
-    }
-}
-
-/// The report of a tenant's rehearsal (`None` when it is not in shadow mode).
-pub fn build_report(data: &DataDir, id: &TenantId) -> Result<Option<report::Report>, CommandError> {
-    let files = Files::of(data, id);
-    let Some(info) = files.info().map_err(|e| CommandError::Failed(e.to_string()))? else { return Ok(None) };
-    let names = Names { copy: Snapshot::open(files.database())?, live: Snapshot::open(files.live_database())? };
-    let events = names.copy.events_after(info.start_seq)?;
-    let refusals = files.refusals().map_err(|e| CommandError::Failed(e.to_string()))?;
-    Ok(Some(report::report(id.as_str(), &info, &events, &refusals, &names)))
-}
-
 fn print_report(data: &DataDir, tenant: &str, json: bool) -> Result<(), CommandError> {
     let id = tenant_id(data, tenant)?;
-    let Some(r) = build_report(data, &id)? else {
+    let Some(r) = report::build(data, &id).map_err(|e| CommandError::Failed(e.to_string()))? else {
         return Err(format!("tenant {id} is not in shadow mode (scimd shadow start --tenant {id})").into());
     };
     if json {

@@ -38,9 +38,54 @@ struct Session {
     seen: Instant,
 }
 
-#[derive(Default)]
 pub struct Console {
     sessions: Mutex<HashMap<String, Session>>,
+    /// One operator password check at a time: a flood of login POSTs gets 429, not a queue
+    /// of PBKDF2 runs on the blocking pool the tenants' reads share.
+    checking: tokio::sync::Semaphore,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console { sessions: Mutex::new(HashMap::new()), checking: tokio::sync::Semaphore::new(1) }
+    }
+}
+
+/// Reads the operator password's hash: a regular file (not through a symlink) that only its
+/// owner may read; anything else is refused, with a reason for the log.
+fn stored_password(path: &std::path::Path) -> Result<Option<String>, String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    let file = match options.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+    };
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 {
+            return Err(format!("{} is not a file only its owner can read (chmod 600 it)", path.display()));
+        }
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut { file }, &mut text).map_err(|e| e.to_string())?;
+    let text = text.trim().to_string();
+    Ok((!text.is_empty()).then_some(text))
+}
+
+/// Whether a plain-HTTP request names the loopback in its `Host` (a page the operator
+/// visits cannot rebind its own name to 127.0.0.1 and reach the console through the tunnel).
+fn host_is_loopback(req: &Request<Incoming>) -> bool {
+    let Some(host) = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// 32 random bytes, URL-safe base64: a session id or a CSRF token.
@@ -142,6 +187,9 @@ impl Console {
 /// Every request under `/console` on the operator listener (`tls`: it came over TLS).
 pub async fn handle(state: &AppState, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Page {
     let console = &state.console;
+    if !tls && !host_is_loopback(&req) {
+        return html(StatusCode::MISDIRECTED_REQUEST, pages::message("Refused", "The console answers only to a loopback Host (localhost, 127.0.0.1 or [::1])."));
+    }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (method, path.as_str()) {
@@ -185,7 +233,9 @@ fn login_form(console: &Console, status: StatusCode, error: Option<&str>, tls: b
 
 async fn login(state: &AppState, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Page {
     let console = &state.console;
-    let keys = [throttle::Key::account("-console", "operator", peer.ip()), throttle::Key::Address(peer.ip())];
+    // Keys of the console's own (no tenant id starts with '-'): never the address key that
+    // SCIM's Basic logins count, so neither locks the other out behind a shared address.
+    let keys = [throttle::Key::account("-console", "operator", peer.ip())];
     if let Err(wait) = state.auth.throttle.check(&keys) {
         let mut r = html(StatusCode::TOO_MANY_REQUESTS, pages::message("Too many attempts", &format!("Too many wrong passwords; try again in {} seconds.", wait.as_secs() + 1)));
         if let Ok(v) = HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
@@ -200,9 +250,18 @@ async fn login(state: &AppState, req: Request<Incoming>, peer: SocketAddr, tls: 
         return html(StatusCode::FORBIDDEN, pages::message("Refused", "The form's CSRF token is missing or wrong. Open the login page again."));
     }
     let password = fields.get("password").cloned().unwrap_or_default();
-    let stored = std::fs::read_to_string(state.tenants.data().console_password()).ok().map(|s| s.trim().to_string());
-    let Some(stored) = stored.filter(|s| !s.is_empty()) else {
-        return login_form(console, StatusCode::SERVICE_UNAVAILABLE, Some("No operator password is set: run scimd console password on the server."), tls);
+    let stored = match stored_password(&state.tenants.data().console_password()) {
+        Ok(Some(hash)) => hash,
+        Ok(None) => return login_form(console, StatusCode::SERVICE_UNAVAILABLE, Some("No operator password is set: run scimd console password on the server."), tls),
+        Err(why) => {
+            log::error!(target: "scimd::console", "refusing every login: {why}");
+            return login_form(console, StatusCode::SERVICE_UNAVAILABLE, Some("The operator password file is unsafe; see the server's log."), tls);
+        }
+    };
+    let Ok(_checking) = console.checking.try_acquire() else {
+        let mut r = html(StatusCode::TOO_MANY_REQUESTS, pages::message("Busy", "Another login is being checked; try again in a second."));
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
     };
     let ok = state.auth.verify_slowly(password, stored).await;
     if !ok {
@@ -211,6 +270,7 @@ async fn login(state: &AppState, req: Request<Incoming>, peer: SocketAddr, tls: 
         return login_form(console, StatusCode::UNAUTHORIZED, Some("Wrong password."), tls);
     }
     state.auth.throttle.succeed(&keys[0]);
+    drop(_checking);
     log::info!(target: "scimd::console", "operator logged in from {}", peer.ip());
     let id = console.open_session();
     let mut r = redirect("/console/");

@@ -80,6 +80,7 @@ pub async fn route(state: &AppState, path: &str, query: Option<&str>, csrf: &str
             match rest {
                 [] => page(StatusCode::OK, Box::pin(tenant_page(state, &t, csrf)).await),
                 ["log"] => page(StatusCode::OK, Box::pin(log_page(&t, query, csrf)).await),
+                ["shadow"] => shadow_page(state, &id, csrf).await,
                 ["users", uid] => Box::pin(resource_page(&t, "User", uid, csrf)).await,
                 ["groups", gid] => Box::pin(resource_page(&t, "Group", gid, csrf)).await,
                 _ => not_found(csrf, "No such page."),
@@ -186,16 +187,16 @@ fn failures_table(failures: &[Failure], with_tenant: bool) -> Markup {
 
 /// Requests (grey) and failures (red) per hour as an SVG bar chart.
 fn chart(hours: &[Hour]) -> Markup {
-    let max = hours.iter().map(|h| h.requests).max().unwrap_or(0).max(1);
+    let max = u64::from(hours.iter().map(|h| h.requests).max().unwrap_or(0).max(1));
     let (w, h) = (24 * 20, 120u32);
     html! {
         svg xmlns="http://www.w3.org/2000/svg" width=(w) height=(h + 20) role="img" aria-label="requests and failures per hour" {
             @for (i, hour) in hours.iter().enumerate() {
                 @let x = i as u32 * 20;
-                @let rh = hour.requests * h / max;
-                @let fh = hour.failures * h / max;
-                rect x=(x + 2) y=(h - rh) width="16" height=(rh) fill="#9ca3af" { title { (hour.requests) " requests" } }
-                rect x=(x + 2) y=(h - fh) width="16" height=(fh) fill="#dc2626" { title { (hour.failures) " failures" } }
+                @let rh = u64::from(hour.requests) * u64::from(h) / max;
+                @let fh = u64::from(hour.failures) * u64::from(h) / max;
+                rect x=(x + 2) y=(u64::from(h) - rh) width="16" height=(rh) fill="#9ca3af" { title { (hour.requests) " requests" } }
+                rect x=(x + 2) y=(u64::from(h) - fh) width="16" height=(fh) fill="#dc2626" { title { (hour.failures) " failures" } }
                 @if i % 6 == 0 { text x=(x) y=(h + 15) font-size="10" { (UtcMillis(hour.hour * 3_600_000).to_rfc3339().get(11..16).unwrap_or("")) } }
             }
         }
@@ -212,7 +213,7 @@ async fn tenant_page(state: &AppState, t: &Tenant, csrf: &str) -> String {
         &format!("Tenant {id}"),
         Some(csrf),
         html! {
-            @if t.in_shadow().unwrap_or(true) { p.bad { "In shadow mode: its SCIM requests run against a rehearsal (scimd shadow report)." } }
+            @if t.in_shadow().unwrap_or(true) { p.bad { "In shadow mode: its SCIM requests run against a rehearsal. " a href={ "/console/t/" (id) "/shadow" } { "What it would change" } } }
             p { a href={ "/console/t/" (id) "/log" } { "Activity log" } }
             table {
                 tr { th { "Users" } td { (o.users) } } tr { th { "Active users" } td { (o.active_users) } } tr { th { "Groups" } td { (o.groups) } }
@@ -318,6 +319,21 @@ async fn log_page(t: &Tenant, query: Option<&str>, csrf: &str) -> String {
             }
         },
     )
+}
+
+/// The shadow report (issue 20) of a tenant in shadow mode, as `scimd shadow report` prints it.
+async fn shadow_page(state: &AppState, id: &TenantId, csrf: &str) -> Page {
+    let (data, tid) = (state.tenants.data().clone(), id.clone());
+    let built = tokio::task::spawn_blocking(move || crate::ops::shadow::build(&data, &tid)).await;
+    match built {
+        Ok(Ok(Some(report))) => page(
+            StatusCode::OK,
+            layout(&format!("Shadow report of {id}"), Some(csrf), html! { pre { (crate::ops::shadow::render_text(&report)) } }),
+        ),
+        Ok(Ok(None)) => not_found(csrf, "This tenant is not in shadow mode."),
+        Ok(Err(e)) => page(StatusCode::INTERNAL_SERVER_ERROR, layout("Shadow report", Some(csrf), html! { p.bad { (e.to_string()) } })),
+        Err(_) => page(StatusCode::INTERNAL_SERVER_ERROR, layout("Shadow report", Some(csrf), html! { p.bad { "the report failed" } })),
+    }
 }
 
 fn enc(v: &str) -> String {

@@ -120,6 +120,9 @@ pub async fn operator_health(state: &AppState) -> serde_json::Value {
     json!({"status": "degraded", "tenants": detail})
 }
 
+/// Connections the operator listener serves at once; more are closed as they come.
+const MAX_CONNECTIONS: usize = 64;
+
 /// Serves `GET /metrics` and the operator's `GET /healthz` over plain HTTP on `listen`,
 /// and the console (`/console/`): over plain HTTP when `listen` is a loopback address, and
 /// otherwise only over TLS with the server's certificate (`tls`), told apart by the first
@@ -132,11 +135,16 @@ pub async fn serve(listen: SocketAddr, state: Arc<AppState>, tls: Option<tokio_r
     if !loopback {
         log::warn!(target: "scimd::http", "metrics are served on {addr}, which is not a loopback address");
     }
+    // A few scrapers and an operator: a bounded number of connections, so an address off
+    // the loopback cannot hold the process's descriptors open.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, peer)) = listener.accept().await else { continue };
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else { continue };
             let (state, tls) = (Arc::clone(&state), tls.clone());
             tokio::spawn(async move {
+                let _slot = slot;
                 let mut first = [0u8; 1];
                 let handshake = match tokio::time::timeout(std::time::Duration::from_secs(10), stream.peek(&mut first)).await {
                     Ok(Ok(1)) => first[0] == 0x16,
@@ -193,5 +201,11 @@ where
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+    // One request a connection, its header within 10 s: nothing is held open for long.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .keep_alive(false)
+        .serve_connection(io, service)
+        .await;
 }

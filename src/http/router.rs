@@ -60,18 +60,20 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
         }
     };
     state.metrics.observe(parsed.metrics_label(), &method, resp.status().as_u16(), started.elapsed());
-    if let (true, Some(tenant)) = (scim, seen.tenant.as_deref()) {
-        // The console's view of the IdP's traffic (issue 21): never a body or a header.
+    // The console's view of the IdP's traffic (issue 21), for requests that authenticated:
+    // an anonymous flood must not push the IdP's real failures out of the ring, nor write
+    // its own text on the operator's screen. Never a body or a header; long text is cut.
+    if let (true, Some(tenant), Some((_, account))) = (scim, seen.tenant.as_deref(), seen.who.rsplit_once('/')) {
         let at = (state.clock)();
         let failure = refused.map(|(status, scim_type, detail)| crate::http::recent::Failure {
             at,
             tenant: tenant.to_string(),
             method: method.to_string(),
-            path: path.clone(),
+            path: crate::http::recent::clip(&path),
             status,
             scim_type,
-            detail,
-            account: seen.who.rsplit_once('/').map(|(_, a)| a.to_string()).unwrap_or_else(|| "-".into()),
+            detail: crate::http::recent::clip(&detail),
+            account: account.to_string(),
         });
         state.recent.note(tenant, method.as_str(), resp.status().as_u16(), at, failure);
     }

@@ -11,7 +11,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::store::events::EventRecord;
-use crate::tenant::shadow::{Refusal, ShadowInfo};
+use crate::store::shadow::Snapshot;
+use crate::tenant::shadow::{Files, Refusal, ShadowError, ShadowInfo};
+use crate::tenant::{DataDir, TenantId};
 
 /// At most this many names per row; `count` says how many there are in all.
 pub const MAX_NAMES: usize = 100;
@@ -312,6 +314,38 @@ fn changed_fields(detail: &Value) -> Vec<String> {
         }
     }
     fields
+}
+
+/// Names from the rehearsal's copy; the members a linked group keeps from the live database.
+struct Databases {
+    copy: Snapshot,
+    live: Snapshot,
+}
+
+impl Lookup for Databases {
+    fn user_name(&self, id: &str) -> Option<String> {
+        self.copy.user_name(id).ok().flatten()
+    }
+    fn group_name(&self, id: &str) -> Option<String> {
+        self.copy.group_name(id).ok().flatten()
+    }
+    fn live_members(&self, group_id: &str) -> Vec<String> {
+        self.live.member_names(group_id).unwrap_or_default()
+    }
+    fn live_user_with_email(&self, email: &str) -> Option<String> {
+        self.live.other_user_with_email(email).ok().flatten()
+    }
+}
+
+/// The report of a tenant's rehearsal from its files (`None` when it is not in shadow
+/// mode): read-only, whether a server runs or not (the command and the console).
+pub fn build(data: &DataDir, id: &TenantId) -> Result<Option<Report>, ShadowError> {
+    let files = Files::of(data, id);
+    let Some(info) = files.info()? else { return Ok(None) };
+    let names = Databases { copy: Snapshot::open(files.database())?, live: Snapshot::open(files.live_database())? };
+    let events = names.copy.events_after(info.start_seq)?;
+    let refusals = files.refusals()?;
+    Ok(Some(report(id.as_str(), &info, &events, &refusals, &names)))
 }
 
 /// Refusals grouped by what they say, names masked: "userName 'a@x' must equal …" and

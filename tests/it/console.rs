@@ -11,19 +11,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{TestServer, PASSWORD};
 
-const OPERATOR_PASSWORD: &str = "operator password for the console";
+pub const OPERATOR_PASSWORD: &str = "operator password for the console";
 
 /// A reply: status, headers (lower-case names, repeated ones joined by "\n"), body.
-struct Reply {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
+pub struct Reply {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: String,
 }
 
 /// One plain HTTP/1.1 request with `Connection: close`.
-async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nconnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("host: {addr}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -83,11 +86,11 @@ fn unchunk(mut s: &str) -> String {
 }
 
 /// `name=value` of a Set-Cookie line with that name.
-fn set_cookie<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {
+pub fn set_cookie<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {
     r.headers.get("set-cookie")?.lines().find(|l| l.starts_with(&format!("{name}=")))
 }
 
-fn cookie_value(line: &str) -> String {
+pub fn cookie_value(line: &str) -> String {
     line.split(';').next().unwrap().split_once('=').unwrap().1.to_string()
 }
 
@@ -121,7 +124,7 @@ fn assert_well_formed(page: &str) {
     assert!(open.is_empty(), "unclosed {open:?}");
 }
 
-fn set_password(data: &Path, password: &str) {
+pub fn set_password(data: &Path, password: &str) {
     use std::io::Write;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_scimd"))
         .args(["console", "password", "--password-stdin", "--data-dir"])
@@ -139,7 +142,7 @@ fn set_password(data: &Path, password: &str) {
 }
 
 /// Logs in over HTTP; returns the session cookie's value.
-async fn log_in(addr: SocketAddr, password: &str) -> Reply {
+pub async fn log_in(addr: SocketAddr, password: &str) -> Reply {
     let form = http(addr, "GET", "/console/login", &[], None).await;
     let login_cookie = cookie_value(set_cookie(&form, "scimd_console_login").unwrap());
     let csrf = csrf_of(&form.body);
@@ -178,6 +181,10 @@ async fn the_console_logs_in_shows_the_tenants_and_their_failures_and_logs_out()
     let csp = form.headers.get("content-security-policy").unwrap();
     assert!(csp.contains("default-src 'none'") && !csp.contains("script"), "{csp}");
     assert_eq!(form.headers.get("cache-control").map(String::as_str), Some("no-store"));
+    assert_eq!(form.headers.get("x-frame-options").map(String::as_str), Some("DENY"));
+    // A page that rebinds its own name to 127.0.0.1 is not the console's client.
+    let rebound = http(addr, "GET", "/console/login", &[("host", "evil.example:9464")], None).await;
+    assert_eq!(rebound.status, 421);
 
     // A login form without its CSRF cookie is refused, whatever the password.
     let csrf = csrf_of(&form.body);
@@ -420,4 +427,15 @@ async fn off_the_loopback_the_console_is_served_over_tls_only() {
     assert_eq!(r.status, 200);
     let cookie = r.headers.get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     assert!(cookie.starts_with("scimd_console_login=") && cookie.contains("; Secure"), "{cookie}");
+    // Logged in over TLS, the session cookie is `Secure` too.
+    set_password(s.data().root(), OPERATOR_PASSWORD);
+    let token = cookie_value(&cookie);
+    let page = String::from_utf8_lossy(&r.raw).to_string();
+    let body = format!("csrf={}&password={}", csrf_of(&page), OPERATOR_PASSWORD.replace(' ', "+"));
+    let login_cookie = format!("scimd_console_login={token}");
+    let headers = [("cookie", login_cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let r = client.raw(hyper::Method::POST, "/console/login", &headers, Some(body.into_bytes())).await;
+    assert_eq!(r.status, 303);
+    let session = r.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with("scimd_console=")).unwrap_or_default().to_string();
+    assert!(session.contains("HttpOnly") && session.contains("; Secure"), "{session}");
 }

@@ -158,7 +158,7 @@ async fn an_okta_first_sync_rehearsed_reported_and_promoted() {
     let (ok_start_again, out) = cli(&rig.data, &["shadow", "start", "--tenant", "acme"]);
     assert!(!ok_start_again && out.contains("already in shadow mode"), "{out}");
     let log = rig.server.log();
-    let metrics_addr = log.split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
+    let metrics_addr: std::net::SocketAddr = log.split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
     let (_, metrics) = crate::metrics::scrape(metrics_addr, "/metrics").await;
     assert!(metrics.contains("scimd_tenant_shadow{tenant=\"acme\"} 1"), "{metrics}");
     let shown = ok(&rig.data, &["tenant", "show", "acme", "--json"]);
@@ -242,6 +242,16 @@ async fn an_okta_first_sync_rehearsed_reported_and_promoted() {
     assert_eq!(report, expected);
     let text = ok(&rig.data, &["shadow", "report", "--tenant", "acme"]);
     println!("{text}");
+    // The same report on the operator console's page for the tenant.
+    use crate::console::{cookie_value, http, log_in, set_cookie, set_password, OPERATOR_PASSWORD};
+    set_password(&rig.data, OPERATOR_PASSWORD);
+    let console = log_in(metrics_addr, OPERATOR_PASSWORD).await;
+    let session = format!("scimd_console={}", cookie_value(set_cookie(&console, "scimd_console").unwrap()));
+    let tenant_page = http(metrics_addr, "GET", "/console/t/acme", &[("cookie", &session)], None).await;
+    assert!(tenant_page.body.contains("/console/t/acme/shadow"), "{}", tenant_page.body);
+    let page = http(metrics_addr, "GET", "/console/t/acme/shadow", &[("cookie", &session)], None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("alice@example.com would duplicate alice") && page.body.contains("Sales keeps 3"), "{}", page.body);
     assert!(text.contains("adopted (local users the IdP takes over): 1: bob@example.com"), "{text}");
 
     // Promote while the IdP keeps sending: every request is answered, each 201 is live after.
@@ -369,6 +379,18 @@ async fn an_entra_rehearsal_survives_a_restart_refuses_a_stale_promote_and_is_di
     }
     let (done, out) = cli(&rig.data, &["shadow", "start", "--tenant", "nosuch"]);
     assert!(!done && out.contains("nosuch"), "{out}");
+    let (discarded, out) = cli(&rig.data, &["shadow", "report", "--tenant", "acme"]);
+    assert!(!discarded && out.contains("not in shadow mode"), "{out}");
+    // A rehearsal whose copy is lost keeps the tenant shut (never live, never an empty copy
+    // to promote); discard, with the server stopped, is the way out.
+    ok(&rig.data, &["shadow", "start", "--tenant", "acme"]);
+    std::fs::remove_file(rig.data.join("tenants/acme/shadow/shadow.db")).unwrap();
+    rig.server.child.kill().unwrap();
+    rig.server.child.wait().unwrap();
+    let (promoted, out) = cli(&rig.data, &["shadow", "promote", "--tenant", "acme"]);
+    assert!(!promoted && out.contains("missing"), "{out}");
+    let said = ok(&rig.data, &["shadow", "discard", "--tenant", "acme"]);
+    assert!(said.contains("discarded"), "{said}");
     let (discarded, out) = cli(&rig.data, &["shadow", "report", "--tenant", "acme"]);
     assert!(!discarded && out.contains("not in shadow mode"), "{out}");
     assert!(!rig.data.join("tenants/acme/shadow").exists());
