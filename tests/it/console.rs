@@ -335,13 +335,26 @@ impl Driver {
 
     /// Polls the URL until `wanted` holds (a click's navigation may still be under way).
     async fn wait_url(&self, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let url = self.url().await;
             if wanted(&url) {
                 return url;
             }
             assert!(Instant::now() < deadline, "the browser stayed at {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls the page until `wanted` holds (a form posted to its own URL changes no URL).
+    async fn wait_source(&self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let page = self.source().await;
+            if wanted(&page) {
+                return page;
+            }
+            assert!(Instant::now() < deadline, "the page never became what was expected: {page}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -380,36 +393,34 @@ async fn the_console_in_a_real_browser() {
     assert!(driver.url().await.ends_with("/console/login"), "sent to the login page");
     driver.type_into("input[name=password]", "wrong password").await;
     driver.click("button[type=submit]").await;
-    let page = driver.source().await;
-    assert!(page.contains("Wrong password."), "{} {page}", driver.url().await);
+    driver.wait_source(|p| p.contains("Wrong password.")).await;
     driver.type_into("input[name=password]", OPERATOR_PASSWORD).await;
     driver.click("button[type=submit]").await;
     driver.wait_url(|u| u.ends_with("/console/")).await;
-    let page = driver.source().await;
-    assert!(page.contains("acme") && page.contains("other"), "{page}");
+    driver.wait_source(|p| p.contains(">acme<") && p.contains(">other<")).await;
     driver.screenshot("overview").await;
 
     // The refused request's detail, on the tenant's page.
     driver.click("a[href='/console/t/acme']").await;
     driver.wait_url(|u| u.ends_with("/console/t/acme")).await;
-    let page = driver.source().await;
-    assert!(page.contains("must equal the user") && page.contains("carl"), "{page}");
+    driver.wait_source(|p| p.contains("must equal the user") && p.contains("carl")).await;
     driver.screenshot("tenant").await;
 
     // Search the log for a user.
     driver.click("a[href='/console/t/acme/log']").await;
     driver.wait_url(|u| u.ends_with("/log")).await;
+    driver.wait_source(|p| p.contains("name=\"user\"")).await;
     driver.type_into("input[name=user]", "ann@example.com").await;
     driver.click("main form button[type=submit]").await;
     driver.wait_url(|u| u.contains("user=ann")).await;
-    let page = driver.source().await;
-    assert!(page.contains("ann@example.com") && !page.contains("ben@example.com"), "{page}");
+    let page = driver.wait_source(|p| p.contains("value=\"ann@example.com\"") && p.contains("</table>")).await;
+    assert!(!page.contains("ben@example.com"), "{page}");
     driver.screenshot("log").await;
 
     driver.click("form[action='/console/logout'] button").await;
     driver.wait_url(|u| u.ends_with("/console/login")).await;
     driver.go(&format!("{base}/console/")).await;
-    assert!(driver.url().await.ends_with("/console/login"), "logged out");
+    driver.wait_url(|u| u.ends_with("/console/login")).await;
     driver.call("DELETE", &format!("/session/{}", driver.session), None).await;
 }
 
