@@ -145,12 +145,7 @@ async fn run(state: &AppState, request: Request) -> Answer {
         let open = match state.tenants.get(&id).await {
             Ok(Some(t)) => t,
             Ok(None) => return Err(format!("no tenant {id}")),
-            // Not open, so nothing serves from its rehearsal's files: they may go.
-            Err(e) if switch == Switch::Discard && crate::tenant::shadow::Files::of(state.tenants.data(), &id).active() => {
-                crate::tenant::shadow::Files::of(state.tenants.data(), &id).clean_up().map_err(|e| e.to_string())?;
-                return Ok(format!("tenant {id}: the rehearsal is discarded (it could not be opened: {e})"));
-            }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return shadow::discard_unopened(state.tenants.data(), &id, switch, e),
         };
         log::info!(target: "scimd::control", "tenant {id}: shadow {switch:?} asked through the command socket");
         shadow::perform(&open, state.tenants.data(), switch).await.map_err(|e| e.to_string())

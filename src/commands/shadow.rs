@@ -42,13 +42,7 @@ fn switch(data: &DataDir, tenant: &str, what: Switch) -> Result<(), CommandError
             runtime()?.block_on(async {
                 let tenant = match Tenant::open(data, &id) {
                     Ok(t) => t,
-                    // A rehearsal whose copy is gone or broken keeps the tenant from opening
-                    // (its IdP must not reach live): discarding it is the way out.
-                    Err(e) if what == Switch::Discard && Files::of(data, &id).active() => {
-                        Files::of(data, &id).clean_up()?;
-                        return Ok(format!("tenant {id}: the rehearsal is discarded (it could not be opened: {e})"));
-                    }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return discard_unopened(data, &id, what, e).map_err(CommandError::Failed),
                 };
                 let done = perform(&tenant, data, what).await;
                 tenant.close();
@@ -58,6 +52,18 @@ fn switch(data: &DataDir, tenant: &str, what: Switch) -> Result<(), CommandError
     };
     println!("{said}");
     Ok(())
+}
+
+/// A tenant that cannot be opened: a rehearsal whose copy is gone or broken keeps it shut
+/// (its IdP must not reach live), and discarding that rehearsal is the way out. Nothing
+/// has the tenant open (it did not open), so its files may go.
+pub fn discard_unopened(data: &DataDir, id: &crate::tenant::TenantId, what: Switch, why: crate::store::StoreError) -> Result<String, String> {
+    let files = Files::of(data, id);
+    if what != Switch::Discard || !files.active() {
+        return Err(why.to_string());
+    }
+    files.clean_up().map_err(|e| e.to_string())?;
+    Ok(format!("tenant {id}: the rehearsal is discarded (it could not be opened: {why})"))
 }
 
 /// Does `what` to an open tenant (in the server, or in this command); what to tell the operator.

@@ -172,14 +172,14 @@ async fn scim_on_side(
     let (method, path, account) = (req.method().to_string(), req.uri().path().to_string(), principal.user_name.clone());
     let answer = scim_endpoint(state, req, Arc::clone(&rehearsal), principal, now, endpoint).await;
     if let Err(e) = &answer {
-        let (status, body) = e.to_status_and_body();
+        let (status, scim_type, detail) = e.summary();
         rehearsal.note_refusal(&crate::tenant::shadow::Refusal {
             at: now.to_rfc3339(),
             method,
             path,
-            status: status.as_u16(),
-            scim_type: body.get("scimType").and_then(Value::as_str).map(str::to_string),
-            detail: body.get("detail").and_then(Value::as_str).unwrap_or_default().to_string(),
+            status,
+            scim_type: scim_type.map(str::to_string),
+            detail,
             account,
         });
     }

@@ -333,30 +333,26 @@ impl Driver {
         self.call("GET", &format!("/session/{}/url", self.session), None).await.as_str().unwrap_or_default().to_string()
     }
 
-    /// Polls the URL until `wanted` holds (a click's navigation may still be under way).
-    async fn wait_url(&self, wanted: impl Fn(&str) -> bool) -> String {
+    /// Polls what `read` gives until `wanted` holds (a click's navigation may still be
+    /// under way, and a form posted to its own URL changes no URL).
+    async fn wait<F: std::future::Future<Output = String>>(&self, read: impl Fn() -> F, wanted: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let url = self.url().await;
-            if wanted(&url) {
-                return url;
+            let seen = read().await;
+            if wanted(&seen) {
+                return seen;
             }
-            assert!(Instant::now() < deadline, "the browser stayed at {url}");
+            assert!(Instant::now() < deadline, "the browser never showed what was expected: {seen}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// Polls the page until `wanted` holds (a form posted to its own URL changes no URL).
+    async fn wait_url(&self, wanted: impl Fn(&str) -> bool) -> String {
+        self.wait(|| self.url(), wanted).await
+    }
+
     async fn wait_source(&self, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let page = self.source().await;
-            if wanted(&page) {
-                return page;
-            }
-            assert!(Instant::now() < deadline, "the page never became what was expected: {page}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait(|| self.source(), wanted).await
     }
 
     async fn source(&self) -> String {

@@ -6,20 +6,12 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{scimd_cli, TestServer};
+use crate::support::{fixture, scimd_cli, TestServer};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
-fn fixture(name: &str, ids: &[(&str, &str)]) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    for (key, id) in ids {
-        text = text.replace(&format!("{{{{{key}}}}}"), id);
-    }
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 async fn member_ids(s: &TestServer, gid: &str) -> Vec<String> {
     let r = s.get(&format!("/Groups/{gid}")).await;

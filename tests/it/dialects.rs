@@ -4,16 +4,8 @@
 use hyper::Method;
 use serde_json::Value;
 
-use crate::support::TestServer;
+use crate::support::{fixture, TestServer};
 
-fn fixture(name: &str, ids: &[(&str, &str)]) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    for (key, id) in ids {
-        text = text.replace(&format!("{{{{{key}}}}}"), id);
-    }
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 async fn members(s: &TestServer, gid: &str) -> Vec<String> {
     let r = s.get(&format!("/Groups/{gid}")).await;

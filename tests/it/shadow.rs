@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{basic, binary_data_dir, connect, try_send_as, ServeBinary, TempDir, ADMIN, PASSWORD};
+use crate::support::{basic, binary_data_dir, fixture, connect, try_send_as, ServeBinary, TempDir, ADMIN, PASSWORD};
 
 /// The installation before the IdP: alice's username is no email; bob, carol and dave are
 /// local users; carol is an inactive Basic-auth member of Sales; dave has a Creator seat.
@@ -31,14 +31,6 @@ struct Rig {
     server: ServeBinary,
 }
 
-fn fixture(name: &str, ids: &[(&str, &str)]) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    for (key, id) in ids {
-        text = text.replace(&format!("{{{{{key}}}}}"), id);
-    }
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 fn cli(data: &Path, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimd")).args(args).arg("--data-dir").arg(data).env("SCIMD_KDF_ITERATIONS", "1000").output().unwrap();

@@ -444,3 +444,14 @@ pub fn scimd_cli(s: &TestServer, args: &[&str]) -> (bool, String) {
         .unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
+
+/// An IdP request body from tests/fixtures/ (Okta's and Microsoft's documented requests),
+/// with each `{{name}}` replaced by the id given for it.
+pub fn fixture(name: &str, ids: &[(&str, &str)]) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    for (key, id) in ids {
+        text = text.replace(&format!("{{{{{key}}}}}"), id);
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
