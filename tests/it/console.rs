@@ -247,6 +247,24 @@ async fn the_console_logs_in_shows_the_tenants_and_their_failures_and_logs_out()
 }
 
 #[tokio::test]
+async fn a_password_file_others_can_read_or_a_symlink_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (s, addr) = seeded().await;
+    let file = s.data().console_password();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = log_in(addr, OPERATOR_PASSWORD).await;
+    assert!(r.status == 503 && set_cookie(&r, "scimd_console").is_none(), "{}", r.status);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let target = file.with_extension("real");
+    std::fs::rename(&file, &target).unwrap();
+    std::os::unix::fs::symlink(&target, &file).unwrap();
+    assert_eq!(log_in(addr, OPERATOR_PASSWORD).await.status, 503);
+    std::fs::remove_file(&file).unwrap();
+    std::fs::rename(&target, &file).unwrap();
+    assert_eq!(log_in(addr, OPERATOR_PASSWORD).await.status, 303);
+}
+
+#[tokio::test]
 async fn wrong_console_passwords_are_throttled() {
     let (_s, addr) = seeded().await;
     let mut statuses = Vec::new();
