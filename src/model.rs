@@ -264,3 +264,85 @@ pub struct SortKey {
     pub attr: AttrRef,
     pub descending: bool,
 }
+
+/// Why a tenant cannot do what was asked, for a cause that is the operator's to fix and
+/// not the client's: the disk, the files, the database. A client is told which (503 with
+/// `Retry-After`, never the internal detail); the operator sees it on `/metrics`, the
+/// operator's `/healthz`, one rate-limited ERROR line and `scimd check` (issue 22).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// The filesystem is full (SQLITE_FULL, ENOSPC): writes fail, reads go on.
+    DiskFull,
+    /// The database, its directory or the filesystem is read-only.
+    ReadOnly,
+    /// The database file is damaged, truncated or not a database.
+    Corrupt,
+    /// The database is of a newer schema version than this binary (a downgrade).
+    NewerSchema,
+    /// The database cannot be opened for another reason (permissions, a missing directory).
+    Unopenable,
+    /// `tenant.toml` is missing, unreadable or invalid.
+    Settings,
+    /// The token signing key files are missing, unreadable or corrupt.
+    SigningKey,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 7] =
+        [Fault::DiskFull, Fault::ReadOnly, Fault::Corrupt, Fault::NewerSchema, Fault::Unopenable, Fault::Settings, Fault::SigningKey];
+
+    /// The metric label and the operator's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::DiskFull => "disk_full",
+            Fault::ReadOnly => "read_only",
+            Fault::Corrupt => "corrupt",
+            Fault::NewerSchema => "newer_schema",
+            Fault::Unopenable => "unopenable",
+            Fault::Settings => "settings",
+            Fault::SigningKey => "signing_key",
+        }
+    }
+
+    /// What the client is told: what is wrong, in words that name no file and no cause
+    /// inside the server, and that a retry is the right move.
+    pub fn client_detail(self) -> &'static str {
+        match self {
+            Fault::DiskFull => "this tenant's storage is full; nothing was changed; the operator has been alerted; retry later",
+            Fault::ReadOnly => "this tenant's storage is read-only; nothing was changed; the operator has been alerted; retry later",
+            Fault::Corrupt | Fault::NewerSchema | Fault::Unopenable => {
+                "this tenant's database cannot be used; nothing was changed; the operator has been alerted; retry later"
+            }
+            Fault::Settings => "this tenant's settings cannot be read; nothing was changed; the operator has been alerted; retry later",
+            Fault::SigningKey => "this tenant's token signing key cannot be read; the operator has been alerted; retry later",
+        }
+    }
+
+    /// Seconds a client should wait before retrying (`Retry-After`): a full disk is
+    /// usually freed within minutes; a damaged database needs a restore.
+    pub fn retry_after_secs(self) -> u32 {
+        match self {
+            Fault::DiskFull | Fault::ReadOnly | Fault::SigningKey | Fault::Settings => 60,
+            Fault::Corrupt | Fault::NewerSchema | Fault::Unopenable => 300,
+        }
+    }
+
+    /// A fault a successful write proves gone; the others go when the tenant opens (or
+    /// its settings or key load) again.
+    pub fn cleared_by_write(self) -> bool {
+        matches!(self, Fault::DiskFull | Fault::ReadOnly)
+    }
+
+    /// What the operator should do, for the health detail and `scimd check`.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Fault::DiskFull => "free space on the data directory's filesystem; writes resume by themselves",
+            Fault::ReadOnly => "make the data directory writable again (remount, permissions); writes resume by themselves",
+            Fault::Corrupt => "restore the tenant from a backup (scimd restore) or its replica (scimd replication restore)",
+            Fault::NewerSchema => "run the scimd that wrote this database, or restore it from a backup",
+            Fault::Unopenable => "check the tenant directory's ownership and permissions (scimd check)",
+            Fault::Settings => "restore tenant.toml (scimd check names the problem), then systemctl reload scimd",
+            Fault::SigningKey => "restore the key files; tokens are verified with the database's copy meanwhile",
+        }
+    }
+}

@@ -16,6 +16,7 @@
 //! A tenant id matches `[a-z0-9][a-z0-9-]{0,62}`; anything else is rejected before any
 //! path is built, so a request can never name a file outside the data directory.
 
+pub mod faults;
 pub mod keys;
 pub mod registry;
 pub mod shadow;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use log::info;
 
 use crate::store::catalogue::{self, Catalogue};
+use crate::model::Fault;
 use crate::store::{tenant_files, Store, StoreError};
 
 /// The name of a tenant's database in its folder (Litestream's `pattern` matches it).
@@ -62,6 +64,7 @@ impl fmt::Display for TenantId {
 pub struct DataDir {
     root: PathBuf,
     catalogue: Arc<Catalogue>,
+    faults: Arc<faults::FaultBoard>,
 }
 
 impl fmt::Debug for DataDir {
@@ -74,7 +77,11 @@ impl DataDir {
     pub fn new(root: impl Into<PathBuf>) -> DataDir {
         let root = root.into();
         let catalogue = Arc::new(Catalogue::new(root.join("catalogue.db")));
-        DataDir { root, catalogue }
+        DataDir { root, catalogue, faults: Arc::default() }
+    }
+    /// What is wrong with each tenant now (`tenant/faults.rs`).
+    pub fn faults(&self) -> &Arc<faults::FaultBoard> {
+        &self.faults
     }
     /// What the server knows of every tenant without opening it (`store::catalogue`).
     pub fn catalogue(&self) -> &Catalogue {
@@ -544,6 +551,72 @@ never_remove = []    # e.g. ["Auditors"]: SCIM never removes members from these
     )
 }
 
+/// Whether scimd may write in `dir` (`access(W_OK)`, which a read-only mount refuses
+/// even to root): the reason when not.
+pub fn writable(dir: &Path) -> Result<(), std::io::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: access only reads the path, a valid C string.
+    match unsafe { libc::access(path.as_ptr(), libc::W_OK) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// An open that failed in a directory scimd cannot write in is a read-only fault, whatever
+/// SQLite called it (it cannot create the WAL or shared-memory file: "unable to open").
+fn read_only_if_so(e: StoreError, dir: &Path) -> StoreError {
+    match (e.fault(), writable(dir)) {
+        (None | Some(Fault::Unopenable), Err(why)) => StoreError::Unavailable(Fault::ReadOnly, format!("{} is not writable ({why}): {e}", dir.display())),
+        _ => e,
+    }
+}
+
+/// Keeps the database's copy of the key pair and the files in step at open, and returns
+/// the copy of the private key (what verifies tokens if the files fail later). The files
+/// are the truth while they can be used: a key made before the copy existed, or a crash
+/// between the file and the copy, is copied in. Files that are missing while the database
+/// still has the key were lost (scimd deletes both): they are written back from the copy.
+/// Files that exist but cannot be read or parsed are left alone, and so is the copy: a
+/// damaged file is no reason to drop a good copy. Either way the fault is raised now.
+fn sync_key_copy(keys: &keys::KeyState, store: &Store, id: &TenantId) -> Result<Option<String>, StoreError> {
+    // Read first: an open whose copy is current (nearly all) takes no write lock.
+    let stored = store.read_blocking(|db| Ok((tenant_files::get(db, keys::PRIVATE_COPY)?, tenant_files::get(db, keys::PUBLIC_COPY)?)))?;
+    match keys.pem_texts() {
+        Ok(Some((private, public))) => {
+            if stored.0.as_deref() == Some(private.as_str()) && stored.1.as_deref() == Some(public.as_str()) {
+                return Ok(Some(private));
+            }
+            if !keys::parses(&private) {
+                let _ = keys.signing();
+                return Ok(stored.0);
+            }
+            let files = vec![(keys::PRIVATE_COPY, Some(private.clone())), (keys::PUBLIC_COPY, Some(public))];
+            let at = crate::clock::UtcMillis::now().to_rfc3339();
+            store.write_blocking(move |db| tenant_files::sync(db, &files, &at))?;
+            Ok(Some(private))
+        }
+        Ok(None) => match stored {
+            (Some(private), Some(public)) => {
+                match keys.restore(&private, &public) {
+                    Ok(fingerprint) => log::warn!(target: "scimd::tenant", "tenant {id}: the token signing key files were missing; wrote them back from the database's copy ({fingerprint})"),
+                    Err(e) => log::warn!(target: "scimd::tenant", "tenant {id}: the token signing key files are missing and cannot be written back: {e}"),
+                }
+                keys.set_copy(Some(private.clone()));
+                let _ = keys.signing();
+                Ok(Some(private))
+            }
+            (private, _) => Ok(private),
+        },
+        Err(e) => {
+            log::warn!(target: "scimd::tenant", "tenant {id}: signing key not copied into the database: {e}");
+            keys.set_copy(stored.0.clone());
+            let _ = keys.signing();
+            Ok(stored.0)
+        }
+    }
+}
+
 pub struct Tenant {
     pub id: TenantId,
     pub store: Store,
@@ -572,20 +645,12 @@ impl Drop for Tenant {
 impl Tenant {
     /// Opens a tenant that exists on disk (blocking: run off the async runtime).
     pub fn open(data: &DataDir, id: &TenantId) -> Result<Tenant, StoreError> {
-        let settings = TenantSettings::load(&data.settings_file(id)).map_err(StoreError::Corrupt)?;
+        let settings = TenantSettings::load(&data.settings_file(id)).map_err(|why| StoreError::Unavailable(Fault::Settings, why))?;
         data.restrict_tenant(id);
-        let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
-        // The database's copy of the key files follows the files (keygen and delete-key
-        // keep it in step; this catches a key from before the copy existed, or a crash
-        // between the file and the copy). A key that cannot be read is left as it is: its
-        // use fails loudly, and an unreadable file is no reason to drop a good copy.
-        let copies = keys.copies().map_err(|e| log::warn!(target: "scimd::tenant", "tenant {id}: signing key not copied into the database: {e}")).ok();
-        let store = Store::open(&data.database(id))?;
-        // Read first: an open whose copy is current (nearly all) takes no write lock.
-        if let Some(files) = copies.filter(|files| store.read_blocking(|db| tenant_files::differs(db, files)).unwrap_or(true)) {
-            let at = crate::clock::UtcMillis::now().to_rfc3339();
-            store.write_blocking(move |db| tenant_files::sync(db, &files, &at))?;
-        }
+        let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id)).reporting_to(Arc::clone(data.faults()), id.as_str());
+        let store = Store::open(&data.database(id)).map_err(|e| read_only_if_so(e, &data.tenant_dir(id)))?;
+        store.report_faults_to(Arc::new(faults::TenantFaults { board: Arc::clone(data.faults()), tenant: id.clone() }));
+        keys.set_copy(sync_key_copy(&keys, &store, id)?);
         data.restrict_tenant(id);
         let catalogue = Arc::clone(&data.catalogue);
         let shadow_files = shadow::Files::of(data, id);
@@ -613,7 +678,7 @@ impl Tenant {
     /// The rehearsal's copy of a tenant in shadow mode: its own database, the tenant's
     /// settings and keys.
     fn open_shadow(data: &DataDir, id: &TenantId) -> Result<Tenant, StoreError> {
-        let settings = TenantSettings::load(&data.settings_file(id)).map_err(StoreError::Corrupt)?;
+        let settings = TenantSettings::load(&data.settings_file(id)).map_err(|why| StoreError::Unavailable(Fault::Settings, why))?;
         let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
         // Never a new, empty database in its place: promoted, it would replace live.
         if !data.shadow_database(id).is_file() {

@@ -52,6 +52,18 @@ pub enum AuthError {
     Throttled(u64),
     /// The account lookup itself failed.
     Internal(String),
+    /// The tenant's storage or signing key cannot be used now (the operator's fault).
+    Unavailable(crate::model::Fault),
+}
+
+impl AuthError {
+    /// A failed read of what authentication needs: the operator's fault when it is one.
+    fn of_store(e: crate::store::StoreError) -> AuthError {
+        match e.fault() {
+            Some(fault) => AuthError::Unavailable(fault),
+            None => AuthError::Internal(e.to_string()),
+        }
+    }
 }
 
 /// Which API is being called: they accept different credentials.
@@ -341,7 +353,7 @@ async fn check_basic(tenant: &Tenant, auth: &AuthState, api: Api, user: &str, pa
             Ok((found, epoch))
         })
         .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(AuthError::of_store)?;
     let (account, stored) = match found {
         Some((account, Some(stored))) => (account, stored),
         Some((account, None)) => {
@@ -431,7 +443,13 @@ async fn authenticate_bearer(tenant: &Tenant, auth: &AuthState, bearer: &str, pe
         auth.throttle.fail(&forgeries);
         AuthError::Invalid
     };
-    let Some(key) = tenant.keys.current() else {
+    // While the key files cannot be used, the database's copy verifies (the fault is
+    // raised); without either, a tenant whose key is broken is the operator's to fix (503),
+    // not the client's (401, counted towards the throttle).
+    let Some(key) = tenant.keys.verifier() else {
+        if tenant.keys.broken() {
+            return Err(AuthError::Unavailable(crate::model::Fault::SigningKey));
+        }
         return Err(forged("bearer token presented but the tenant has no signing key"));
     };
     let Some(claims) = cache.verify(bearer, &key) else {
@@ -450,7 +468,7 @@ async fn authenticate_bearer(tenant: &Tenant, auth: &AuthState, bearer: &str, pe
         .store
         .read(move |conn| Ok((tokens::is_current(conn, &jti, &sub, &at)?, users::find_account_by_id(conn, &sub)?, auth_check::auth_epoch(conn)?)))
         .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(AuthError::of_store)?;
     if !current {
         warn!(target: "scimd::auth", "tenant {tenant_id}: revoked token {} of account {}", claims.jti, claims.sub);
         return Err(AuthError::Revoked);

@@ -124,7 +124,7 @@ pub struct IssuedToken {
 
 /// Issues a token for an account, revoking its current one if `revoke_existing`.
 pub async fn issue(tenant: &Tenant, actor: &str, user_id: &str, revoke_existing: bool, now: UtcMillis) -> Result<IssuedToken, TokenError> {
-    let key = tenant.keys.current().ok_or(TokenError::NoKey)?;
+    let key = tenant.keys.signing().map_err(TokenError::Key)?.ok_or(TokenError::NoKey)?;
     let expires = UtcMillis(now.0 + i64::from(tenant.settings().token_lifetime_days) * DAY_MS);
     let claims = Claims {
         ten: tenant.id.to_string(),

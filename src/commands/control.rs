@@ -23,6 +23,8 @@ const MAX_REQUEST: usize = 4096;
 #[serde(tag = "command", rename_all = "lowercase")]
 pub enum Request {
     Shadow { tenant: String, switch: Switch },
+    /// The server's fault board (`scimd check`): its faults as a JSON array.
+    Faults,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -139,7 +141,16 @@ async fn answer(state: &AppState, stream: tokio::net::UnixStream) -> std::io::Re
 }
 
 async fn run(state: &AppState, request: Request) -> Answer {
-    let Request::Shadow { tenant, switch } = request;
+    let (tenant, switch) = match request {
+        Request::Shadow { tenant, switch } => (tenant, switch),
+        Request::Faults => {
+            let faults = state.tenants.data().faults().snapshot();
+            return match serde_json::to_string(&faults) {
+                Ok(message) => Answer { ok: true, message },
+                Err(e) => Answer { ok: false, message: e.to_string() },
+            };
+        }
+    };
     let outcome = async {
         let id = TenantId::parse(&tenant).ok_or_else(|| format!("no tenant {tenant:?}"))?;
         let open = match state.tenants.get(&id).await {

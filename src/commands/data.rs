@@ -280,6 +280,31 @@ fn open_files_finding((max_connections, max_open): (usize, usize)) -> maintenanc
     }
 }
 
+/// What the server running on `data` meets now (its fault board, through the command
+/// socket): a full disk or a damaged tenant as the IdP's requests found it.
+fn server_faults(data: &DataDir) -> Vec<maintenance::Finding> {
+    use maintenance::{Finding, Level};
+    match super::control::ask(data, &super::control::Request::Faults) {
+        Ok(None) => Vec::new(),
+        Ok(Some(Ok(text))) => match serde_json::from_str::<Vec<serde_json::Value>>(&text) {
+            Ok(faults) if faults.is_empty() => vec![Finding::new(Level::Ok, "the running server reports no faults")],
+            Ok(faults) => faults
+                .iter()
+                .map(|f| {
+                    let field = |k: &str| f.get(k).and_then(serde_json::Value::as_str).unwrap_or("?").to_string();
+                    let count = f.get("count").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                    Finding::new(
+                        Level::Error,
+                        format!("tenant {}: the running server reports {} since {} ({count} times): {}; {}", field("tenant"), field("fault"), field("since"), field("detail"), field("hint")),
+                    )
+                })
+                .collect(),
+            Err(e) => vec![Finding::new(Level::Warn, format!("the running server's faults are not understood: {e}"))],
+        },
+        Ok(Some(Err(e))) | Err(e) => vec![Finding::new(Level::Warn, format!("cannot ask the running server for its faults: {e}"))],
+    }
+}
+
 /// Returns Err when something is wrong, so the exit status is non-zero.
 pub fn check(
     data: &DataDir,
@@ -298,6 +323,7 @@ pub fn check(
         None => {}
     }
     findings.extend(maintenance::check(data, cert, UtcMillis::now()));
+    findings.extend(server_faults(data));
     findings.push(open_files_finding(config_limits));
     let worst = findings.iter().map(|f| f.level).max().unwrap_or(maintenance::Level::Ok);
     for f in &findings {

@@ -90,6 +90,17 @@ pub async fn render(state: &AppState) -> String {
     let _ = writeln!(out, "# HELP scimd_tenant_shadow 1 for each tenant in shadow mode: its SCIM requests run against a rehearsal's copy (scimd shadow report).");
     let _ = writeln!(out, "# TYPE scimd_tenant_shadow gauge");
     out.push_str(&shadow);
+    let board = state.tenants.data().faults();
+    let _ = writeln!(out, "# HELP scimd_tenant_fault 1 for each tenant and fault it has now: a full disk, a read-only, damaged or newer database, unreadable settings or signing key (the operator's /healthz says more).");
+    let _ = writeln!(out, "# TYPE scimd_tenant_fault gauge");
+    for f in board.snapshot() {
+        let _ = writeln!(out, "scimd_tenant_fault{{tenant=\"{}\",fault=\"{}\"}} 1", super::metrics::escape(&f.tenant), f.fault);
+    }
+    let _ = writeln!(out, "# HELP scimd_faults_total Faults raised since start, by fault (each counted once until it clears).");
+    let _ = writeln!(out, "# TYPE scimd_faults_total counter");
+    for (fault, n) in board.totals() {
+        let _ = writeln!(out, "scimd_faults_total{{fault=\"{}\"}} {n}", fault.as_str());
+    }
     out
 }
 
@@ -112,12 +123,18 @@ pub async fn operator_health(state: &AppState) -> serde_json::Value {
             tenants.insert(tenant.id.to_string(), reasons);
         }
     }
+    // Faults (issue 22) first among a tenant's reasons: they refuse the IdP now.
+    let faults = state.tenants.data().faults().snapshot();
+    for f in faults.iter().rev() {
+        let reason = format!("{} since {} ({} times): {}; {}", f.fault, f.since, f.count, f.detail, f.hint);
+        tenants.entry(f.tenant.clone()).or_default().insert(0, reason);
+    }
     if tenants.is_empty() {
         return json!({"status": "ok"});
     }
     let detail: serde_json::Map<String, serde_json::Value> =
         tenants.into_iter().map(|(id, reasons)| (id, json!({"status": "degraded", "reasons": reasons}))).collect();
-    json!({"status": "degraded", "tenants": detail})
+    json!({"status": "degraded", "tenants": detail, "faults": faults})
 }
 
 /// Connections the operator listener serves at once; more are closed as they come.

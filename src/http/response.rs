@@ -63,7 +63,13 @@ impl From<TokenError> for ApiError {
             )),
             TokenError::NoLiveToken => ApiError::NotFound("that account has no live token".into()),
             TokenError::UnknownAccount(id) => ApiError::NotFound(format!("account {id} not found")),
-            TokenError::Key(why) => ApiError::Scim(ScimError::new(ScimErrorKind::Internal, why.to_string())),
+            // A key file that cannot be read, parsed or written is the operator's to fix (the
+            // key state raised the fault and logged why): the client is told to come back.
+            TokenError::Key(why) => {
+                error!(target: "scimd::token", "token signing key: {why}");
+                let fault = crate::model::Fault::SigningKey;
+                ApiError::Scim(ScimError::new(ScimErrorKind::Unavailable(fault), fault.client_detail()))
+            }
             TokenError::Store(e) => ApiError::Store(e),
         }
     }
@@ -87,6 +93,9 @@ fn scim_error_parts(e: &ScimError) -> (StatusCode, Option<&'static str>) {
         ScimErrorKind::NotImplemented => (StatusCode::NOT_IMPLEMENTED, None),
         ScimErrorKind::InvalidCursor => (StatusCode::BAD_REQUEST, Some("invalidCursor")),
         ScimErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        // RFC 7231 §6.6.4: a temporary condition; Okta and Entra retry a 503 (after
+        // `Retry-After`), where a 500 is counted against the app as a failure.
+        ScimErrorKind::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
     }
 }
 
@@ -110,6 +119,7 @@ impl ApiError {
             ApiError::Auth(AuthError::Throttled(secs)) => {
                 (StatusCode::TOO_MANY_REQUESTS, None, format!("too many failed logins; retry after {secs} seconds"))
             }
+            ApiError::Auth(AuthError::Unavailable(fault)) => (StatusCode::SERVICE_UNAVAILABLE, None, fault.client_detail().into()),
             ApiError::Auth(AuthError::Internal(cause)) => {
                 error!(target: "scimd::auth", "account lookup failed: {cause}");
                 (StatusCode::INTERNAL_SERVER_ERROR, None, "internal error".into())
@@ -168,9 +178,22 @@ impl ApiError {
         (status, body)
     }
 
+    /// The operator's fault behind this refusal, if it is one (a 503).
+    pub fn fault(&self) -> Option<crate::model::Fault> {
+        match self {
+            ApiError::Scim(ScimError { kind: ScimErrorKind::Unavailable(f), .. }) => Some(*f),
+            ApiError::Store(e) => e.fault(),
+            ApiError::Auth(AuthError::Unavailable(f)) => Some(*f),
+            _ => None,
+        }
+    }
+
     pub fn into_response(self) -> HttpResponse {
         let (status, body) = self.to_status_and_body();
         let mut resp = json_response(status, &body);
+        if let Some(fault) = self.fault() {
+            resp.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from(fault.retry_after_secs()));
+        }
         if let ApiError::Auth(AuthError::Throttled(secs)) = &self {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(hyper::header::RETRY_AFTER, v);

@@ -41,6 +41,11 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
             if scim && seen.tenant.is_some() {
                 refused = Some(e.summary());
             }
+            // A database found damaged while open is closed, so a restored file is what
+            // the next request opens (`TenantRegistry::retire`).
+            if let (Some(crate::model::Fault::Corrupt), Some(id)) = (e.fault(), seen.tenant.as_deref().and_then(TenantId::parse)) {
+                state.tenants.retire(&id, crate::model::Fault::Corrupt);
+            }
             if let ApiError::Auth(reason) = &e {
                 // Only tenants that exist become label values: ids from the path are the
                 // client's to invent, and each would be a new time series.
@@ -53,6 +58,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAd
                     auth::AuthError::Forbidden(_) => "forbidden",
                     auth::AuthError::Throttled(_) => "throttled",
                     auth::AuthError::Internal(_) => "internal",
+                    auth::AuthError::Unavailable(_) => "unavailable",
                 };
                 state.metrics.auth_failure(tenant, label);
             }
@@ -105,7 +111,16 @@ struct Seen {
 /// cannot be probed.
 async fn tenant_of(state: &AppState, segment: &str, authorization: Option<&str>, api: Api, peer: std::net::IpAddr, seen: &mut Seen) -> Result<Arc<Tenant>, ApiError> {
     let id = TenantId::parse(segment).ok_or_else(|| ApiError::NotFound("unknown tenant".into()))?;
-    let Some(tenant) = state.tenants.get(&id).await? else {
+    let found = match state.tenants.get(&id).await {
+        Ok(found) => found,
+        Err(e) => {
+            // Its files are there but cannot be used (the registry has raised the fault):
+            // the IdP is told to come back (503), which a 401 would not.
+            seen.tenant = Some(id.to_string());
+            return Err(e.into());
+        }
+    };
+    let Some(tenant) = found else {
         return Err(ApiError::Auth(auth::refuse_unknown_tenant(&state.auth, api, authorization, peer).await));
     };
     seen.tenant = Some(id.to_string());

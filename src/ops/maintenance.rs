@@ -167,6 +167,8 @@ pub fn check(data: &DataDir, cert: Option<&Path>, now: UtcMillis) -> Vec<Finding
         return out;
     }
     out.push(finding(Level::Ok, format!("data directory {}", data.root().display())));
+    out.extend(space_finding(data.root()));
+    out.extend(writable_finding(data.root(), "data directory"));
     if let Some(cert) = cert {
         use rustls_pki_types::pem::PemObject;
         match rustls_pki_types::CertificateDer::pem_file_iter(cert).ok().and_then(|mut i| i.next()).and_then(Result::ok) {
@@ -194,7 +196,42 @@ pub fn check(data: &DataDir, cert: Option<&Path>, now: UtcMillis) -> Vec<Finding
     out
 }
 
+/// Free space on the data directory's filesystem: a full disk refuses every write.
+fn space_finding(root: &Path) -> Option<Finding> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(root.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes only into the zeroed struct it is given; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Some(finding(Level::Warn, format!("cannot read the free space of {}: {}", root.display(), std::io::Error::last_os_error())));
+    }
+    let free = u64::from(st.f_bavail).saturating_mul(st.f_frsize);
+    let total = u64::from(st.f_blocks).saturating_mul(st.f_frsize).max(1);
+    let percent = free.saturating_mul(100) / total;
+    let level = if free < 16 << 20 || percent < 2 {
+        Level::Error
+    } else if free < 512 << 20 || percent < 10 {
+        Level::Warn
+    } else {
+        Level::Ok
+    };
+    Some(finding(level, format!("data directory filesystem: {} MiB free ({percent}%)", free >> 20)))
+}
+
+/// A directory scimd must write in: a read-only filesystem or mount refuses every write.
+fn writable_finding(dir: &Path, what: &str) -> Option<Finding> {
+    let why = crate::tenant::writable(dir).err()?;
+    Some(finding(Level::Error, format!("{what} {} is not writable: {why}", dir.display())))
+}
+
 fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Finding>) {
+    out.extend(writable_finding(&data.tenant_dir(id), &format!("tenant {id}: directory")));
+    let keys = crate::tenant::keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
+    if data.private_key(id).symlink_metadata().is_ok() {
+        if let Err(e) = keys.signing() {
+            out.push(finding(Level::Error, format!("tenant {id}: token signing key: {e}")));
+        }
+    }
     if let Err(e) = crate::tenant::TenantSettings::load(&data.settings_file(id)) {
         out.push(finding(Level::Error, format!("tenant {id}: {e}")));
     }

@@ -51,6 +51,9 @@ pub enum ScimErrorKind {
     InvalidCursor,
     /// A failure of ours (storage, I/O). The detail is logged, never shown to the client.
     Internal,
+    /// The tenant cannot do this now for a cause that is the operator's (a full disk, a
+    /// damaged database): 503 with `Retry-After`; the client sees the fault's own words.
+    Unavailable(crate::model::Fault),
 }
 
 #[derive(Debug)]
@@ -121,6 +124,7 @@ impl ScimError {
                 ScimErrorKind::TooMany,
                 format!("the query needs more than the {} ms the server spends on one; narrow the filter or ask for fewer resources", budget.as_millis()),
             ),
+            StoreError::Unavailable(fault, _) => ScimError::new(ScimErrorKind::Unavailable(*fault), fault.client_detail()),
             other => ScimError::new(ScimErrorKind::Internal, other.to_string()),
         }
     }

@@ -89,7 +89,7 @@ pub fn inactive_basic_members(conn: &Connection, group_pk: i64) -> StoreResult<V
 /// membership changed, so the group's ETag and lastModified move).
 pub fn update(conn: &Connection, pk: i64, doc: &Attrs, now: &str) -> StoreResult<()> {
     conn.prepare_cached(
-        "UPDATE groups SET display_name = ?, display_name_key = ?, external_id = ?, last_modified = ?, version = version + 1 WHERE pk = ?",
+        "UPDATE groups SET display_name = ?, display_name_key = ?, external_id = ?, last_modified = max(?, last_modified), version = version + 1 WHERE pk = ?",
     )?
     .execute(params![text(doc, "displayName"), name_key(doc), text(doc, "externalId"), now, pk])
     .map_err(conflict_or)?;

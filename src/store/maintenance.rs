@@ -15,6 +15,7 @@ impl StoreError {
     pub fn bare_message(&self) -> String {
         match self {
             StoreError::Sql(e) => e.to_string(),
+            StoreError::Unavailable(_, why) => why.clone(),
             other => other.to_string(),
         }
     }

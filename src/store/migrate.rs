@@ -297,9 +297,10 @@ fn migrate_steps(conn: &mut Connection) -> StoreResult<()> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > CURRENT {
-            return Err(StoreError::Corrupt(format!(
-                "database schema version {version} is newer than this scimd understands ({CURRENT}); refusing to open"
-            )));
+            return Err(StoreError::Unavailable(
+                crate::model::Fault::NewerSchema,
+                format!("database schema version {version} is newer than this scimd understands ({CURRENT}); refusing to open"),
+            ));
         }
         if version == CURRENT {
             tx.commit()?;
@@ -308,7 +309,7 @@ fn migrate_steps(conn: &mut Connection) -> StoreResult<()> {
         if version == 0 {
             let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))?;
             if tables != 0 {
-                return Err(StoreError::Corrupt("database has tables but no schema version".into()));
+                return Err(StoreError::Unavailable(crate::model::Fault::Corrupt, "database has tables but no schema version".into()));
             }
             tx.execute_batch(SCHEMA)?;
             tx.commit()?;
@@ -340,7 +341,7 @@ mod tests {
         assert_eq!(v, CURRENT);
         migrate(&mut conn).unwrap();
         conn.pragma_update(None, "user_version", CURRENT + 1).unwrap();
-        assert!(matches!(migrate(&mut conn), Err(StoreError::Corrupt(_))));
+        assert!(matches!(migrate(&mut conn), Err(StoreError::Unavailable(crate::model::Fault::NewerSchema, _))));
     }
 
     #[test]

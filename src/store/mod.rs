@@ -18,6 +18,7 @@ mod domain_tests;
 pub mod auth_check;
 pub mod catalogue;
 pub mod events;
+mod faults;
 pub mod filter_sql;
 pub mod groups;
 pub mod maintenance;
@@ -38,6 +39,10 @@ use std::time::Duration;
 
 use log::{debug, error};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::model::Fault;
+pub use faults::{fault_of, FaultSink};
+use faults::{FaultReport, LAST_FAULT};
 use tokio::sync::oneshot;
 
 pub use positions::PagePositions;
@@ -65,6 +70,10 @@ pub enum StoreError {
     /// Something authentication reads changed since the request's credentials were
     /// verified (`auth_check.rs`): the caller verifies them again; no client sees this.
     AuthChanged,
+    /// The tenant's storage cannot do this now for a cause that is the operator's (a full
+    /// disk, a read-only or damaged file): the fault, and SQLite's or the system's words for
+    /// the log. Raised once per store on the tenant's fault board (`FaultSink`).
+    Unavailable(Fault, String),
 }
 
 impl fmt::Display for StoreError {
@@ -80,6 +89,7 @@ impl fmt::Display for StoreError {
             StoreError::Sql(e) => write!(f, "sqlite: {e}"),
             StoreError::Io(e) => write!(f, "i/o: {e}"),
             StoreError::AuthChanged => write!(f, "the credentials' state changed since they were verified"),
+            StoreError::Unavailable(fault, why) => write!(f, "{}: {why}", fault.as_str()),
         }
     }
 }
@@ -88,7 +98,13 @@ impl std::error::Error for StoreError {}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {
-        StoreError::Sql(e)
+        match fault_of(&e) {
+            Some(fault) => {
+                LAST_FAULT.with(|f| f.set(Some(fault)));
+                StoreError::Unavailable(fault, e.to_string())
+            }
+            None => StoreError::Sql(e),
+        }
     }
 }
 
@@ -154,6 +170,12 @@ fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
 /// Creates or migrates the database at `path` and returns a write connection on it.
 pub fn open_for_write(path: &Path) -> StoreResult<Connection> {
     let mut conn = open_connection(path, false)?;
+    // SQLite falls back to reading a file it may not write (a read-only mount): a writer
+    // that cannot write is refused here, so the tenant is refused as a whole and opened
+    // afresh (read-write) once it can be written again.
+    if conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(StoreError::Unavailable(Fault::ReadOnly, format!("{} can only be read", path.display())));
+    }
     enable_wal(&conn)?;
     migrate::migrate(&mut conn)?;
     // The writer checkpoints (in its own thread, after a commit) when the WAL passes this
@@ -335,6 +357,8 @@ pub struct Store {
     /// This open's number, unique in the process: what is remembered of an open store (a
     /// verified credential) is not taken for another open of the same path.
     instance: u64,
+    /// Where the faults its jobs meet are reported (the tenant's fault board).
+    faults: Arc<FaultReport>,
 }
 
 /// The next `Store::instance`.
@@ -345,10 +369,14 @@ impl Store {
     pub fn open(path: &Path) -> StoreResult<Store> {
         let conn = open_for_write(path)?;
         let (tx, rx) = mpsc::channel::<WriteJob>();
+        let faults = Arc::new(FaultReport::default());
         let name = format!("scimd-writer-{}", path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy()).unwrap_or_default());
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || writer_loop(conn, rx))
+            .spawn({
+                let faults = Arc::clone(&faults);
+                move || writer_loop(conn, rx, &faults)
+            })
             .map_err(StoreError::Io)?;
         // The first request of a tenant reads inline on an async worker (`read`): its read
         // connection is made here instead, where the open runs (off the runtime), with the
@@ -364,7 +392,13 @@ impl Store {
             scans: Arc::new(tokio::sync::Semaphore::new(concurrent_scans())),
             positions: Arc::default(),
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+            faults,
         })
+    }
+
+    /// Where this store reports the faults it meets from now on (once; later calls do nothing).
+    pub fn report_faults_to(&self, sink: Arc<dyn FaultSink>) {
+        let _ = self.faults.sink.set(sink);
     }
 
     /// Runs `job` in the writer's transaction; resolves once the transaction is durable.
@@ -391,7 +425,7 @@ impl Store {
         self.send(job, move |result| {
             let _ = reply_tx.send(result);
         })?;
-        reply_rx.await.map_err(|_| E::from(StoreError::Closed))?
+        reply_rx.await.map_err(|_| E::from(self.faults.dropped()))?
     }
 
     /// `write` for a caller off the async runtime (a tenant closing): `job` runs after
@@ -405,7 +439,7 @@ impl Store {
         self.send(job, move |result| {
             let _ = reply_tx.send(result);
         })?;
-        reply_rx.recv().map_err(|_| StoreError::Closed)?
+        reply_rx.recv().map_err(|_| self.faults.dropped())?
     }
 
     /// Queues `job` for the writer; `reply` gets its outcome once its batch has committed
@@ -416,12 +450,21 @@ impl Store {
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&Db<'_>) -> Result<T, E> + Send + 'static,
     {
+        let faults = Arc::clone(&self.faults);
         let boxed: WriteJob = Box::new(move |conn: &Db<'_>| {
             // A panic inside a job must not take the writer thread (and with it every later
             // write of the tenant) down: it fails this job, whose savepoint is rolled back.
+            let before = LAST_FAULT.with(|f| f.take());
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)))
                 .unwrap_or_else(|panic| Err(E::from(StoreError::Panicked(panic_text(&panic)))));
             let ok = outcome.is_ok();
+            // The job's error is the caller's type: what it met is read off the thread (and
+            // left there for the batch's commit).
+            let met = LAST_FAULT.with(|f| f.get());
+            if let (false, Some(fault)) = (ok, met) {
+                faults.raise(fault, "a write met it");
+            }
+            LAST_FAULT.with(|f| f.set(before.or(met)));
             let finish: Finisher = Box::new(move |commit: StoreResult<()>| {
                 reply(match (outcome, commit) {
                     (Ok(v), Ok(())) => Ok(v),
@@ -447,12 +490,15 @@ impl Store {
         let expect = auth_check::expected();
         let (result, passed) = with_reader(&self.readers, &self.path, None, expect, job);
         auth_check::note(passed);
+        self.faults.result(&result);
         result
     }
 
     /// `read` for a caller that is not on the async runtime (a tenant being dropped).
     pub fn read_blocking<T>(&self, job: impl FnOnce(&Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        with_reader(&self.readers, &self.path, None, None, job).0
+        let result = with_reader(&self.readers, &self.path, None, None, job).0;
+        self.faults.result(&result);
+        result
     }
 
     /// Whether the auth counter is still `epoch` (`auth_check.rs`), for a request that
@@ -488,6 +534,7 @@ impl Store {
         let (result, passed) = task.await.map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
         auth_check::note(passed);
         let _ = finished.send(());
+        self.faults.result(&result);
         result
     }
 
@@ -592,7 +639,7 @@ fn with_reader<T>(
     (result, passed)
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>, faults: &FaultReport) {
     let mut sharing = sharing::LockSharing::new();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -604,16 +651,31 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>) {
         }
         let size = batch.len();
         let started = std::time::Instant::now();
-        let (finishers, commit) = run_batch(&mut conn, batch);
-        if let Err(e) = &commit {
-            error!(target: "scimd::store", "commit of a batch of {size} writes failed: {e}");
-        } else {
-            debug!(target: "scimd::store", "committed a batch of {size} writes in {} µs", started.elapsed().as_micros());
+        LAST_FAULT.with(|f| f.set(None));
+        let (finishers, commit) = run_batch(&mut conn, batch, faults);
+        // A fault (a full disk, a read-only file) is the tenant's fault board's to log, once.
+        let failed = commit.err().map(|e| {
+            let fault = e.fault().or_else(|| LAST_FAULT.with(|f| f.get()));
+            if fault.is_none() {
+                error!(target: "scimd::store", "commit of a batch of {size} writes failed: {e}");
+            }
+            (fault, e.to_string())
+        });
+        match &failed {
+            None => {
+                debug!(target: "scimd::store", "committed a batch of {size} writes in {} µs", started.elapsed().as_micros());
+                if let Some(sink) = faults.sink.get() {
+                    sink.wrote();
+                }
+            }
+            Some((Some(fault), why)) => faults.raise(*fault, why),
+            Some((None, _)) => {}
         }
         for finish in finishers {
-            let status = match &commit {
-                Ok(()) => Ok(()),
-                Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
+            let status = match &failed {
+                None => Ok(()),
+                Some((Some(fault), why)) => Err(StoreError::Unavailable(*fault, format!("commit failed: {why}"))),
+                Some((None, why)) => Err(StoreError::Corrupt(format!("commit failed: {why}"))),
             };
             finish(status);
         }
@@ -629,13 +691,26 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>) {
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>) -> (Vec<Finisher>, StoreResult<()>) {
+fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>, faults: &FaultReport) -> (Vec<Finisher>, StoreResult<()>) {
     let mut finishers = Vec::with_capacity(batch.len());
-    // A job that cannot run is dropped: its reply channel closes and the caller
-    // receives `StoreError::Closed`, never a false success.
+    // A job that cannot run is dropped: its reply channel closes and the caller receives
+    // the fault that stopped the transaction (or `StoreError::Closed`), never a false
+    // success. The fault is noted before the jobs (and their channels) are dropped.
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => return (finishers, Err(StoreError::Sql(e))),
+        Ok(tx) => {
+            if let Ok(mut r) = faults.refused.lock() {
+                *r = None;
+            }
+            tx
+        }
+        Err(e) => {
+            let e = StoreError::from(e);
+            if let (Some(fault), Ok(mut r)) = (e.fault(), faults.refused.lock()) {
+                *r = Some((fault, e.to_string()));
+            }
+            drop(batch);
+            return (finishers, Err(e));
+        }
     };
     for job in batch {
         // Each job gets a savepoint so its failure undoes only its own changes.
@@ -651,7 +726,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>) -> (Vec<Finisher>, Sto
         finishers.push(finisher);
     }
     let before_commit = std::time::Instant::now();
-    let commit = tx.commit().map_err(StoreError::Sql);
+    let commit = tx.commit().map_err(StoreError::from);
     log::trace!(target: "scimd::store", "commit (write-out and fsync) took {} µs", before_commit.elapsed().as_micros());
     (finishers, commit)
 }

@@ -130,7 +130,7 @@ static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
             ColKind::Text => format!("{} = ?", c.column),
         })
         .collect();
-    format!("UPDATE users SET user_name_key = ?, {}, last_modified = ?, version = version + 1 WHERE pk = ?", sets.join(", "))
+    format!("UPDATE users SET user_name_key = ?, {}, last_modified = max(?, last_modified), version = version + 1 WHERE pk = ?", sets.join(", "))
 });
 
 /// The comparison key of a document's userName (see `crate::names`).
@@ -411,7 +411,7 @@ pub fn delete(conn: &Connection, id: &str) -> StoreResult<()> {
 pub fn soft_delete(conn: &Connection, id: &str, now: &str) -> StoreResult<()> {
     let n = conn
         .prepare_cached(
-            "UPDATE users SET deleted_at = ?1, active = 0, license = 'none', last_modified = ?1, version = version + 1
+            "UPDATE users SET deleted_at = ?1, active = 0, license = 'none', last_modified = max(?1, last_modified), version = version + 1
              WHERE id = ?2 AND deleted_at IS NULL",
         )?
         .execute(params![now, id])?;
@@ -464,7 +464,7 @@ pub fn seats_used(conn: &Connection, license: License, except: &str) -> StoreRes
 }
 
 pub fn set_license(conn: &Connection, id: &str, license: License, now: &str) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE users SET license = ?, last_modified = ?, version = version + 1 WHERE id = ?")?
+    conn.prepare_cached("UPDATE users SET license = ?, last_modified = max(?, last_modified), version = version + 1 WHERE id = ?")?
         .execute(params![license, now, id])?;
     Ok(())
 }
@@ -538,7 +538,7 @@ pub fn find_account_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Acc
 
 pub fn set_password(conn: &Connection, id: &str, hash: &str, role: Role, now: &str) -> StoreResult<()> {
     let n = conn
-        .prepare_cached("UPDATE users SET password_hash = ?, role = ?, last_modified = ?, version = version + 1 WHERE id = ?")?
+        .prepare_cached("UPDATE users SET password_hash = ?, role = ?, last_modified = max(?, last_modified), version = version + 1 WHERE id = ?")?
         .execute(params![hash, role, now, id])?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("user {id} not found")));
@@ -565,7 +565,7 @@ pub fn sanitize_candidates(conn: &Connection) -> StoreResult<Vec<crate::model::C
 
 /// Renames a user (sanitisation); a clash with another userName is a conflict.
 pub fn rename(conn: &Connection, id: &str, user_name: &str, now: &str) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE users SET user_name = ?, user_name_key = ?, last_modified = ?, version = version + 1 WHERE id = ?")?
+    conn.prepare_cached("UPDATE users SET user_name = ?, user_name_key = ?, last_modified = max(?, last_modified), version = version + 1 WHERE id = ?")?
         .execute(params![user_name, crate::names::key(user_name), now, id])
         .map_err(conflict_or)?;
     Ok(())
@@ -579,7 +579,7 @@ pub fn set_origin(conn: &Connection, id: &str, auth_type: AuthType, license: Lic
 
 /// Sets `active` (operator activate/deactivate).
 pub fn set_active(conn: &Connection, id: &str, active: bool, now: &str) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE users SET active = ?, last_modified = ?, version = version + 1 WHERE id = ? AND deleted_at IS NULL")?
+    conn.prepare_cached("UPDATE users SET active = ?, last_modified = max(?, last_modified), version = version + 1 WHERE id = ? AND deleted_at IS NULL")?
         .execute(params![active, now, id])?;
     Ok(())
 }

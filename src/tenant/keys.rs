@@ -132,6 +132,15 @@ pub struct KeyState {
     public: PathBuf,
     dir: PathBuf,
     cached: Mutex<Option<(FileStamp, Arc<SigningKey>)>>,
+    /// The database's copy of the private key (PEM), parsed on first need: what verifies
+    /// tokens while the files are missing, unreadable or damaged (issue 22). A token it
+    /// verifies must still be current in the database, and `keygen`/`delete-key` revoke
+    /// every token, so it never lets in a token the files' key would have refused.
+    copy: Mutex<(Option<String>, Option<Arc<SigningKey>>)>,
+    /// Where key files that cannot be used are reported (the fault board, the tenant).
+    report: Option<(Arc<super::faults::FaultBoard>, String)>,
+    /// The files cannot be used now (the fault is raised).
+    broken: std::sync::atomic::AtomicBool,
 }
 
 type FileStamp = (SystemTime, u64);
@@ -170,6 +179,21 @@ fn read_private(path: &Path) -> Result<String, KeyError> {
 }
 
 /// ring's RNG behind the `rand_core` traits the `rsa` crate asks for.
+/// Whether `text` is a private key scimd can sign with.
+pub fn parses(text: &str) -> bool {
+    parse_private(text).is_ok()
+}
+
+/// A PKCS#8 PEM private key. rustls-pki-types' PEM reader (already used for the TLS
+/// key): a section of the wrong kind is refused, not searched for a matching label.
+fn parse_private(text: &str) -> Result<SigningKey, KeyError> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(text.as_bytes()).map_err(|_| KeyError::NotPem)?;
+    let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(KeyError::Unusable)?;
+    let fingerprint = fingerprint(pair.public().as_ref());
+    Ok(SigningKey { pair, fingerprint })
+}
+
 struct RingRng(ring::rand::SystemRandom);
 
 impl rsa::rand_core::RngCore for RingRng {
@@ -195,22 +219,43 @@ impl rsa::rand_core::CryptoRng for RingRng {}
 
 impl KeyState {
     pub fn new(private: PathBuf, public: PathBuf, dir: PathBuf) -> KeyState {
-        KeyState { private, public, dir, cached: Mutex::new(None) }
+        KeyState { private, public, dir, cached: Mutex::new(None), copy: Mutex::new((None, None)), report: None, broken: Default::default() }
     }
 
-    /// The current key, if the tenant has one. Costs a `stat` per call; the file is
-    /// parsed again only when it changed.
-    pub fn current(&self) -> Option<Arc<SigningKey>> {
+    /// Reports key files that cannot be used to `board` as `tenant`'s `SigningKey` fault.
+    pub fn reporting_to(mut self, board: Arc<super::faults::FaultBoard>, tenant: &str) -> KeyState {
+        self.report = Some((board, tenant.to_string()));
+        self
+    }
+
+    /// The database's copy of the private key, kept to verify with if the files fail.
+    pub fn set_copy(&self, private_pem: Option<String>) {
+        if let Ok(mut c) = self.copy.lock() {
+            *c = (private_pem, None);
+        }
+    }
+
+    /// The key in the files, for signing: `None` when the tenant has no key; an error when
+    /// its files cannot be used (reported as the tenant's fault). Costs a `stat` per call;
+    /// the file is parsed again only when it changed.
+    pub fn signing(&self) -> Result<Option<Arc<SigningKey>>, KeyError> {
         let Some(now) = stamp(&self.private) else {
             if let Ok(mut c) = self.cached.lock() {
                 *c = None;
             }
-            return None;
+            // The database still has the key: its files were lost, not deleted by scimd
+            // (`delete` drops the copy too).
+            if self.has_copy() {
+                self.problem(Some(&format!("the token signing key {} is missing; tokens are verified with the database's copy", self.private.display())));
+                return Err(KeyError::Read(std::io::Error::from(std::io::ErrorKind::NotFound)));
+            }
+            self.problem(None);
+            return Ok(None);
         };
         if let Ok(c) = self.cached.lock() {
             if let Some((s, key)) = c.as_ref() {
                 if *s == now {
-                    return Some(Arc::clone(key));
+                    return Ok(Some(Arc::clone(key)));
                 }
             }
         }
@@ -220,24 +265,62 @@ impl KeyState {
                 if let Ok(mut c) = self.cached.lock() {
                     *c = Some((now, Arc::clone(&key)));
                 }
-                Some(key)
+                self.problem(None);
+                Ok(Some(key))
             }
             Err(e) => {
-                error!(target: "scimd::token", "cannot use the token signing key {}: {e}", self.private.display());
-                None
+                self.problem(Some(&format!("cannot use the token signing key {}: {e}", self.private.display())));
+                Err(e)
             }
         }
     }
 
+    /// The key in the files, if the tenant has one that can be used.
+    pub fn current(&self) -> Option<Arc<SigningKey>> {
+        self.signing().ok().flatten()
+    }
+
+    /// The key to verify tokens with: the files', or while they cannot be used, the
+    /// database's copy of it.
+    pub fn verifier(&self) -> Option<Arc<SigningKey>> {
+        match self.signing() {
+            Ok(key) => key,
+            Err(_) => self.from_copy(),
+        }
+    }
+
+    /// Whether the tenant has a key whose files cannot be used now.
+    pub fn broken(&self) -> bool {
+        self.broken.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn has_copy(&self) -> bool {
+        self.copy.lock().is_ok_and(|c| c.0.is_some())
+    }
+
+    fn from_copy(&self) -> Option<Arc<SigningKey>> {
+        let mut c = self.copy.lock().ok()?;
+        if c.1.is_none() {
+            let parsed = c.0.as_deref().and_then(|pem| parse_private(pem).ok());
+            c.1 = parsed.map(Arc::new);
+        }
+        c.1.clone()
+    }
+
+    /// Raises (`Some(why)`) or clears the tenant's `SigningKey` fault.
+    fn problem(&self, why: Option<&str>) {
+        use std::sync::atomic::Ordering;
+        let was = self.broken.swap(why.is_some(), Ordering::Relaxed);
+        match (&self.report, why) {
+            (Some((board, tenant)), Some(why)) => board.raise(tenant, crate::model::Fault::SigningKey, why),
+            (Some((board, tenant)), None) if was => board.clear(tenant, |f| f == crate::model::Fault::SigningKey),
+            (None, Some(why)) => error!(target: "scimd::token", "{why}"),
+            _ => {}
+        }
+    }
+
     fn load(&self) -> Result<SigningKey, KeyError> {
-        let text = read_private(&self.private)?;
-        // rustls-pki-types' PEM reader (already used for the TLS key): a section of the
-        // wrong kind is refused, not searched for a matching label.
-        use rustls_pki_types::pem::PemObject;
-        let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(text.as_bytes()).map_err(|_| KeyError::NotPem)?;
-        let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(KeyError::Unusable)?;
-        let fingerprint = fingerprint(pair.public().as_ref());
-        Ok(SigningKey { pair, fingerprint })
+        parse_private(&read_private(&self.private)?)
     }
 
     /// The key pair's PEM texts (private, public) for the tenant's copy in its database
@@ -309,6 +392,7 @@ impl KeyState {
         if let Ok(mut c) = self.cached.lock() {
             *c = None;
         }
+        self.set_copy(Some(private_pem.to_string()));
         info!(target: "scimd::token", "generated a new token signing key {}", loaded.fingerprint);
         Ok(loaded.fingerprint)
     }
@@ -326,6 +410,7 @@ impl KeyState {
         if let Ok(mut c) = self.cached.lock() {
             *c = None;
         }
+        self.set_copy(None);
         if existed {
             info!(target: "scimd::token", "deleted the token signing key");
         }

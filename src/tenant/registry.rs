@@ -19,6 +19,7 @@ use log::{debug, warn};
 use tokio::sync::watch;
 
 use super::{DataDir, Tenant, TenantId};
+use crate::model::Fault;
 use crate::store::StoreError;
 
 /// At most this many tenants open at once, unless `serve` sets another (`max_open_tenants`).
@@ -123,6 +124,20 @@ pub struct TenantRegistry {
     /// are open, which share the blocking pool and the cores with them.
     openers: tokio::sync::Semaphore,
     pub counts: Arc<LifecycleCounts>,
+    /// Tenants whose last open failed for an operator's fault, and when: asked again within
+    /// `REOPEN_AFTER`, they are refused with the same fault instead of opened again, so an
+    /// IdP retrying a broken tenant costs a map lookup, not an open per request.
+    refused: Mutex<HashMap<TenantId, (Instant, Fault, String)>>,
+}
+
+/// How long a tenant whose open failed (or that was found damaged) is refused before the
+/// next request tries to open it again: how soon it recovers once its cause is gone.
+pub const REOPEN_AFTER: Duration = Duration::from_secs(3);
+
+/// Faults a successful open proves gone: it read the settings and the database and wrote
+/// its WAL and shared memory. A full disk needs a write to prove it gone.
+fn cleared_by_open(fault: Fault) -> bool {
+    matches!(fault, Fault::Corrupt | Fault::NewerSchema | Fault::Unopenable | Fault::Settings | Fault::ReadOnly)
 }
 
 impl TenantRegistry {
@@ -142,6 +157,7 @@ impl TenantRegistry {
             closers: Arc::new(tokio::sync::Semaphore::new(2)),
             openers: tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
             counts: Arc::new(LifecycleCounts::default()),
+            refused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -175,6 +191,10 @@ impl TenantRegistry {
             }
             if !self.data.tenant_exists(id) {
                 return Ok(None);
+            }
+            if let Some((fault, why)) = self.still_refused(id) {
+                self.data.faults().raise(id.as_str(), fault, &why);
+                return Err(StoreError::Unavailable(fault, why));
             }
             if let Some(mut done) = self.closing_of(id) {
                 let _ = done.wait_for(|d| *d).await;
@@ -216,10 +236,21 @@ impl TenantRegistry {
         let (data, tid) = (self.data.clone(), id.clone());
         let started = Instant::now();
         let _opener = self.openers.acquire().await.map_err(|_| StoreError::Closed)?;
-        let tenant = tokio::task::spawn_blocking(move || Tenant::open(&data, &tid))
+        let opened = tokio::task::spawn_blocking(move || Tenant::open(&data, &tid))
             .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
-        let tenant = Arc::new(tenant);
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        let tenant = match opened {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                if let Some(fault) = e.fault() {
+                    let why = format!("cannot open: {e}");
+                    self.data.faults().raise(id.as_str(), fault, &why);
+                    self.refuse(id, fault, why);
+                }
+                return Err(e);
+            }
+        };
+        self.data.faults().clear(id.as_str(), cleared_by_open);
         let now_open = {
             let mut open = self.open.lock().map_err(|_| StoreError::Closed)?;
             open.insert(id.clone(), Entry { tenant: Arc::clone(&tenant), last_used: Instant::now() });
@@ -259,6 +290,38 @@ impl TenantRegistry {
             }
             self.evict_down_to(max.saturating_sub(1 + closing + pending));
             notified.await;
+        }
+    }
+
+    fn still_refused(&self, id: &TenantId) -> Option<(Fault, String)> {
+        let mut refused = self.refused.lock().ok()?;
+        match refused.get(id) {
+            Some((at, fault, why)) if at.elapsed() < REOPEN_AFTER => Some((*fault, why.clone())),
+            Some(_) => {
+                refused.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn refuse(&self, id: &TenantId, fault: Fault, why: String) {
+        if let Ok(mut refused) = self.refused.lock() {
+            refused.insert(id.clone(), (Instant::now(), fault, why));
+        }
+    }
+
+    /// A request found the open tenant `id` damaged: it is closed (its writer drains, the
+    /// WAL is checkpointed and removed) and refused for `REOPEN_AFTER`, so a file put in its
+    /// place (a restore) is what the next open reads, and never meets this open's WAL.
+    pub fn retire(&self, id: &TenantId, fault: Fault) {
+        // Only an open tenant: one refused already keeps its refusal's time, or an IdP
+        // retrying every second would keep it refused for ever.
+        let victim = self.open.lock().ok().and_then(|mut open| self.take_out(&mut open, id.clone()));
+        if let Some(victim) = victim {
+            self.refuse(id, fault, "found damaged while open".into());
+            log::warn!(target: "scimd::tenant", "tenant {id}: closed: its database is {}", fault.as_str());
+            self.start_close(victim, CloseReason::Evicted);
         }
     }
 
@@ -354,8 +417,9 @@ impl TenantRegistry {
     /// Reloads every open tenant's settings (SIGHUP); the others read theirs when they open.
     pub fn reload_settings(&self) {
         for t in self.open_tenants() {
-            if let Err(e) = t.reload_settings() {
-                log::error!(target: "scimd::tenant", "tenant {}: keeping the previous settings: {e}", t.id);
+            match t.reload_settings() {
+                Ok(()) => self.data.faults().clear(t.id.as_str(), |f| f == Fault::Settings),
+                Err(e) => self.data.faults().raise(t.id.as_str(), Fault::Settings, &format!("keeping the previous settings: {e}")),
             }
         }
     }

@@ -203,8 +203,7 @@ async fn a_flood_of_idle_and_half_open_connections_does_not_starve_a_real_client
         &[("SCIMD_MAX_CONNECTIONS", &max)],
     )
     .await;
-    let log = server.log();
-    let metrics_addr: SocketAddr = log.split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
+    let metrics_addr: SocketAddr = server.metrics_addr();
     let tls = connector(&certs.ca_cert, None);
 
     let baseline = good_client(server.addr, tls.clone(), BASELINE_TIME).await;

@@ -13,6 +13,7 @@ mod costs;
 mod crash;
 mod demo;
 mod dialects;
+mod faults;
 mod discovery;
 mod flood;
 mod fuzz;

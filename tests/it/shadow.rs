@@ -149,8 +149,7 @@ async fn an_okta_first_sync_rehearsed_reported_and_promoted() {
     let events_before = rig.live_count("SELECT count(*) FROM events");
     let (ok_start_again, out) = cli(&rig.data, &["shadow", "start", "--tenant", "acme"]);
     assert!(!ok_start_again && out.contains("already in shadow mode"), "{out}");
-    let log = rig.server.log();
-    let metrics_addr: std::net::SocketAddr = log.split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
+    let metrics_addr = rig.server.metrics_addr();
     let (_, metrics) = crate::metrics::scrape(metrics_addr, "/metrics").await;
     assert!(metrics.contains("scimd_tenant_shadow{tenant=\"acme\"} 1"), "{metrics}");
     let shown = ok(&rig.data, &["tenant", "show", "acme", "--json"]);

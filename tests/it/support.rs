@@ -174,7 +174,12 @@ impl TestServer {
 
     /// Moves the server's clock forward.
     pub fn advance_days(&self, days: i64) {
-        self.clock_offset.fetch_add(days * 86_400_000, Ordering::SeqCst);
+        self.shift_clock_ms(days * 86_400_000);
+    }
+
+    /// Steps the server's wall clock by `ms` (negative: back), as an NTP step would.
+    pub fn shift_clock_ms(&self, ms: i64) {
+        self.clock_offset.fetch_add(ms, Ordering::SeqCst);
     }
 
     pub fn data(&self) -> DataDir {
@@ -323,6 +328,12 @@ impl ServeBinary {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The operator listener's address, as the start-up line names it.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        let log = self.log();
+        log.split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no metrics address in: {log}"))
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = std::process::Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap().success();
         assert!(ok, "kill -{sig} failed");
@@ -348,13 +359,18 @@ impl Drop for ServeBinary {
 /// A data directory with tenant `acme` and its admin, ready for `ServeBinary`.
 pub async fn binary_data_dir(dir: &Path) -> DataDir {
     let data = DataDir::new(dir.join("data"));
-    let id = TenantId::parse("acme").unwrap();
+    add_tenant(&data, "acme").await;
+    data
+}
+
+/// Tenant `name` with the admin `ADMIN`, not requiring userName = email.
+pub async fn add_tenant(data: &DataDir, name: &str) {
+    let id = TenantId::parse(name).unwrap();
     data.create_tenant(&id).unwrap();
     std::fs::write(data.settings_file(&id), "require_username_is_email = false\n").unwrap();
     let store = Store::open(&data.database(&id)).unwrap();
     scimd::commands::add_admin(&store, ADMIN, PASSWORD, TEST_KDF_ITERATIONS).await.unwrap();
     store.close();
-    data
 }
 
 /// A client trusting every CA file given, keeping one HTTP/1.1 connection open.

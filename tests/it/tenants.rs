@@ -65,8 +65,7 @@ async fn five_hundred_tenants_within_256_open_files() {
     let env = [("SCIMD_MAX_OPEN_TENANTS", bound.as_str()), ("SCIMD_MAX_CONNECTIONS", "16")];
     let server = ServeBinary::start_limited(data.root(), &certs.server_cert, &certs.server_key, dir.path(), "scimd=info,scimd::http::access=warn", &env, Some(nofile())).await;
     server.wait_for_log("metrics on http://").await;
-    let metrics_addr: std::net::SocketAddr =
-        server.log().split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
+    let metrics_addr: std::net::SocketAddr = server.metrics_addr();
     let pid = server.child.id();
 
     // Threads and descriptors, sampled while the clients run.
@@ -182,7 +181,7 @@ async fn closed_tenants_are_watched_without_being_opened() {
     assert!(log.contains("recorded 21 tenants in the catalogue"), "{log}");
     assert!(log.contains("tenant expiring: opened"), "{log}");
     assert!(!log.contains("tenant quiet"), "a tenant without tokens was opened:\n{log}");
-    let metrics_addr: std::net::SocketAddr = log.split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
+    let metrics_addr: std::net::SocketAddr = server.metrics_addr();
     let (_, metrics) = crate::metrics::scrape(metrics_addr, "/metrics").await;
     assert_eq!(metrics.lines().filter(|l| l.starts_with("scimd_tenant_users{")).count(), 21, "{metrics}");
     let left: f64 = metrics
