@@ -497,7 +497,9 @@ impl TenantSettings {
     pub fn load(path: &Path) -> Result<TenantSettings, String> {
         match std::fs::read_to_string(path) {
             Ok(text) => TenantSettings::parse(&text).map_err(|e| format!("invalid {}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TenantSettings::default()),
+            // Every tenant scimd makes has one: a missing file was lost, and its defaults
+            // (seats, delete mode, policies) are not what the operator chose.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!("{} is missing", path.display())),
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
     }

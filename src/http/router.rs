@@ -124,6 +124,7 @@ async fn tenant_of(state: &AppState, segment: &str, authorization: Option<&str>,
         return Err(ApiError::Auth(auth::refuse_unknown_tenant(&state.auth, api, authorization, peer).await));
     };
     seen.tenant = Some(id.to_string());
+    tenant.keys.recheck_if_broken();
     Ok(tenant)
 }
 

@@ -205,8 +205,8 @@ fn space_finding(root: &Path) -> Option<Finding> {
     if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
         return Some(finding(Level::Warn, format!("cannot read the free space of {}: {}", root.display(), std::io::Error::last_os_error())));
     }
-    let free = u64::from(st.f_bavail).saturating_mul(st.f_frsize);
-    let total = u64::from(st.f_blocks).saturating_mul(st.f_frsize).max(1);
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let total = st.f_blocks.saturating_mul(st.f_frsize).max(1);
     let percent = free.saturating_mul(100) / total;
     let level = if free < 16 << 20 || percent < 2 {
         Level::Error

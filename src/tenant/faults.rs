@@ -42,30 +42,39 @@ pub struct Raised {
     pub hint: &'static str,
 }
 
-#[derive(Default)]
 pub struct FaultBoard {
     tenants: Mutex<BTreeMap<String, BTreeMap<Fault, Entry>>>,
+    /// At most one ERROR line per tenant and fault this often (`LOG_EVERY`).
+    log_every: Duration,
     /// Raised faults a write clears: while none is, a write does not take the lock.
     write_faults: AtomicUsize,
     /// Faults raised since start, per `Fault::ALL` index (`scimd_faults_total`).
     raised: [AtomicU64; Fault::ALL.len()],
 }
 
+impl Default for FaultBoard {
+    fn default() -> Self {
+        FaultBoard { tenants: Mutex::default(), log_every: LOG_EVERY, write_faults: AtomicUsize::default(), raised: Default::default() }
+    }
+}
+
 impl FaultBoard {
-    /// `tenant` met `fault`; `why` is for the log.
-    pub fn raise(&self, tenant: &str, fault: Fault, why: &str) {
-        let Ok(mut tenants) = self.tenants.lock() else { return };
+    /// `tenant` met `fault`; `why` is for the log. Returns whether it wrote an ERROR line.
+    pub fn raise(&self, tenant: &str, fault: Fault, why: &str) -> bool {
+        let Ok(mut tenants) = self.tenants.lock() else { return false };
         let faults = tenants.entry(tenant.to_string()).or_default();
         match faults.get_mut(&fault) {
             Some(e) => {
                 e.count += 1;
                 e.unlogged += 1;
                 why.clone_into(&mut e.why);
-                if e.logged.elapsed() >= LOG_EVERY {
-                    error!(target: "scimd::faults", "tenant {tenant}: still {} ({} more since the last line): {why}; {}", fault.as_str(), e.unlogged, fault.hint());
-                    e.logged = Instant::now();
-                    e.unlogged = 0;
+                if e.logged.elapsed() < self.log_every {
+                    return false;
                 }
+                error!(target: "scimd::faults", "tenant {tenant}: still {} ({} more since the last line): {why}; {}", fault.as_str(), e.unlogged, fault.hint());
+                e.logged = Instant::now();
+                e.unlogged = 0;
+                true
             }
             None => {
                 error!(target: "scimd::faults", "tenant {tenant}: {}: {why}; {}", fault.as_str(), fault.hint());
@@ -76,6 +85,7 @@ impl FaultBoard {
                 if let Some(i) = Fault::ALL.iter().position(|f| *f == fault) {
                     self.raised[i].fetch_add(1, Ordering::Relaxed);
                 }
+                true
             }
         }
     }
@@ -157,9 +167,9 @@ mod tests {
     #[test]
     fn raised_once_counted_and_cleared_by_what_proves_it_gone() {
         let board = FaultBoard::default();
-        board.raise("a", Fault::DiskFull, "database or disk is full");
-        board.raise("a", Fault::DiskFull, "database or disk is full");
-        board.raise("b", Fault::Corrupt, "malformed");
+        assert!(board.raise("a", Fault::DiskFull, "database or disk is full"), "the first is logged");
+        assert!(!board.raise("a", Fault::DiskFull, "database or disk is full"), "the next, within a minute, is counted");
+        assert!(board.raise("b", Fault::Corrupt, "malformed"));
         let snap = board.snapshot();
         assert_eq!(snap.len(), 2);
         assert_eq!((snap[0].tenant.as_str(), snap[0].fault, snap[0].count), ("a", "disk_full", 2));
@@ -172,5 +182,14 @@ mod tests {
         board.clear("b", |f| f == Fault::Corrupt);
         assert!(board.snapshot().is_empty());
         assert_eq!(board.totals().iter().map(|(_, n)| n).sum::<u64>(), 2);
+    }
+
+    /// Past the interval, a fault that lasts is logged again (with how many it counted).
+    #[test]
+    fn a_lasting_fault_is_logged_again_after_the_interval() {
+        let board = FaultBoard { log_every: Duration::ZERO, ..FaultBoard::default() };
+        assert!(board.raise("a", Fault::ReadOnly, "attempt to write a readonly database"));
+        assert!(board.raise("a", Fault::ReadOnly, "attempt to write a readonly database"));
+        assert_eq!(board.snapshot()[0].count, 2);
     }
 }

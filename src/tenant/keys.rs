@@ -285,7 +285,7 @@ impl KeyState {
     pub fn verifier(&self) -> Option<Arc<SigningKey>> {
         match self.signing() {
             Ok(key) => key,
-            Err(_) => self.from_copy(),
+            Err(_) => self.copy_key(),
         }
     }
 
@@ -294,11 +294,19 @@ impl KeyState {
         self.broken.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Reads the files again while they are broken, so their fault clears as soon as they
+    /// are back (a request with remembered credentials never reads them).
+    pub fn recheck_if_broken(&self) {
+        if self.broken() {
+            let _ = self.signing();
+        }
+    }
+
     fn has_copy(&self) -> bool {
         self.copy.lock().is_ok_and(|c| c.0.is_some())
     }
 
-    fn from_copy(&self) -> Option<Arc<SigningKey>> {
+    fn copy_key(&self) -> Option<Arc<SigningKey>> {
         let mut c = self.copy.lock().ok()?;
         if c.1.is_none() {
             let parsed = c.0.as_deref().and_then(|pem| parse_private(pem).ok());
@@ -312,7 +320,9 @@ impl KeyState {
         use std::sync::atomic::Ordering;
         let was = self.broken.swap(why.is_some(), Ordering::Relaxed);
         match (&self.report, why) {
-            (Some((board, tenant)), Some(why)) => board.raise(tenant, crate::model::Fault::SigningKey, why),
+            (Some((board, tenant)), Some(why)) => {
+                board.raise(tenant, crate::model::Fault::SigningKey, why);
+            }
             (Some((board, tenant)), None) if was => board.clear(tenant, |f| f == crate::model::Fault::SigningKey),
             (None, Some(why)) => error!(target: "scimd::token", "{why}"),
             _ => {}

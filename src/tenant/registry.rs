@@ -414,12 +414,22 @@ impl TenantRegistry {
         open
     }
 
+    /// Looks at every open tenant's key files (a `stat` each; parsed only when changed), so
+    /// files lost while tokens are verified from the cache are reported within a sweep.
+    pub fn check_key_files(&self) {
+        for t in self.open_tenants() {
+            let _ = t.keys.signing();
+        }
+    }
+
     /// Reloads every open tenant's settings (SIGHUP); the others read theirs when they open.
     pub fn reload_settings(&self) {
         for t in self.open_tenants() {
             match t.reload_settings() {
                 Ok(()) => self.data.faults().clear(t.id.as_str(), |f| f == Fault::Settings),
-                Err(e) => self.data.faults().raise(t.id.as_str(), Fault::Settings, &format!("keeping the previous settings: {e}")),
+                Err(e) => {
+                    self.data.faults().raise(t.id.as_str(), Fault::Settings, &format!("keeping the previous settings: {e}"));
+                }
             }
         }
     }

@@ -268,16 +268,21 @@ async fn key_files_are_never_written_or_read_through_a_symlink() {
         .unwrap();
     let second = s.client.as_(&crate::support::basic("admin2", "second-admin-pass"), Method::GET, TOKEN).await;
     let second = format!("Bearer {}", second.body["token"].as_str().unwrap());
-    // A private key replaced by a symlink (to an otherwise acceptable copy) is refused when
-    // the key is next loaded: here, to verify a token no request verified before. (Tokens
-    // verified before are not checked against the file again: key changes reach a running
-    // server through the database, as keygen and delete-key make them.)
-    let copy = s.dir.path().join("copied.key.pem");
-    std::fs::copy(data.private_key(&acme), &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A private key replaced by a symlink (to another acceptable key, say an attacker's) is
+    // refused when the key is next loaded: here, to verify a token no request verified
+    // before. The link is never followed: the token verifies with the database's copy of the
+    // tenant's own key (through the link it would fail), nothing is signed until the file is
+    // back (503), and the operator is told (issue 22).
+    let other = s.dir.path().join("other-key");
+    let planted = scimd::tenant::keys::KeyState::new(other.join("k.pem"), other.join("k.pub.pem"), other.clone());
+    planted.generate().unwrap();
     std::fs::remove_file(data.private_key(&acme)).unwrap();
-    std::os::unix::fs::symlink(&copy, data.private_key(&acme)).unwrap();
-    s.client.as_(&second, Method::GET, "/t/acme/scim/v2/Users").await.assert_error(401, None);
+    std::os::unix::fs::symlink(other.join("k.pem"), data.private_key(&acme)).unwrap();
+    assert_eq!(s.client.as_(&second, Method::GET, "/t/acme/scim/v2/Users").await.status, 200, "verified with the tenant's own key");
+    let refused = s.client.as_(&admin, Method::GET, &format!("{TOKEN}?revokeExistingToken=true")).await;
+    refused.assert_error(503, None);
+    let (_, metrics) = crate::metrics::scrape(s.metrics_addr.unwrap(), "/metrics").await;
+    assert!(metrics.contains("scimd_tenant_fault{tenant=\"acme\",fault=\"signing_key\"} 1"), "{metrics}");
 }
 
 /// Every file and directory under `dir` grants nothing to group or others.

@@ -351,3 +351,100 @@ async fn read_only_directories() {
     until("the tenant to open", || async { rig.call(Method::GET, "third", "/Users", None).await.status == 200 }).await;
     assert_recovered(&rig, "third", "read_only").await;
 }
+
+/// 4. A tenant's key files missing, damaged or unreadable while bearer tokens are in use:
+/// the tokens keep working (verified with the database's copy of the key), issuing one is
+/// refused (503) until the files are back, and files missing at a restart are written back.
+#[tokio::test]
+async fn signing_key_files_lost_or_damaged() {
+    let dir = TempDir::new("fault-keys");
+    let data = binary_data_dir(dir.path()).await;
+    let mut rig = Rig::start(dir, data).await;
+    assert_eq!(rig.client.as_(&rig.auth, Method::POST, "/t/acme/rest/token/apiKeygen").await.status, 201);
+    let issued = rig.client.as_(&rig.auth, Method::GET, "/t/acme/rest/token").await;
+    let bearer = format!("Bearer {}", issued.body["token"].as_str().unwrap());
+    let acme = scimd::tenant::TenantId::parse("acme").unwrap();
+    let (private, public) = (rig.data.private_key(&acme), rig.data.public_key(&acme));
+    let (private_pem, public_pem) = (std::fs::read(&private).unwrap(), std::fs::read(&public).unwrap());
+    let write_owner_only = |path: &Path, bytes: &[u8]| {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::io::Write;
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap().write_all(bytes).unwrap();
+    };
+    let users = |rig: &Rig| {
+        let (client, bearer) = (rig.client.clone(), bearer.clone());
+        async move { client.as_(&bearer, Method::GET, "/t/acme/scim/v2/Users").await.status.as_u16() }
+    };
+    assert_eq!(users(&rig).await, 200);
+
+    std::fs::remove_file(&private).unwrap();
+    std::fs::remove_file(&public).unwrap();
+    assert_eq!(users(&rig).await, 200, "missing: the database's copy verifies");
+    assert_unavailable(&rig.client.as_(&rig.auth, Method::GET, "/t/acme/rest/token?revokeExistingToken=true").await, "signing key");
+    assert_told(&rig, "acme", "signing_key").await;
+    write_owner_only(&private, b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n");
+    assert_eq!(users(&rig).await, 200, "damaged");
+    std::fs::remove_file(&private).unwrap();
+    std::fs::create_dir(&private).unwrap();
+    assert_eq!(users(&rig).await, 200, "unreadable (a directory in its place)");
+    assert_eq!(rig.error_lines("acme", "signing_key"), 1, "{}", rig.server.log());
+
+    std::fs::remove_dir(&private).unwrap();
+    write_owner_only(&private, &private_pem);
+    write_owner_only(&public, &public_pem);
+    assert_eq!(users(&rig).await, 200);
+    assert_recovered(&rig, "acme", "signing_key").await;
+
+    // Lost while the server was down: written back from the database's copy at open.
+    std::fs::remove_file(&private).unwrap();
+    std::fs::remove_file(&public).unwrap();
+    rig.restart().await;
+    assert_eq!(users(&rig).await, 200);
+    assert_eq!(std::fs::read(&private).unwrap(), private_pem);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(rig.server.log().contains("tenant acme: the token signing key files were missing; wrote them back from the database's copy"), "{}", rig.server.log());
+    assert!(!rig.metrics().await.contains("scimd_tenant_fault{"));
+    // A key deleted through scimd is gone for good: its tokens with it.
+    assert_eq!(rig.client.as_(&rig.auth, Method::DELETE, "/t/acme/rest/token/deleteKey").await.status, 204);
+    assert_eq!(users(&rig).await, 401);
+    assert!(!private.exists());
+}
+
+/// 5. `tenant.toml` deleted or unreadable: a reload keeps the settings in force (and says
+/// so, once); a tenant that must open without it is refused (503) until it is back.
+#[tokio::test]
+async fn tenant_toml_lost() {
+    let dir = TempDir::new("fault-settings");
+    let data = binary_data_dir(dir.path()).await;
+    add_tenant(&data, "other").await;
+    let mut rig = Rig::start(dir, data).await;
+    let settings = rig.data.settings_file(&scimd::tenant::TenantId::parse("acme").unwrap());
+    let text = std::fs::read_to_string(&settings).unwrap();
+    // This tenant does not require userName = email; the defaults would.
+    assert_eq!(rig.create("acme", "plain-1").await.status, 201);
+
+    std::fs::remove_file(&settings).unwrap();
+    rig.server.signal("HUP");
+    rig.server.wait_for_log("tenant acme: settings").await;
+    assert_eq!(rig.create("acme", "plain-2").await.status, 201, "the settings in force are kept");
+    assert_told(&rig, "acme", "settings").await;
+    std::fs::create_dir(&settings).unwrap();
+    rig.server.signal("HUP");
+    rig.server.wait_for_log("reloading the certificate and tenant settings").await;
+    assert_eq!(rig.create("acme", "plain-3").await.status, 201);
+    std::fs::remove_dir(&settings).unwrap();
+    std::fs::write(&settings, &text).unwrap();
+    rig.server.signal("HUP");
+    assert_recovered(&rig, "acme", "settings").await;
+
+    // Missing at a restart: refused, and opened as soon as it is back.
+    std::fs::remove_file(&settings).unwrap();
+    rig.restart().await;
+    assert_unavailable(&rig.create("acme", "plain-4").await, "settings cannot be read");
+    assert_eq!(rig.create("other", "meanwhile").await.status, 201, "the other tenant is unaffected");
+    assert_told(&rig, "acme", "settings").await;
+    std::fs::write(&settings, &text).unwrap();
+    until("the tenant to open", || async { rig.create("acme", "plain-5").await.status == 201 }).await;
+    assert_recovered(&rig, "acme", "settings").await;
+}

@@ -34,5 +34,6 @@ mod semantics;
 mod shadow;
 mod tenants;
 mod tidy;
+mod time_faults;
 mod tokens;
 mod users;

@@ -78,21 +78,27 @@ impl Client {
 
     /// A request to an absolute path with explicit headers.
     pub async fn raw(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Response {
-        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let tls = self.tls.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+        self.try_raw(method, path, headers, body).await.unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// `raw` for a test where the connection may fail (a server stopped or going away).
+    pub async fn try_raw(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Result<Response, String> {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.map_err(|x| e(&x))?;
+        let tls = self.tls.connect(ServerName::try_from("localhost").unwrap(), tcp).await.map_err(|x| e(&x))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|x| e(&x))?;
         tokio::spawn(conn);
         let mut req = Request::builder().method(method).uri(path).header("host", format!("localhost:{}", self.addr.port()));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
-        let resp = sender.send_request(req).await.unwrap();
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).map_err(|x| e(&x))?;
+        let resp = sender.send_request(req).await.map_err(|x| e(&x))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let raw = resp.into_body().collect().await.unwrap().to_bytes();
+        let raw = resp.into_body().collect().await.map_err(|x| e(&x))?.to_bytes();
         let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        Response { status, headers, body, raw }
+        Ok(Response { status, headers, body, raw })
     }
 
     /// A request with an `Authorization` header value.
