@@ -370,6 +370,9 @@ pub enum Dialect {
 pub struct PolicyConfig {
     pub only_assign: Vec<String>,
     pub never_assign: Vec<String>,
+    /// A user the IdP manages who leaves every group matching these is deactivated (and
+    /// reactivated when they join one again): re:solution's "required groups".
+    pub required_groups: Vec<String>,
     pub always_assign: Vec<String>,
     pub never_remove: Vec<String>,
 }
@@ -381,6 +384,7 @@ pub struct Policies {
     never_assign: Vec<regex::Regex>,
     pub always_assign: Vec<String>,
     never_remove: Vec<regex::Regex>,
+    required_groups: Vec<regex::Regex>,
 }
 
 fn full_match(patterns: &[String], key: &str) -> Result<Vec<regex::Regex>, String> {
@@ -397,7 +401,18 @@ impl Policies {
             never_assign: full_match(&c.never_assign, "never_assign")?,
             always_assign: c.always_assign.clone(),
             never_remove: full_match(&c.never_remove, "never_remove")?,
+            required_groups: full_match(&c.required_groups, "required_groups")?,
         })
+    }
+
+    /// Whether the tenant has a `required_groups` policy.
+    pub fn requires_groups(&self) -> bool {
+        !self.required_groups.is_empty()
+    }
+
+    /// Whether membership of the group named `group_name` keeps a user's access.
+    pub fn grants_access(&self, group_name: &str) -> bool {
+        self.required_groups.iter().any(|r| r.is_match(group_name))
     }
 
     /// Why a group with this name does not take effect, if it does not.
@@ -549,6 +564,8 @@ only_assign = []     # e.g. ["app-.*"]: only these groups take effect
 never_assign = []    # e.g. ["Domain Users"]: these never take effect
 always_assign = []   # e.g. ["Everyone"]: every SCIM-provisioned user joins these groups
 never_remove = []    # e.g. ["Auditors"]: SCIM never removes members from these
+required_groups = [] # e.g. ["Tableau Users", "Sales-.*"]: a user the IdP manages who leaves
+                     # every one of these is deactivated (seat freed), and reactivated on rejoining
 "#
     )
 }

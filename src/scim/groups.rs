@@ -104,6 +104,8 @@ impl Sync<'_> {
             }
         }
         let protected = self.settings.policies.never_remove(name);
+        // Who lost or gained a membership, for the required_groups policy.
+        let (mut left, mut joined) = (Vec::new(), Vec::new());
         for id in to_remove {
             // Removing a member that is not there (or not a user) changes nothing.
             let Ok((user_pk, managed_by)) = groups::member_pk(self.conn, &id) else { continue };
@@ -117,6 +119,7 @@ impl Sync<'_> {
             match groups::remove_idp_member(self.conn, group_pk, user_pk)? {
                 groups::Removal::Removed => {
                     changed = true;
+                    left.push(user_pk);
                     self.event(Action::Delete, &id, json!({"group": self.group.id, "member": id}))?;
                 }
                 groups::Removal::MadeByTheApplication => {
@@ -149,6 +152,7 @@ impl Sync<'_> {
             }
             if groups::add_member(self.conn, group_pk, user_pk, MembershipSource::Idp)? {
                 changed = true;
+                joined.push(user_pk);
                 self.event(Action::Create, id, json!({"group": self.group.id, "member": id}))?;
             }
         }
@@ -171,6 +175,7 @@ impl Sync<'_> {
                 self.event(Action::Delete, &id, json!({"group": self.group.id, "member": id, "reason": "inactive Basic-auth user"}))?;
             }
         }
+        super::access::after_membership(self.conn, self.settings, &left, &joined, self.actor, self.now)?;
         Ok(changed)
     }
 }
@@ -286,7 +291,17 @@ fn write_group(tenant: &str, conn: &crate::store::Db<'_>, id: &str, old: &Attrs,
         let before: serde_json::Map<String, Value> = changed.iter().map(|k| (k.to_string(), old.get(*k).cloned().unwrap_or(Value::Null))).collect();
         let after: serde_json::Map<String, Value> = changed.iter().map(|k| (k.to_string(), doc.get(*k).cloned().unwrap_or(Value::Null))).collect();
         events::record(conn, now, actor, Action::Update, "Group", id, &json!({"before": before, "after": after}))?;
+        let was_ignored = group.ignored;
         refresh_policy(conn, &mut group, settings, actor, now)?;
+        // A rename (or a change of effect) may make the group grant access or stop to: its
+        // members are re-evaluated under required_groups as if they had left or joined it.
+        let old_name = old.get("displayName").and_then(Value::as_str).unwrap_or_default();
+        let granted = |name: &str, ignored: bool| !ignored && settings.policies.grants_access(name);
+        match (granted(old_name, was_ignored), granted(&group.display_name, group.ignored)) {
+            (true, false) => super::access::after_membership(conn, settings, &groups::member_pks(conn, group.pk)?, &[], actor, now)?,
+            (false, true) => super::access::after_membership(conn, settings, &[], &groups::member_pks(conn, group.pk)?, actor, now)?,
+            _ => {}
+        }
     }
     let members_changed = Sync { tenant, conn, group: &group, settings, actor, now }.apply(changes)?;
     if members_changed && doc == old {
@@ -379,25 +394,32 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
 }
 
 pub async fn delete(tenant: &Tenant, who: &Principal, id: &str, if_match: Option<IfMatch>, now: String) -> Result<(), ScimError> {
-    let (id, actor) = (id.to_string(), who.user_name.clone());
+    let (id, actor, settings) = (id.to_string(), who.user_name.clone(), tenant.settings());
     tenant
         .store
         .try_write(move |conn| {
             let old = groups::get(conn, &id, true)?;
             IfMatch::check(if_match.as_ref(), &old)?;
             let state = groups::state(conn, &id)?;
-            if state.managed_by == ManagedBy::Local || events::happened(conn, "Group", &id, Action::Link)? {
-                // A group the application had before the IdP linked it (or never linked):
-                // the IdP unlinking it ("delete the group in the target app", Entra scoping
-                // it out) takes back what the IdP added, never the group or its own members.
-                let removed = groups::remove_idp_members(conn, state.pk)?;
-                groups::set_flags(conn, state.pk, ManagedBy::Local, state.ignored)?;
-                groups::update(conn, state.pk, &old.attrs, &now)?;
-                let detail = json!({"reason": "the IdP deleted a group it did not create: kept, back under the application", "removed_members": removed});
-                return Ok(events::record(conn, &now, &actor, Action::Unlink, "Group", &id, &detail)?);
-            }
-            groups::delete(conn, &id)?;
-            Ok(events::record(conn, &now, &actor, Action::Delete, "Group", &id, &json!({"before": old.attrs}))?)
+            let members = groups::member_pks(conn, state.pk)?;
+            let result = delete_in_tx(conn, &id, &old, &state, &actor, &now);
+            super::access::after_membership(conn, &settings, &members, &[], &actor, &now)?;
+            result
         })
         .await
+}
+
+/// The IdP deleting a group: a group it created goes; one the application had before the
+/// IdP linked it (or never linked) stays, and only what the IdP added leaves it ("delete the
+/// group in the target app", Entra scoping it out).
+fn delete_in_tx(conn: &crate::store::Db<'_>, id: &str, old: &StoredResource, state: &GroupState, actor: &str, now: &str) -> Result<(), ScimError> {
+    if state.managed_by == ManagedBy::Local || events::happened(conn, "Group", id, Action::Link)? {
+        let removed = groups::remove_idp_members(conn, state.pk)?;
+        groups::set_flags(conn, state.pk, ManagedBy::Local, state.ignored)?;
+        groups::update(conn, state.pk, &old.attrs, now)?;
+        let detail = json!({"reason": "the IdP deleted a group it did not create: kept, back under the application", "removed_members": removed});
+        return Ok(events::record(conn, now, actor, Action::Unlink, "Group", id, &detail)?);
+    }
+    groups::delete(conn, id)?;
+    Ok(events::record(conn, now, actor, Action::Delete, "Group", id, &json!({"before": old.attrs}))?)
 }

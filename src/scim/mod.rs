@@ -2,6 +2,7 @@
 //! router calls. It knows nothing of HTTP or SQL: requests arrive as parsed JSON and
 //! query parameters, and persistence goes through `store::Store`.
 
+pub mod access;
 pub mod activity;
 pub mod dialect;
 pub mod discovery;

@@ -94,7 +94,7 @@ pub fn assign_seat(conn: &crate::store::Db<'_>, id: &str, settings: &TenantSetti
 }
 
 /// Frees the seat of a user that is no longer active.
-fn free_seat(conn: &crate::store::Db<'_>, id: &str, actor: &str, now: &str) -> StoreResult<()> {
+pub(super) fn free_seat(conn: &crate::store::Db<'_>, id: &str, actor: &str, now: &str) -> StoreResult<()> {
     let current = users::origin_of(conn, id)?.license;
     if current != License::None {
         users::set_license(conn, id, License::None, now)?;

@@ -1,7 +1,8 @@
 //! The activity log: one append-only row per change, written in the same transaction
 //! as the change it records.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
 
 use super::StoreResult;
 
@@ -66,6 +67,16 @@ pub fn happened(conn: &Connection, resource_type: &str, resource_id: &str, actio
     Ok(conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE resource_type = ? AND resource_id = ? AND action = ?)")?
         .query_row(params![resource_type, resource_id, action.as_str()], |r| r.get(0))?)
+}
+
+/// The last activation change recorded for a user (`deactivate` or `reactivate`): its
+/// action and detail. The `required_groups` policy reads whether it was its own.
+pub fn last_activation(conn: &Connection, user_id: &str) -> StoreResult<Option<(String, Value)>> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT action, detail FROM events WHERE resource_type = 'User' AND resource_id = ? AND action IN ('deactivate', 'reactivate') ORDER BY seq DESC LIMIT 1")?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.map(|(action, detail)| (action, serde_json::from_str(&detail).unwrap_or(Value::Null))))
 }
 
 /// One recorded change.

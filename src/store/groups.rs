@@ -306,3 +306,36 @@ pub fn member_names(conn: &Connection, group_pk: i64) -> StoreResult<Vec<(String
     let rows = stmt.query_map([group_pk], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
+
+/// A user as the `required_groups` policy sees it (not soft-deleted).
+#[derive(Clone, Debug)]
+pub struct AccessState {
+    pub id: String,
+    pub active: bool,
+    pub managed_by: ManagedBy,
+}
+
+/// The user at `user_pk`, unless soft-deleted.
+pub fn access_state(conn: &Connection, user_pk: i64) -> StoreResult<Option<AccessState>> {
+    Ok(conn
+        .prepare_cached("SELECT id, active, managed_by FROM users WHERE pk = ? AND deleted_at IS NULL")?
+        .query_row([user_pk], |r| Ok(AccessState { id: r.get(0)?, active: r.get(1)?, managed_by: r.get(2)? }))
+        .optional()?)
+}
+
+/// The names of the org-level groups that take effect (not ignored by a policy) the user
+/// at `user_pk` is a member of.
+pub fn effective_group_names(conn: &Connection, user_pk: i64) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT g.display_name FROM memberships m JOIN groups g ON g.pk = m.group_pk WHERE m.user_pk = ? AND g.scope = 'org' AND g.ignored = 0",
+    )?;
+    let rows = stmt.query_map([user_pk], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The users who are members of the group at `group_pk` (any source).
+pub fn member_pks(conn: &Connection, group_pk: i64) -> StoreResult<Vec<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT user_pk FROM memberships WHERE group_pk = ?")?;
+    let rows = stmt.query_map([group_pk], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}

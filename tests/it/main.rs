@@ -4,6 +4,7 @@
 mod support;
 
 mod attacker;
+mod access;
 mod auth;
 mod cli;
 mod console;
