@@ -330,7 +330,7 @@ impl Fault {
     /// A fault a successful write proves gone; the others go when the tenant opens (or
     /// its settings or key load) again.
     pub fn cleared_by_write(self) -> bool {
-        matches!(self, Fault::DiskFull | Fault::ReadOnly)
+        matches!(self, Fault::DiskFull | Fault::ReadOnly | Fault::Unopenable)
     }
 
     /// What the operator should do, for the health detail and `scimd check`.

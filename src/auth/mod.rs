@@ -443,14 +443,14 @@ async fn authenticate_bearer(tenant: &Tenant, auth: &AuthState, bearer: &str, pe
         auth.throttle.fail(&forgeries);
         AuthError::Invalid
     };
-    // While the key files cannot be used, the database's copy verifies (the fault is
-    // raised); without either, a tenant whose key is broken is the operator's to fix (503),
-    // not the client's (401, counted towards the throttle).
-    let Some(key) = tenant.keys.verifier() else {
-        if tenant.keys.broken() {
-            return Err(AuthError::Unavailable(crate::model::Fault::SigningKey));
-        }
-        return Err(forged("bearer token presented but the tenant has no signing key"));
+    // While the key files cannot be used (or are not there), the database's copy, read now,
+    // verifies (the fault is raised). Without a copy there is no key: the token is forged
+    // (401). A copy that cannot be used either is the operator's to fix (503), not the
+    // client's (which a 401 would count towards the throttle).
+    let key = match tenant.verifying_key().await.map_err(AuthError::of_store)? {
+        Some(key) => key,
+        None if tenant.keys.broken() => return Err(AuthError::Unavailable(crate::model::Fault::SigningKey)),
+        None => return Err(forged("bearer token presented but the tenant has no signing key")),
     };
     let Some(claims) = cache.verify(bearer, &key) else {
         return Err(forged("bearer token with a bad signature or format"));

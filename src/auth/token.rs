@@ -203,15 +203,18 @@ pub async fn keygen(tenant: std::sync::Arc<Tenant>, actor: &str, now: UtcMillis)
 /// Deletes the signing key; every token is rejected from now on. Returns whether one existed.
 pub async fn delete_key(tenant: &Tenant, actor: &str, now: UtcMillis) -> Result<bool, TokenError> {
     let fingerprint = tenant.keys.current().map(|k| k.fingerprint.clone()).unwrap_or_default();
+    let existed = tenant.keys.exists();
     // Tokens verified before stop here, before the files change (`store::auth_check`).
     tenant.store.write(|conn| auth_check::bump(conn)).await?;
-    let existed = tenant.keys.delete().map_err(TokenError::Key)?;
-    let copies = tenant.keys.copies().map_err(TokenError::Key)?;
+    // The database first: its copy gone and every token revoked in one transaction, then the
+    // files. Stopped in between, the key is still there and no token works; the other order
+    // left the copy and the tokens live, and the next open wrote the files back from it.
     let (at, actor) = (now.to_rfc3339(), actor.to_string());
+    let gone = [(crate::tenant::keys::PRIVATE_COPY, None), (crate::tenant::keys::PUBLIC_COPY, None)];
     tenant
         .store
         .write(move |conn| {
-            tenant_files::sync(conn, &copies, &at)?;
+            tenant_files::sync(conn, &gone, &at)?;
             let revoked = tokens::revoke_all(conn, &at)?;
             if existed {
                 events::record(conn, &at, &actor, Action::Delete, "Key", &fingerprint, &serde_json::json!({"fingerprint": fingerprint, "tokensRevoked": revoked}))?;
@@ -219,6 +222,7 @@ pub async fn delete_key(tenant: &Tenant, actor: &str, now: UtcMillis) -> Result<
             Ok(())
         })
         .await?;
+    tenant.keys.delete().map_err(TokenError::Key)?;
     Ok(existed)
 }
 

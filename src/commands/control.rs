@@ -19,6 +19,10 @@ use crate::tenant::{DataDir, TenantId};
 /// A request line longer than this is refused.
 const MAX_REQUEST: usize = 4096;
 
+/// How long a command waits for the server's answer. A shadow switch (a snapshot, a
+/// promote) answers when done, so this is generous.
+const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "lowercase")]
 pub enum Request {
@@ -72,6 +76,8 @@ pub fn ask(data: &DataDir, request: &Request) -> Result<Option<Result<String, Co
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => return Ok(None),
         Err(e) => return Err(format!("cannot reach the server through {}: {e}", path.display()).into()),
     };
+    // A server that does not answer (stopped, wedged) must not hang the command.
+    stream.set_read_timeout(Some(ASK_TIMEOUT))?;
     let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
     line.push(b'\n');
     stream.write_all(&line)?;

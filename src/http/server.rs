@@ -323,7 +323,7 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
             loop {
                 tokio::time::sleep(every).await;
                 state.tenants.close_idle(std::time::Instant::now());
-                state.tenants.check_key_files();
+                state.tenants.check_key_files().await;
             }
         })
     };

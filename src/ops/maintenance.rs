@@ -232,8 +232,13 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
             out.push(finding(Level::Error, format!("tenant {id}: token signing key: {e}")));
         }
     }
-    if let Err(e) = crate::tenant::TenantSettings::load(&data.settings_file(id)) {
-        out.push(finding(Level::Error, format!("tenant {id}: {e}")));
+    match crate::tenant::TenantSettings::load(&data.settings_file(id)) {
+        Err(e) => out.push(finding(Level::Error, format!("tenant {id}: {e}"))),
+        Ok(settings) => {
+            for path in crate::scim::mapping::unresolved(&settings.mapping) {
+                out.push(finding(Level::Error, format!("tenant {id}: mapping: {path:?} names no user attribute scimd may write; the rule does nothing")));
+            }
+        }
     }
     #[cfg(unix)]
     if let Ok(m) = std::fs::metadata(data.private_key(id)) {

@@ -67,6 +67,8 @@ pub struct UserRows {
     /// Users the IdP would create whose userName is the email of a live user of another
     /// userName: the same person twice (`scimd sanitize` first).
     pub duplicates: Vec<Duplicate>,
+    /// Mapping rule (`[mapping]` in tenant.toml) → the users whose values it changed.
+    pub mapped: BTreeMap<String, Names>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -169,10 +171,16 @@ pub fn report(tenant: &str, info: &ShadowInfo, events: &[EventRecord], refusals:
     let mut linked = Vec::new();
     let (mut added, mut removed, mut inactive) = (Buckets::default(), Buckets::default(), Buckets::default());
     let mut policy = Buckets::default();
+    let mut mapped = Buckets::default();
     // Per user: the licence before the first change, after the last, and whether no seat was free.
     let mut licences: BTreeMap<&str, (String, String, bool)> = BTreeMap::new();
     for e in events.iter().filter(|e| e.seq > info.start_seq) {
         let d = &e.detail;
+        if e.resource_type == "User" {
+            for rule in d.get("mapped").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                mapped.add(rule, text(d, &["after", "userName"]).map(str::to_string).unwrap_or_else(|| user(&e.resource_id)));
+            }
+        }
         match (e.resource_type.as_str(), e.action.as_str()) {
             ("User", "create") => u.entry("created").or_default().push(text(d, &["after", "userName"]).map(str::to_string).unwrap_or_else(|| user(&e.resource_id))),
             ("User", action @ ("update" | "deactivate" | "reactivate")) => {
@@ -278,6 +286,7 @@ pub fn report(tenant: &str, info: &ShadowInfo, events: &[EventRecord], refusals:
             adopted: take("adopted"),
             renamed,
             duplicates,
+            mapped: mapped.done(),
         },
         licences: LicenceRows { creator: Names::of(lic.0), creator_float: Names::of(lic.1), no_seat_free: Names::of(lic.2), freed: Names::of(lic.3) },
         groups: GroupRows {
@@ -419,6 +428,9 @@ pub fn render_text(r: &Report) -> String {
     }
     for (field, n) in &r.users.updated {
         let _ = writeln!(s, "  updated {field}: {}", list(n));
+    }
+    for (rule, n) in &r.users.mapped {
+        let _ = writeln!(s, "  changed by the mapping rule {rule:?}: {}", list(n));
     }
     let _ = writeln!(s, "  renamed (username-based integrations break): {}", r.users.renamed.len());
     for rn in &r.users.renamed {

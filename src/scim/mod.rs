@@ -8,6 +8,7 @@ pub mod dialect;
 pub mod discovery;
 pub mod filter;
 pub mod groups;
+pub mod mapping;
 pub mod patch;
 pub mod query;
 pub mod resource;
@@ -125,8 +126,10 @@ impl ScimError {
                 ScimErrorKind::TooMany,
                 format!("the query needs more than the {} ms the server spends on one; narrow the filter or ask for fewer resources", budget.as_millis()),
             ),
-            StoreError::Unavailable(fault, _) => ScimError::new(ScimErrorKind::Unavailable(*fault), fault.client_detail()),
-            other => ScimError::new(ScimErrorKind::Internal, other.to_string()),
+            other => match other.fault() {
+                Some(fault) => ScimError::new(ScimErrorKind::Unavailable(fault), fault.client_detail()),
+                None => ScimError::new(ScimErrorKind::Internal, other.to_string()),
+            },
         }
     }
 }

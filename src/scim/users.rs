@@ -103,10 +103,28 @@ pub(super) fn free_seat(conn: &crate::store::Db<'_>, id: &str, actor: &str, now:
     Ok(())
 }
 
+/// Who writes, when, under which settings, and which mapping rules changed the document.
+struct Writer<'a> {
+    settings: &'a TenantSettings,
+    actor: &'a str,
+    now: &'a str,
+    mapped: &'a [String],
+}
+
+/// An event's detail with the mapping rules that changed the values (the shadow report
+/// shows them).
+fn with_mapped(mut detail: Value, mapped: &[String]) -> Value {
+    if !mapped.is_empty() {
+        detail["mapped"] = json!(mapped);
+    }
+    detail
+}
+
 /// Replaces the user with `new_doc` and records what changed: the shared tail of PUT,
 /// PATCH, restore and adoption. Activation changes move the licence seat.
 /// A document without `active` (a PUT that leaves it out) keeps the stored value.
-fn replace_in_tx(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, new_doc: &Attrs, settings: &TenantSettings, actor: &str, now: &str) -> StoreResult<StoredResource> {
+fn replace_in_tx(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, new_doc: &Attrs, w: &Writer<'_>) -> StoreResult<StoredResource> {
+    let Writer { settings, actor, now, mapped } = *w;
     let kept;
     let new_doc = match (new_doc.get("active"), old.get("active")) {
         (None, Some(stored)) => {
@@ -135,7 +153,7 @@ fn replace_in_tx(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, new_doc: &A
         _ => Action::Update,
     };
     let res = users::get(conn, id, true)?;
-    events::record(conn, now, actor, action, "User", id, &diff(old, &res.attrs))?;
+    events::record(conn, now, actor, action, "User", id, &with_mapped(diff(old, &res.attrs), mapped))?;
     Ok(res)
 }
 
@@ -155,7 +173,8 @@ fn service_account_refusal(conn: &crate::store::Db<'_>, id: &str) -> StoreResult
 /// user of the same userName is adopted; otherwise a new user gets a seat.
 pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let doc = super::dialect::decode(settings.dialect, KIND, body)?;
+    let mut doc = super::dialect::decode(settings.dialect, KIND, body)?;
+    let mapped = super::mapping::apply(&settings.mapping, &mut doc);
     check_rules(&doc, &settings)?;
     let actor = who.user_name.clone();
     let res = tenant
@@ -179,7 +198,8 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                     users::undelete(conn, &id)?;
                     let old = users::get(conn, &id, false)?;
                     events::record(conn, &now, &actor, Action::Restore, "User", &id, &json!({"userName": name}))?;
-                    let mut res = replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)?;
+                    let w = Writer { settings: &settings, actor: &actor, now: &now, mapped: &mapped };
+                    let mut res = replace_in_tx(conn, &id, &old.attrs, &doc, &w)?;
                     if is_active(&doc) {
                         assign_seat(conn, &id, &settings, &actor, &now)?;
                         res = users::get(conn, &id, true)?;
@@ -188,12 +208,12 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                 }
                 Some((id, false, ManagedBy::Local)) => {
                     let old = users::get(conn, &id, false)?;
-                    replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)
+                    replace_in_tx(conn, &id, &old.attrs, &doc, &Writer { settings: &settings, actor: &actor, now: &now, mapped: &mapped })
                 }
                 Some(_) => return Err(ScimError::new(ScimErrorKind::Uniqueness, format!("userName '{name}' is taken by another user"))),
                 None => {
                     let id = users::insert(conn, &doc, &users::UserOrigin::idp(License::None), &now)?;
-                    events::record(conn, &now, &actor, Action::Create, "User", &id, &json!({"after": doc}))?;
+                    events::record(conn, &now, &actor, Action::Create, "User", &id, &with_mapped(json!({"after": doc}), &mapped))?;
                     if is_active(&doc) {
                         assign_seat(conn, &id, &settings, &actor, &now)?;
                     }
@@ -215,7 +235,8 @@ pub async fn get(tenant: &Tenant, id: &str, with_groups: bool) -> Result<StoredR
 
 pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let doc = super::dialect::decode(settings.dialect, KIND, body)?;
+    let mut doc = super::dialect::decode(settings.dialect, KIND, body)?;
+    let mapped = super::mapping::apply(&settings.mapping, &mut doc);
     check_rules(&doc, &settings)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     tenant
@@ -226,7 +247,7 @@ pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, i
                 return Err(refusal);
             }
             IfMatch::check(if_match.as_ref(), &old)?;
-            Ok(replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)?)
+            Ok(replace_in_tx(conn, &id, &old.attrs, &doc, &Writer { settings: &settings, actor: &actor, now: &now, mapped: &mapped })?)
         })
         .await
 }
@@ -253,13 +274,14 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
                 // on at most the cap's worth of values.
                 patch::apply(KIND, &mut doc, op).and_then(|_| resource::check_value_counts(KIND, &doc))?;
             }
+            let mapped = super::mapping::apply(&settings.mapping, &mut doc);
             resource::check_size(&doc).and_then(|_| resource::check_required(KIND, &doc)).and_then(|_| check_rules(&doc, &settings))?;
             let mut unchanged = old.attrs.clone();
             unchanged.remove(super::schema::SCIMD_SCHEMA);
             if doc == unchanged {
                 return Ok(users::get(conn, &id, true)?);
             }
-            Ok(replace_in_tx(conn, &id, &old.attrs, &doc, &settings, &actor, &now)?)
+            Ok(replace_in_tx(conn, &id, &old.attrs, &doc, &Writer { settings: &settings, actor: &actor, now: &now, mapped: &mapped })?)
         })
         .await
 }

@@ -2,7 +2,7 @@
 //! system errors they are, how a job's fault is found when its error is the caller's type,
 //! and where they are reported (the tenant's fault board, through `FaultSink`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::{StoreError, StoreResult};
 use crate::model::Fault;
@@ -60,12 +60,10 @@ pub trait FaultSink: Send + Sync {
     fn wrote(&self);
 }
 
-/// A store's link to its sink (set once the tenant is open), and why the writer's last
-/// transaction could not begin, for the callers whose jobs it then dropped.
+/// A store's link to its sink (set once the tenant is open).
 #[derive(Default)]
 pub(super) struct FaultReport {
     pub(super) sink: std::sync::OnceLock<Arc<dyn FaultSink>>,
-    pub(super) refused: Mutex<Option<(Fault, String)>>,
 }
 
 impl FaultReport {
@@ -80,15 +78,6 @@ impl FaultReport {
             if let Some(fault) = e.fault() {
                 self.raise(fault, &e.to_string());
             }
-        }
-    }
-
-    /// The error for a caller whose job the writer dropped: the fault that stopped its
-    /// transaction from beginning, if that is why.
-    pub(super) fn dropped(&self) -> StoreError {
-        match self.refused.lock().ok().and_then(|r| r.clone()) {
-            Some((fault, why)) => StoreError::Unavailable(fault, why),
-            None => StoreError::Closed,
         }
     }
 }

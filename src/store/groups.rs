@@ -12,7 +12,7 @@ fn conflict_or(e: rusqlite::Error) -> StoreError {
     if is_unique_violation(&e) {
         StoreError::Conflict("a group with this displayName already exists".into())
     } else {
-        StoreError::Sql(e)
+        StoreError::from(e)
     }
 }
 

@@ -225,8 +225,10 @@ impl std::ops::Deref for Db<'_> {
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A queued write: runs inside its savepoint and says whether it succeeded; the
-/// finisher answers the caller once the whole batch's commit outcome is known.
-type WriteJob = Box<dyn FnOnce(&Db<'_>) -> (bool, Finisher) + Send>;
+/// finisher answers the caller once the whole batch's commit outcome is known. Given no
+/// connection (its transaction could not begin, or SQLite rolled it back under an earlier
+/// job), it does not run, and its finisher answers with the batch's failure.
+type WriteJob = Box<dyn FnOnce(Option<&Db<'_>>) -> (bool, Finisher) + Send>;
 
 /// Writes waiting longer than this many are split into the next batch.
 const MAX_BATCH: usize = 256;
@@ -425,7 +427,7 @@ impl Store {
         self.send(job, move |result| {
             let _ = reply_tx.send(result);
         })?;
-        reply_rx.await.map_err(|_| E::from(self.faults.dropped()))?
+        reply_rx.await.map_err(|_| E::from(StoreError::Closed))?
     }
 
     /// `write` for a caller off the async runtime (a tenant closing): `job` runs after
@@ -439,7 +441,7 @@ impl Store {
         self.send(job, move |result| {
             let _ = reply_tx.send(result);
         })?;
-        reply_rx.recv().map_err(|_| self.faults.dropped())?
+        reply_rx.recv().map_err(|_| StoreError::Closed)?
     }
 
     /// Queues `job` for the writer; `reply` gets its outcome once its batch has committed
@@ -451,7 +453,11 @@ impl Store {
         F: FnOnce(&Db<'_>) -> Result<T, E> + Send + 'static,
     {
         let faults = Arc::clone(&self.faults);
-        let boxed: WriteJob = Box::new(move |conn: &Db<'_>| {
+        let boxed: WriteJob = Box::new(move |conn: Option<&Db<'_>>| {
+            let Some(conn) = conn else {
+                let finish: Finisher = Box::new(move |commit: StoreResult<()>| reply(Err(E::from(commit.err().unwrap_or(StoreError::Closed)))));
+                return (false, finish);
+            };
             // A panic inside a job must not take the writer thread (and with it every later
             // write of the tenant) down: it fails this job, whose savepoint is rolled back.
             let before = LAST_FAULT.with(|f| f.take());
@@ -652,7 +658,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>, faults: &Faul
         let size = batch.len();
         let started = std::time::Instant::now();
         LAST_FAULT.with(|f| f.set(None));
-        let (finishers, commit) = run_batch(&mut conn, batch, faults);
+        let (finishers, commit) = run_batch(&mut conn, batch);
         // A fault (a full disk, a read-only file) is the tenant's fault board's to log, once.
         let failed = commit.err().map(|e| {
             let fault = e.fault().or_else(|| LAST_FAULT.with(|f| f.get()));
@@ -691,42 +697,52 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteJob>, faults: &Faul
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>, faults: &FaultReport) -> (Vec<Finisher>, StoreResult<()>) {
+fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>) -> (Vec<Finisher>, StoreResult<()>) {
     let mut finishers = Vec::with_capacity(batch.len());
-    // A job that cannot run is dropped: its reply channel closes and the caller receives
-    // the fault that stopped the transaction (or `StoreError::Closed`), never a false
-    // success. The fault is noted before the jobs (and their channels) are dropped.
+    // Jobs that cannot run are answered with the failure, never dropped (a dropped caller
+    // could only say "closed") and never told they succeeded.
+    let not_run = |jobs: std::vec::IntoIter<WriteJob>, finishers: &mut Vec<Finisher>| finishers.extend(jobs.map(|job| job(None).1));
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => {
-            if let Ok(mut r) = faults.refused.lock() {
-                *r = None;
-            }
-            tx
-        }
+        Ok(tx) => tx,
         Err(e) => {
-            let e = StoreError::from(e);
-            if let (Some(fault), Ok(mut r)) = (e.fault(), faults.refused.lock()) {
-                *r = Some((fault, e.to_string()));
-            }
-            drop(batch);
-            return (finishers, Err(e));
+            not_run(batch.into_iter(), &mut finishers);
+            return (finishers, Err(StoreError::from(e)));
         }
     };
-    for job in batch {
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
         // Each job gets a savepoint so its failure undoes only its own changes.
         if let Err(e) = tx.execute_batch("SAVEPOINT job") {
             error!(target: "scimd::store", "savepoint failed: {e}");
+            finishers.push(job(None).1);
             continue;
         }
-        let (ok, finisher) = job(&Db(&tx));
+        let (ok, finisher) = job(Some(&Db(&tx)));
+        finishers.push(finisher);
+        // SQLite rolls the whole transaction back on some errors (a full disk, an I/O
+        // error): the jobs before this one are undone with it, so none of the batch may
+        // commit, and the rest must not run in a new transaction of their own.
+        if tx.is_autocommit() {
+            not_run(jobs, &mut finishers);
+            let fault = LAST_FAULT.with(|f| f.get()).unwrap_or(Fault::DiskFull);
+            return (finishers, Err(StoreError::Unavailable(fault, "SQLite rolled the batch back".into())));
+        }
         let sql = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
         if let Err(e) = tx.execute_batch(sql) {
             error!(target: "scimd::store", "savepoint cleanup failed: {e}");
         }
-        finishers.push(finisher);
     }
     let before_commit = std::time::Instant::now();
-    let commit = tx.commit().map_err(StoreError::from);
+    let committed = tx.commit();
+    // An I/O error SQLite does not name (a filesystem remounted read-only under an open
+    // tenant): the system's own error says which fault it is.
+    // SAFETY: the handle is this thread's open connection; the call only reads its errno.
+    let errno = if committed.is_err() { unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) } } else { 0 };
+    let commit = committed.map_err(|e| match (StoreError::from(e), errno) {
+        (StoreError::Sql(e), libc::EROFS) => StoreError::Unavailable(Fault::ReadOnly, e.to_string()),
+        (StoreError::Sql(e), libc::ENOSPC | libc::EDQUOT) => StoreError::Unavailable(Fault::DiskFull, e.to_string()),
+        (e, _) => e,
+    });
     log::trace!(target: "scimd::store", "commit (write-out and fsync) took {} µs", before_commit.elapsed().as_micros());
     (finishers, commit)
 }

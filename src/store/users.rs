@@ -322,7 +322,7 @@ fn conflict_or(e: rusqlite::Error) -> StoreError {
     if is_unique_violation(&e) {
         StoreError::Conflict("a user with this userName already exists".into())
     } else {
-        StoreError::Sql(e)
+        StoreError::from(e)
     }
 }
 

@@ -70,6 +70,8 @@ pub enum KeyError {
     Remove(PathBuf, std::io::Error),
     /// ring could not sign (or the claims could not be encoded to sign).
     Sign,
+    /// The file failed to load before and has not changed since (why it failed then).
+    Damaged(String),
 }
 
 impl std::fmt::Display for KeyError {
@@ -82,7 +84,7 @@ impl std::fmt::Display for KeyError {
             KeyError::NotPem => write!(f, "not a PKCS#8 PEM private key"),
             KeyError::Unusable(e) => write!(f, "unusable RSA key: {e}"),
             KeyError::CreateDir(dir, e) => write!(f, "cannot create {}: {e}", dir.display()),
-            KeyError::Generate(why) | KeyError::Write(why) => write!(f, "{why}"),
+            KeyError::Generate(why) | KeyError::Write(why) | KeyError::Damaged(why) => write!(f, "{why}"),
             KeyError::Remove(path, e) => write!(f, "cannot remove {}: {e}", path.display()),
             KeyError::Sign => write!(f, "signing failed"),
         }
@@ -141,6 +143,8 @@ pub struct KeyState {
     report: Option<(Arc<super::faults::FaultBoard>, String)>,
     /// The files cannot be used now (the fault is raised).
     broken: std::sync::atomic::AtomicBool,
+    /// The stamp of a file that failed to load, and why: not read again until it changes.
+    failed: Mutex<Option<(FileStamp, String)>>,
 }
 
 type FileStamp = (SystemTime, u64);
@@ -219,11 +223,14 @@ impl rsa::rand_core::CryptoRng for RingRng {}
 
 impl KeyState {
     pub fn new(private: PathBuf, public: PathBuf, dir: PathBuf) -> KeyState {
-        KeyState { private, public, dir, cached: Mutex::new(None), copy: Mutex::new((None, None)), report: None, broken: Default::default() }
+        KeyState { private, public, dir, cached: Mutex::new(None), copy: Mutex::new((None, None)), report: None, broken: Default::default(), failed: Mutex::new(None) }
     }
 
     /// Reports key files that cannot be used to `board` as `tenant`'s `SigningKey` fault.
     pub fn reporting_to(mut self, board: Arc<super::faults::FaultBoard>, tenant: &str) -> KeyState {
+        // A fault an earlier open of the tenant raised is this one's to clear once the files
+        // load (the sweep tries within half a minute).
+        self.broken = std::sync::atomic::AtomicBool::new(board.has(tenant, crate::model::Fault::SigningKey));
         self.report = Some((board, tenant.to_string()));
         self
     }
@@ -259,6 +266,10 @@ impl KeyState {
                 }
             }
         }
+        // A damaged file is parsed once, not on every request that needs the key.
+        if let Some((_, why)) = self.failed.lock().ok().and_then(|f| f.clone()).filter(|(s, _)| *s == now) {
+            return Err(KeyError::Damaged(why));
+        }
         match self.load() {
             Ok(key) => {
                 let key = Arc::new(key);
@@ -269,6 +280,9 @@ impl KeyState {
                 Ok(Some(key))
             }
             Err(e) => {
+                if let Ok(mut f) = self.failed.lock() {
+                    *f = Some((now, e.to_string()));
+                }
                 self.problem(Some(&format!("cannot use the token signing key {}: {e}", self.private.display())));
                 Err(e)
             }
@@ -280,13 +294,28 @@ impl KeyState {
         self.signing().ok().flatten()
     }
 
-    /// The key to verify tokens with: the files', or while they cannot be used, the
-    /// database's copy of it.
-    pub fn verifier(&self) -> Option<Arc<SigningKey>> {
-        match self.signing() {
-            Ok(key) => key,
-            Err(_) => self.copy_key(),
+    /// The key in the database's copy `pem` (parsed once per text), to verify tokens with
+    /// while the files cannot be used. The caller reads the copy from the database for each
+    /// use: a `keygen` or `delete-key` by a command in another process changes it there.
+    /// `None` (no copy): the key was deleted, and a missing file is no fault.
+    pub fn from_copy(&self, pem: Option<String>) -> Option<Arc<SigningKey>> {
+        let known = self.copy.lock().is_ok_and(|c| c.0 == pem);
+        if !known {
+            self.set_copy(pem);
+            // Re-judged against the copy as it is now: raises, or clears a missing file.
+            let _ = self.signing();
         }
+        let mut c = self.copy.lock().ok()?;
+        if c.1.is_none() {
+            let parsed = c.0.as_deref().and_then(|pem| parse_private(pem).ok());
+            c.1 = parsed.map(Arc::new);
+        }
+        c.1.clone()
+    }
+
+    /// Whether a private key file is there (usable or not).
+    pub fn exists(&self) -> bool {
+        self.private.symlink_metadata().is_ok()
     }
 
     /// Whether the tenant has a key whose files cannot be used now.
@@ -294,25 +323,8 @@ impl KeyState {
         self.broken.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Reads the files again while they are broken, so their fault clears as soon as they
-    /// are back (a request with remembered credentials never reads them).
-    pub fn recheck_if_broken(&self) {
-        if self.broken() {
-            let _ = self.signing();
-        }
-    }
-
     fn has_copy(&self) -> bool {
         self.copy.lock().is_ok_and(|c| c.0.is_some())
-    }
-
-    fn copy_key(&self) -> Option<Arc<SigningKey>> {
-        let mut c = self.copy.lock().ok()?;
-        if c.1.is_none() {
-            let parsed = c.0.as_deref().and_then(|pem| parse_private(pem).ok());
-            c.1 = parsed.map(Arc::new);
-        }
-        c.1.clone()
     }
 
     /// Raises (`Some(why)`) or clears the tenant's `SigningKey` fault.

@@ -127,7 +127,34 @@ pub struct TenantRegistry {
     /// Tenants whose last open failed for an operator's fault, and when: asked again within
     /// `REOPEN_AFTER`, they are refused with the same fault instead of opened again, so an
     /// IdP retrying a broken tenant costs a map lookup, not an open per request.
-    refused: Mutex<HashMap<TenantId, (Instant, Fault, String)>>,
+    refused: Mutex<HashMap<TenantId, Refusal>>,
+}
+
+/// Why and since when a tenant is refused. A damaged or newer database is refused until
+/// its file changes (a restore), not tried again every few seconds: an open reads only
+/// some pages, and one that succeeded on a file still damaged would clear the fault and
+/// raise it again at the next bad page, for ever.
+struct Refusal {
+    at: Instant,
+    fault: Fault,
+    why: String,
+    /// The database file as it was when refused (`None`: not read yet, the tenant was still
+    /// closing); for a damaged or newer database only.
+    file: Option<FileStamp>,
+}
+
+/// A file's identity and state: a restore (a new file, or new content) changes it.
+type FileStamp = (u64, u64, std::time::SystemTime);
+
+fn stamp(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.len(), m.modified().ok()?))
+}
+
+/// A fault that lasts until the database file changes.
+fn until_file_changes(fault: Fault) -> bool {
+    matches!(fault, Fault::Corrupt | Fault::NewerSchema)
 }
 
 /// How long a tenant whose open failed (or that was found damaged) is refused before the
@@ -245,7 +272,7 @@ impl TenantRegistry {
                 if let Some(fault) = e.fault() {
                     let why = format!("cannot open: {e}");
                     self.data.faults().raise(id.as_str(), fault, &why);
-                    self.refuse(id, fault, why);
+                    self.refuse(id, fault, why, false);
                 }
                 return Err(e);
             }
@@ -294,20 +321,36 @@ impl TenantRegistry {
     }
 
     fn still_refused(&self, id: &TenantId) -> Option<(Fault, String)> {
+        let closing = self.closing_of(id).is_some();
         let mut refused = self.refused.lock().ok()?;
-        match refused.get(id) {
-            Some((at, fault, why)) if at.elapsed() < REOPEN_AFTER => Some((*fault, why.clone())),
-            Some(_) => {
-                refused.remove(id);
-                None
+        let r = refused.get_mut(id)?;
+        let keep = if until_file_changes(r.fault) {
+            let now = stamp(&self.data.database(id));
+            match r.file {
+                // Read once the close has finished (its checkpoint may still write).
+                None => {
+                    if !closing {
+                        r.file = now;
+                    }
+                    true
+                }
+                Some(then) => now == Some(then),
             }
-            None => None,
+        } else {
+            r.at.elapsed() < REOPEN_AFTER
+        };
+        if keep {
+            return Some((r.fault, r.why.clone()));
         }
+        refused.remove(id);
+        None
     }
 
-    fn refuse(&self, id: &TenantId, fault: Fault, why: String) {
+    fn refuse(&self, id: &TenantId, fault: Fault, why: String, open: bool) {
+        // A tenant that never opened has nothing to flush: its file is as it will stay.
+        let file = if open { None } else { stamp(&self.data.database(id)) };
         if let Ok(mut refused) = self.refused.lock() {
-            refused.insert(id.clone(), (Instant::now(), fault, why));
+            refused.insert(id.clone(), Refusal { at: Instant::now(), fault, why, file });
         }
     }
 
@@ -319,7 +362,7 @@ impl TenantRegistry {
         // retrying every second would keep it refused for ever.
         let victim = self.open.lock().ok().and_then(|mut open| self.take_out(&mut open, id.clone()));
         if let Some(victim) = victim {
-            self.refuse(id, fault, "found damaged while open".into());
+            self.refuse(id, fault, "found damaged while open".into(), true);
             log::warn!(target: "scimd::tenant", "tenant {id}: closed: its database is {}", fault.as_str());
             self.start_close(victim, CloseReason::Evicted);
         }
@@ -416,9 +459,9 @@ impl TenantRegistry {
 
     /// Looks at every open tenant's key files (a `stat` each; parsed only when changed), so
     /// files lost while tokens are verified from the cache are reported within a sweep.
-    pub fn check_key_files(&self) {
+    pub async fn check_key_files(&self) {
         for t in self.open_tenants() {
-            let _ = t.keys.signing();
+            let _ = t.verifying_key().await;
         }
     }
 

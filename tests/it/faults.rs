@@ -149,18 +149,30 @@ impl Rig {
 /// What the IdP must get for a fault: 503, `Retry-After`, a SCIM error in words of its own.
 #[track_caller]
 fn assert_unavailable(r: &Response, words: &str) {
+    assert_retry(r, words, None);
+}
+
+/// `assert_unavailable`, and `Retry-After` is `secs`.
+#[track_caller]
+fn assert_retry(r: &Response, words: &str, secs: Option<u64>) {
     r.assert_error(503, None);
     let detail = r.body["detail"].as_str().unwrap();
     assert!(detail.contains(words) && detail.contains("retry later"), "{detail}");
     assert!(!detail.contains("internal") && !detail.contains("sqlite") && !detail.contains('/'), "no internal detail: {detail}");
     let retry: u64 = r.headers.get("retry-after").expect("Retry-After").to_str().unwrap().parse().unwrap();
     assert!((1..=600).contains(&retry), "{retry}");
+    if let Some(secs) = secs {
+        assert_eq!(retry, secs);
+    }
 }
 
 /// What the operator must see while `tenant` has `fault`.
 async fn assert_told(rig: &Rig, tenant: &str, fault: &str) {
     let metrics = rig.metrics().await;
     assert!(metrics.contains(&format!("scimd_tenant_fault{{tenant=\"{tenant}\",fault=\"{fault}\"}} 1")), "{metrics}");
+    let total = format!("scimd_faults_total{{fault=\"{fault}\"}} ");
+    let raised: u64 = metrics.lines().find_map(|l| l.strip_prefix(&total)).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(raised >= 1, "{metrics}");
     let health = rig.health().await;
     assert_eq!(health["status"], "degraded", "{health}");
     let reason = health["tenants"][tenant]["reasons"][0].as_str().unwrap_or_default();
@@ -200,7 +212,7 @@ async fn disk_full_during_writes() {
         match r.status.as_u16() {
             201 => acked.push(name),
             _ => {
-                assert_unavailable(&r, "storage is full");
+                assert_retry(&r, "storage is full", Some(60));
                 refused.push(name);
                 if refused.len() == 5 {
                     break;
@@ -295,7 +307,9 @@ async fn damaged_databases() {
     rig.restart().await;
     for (t, fault) in broken {
         let r = rig.call(Method::GET, t, "/Users", None).await;
-        assert_unavailable(&r, "database cannot be used");
+        assert_retry(&r, "database cannot be used", Some(300));
+        // Its accounts are in the database: refused before authentication.
+        assert_eq!(rig.client.raw(Method::GET, &format!("/t/{t}/scim/v2/Users"), &[], None).await.status, 503);
         assert!(rig.metrics().await.contains(&format!("scimd_tenant_fault{{tenant=\"{t}\",fault=\"{fault}\"}} 1")), "{t}: {}", rig.metrics().await);
         // The IdP retries: refused again, told once.
         assert_eq!(rig.call(Method::GET, t, "/Users", None).await.status, 503);
@@ -405,10 +419,19 @@ async fn signing_key_files_lost_or_damaged() {
     assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(rig.server.log().contains("tenant acme: the token signing key files were missing; wrote them back from the database's copy"), "{}", rig.server.log());
     assert!(!rig.metrics().await.contains("scimd_tenant_fault{"));
-    // A key deleted through scimd is gone for good: its tokens with it.
-    assert_eq!(rig.client.as_(&rig.auth, Method::DELETE, "/t/acme/rest/token/deleteKey").await.status, 204);
-    assert_eq!(users(&rig).await, 401);
+    // A key deleted through scimd — here by the command, in another process, while the
+    // server runs — is gone for good, its tokens with it: the copy does not bring it back,
+    // and its missing files are no fault.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimd")).args(["token", "delete-key", "--tenant", "acme", "--data-dir"]).arg(rig.data.root()).env_remove("SCIMD_CONFIG").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!private.exists());
+    assert_eq!(users(&rig).await, 401);
+    let fresh = rig.client.as_(&rig.auth, Method::GET, "/t/acme/rest/token").await;
+    fresh.assert_error(409, None);
+    assert!(!rig.metrics().await.contains("scimd_tenant_fault{"), "{}", rig.metrics().await);
+    rig.restart().await;
+    assert_eq!(users(&rig).await, 401);
+    assert!(!private.exists(), "never written back after a deletion");
 }
 
 /// 5. `tenant.toml` deleted or unreadable: a reload keeps the settings in force (and says

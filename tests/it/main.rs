@@ -25,6 +25,7 @@ mod lifecycle;
 mod limits;
 mod list;
 mod logs;
+mod mapping;
 mod metrics;
 mod names;
 mod operator;

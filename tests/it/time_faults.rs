@@ -40,6 +40,16 @@ async fn wall_clock_steps_back_and_forward() {
     assert!(version(&meta1["version"]) > version(&meta0["version"]), "{meta0} -> {meta1}");
     assert!(meta1["lastModified"].as_str() >= meta0["lastModified"].as_str(), "lastModified went back: {meta0} -> {meta1}");
     assert_eq!(meta1["created"], meta0["created"]);
+    // Groups alike (their versions move with their members too).
+    s.shift_clock_ms(HOUR_MS);
+    let group = s.post("/Groups", json!({"displayName": "Clocked"})).await.body.clone();
+    let gid = group["id"].as_str().unwrap().to_string();
+    s.shift_clock_ms(-HOUR_MS);
+    let add = json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]});
+    assert_eq!(s.patch(&format!("/Groups/{gid}"), add).await.status, 204);
+    let g1 = s.get(&format!("/Groups/{gid}")).await.body["meta"].clone();
+    assert!(version(&g1["version"]) > version(&group["meta"]["version"]));
+    assert_eq!(g1["lastModified"], group["meta"]["lastModified"], "never earlier than the last change: {g1}");
 
     s.shift_clock_ms(25 * HOUR_MS);
     let expired = s.client.as_(&bearer, Method::GET, "/t/acme/scim/v2/Users").await;
