@@ -470,6 +470,46 @@ pub fn render_text(r: &Report) -> String {
 mod tests {
     use super::mask_quoted;
 
+    struct NoNames;
+    impl super::Lookup for NoNames {
+        fn user_name(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn group_name(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn live_members(&self, _: &str) -> Vec<String> {
+            Vec::new()
+        }
+        fn live_user_with_email(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    /// The mapping rules that changed values are counted per rule, and printed.
+    #[test]
+    fn mapping_rules_are_shown() {
+        let event = |seq: i64, action: &str, detail: serde_json::Value| crate::store::events::EventRecord {
+            seq,
+            at: "t".into(),
+            principal: "okta".into(),
+            action: action.into(),
+            resource_type: "User".into(),
+            resource_id: format!("u{seq}"),
+            detail,
+        };
+        let events = [
+            event(2, "create", serde_json::json!({"after": {"userName": "ann@x.com"}, "mapped": ["lowercase userName", "trim *"]})),
+            event(3, "update", serde_json::json!({"before": {"userName": "BO@X.COM"}, "after": {"userName": "bo@x.com"}, "mapped": ["lowercase userName"]})),
+            event(4, "create", serde_json::json!({"after": {"userName": "cy@x.com"}})),
+        ];
+        let info = crate::tenant::shadow::ShadowInfo { started_at: "t0".into(), start_seq: 1, marker: String::new() };
+        let report = super::report("acme", &info, &events, &[], &NoNames);
+        assert_eq!(report.users.mapped["lowercase userName"].names, ["ann@x.com", "bo@x.com"]);
+        assert_eq!(report.users.mapped["trim *"].count, 1);
+        assert!(super::render_text(&report).contains("changed by the mapping rule \"lowercase userName\": 2: ann@x.com, bo@x.com"), "{}", super::render_text(&report));
+    }
+
     #[test]
     fn quoted_names_are_masked_and_the_first_kept() {
         let (m, first) = mask_quoted("userName 'bob' must equal the user's email 'bob@x.test'");
