@@ -324,6 +324,7 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
                 tokio::time::sleep(every).await;
                 state.tenants.close_idle(std::time::Instant::now());
                 state.tenants.check_key_files().await;
+                state.tenants.retry_refused().await;
             }
         })
     };

@@ -457,6 +457,25 @@ impl TenantRegistry {
         open
     }
 
+    /// Tries again the tenants refused for a fault whose wait is over (or whose file
+    /// changed), so a fault whose cause is gone clears without waiting for the IdP's next
+    /// request; forgets the faults of tenants that no longer exist. Run by the sweep.
+    pub async fn retry_refused(&self) {
+        let ids: Vec<TenantId> = self.refused.lock().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+        for id in ids {
+            if !self.data.tenant_exists(&id) {
+                if let Ok(mut r) = self.refused.lock() {
+                    r.remove(&id);
+                }
+                self.data.faults().clear(id.as_str(), |_| true);
+                continue;
+            }
+            if self.still_refused(&id).is_none() {
+                let _ = self.get(&id).await;
+            }
+        }
+    }
+
     /// Looks at every open tenant's key files (a `stat` each; parsed only when changed), so
     /// files lost while tokens are verified from the cache are reported within a sweep.
     pub async fn check_key_files(&self) {

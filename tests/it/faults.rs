@@ -471,3 +471,22 @@ async fn tenant_toml_lost() {
     until("the tenant to open", || async { rig.create("acme", "plain-5").await.status == 201 }).await;
     assert_recovered(&rig, "acme", "settings").await;
 }
+
+/// A tenant whose cause is gone recovers without waiting for the IdP: the sweep tries the
+/// refused tenants again (here every second: idle tenants close after 4 s).
+#[tokio::test]
+async fn a_fixed_tenant_recovers_without_a_request() {
+    let dir = TempDir::new("fault-sweep");
+    let data = binary_data_dir(dir.path()).await;
+    let settings = data.settings_file(&scimd::tenant::TenantId::parse("acme").unwrap());
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::remove_file(&settings).unwrap();
+    let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into()]).unwrap();
+    let server = ServeBinary::start_with_env(data.root(), &certs.server_cert, &certs.server_key, dir.path(), "scimd=info", &[("SCIMD_TENANT_IDLE_SECS", "4")]).await;
+    let client = Client::new(server.addr, &certs.ca_cert);
+    assert_eq!(client.as_(&basic(ADMIN, PASSWORD), Method::GET, "/t/acme/scim/v2/Users").await.status, 503);
+    std::fs::write(&settings, text).unwrap();
+    let metrics = server.metrics_addr();
+    until("the fault to clear with no request", || async { !scrape(metrics, "/metrics").await.1.contains("scimd_tenant_fault{") }).await;
+    assert!(server.log().contains("tenant acme: recovered from settings"), "{}", server.log());
+}
