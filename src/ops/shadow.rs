@@ -68,6 +68,7 @@ pub struct UserRows {
     /// userName: the same person twice (`scimd sanitize` first).
     pub duplicates: Vec<Duplicate>,
     /// Mapping rule (`[mapping]` in tenant.toml) → the users whose values it changed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub mapped: BTreeMap<String, Names>,
 }
 

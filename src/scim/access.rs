@@ -50,6 +50,17 @@ pub fn after_membership(conn: &Db<'_>, settings: &TenantSettings, left: &[i64], 
     Ok(())
 }
 
+/// Whether the user `user_id`, inactive, is held so by the policy: it deactivated it, and
+/// the user is in no group that grants access.
+pub fn held_inactive(conn: &Db<'_>, user_id: &str, settings: &TenantSettings) -> StoreResult<bool> {
+    let policies = &settings.policies;
+    if !policies.requires_groups() || !lapsed(conn, user_id)? {
+        return Ok(false);
+    }
+    let Ok((user_pk, _)) = groups::member(conn, user_id)? else { return Ok(false) };
+    Ok(!groups::effective_group_names(conn, user_pk)?.iter().any(|g| policies.grants_access(g)))
+}
+
 /// The user, if the IdP manages it and it is not deleted.
 fn idp_user(conn: &Db<'_>, user_pk: i64) -> StoreResult<Option<AccessState>> {
     Ok(groups::access_state(conn, user_pk)?.filter(|u| u.managed_by != ManagedBy::Local))

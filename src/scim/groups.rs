@@ -108,7 +108,9 @@ impl Sync<'_> {
         let (mut left, mut joined) = (Vec::new(), Vec::new());
         for id in to_remove {
             // Removing a member that is not there (or not a user) changes nothing.
-            let Ok((user_pk, managed_by)) = groups::member_pk(self.conn, &id) else { continue };
+            // Not a user here: nothing to remove. Any other error fails the request (after a
+            // rolled-back transaction, going on would write outside it).
+            let Ok((user_pk, managed_by)) = groups::member(self.conn, &id)? else { continue };
             if protected || managed_by == ManagedBy::Local {
                 let reason = if protected { "never_remove policy" } else { "local user not managed by the IdP" };
                 self.event(Action::Ignore, &id, json!({"skipped": "remove", "reason": reason, "group": name}))?;
@@ -401,10 +403,9 @@ pub async fn delete(tenant: &Tenant, who: &Principal, id: &str, if_match: Option
             let old = groups::get(conn, &id, true)?;
             IfMatch::check(if_match.as_ref(), &old)?;
             let state = groups::state(conn, &id)?;
-            let members = groups::member_pks(conn, state.pk)?;
-            let result = delete_in_tx(conn, &id, &old, &state, &actor, &now);
-            super::access::after_membership(conn, &settings, &members, &[], &actor, &now)?;
-            result
+            let members = if settings.policies.requires_groups() { groups::member_pks(conn, state.pk)? } else { Vec::new() };
+            delete_in_tx(conn, &id, &old, &state, &actor, &now)?;
+            Ok(super::access::after_membership(conn, &settings, &members, &[], &actor, &now)?)
         })
         .await
 }

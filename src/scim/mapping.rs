@@ -12,9 +12,17 @@ use crate::tenant::{CopyWhen, MappingConfig};
 
 const KIND: ResourceKind = ResourceKind::User;
 
-/// A path of the rules resolved, if it names a writable user attribute.
+/// A path of the rules resolved, if it names a writable user attribute holding text
+/// (a string or a reference; never a boolean, a number or a complex value).
 fn resolve(path: &str) -> Option<ResolvedPath> {
-    schema::resolve_path(KIND, path).filter(|rp| !rp.attr.is_read_only() && rp.extension != Some(schema::SCIMD_SCHEMA) && rp.attr.name != "id")
+    schema::resolve_path(KIND, path).filter(|rp| {
+        let leaf = rp.sub.unwrap_or(rp.attr);
+        !rp.attr.is_read_only()
+            && !leaf.is_read_only()
+            && rp.extension != Some(schema::SCIMD_SCHEMA)
+            && rp.attr.name != "id"
+            && matches!(leaf.ty, crate::model::AttrType::String | crate::model::AttrType::Reference)
+    })
 }
 
 /// Every path of `config` that does not name a writable user attribute (`scimd check`).
@@ -23,9 +31,18 @@ pub fn unresolved(config: &MappingConfig) -> Vec<String> {
     paths.filter(|p| resolve(p).is_none()).cloned().collect()
 }
 
-/// Applies the rules to `doc`; returns the rules that changed something, in words.
+/// Applies the rules to `doc`; returns the rules that changed something, in words. Copies
+/// run first, so what they copy is trimmed and lower-cased like the rest, and applying the
+/// rules again changes nothing (a sync that repeats itself records no change).
 pub fn apply(config: &MappingConfig, doc: &mut Attrs) -> Vec<String> {
     let mut applied = Vec::new();
+    for rule in &config.copy {
+        let (Some(from), Some(to)) = (resolve(&rule.from), resolve(&rule.to)) else { continue };
+        let Some(value) = read(doc, &from) else { continue };
+        if write(doc, &to, value, rule.when) {
+            applied.push(format!("copy {} to {}", rule.from, rule.to));
+        }
+    }
     for path in &config.trim {
         let changed = if path == "*" { trim_all(doc) } else { resolve(path).is_some_and(|rp| edit_strings(doc, &rp, |s| s.trim().to_string())) };
         if changed {
@@ -35,13 +52,6 @@ pub fn apply(config: &MappingConfig, doc: &mut Attrs) -> Vec<String> {
     for path in &config.lowercase {
         if resolve(path).is_some_and(|rp| edit_strings(doc, &rp, str::to_lowercase)) {
             applied.push(format!("lowercase {path}"));
-        }
-    }
-    for rule in &config.copy {
-        let (Some(from), Some(to)) = (resolve(&rule.from), resolve(&rule.to)) else { continue };
-        let Some(value) = read(doc, &from) else { continue };
-        if write(doc, &to, value, rule.when) {
-            applied.push(format!("copy {} to {}", rule.from, rule.to));
         }
     }
     if config.display_name_from_name && derive_display_name(doc) {
@@ -209,9 +219,18 @@ mod tests {
         assert_eq!(d["userName"], "ann@corp.com");
         assert_eq!(d["emails"], json!([{"value": "ann@corp.com", "primary": true}]));
         assert_eq!(d["displayName"], "Ann Lee");
-        assert_eq!(applied, ["trim *", "lowercase userName", "copy userName to emails.value", "displayName from name"]);
+        assert_eq!(applied, ["copy userName to emails.value", "trim *", "lowercase userName", "lowercase emails.value", "displayName from name"]);
         // Applied again: nothing left to change.
         assert!(apply(&config, &mut d).is_empty());
+        // The copy is normalised like the rest: lower-cased even when only the target is.
+        let only_target = MappingConfig { lowercase: vec!["emails.value".into()], ..config.clone() };
+        let mut d = doc(json!({"userName": "Bo@Corp.com"}));
+        apply(&only_target, &mut d);
+        assert_eq!(d["emails"][0]["value"], "bo@corp.com");
+        assert!(apply(&only_target, &mut d).is_empty(), "idempotent");
+        // Only text: a copy onto a boolean or a complex attribute is refused.
+        let typed = MappingConfig { copy: vec![CopyRule { from: "userName".into(), to: "active".into(), when: CopyWhen::Always }, CopyRule { from: "userName".into(), to: "name".into(), when: CopyWhen::Always }], ..MappingConfig::default() };
+        assert_eq!(unresolved(&typed), ["active", "name"]);
         // An email already there is kept (`absent`), and lower-cased.
         let mut d = doc(json!({"userName": "ann@corp.com", "emails": [{"value": "Ann.Lee@Corp.com", "primary": true}]}));
         apply(&config, &mut d);

@@ -44,7 +44,8 @@ fn check_rules(doc: &Attrs, settings: &TenantSettings) -> Result<(), ScimError> 
     let user_name = doc.get("userName").and_then(Value::as_str).unwrap_or_default();
     match chosen_email(doc) {
         None => Err(ScimError::invalid_value(format!("userName '{user_name}' must equal the user's email, but the user has no email"))),
-        Some(email) if !email.eq_ignore_ascii_case(user_name) => {
+        // Unicode case, as the mapping's `lowercase` and name comparisons have it.
+        Some(email) if email.to_lowercase() != user_name.to_lowercase() => {
             Err(ScimError::invalid_value(format!("userName '{user_name}' must equal the user's email '{email}'")))
         }
         Some(_) => Ok(()),
@@ -125,6 +126,19 @@ fn with_mapped(mut detail: Value, mapped: &[String]) -> Value {
 /// A document without `active` (a PUT that leaves it out) keeps the stored value.
 fn replace_in_tx(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, new_doc: &Attrs, w: &Writer<'_>) -> StoreResult<StoredResource> {
     let Writer { settings, actor, now, mapped } = *w;
+    // A user the required_groups policy deactivated stays so while it is in no group that
+    // grants access, whatever `active` the IdP sends (Okta's PUT always says true).
+    let held;
+    let new_doc = if is_active(new_doc) && !is_active(old) && super::access::held_inactive(conn, id, settings)? {
+        let mut doc = new_doc.clone();
+        doc.insert("active".into(), Value::Bool(false));
+        let detail = json!({"skipped": "active", "reason": super::access::REASON, "why": "in no group in policies.required_groups"});
+        events::record(conn, now, actor, Action::Ignore, "User", id, &detail)?;
+        held = doc;
+        &held
+    } else {
+        new_doc
+    };
     let kept;
     let new_doc = match (new_doc.get("active"), old.get("active")) {
         (None, Some(stored)) => {
@@ -200,7 +214,7 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                     events::record(conn, &now, &actor, Action::Restore, "User", &id, &json!({"userName": name}))?;
                     let w = Writer { settings: &settings, actor: &actor, now: &now, mapped: &mapped };
                     let mut res = replace_in_tx(conn, &id, &old.attrs, &doc, &w)?;
-                    if is_active(&doc) {
+                    if is_active(&res.attrs) {
                         assign_seat(conn, &id, &settings, &actor, &now)?;
                         res = users::get(conn, &id, true)?;
                     }

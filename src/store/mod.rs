@@ -724,8 +724,12 @@ fn run_batch(conn: &mut Connection, batch: Vec<WriteJob>) -> (Vec<Finisher>, Sto
         // commit, and the rest must not run in a new transaction of their own.
         if tx.is_autocommit() {
             not_run(jobs, &mut finishers);
-            let fault = LAST_FAULT.with(|f| f.get()).unwrap_or(Fault::DiskFull);
-            return (finishers, Err(StoreError::Unavailable(fault, "SQLite rolled the batch back".into())));
+            let why = "SQLite rolled the batch back".to_string();
+            let failure = match LAST_FAULT.with(|f| f.get()) {
+                Some(fault) => StoreError::Unavailable(fault, why),
+                None => StoreError::Corrupt(why),
+            };
+            return (finishers, Err(failure));
         }
         let sql = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
         if let Err(e) = tx.execute_batch(sql) {

@@ -147,11 +147,14 @@ pub struct KeyState {
     failed: Mutex<Option<(FileStamp, String)>>,
 }
 
-type FileStamp = (SystemTime, u64);
+/// What identifies a key file's state: a rewrite, a replacement, a `chmod` or `chown`
+/// (which change its ctime and mode, not its content) each make it another.
+type FileStamp = (SystemTime, u64, i64, u64, u32);
 
 fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
     let m = std::fs::symlink_metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    Some((m.modified().ok()?, m.len(), m.ctime_nsec() + m.ctime() * 1_000_000_000, m.ino(), m.mode()))
 }
 
 /// The private key file's text. Opened without following a symlink, and the checks are

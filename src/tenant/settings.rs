@@ -37,7 +37,7 @@ pub enum Dialect {
 }
 
 /// `[mapping]`: what scimd does to a user's values before it stores them, in this order:
-/// trim, lower-case, copy, derive `displayName`. Attribute paths as in a SCIM filter
+/// copy, trim, lower-case, derive `displayName`. Attribute paths as in a SCIM filter
 /// (`userName`, `name.givenName`, `emails.value`, `urn:…:employeeNumber`); `scim::mapping`
 /// resolves them against the catalogue (`scimd check` names one that resolves to nothing).
 /// Declarative only: no rule runs code.
@@ -129,7 +129,9 @@ impl Policies {
             never_assign: full_match(&c.never_assign, "never_assign")?,
             always_assign: c.always_assign.clone(),
             never_remove: full_match(&c.never_remove, "never_remove")?,
-            required_groups: full_match(&c.required_groups, "required_groups")?,
+            // Group names compare case-insensitively everywhere else ("sales" is "Sales"):
+            // a rename that only changes case must not take everyone's access away.
+            required_groups: full_match(&c.required_groups.iter().map(|p| format!("(?i:{p})")).collect::<Vec<_>>(), "required_groups")?,
         })
     }
 
@@ -140,7 +142,8 @@ impl Policies {
 
     /// Whether membership of the group named `group_name` keeps a user's access.
     pub fn grants_access(&self, group_name: &str) -> bool {
-        self.required_groups.iter().any(|r| r.is_match(group_name))
+        let name = group_name.split_whitespace().collect::<Vec<_>>().join(" ");
+        self.required_groups.iter().any(|r| r.is_match(&name))
     }
 
     /// Why a group with this name does not take effect, if it does not.

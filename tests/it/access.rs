@@ -62,11 +62,26 @@ async fn leaving_every_required_group_deactivates_and_rejoining_reactivates() {
     // Deleting the group it was in: deactivated again.
     assert_eq!(s.delete(&format!("/Groups/{tableau}")).await.status, 204);
     assert_eq!(user(&s, &ann).await["active"], false);
-    // The IdP deactivating a user itself is the IdP's call: joining does not undo it.
-    assert_eq!(s.patch(&format!("/Users/{ann}"), json!({"Operations": [{"op": "replace", "path": "active", "value": true}]})).await.status, 200);
+    // Okta's PUT says `active: true` on every profile push: in no granting group, the user
+    // stays inactive, and the event says why.
+    let put = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ann", "name": {"givenName": "Ann"}, "active": true});
+    let held = s.put(&format!("/Users/{ann}"), put).await;
+    assert_eq!((held.status.as_u16(), held.body["active"].clone(), license(&held.body)), (200, json!(false), "none"), "{}", held.body);
+    assert!(events_of(&s, &ann).await.iter().any(|e| e["action"] == "ignore" && e["detail"]["reason"] == "required_groups"));
+    // In a granting group again: active.
+    assert_eq!(s.patch(&format!("/Groups/{sales}"), members("add", &ann)).await.status, 204);
+    assert_eq!(user(&s, &ann).await["active"], true);
+    // The IdP deactivating a user itself is the IdP's call: leaving and rejoining does not undo it.
     assert_eq!(s.patch(&format!("/Users/{ann}"), json!({"Operations": [{"op": "replace", "path": "active", "value": false}]})).await.status, 200);
+    assert_eq!(s.patch(&format!("/Groups/{sales}"), members("remove", &ann)).await.status, 204);
     assert_eq!(s.patch(&format!("/Groups/{sales}"), members("add", &ann)).await.status, 204);
     assert_eq!(user(&s, &ann).await["active"], false, "deactivated by the IdP: stays so");
+    // Group names compare case-insensitively: a rename that only changes case keeps access.
+    let carl = s.post("/Users", json!({"userName": "carl", "name": {"givenName": "Carl"}})).await.body["id"].as_str().unwrap().to_string();
+    assert_eq!(s.patch(&format!("/Groups/{sales}"), members("add", &carl)).await.status, 204);
+    let upper = json!({"Operations": [{"op": "replace", "path": "displayName", "value": "SALES-EU"}]});
+    assert_eq!(s.patch(&format!("/Groups/{sales}"), upper).await.status, 204);
+    assert_eq!(user(&s, &carl).await["active"], true);
 
     // A rename that stops a group granting access counts as leaving it.
     let bob = s.post("/Users", json!({"userName": "bob", "name": {"givenName": "Bob"}})).await.body["id"].as_str().unwrap().to_string();

@@ -52,6 +52,10 @@ async fn okta_values_trimmed_lower_cased_and_named() {
     let (ok, log) = scimd_cli(&s, &["log", "--tenant", "acme", "--json"]);
     assert!(ok, "{log}");
     assert!(log.contains(r#""mapped":["trim *","lowercase userName","lowercase emails.value","displayName from name"]"#), "{log}");
+    // A PUT gets them too.
+    let put = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": " ANN@Corp.com", "name": {"givenName": "Ann", "familyName": "Lee"}, "emails": [{"value": "ANN@CORP.COM ", "primary": true}], "active": true});
+    let put = s.put(&format!("/Users/{id}"), put).await;
+    assert_eq!((put.status.as_u16(), put.body["userName"].clone(), put.body["emails"][0]["value"].clone()), (200, json!("ann@corp.com"), json!("ann@corp.com")), "{}", put.body);
     assert!(log.contains(r#""mapped":["lowercase userName","lowercase emails.value"]"#), "{log}");
 }
 
