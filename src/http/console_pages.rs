@@ -131,10 +131,24 @@ async fn overview(state: &AppState, csrf: &str) -> String {
     }
     drop(open);
     rows.sort_by(|a, b| a.id.cmp(&b.id));
+    let faults = state.tenants.data().faults().snapshot();
     layout(
         "Tenants",
         Some(csrf),
         html! {
+            @if !faults.is_empty() {
+                h2 class="bad" { "Faults" }
+                p { "The IdP gets 503 with Retry-After for these until their cause is gone." }
+                table {
+                    tr { th { "Tenant" } th { "Fault" } th { "Since" } th { "Times" } th { "Detail" } th { "What to do" } }
+                    @for f in &faults {
+                        tr {
+                            td { a href={ "/console/t/" (f.tenant) } { (f.tenant) } }
+                            td class="bad" { (f.fault) } td { (f.since) } td { (f.count) } td { (f.detail) } td { (f.hint) }
+                        }
+                    }
+                }
+            }
             p { (rows.len()) " tenants. Seats of a tenant that is not open show on its page." }
             table {
                 tr { th { "Tenant" } th { "Users" } th { "Active" } th { "Groups" } th { "Creator used/free" } th { "Creator Float used/free" } th { "Tokens (days left)" } th { "Last IdP request" } th { "Errors (24 h)" } }

@@ -211,6 +211,13 @@ async fn the_console_logs_in_shows_the_tenants_and_their_failures_and_logs_out()
     assert!(overview.body.contains(">acme<") && overview.body.contains(">other<"), "{}", overview.body);
     // acme: the admin and two users, all active; no group.
     assert!(overview.body.contains("<td>3</td><td>3</td><td>0</td>"), "{}", overview.body);
+    assert!(!overview.body.contains("Faults"), "{}", overview.body);
+    // A tenant that cannot open (its tenant.toml lost) is shown as a fault, with what to do.
+    std::fs::remove_file(s.data().settings_file(&scimd::tenant::TenantId::parse("other").unwrap())).unwrap();
+    assert_eq!(s.call_tenant("other", hyper::Method::GET, "/Users", None).await.status, 503);
+    let faulty = get("/console/").await;
+    assert_well_formed(&faulty.body);
+    assert!(faulty.body.contains("Faults") && faulty.body.contains("<td class=\"bad\">settings</td>") && faulty.body.contains("restore tenant.toml"), "{}", faulty.body);
     let tenant = get("/console/t/acme").await;
     assert_eq!(tenant.status, 200);
     assert!(tenant.body.contains("userName &#39;carl&#39; must equal the user&#39;s email") || tenant.body.contains("userName 'carl' must equal the user's email"), "{}", tenant.body);
