@@ -182,11 +182,14 @@ pub async fn revoke(tenant: &Tenant, actor: &str, user_id: &str, now: UtcMillis)
 pub async fn keygen(tenant: std::sync::Arc<Tenant>, actor: &str, now: UtcMillis) -> Result<String, TokenError> {
     // Tokens verified before stop here, before the files change (`store::auth_check`).
     tenant.store.write(|conn| auth_check::bump(conn)).await?;
-    let t = std::sync::Arc::clone(&tenant);
-    let (fingerprint, copies) = tokio::task::spawn_blocking(move || t.keys.generate().and_then(|fp| Ok((fp, t.keys.copies()?))))
-        .await
-        .map_err(|e| TokenError::Key(KeyError::Generate(e.to_string())))?
-        .map_err(TokenError::Key)?;
+    let blocking = |e: tokio::task::JoinError| TokenError::Key(KeyError::Generate(e.to_string()));
+    let (private, public) = tokio::task::spawn_blocking(crate::tenant::keys::new_pair).await.map_err(blocking)?.map_err(TokenError::Key)?;
+    let fingerprint = crate::tenant::keys::fingerprint_of(&private).map_err(TokenError::Key)?;
+    // The database first: the new copy and every token revoked in one transaction, then the
+    // files. Stopped in between, the old files stay the key (the next open copies them back)
+    // and no token works; the other order could leave the old copy with live tokens, which
+    // would verify them again once the files failed.
+    let copies = vec![(crate::tenant::keys::PRIVATE_COPY, Some(private.clone())), (crate::tenant::keys::PUBLIC_COPY, Some(public.clone()))];
     let (at, actor, fp) = (now.to_rfc3339(), actor.to_string(), fingerprint.clone());
     tenant
         .store
@@ -197,6 +200,8 @@ pub async fn keygen(tenant: std::sync::Arc<Tenant>, actor: &str, now: UtcMillis)
             events::record(conn, &at, &actor, Action::Create, "Key", &fp, &serde_json::json!({"fingerprint": fp, "tokensRevoked": revoked}))
         })
         .await?;
+    let t = std::sync::Arc::clone(&tenant);
+    tokio::task::spawn_blocking(move || t.keys.install(&private, &public)).await.map_err(blocking)?.map_err(TokenError::Key)?;
     Ok(fingerprint)
 }
 

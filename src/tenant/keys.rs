@@ -186,6 +186,22 @@ fn read_private(path: &Path) -> Result<String, KeyError> {
 }
 
 /// ring's RNG behind the `rand_core` traits the `rsa` crate asks for.
+/// A new RSA key pair as PEM texts (private PKCS#8, public SPKI), written nowhere yet.
+/// Blocking (RSA generation takes a moment).
+pub fn new_pair() -> Result<(String, String), KeyError> {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let generate = |e: &dyn std::fmt::Display| KeyError::Generate(e.to_string());
+    let key = rsa::RsaPrivateKey::new(&mut RingRng(ring::rand::SystemRandom::new()), KEY_BITS).map_err(|e| generate(&e))?;
+    let private_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| generate(&e))?;
+    let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| generate(&e))?;
+    Ok((private_pem.to_string(), public_pem))
+}
+
+/// The fingerprint of a private key's text, if it is one scimd can sign with.
+pub fn fingerprint_of(private_pem: &str) -> Result<String, KeyError> {
+    Ok(parse_private(private_pem)?.fingerprint)
+}
+
 /// Whether `text` is a private key scimd can sign with.
 pub fn parses(text: &str) -> bool {
     parse_private(text).is_ok()
@@ -360,13 +376,6 @@ impl KeyState {
         Ok(Some((private, public)))
     }
 
-    /// What the tenant's database keeps of the key pair (`store::tenant_files`): each
-    /// file's name there and its text, `None` for an absent key.
-    pub fn copies(&self) -> Result<Vec<(&'static str, Option<String>)>, KeyError> {
-        let (private, public) = self.pem_texts()?.unzip();
-        Ok(vec![(PRIVATE_COPY, private), (PUBLIC_COPY, public)])
-    }
-
     /// Writes a key pair restored from the tenant's database as its files: owner-only,
     /// created new (`O_EXCL`: an existing file, or a link planted at the path, is refused,
     /// never written through), then loaded to prove it usable. Returns its fingerprint.
@@ -397,7 +406,14 @@ impl KeyState {
     /// Generates a new key pair, replacing any existing one (which invalidates every
     /// token signed with it). Returns the new public key's fingerprint. Blocking.
     pub fn generate(&self) -> Result<String, KeyError> {
-        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+        let (private_pem, public_pem) = new_pair()?;
+        self.install(&private_pem, &public_pem)
+    }
+
+    /// Writes `private_pem`/`public_pem` as the key files, replacing any there (each is
+    /// written beside and renamed: a reader never sees half a key, and a symlink planted at
+    /// either path is replaced, not written through). Returns the fingerprint. Blocking.
+    pub fn install(&self, private_pem: &str, public_pem: &str) -> Result<String, KeyError> {
         // Owner-only from the start; the tenant's directory layout is tenant.rs's, which
         // handed us this path (no import back into tenant: it owns a KeyState).
         let mut dir = std::fs::DirBuilder::new();
@@ -405,12 +421,6 @@ impl KeyState {
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
         dir.create(&self.dir).map_err(|e| KeyError::CreateDir(self.dir.clone(), e))?;
-        let generate = |e: &dyn std::fmt::Display| KeyError::Generate(e.to_string());
-        let key = rsa::RsaPrivateKey::new(&mut RingRng(ring::rand::SystemRandom::new()), KEY_BITS).map_err(|e| generate(&e))?;
-        let private_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| generate(&e))?;
-        let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| generate(&e))?;
-        // Each is written beside and renamed: a reader never sees half a key, and a
-        // symlink planted at either path is replaced, not written through.
         crate::certs::write_file(&self.private, private_pem.as_bytes(), 0o600).map_err(KeyError::Write)?;
         crate::certs::write_file(&self.public, public_pem.as_bytes(), 0o600).map_err(KeyError::Write)?;
         let loaded = self.load()?;
