@@ -355,29 +355,25 @@ fn read_only_if_so(e: StoreError, dir: &Path) -> StoreError {
     }
 }
 
-/// Keeps the database's copy of the key pair and the files in step at open, and returns
-/// the copy of the private key (what verifies tokens if the files fail later). The files
+/// Keeps the database's copy of the key pair and the files in step at open, and gives the
+/// key state the copy of the private key (what verifies tokens if the files fail later). The files
 /// are the truth while they can be used: a key made before the copy existed, or a crash
 /// between the file and the copy, is copied in. Files that are missing while the database
 /// still has the key were lost (scimd deletes both): they are written back from the copy.
 /// Files that exist but cannot be read or parsed are left alone, and so is the copy: a
 /// damaged file is no reason to drop a good copy. Either way the fault is raised now.
-fn sync_key_copy(keys: &keys::KeyState, store: &Store, id: &TenantId) -> Result<Option<String>, StoreError> {
+fn sync_key_copy(keys: &keys::KeyState, store: &Store, id: &TenantId) -> Result<(), StoreError> {
     // Read first: an open whose copy is current (nearly all) takes no write lock.
     let stored = store.read_blocking(|db| Ok((tenant_files::get(db, keys::PRIVATE_COPY)?, tenant_files::get(db, keys::PUBLIC_COPY)?)))?;
-    match keys.pem_texts() {
+    // (the copy kept to verify with, whether the files need looking at now)
+    let (copy, troubled) = match keys.pem_texts() {
+        Ok(Some((private, public))) if stored.0.as_deref() == Some(private.as_str()) && stored.1.as_deref() == Some(public.as_str()) => (Some(private), false),
+        Ok(Some((private, _))) if !keys::parses(&private) => (stored.0, true),
         Ok(Some((private, public))) => {
-            if stored.0.as_deref() == Some(private.as_str()) && stored.1.as_deref() == Some(public.as_str()) {
-                return Ok(Some(private));
-            }
-            if !keys::parses(&private) {
-                let _ = keys.signing();
-                return Ok(stored.0);
-            }
             let files = vec![(keys::PRIVATE_COPY, Some(private.clone())), (keys::PUBLIC_COPY, Some(public))];
             let at = crate::clock::UtcMillis::now().to_rfc3339();
             store.write_blocking(move |db| tenant_files::sync(db, &files, &at))?;
-            Ok(Some(private))
+            (Some(private), false)
         }
         Ok(None) => match stored {
             (Some(private), Some(public)) => {
@@ -385,19 +381,21 @@ fn sync_key_copy(keys: &keys::KeyState, store: &Store, id: &TenantId) -> Result<
                     Ok(fingerprint) => log::warn!(target: "scimd::tenant", "tenant {id}: the token signing key files were missing; wrote them back from the database's copy ({fingerprint})"),
                     Err(e) => log::warn!(target: "scimd::tenant", "tenant {id}: the token signing key files are missing and cannot be written back: {e}"),
                 }
-                keys.set_copy(Some(private.clone()));
-                let _ = keys.signing();
-                Ok(Some(private))
+                (Some(private), true)
             }
-            (private, _) => Ok(private),
+            (private, _) => (private, false),
         },
         Err(e) => {
             log::warn!(target: "scimd::tenant", "tenant {id}: signing key not copied into the database: {e}");
-            keys.set_copy(stored.0.clone());
-            let _ = keys.signing();
-            Ok(stored.0)
+            (stored.0, true)
         }
+    };
+    keys.set_copy(copy);
+    if troubled {
+        // Raises the fault now (or clears one an earlier open raised, once written back).
+        let _ = keys.signing();
     }
+    Ok(())
 }
 
 pub struct Tenant {
@@ -433,7 +431,7 @@ impl Tenant {
         let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id)).reporting_to(Arc::clone(data.faults()), id.as_str());
         let store = Store::open(&data.database(id)).map_err(|e| read_only_if_so(e, &data.tenant_dir(id)))?;
         store.report_faults_to(Arc::new(faults::TenantFaults { board: Arc::clone(data.faults()), tenant: id.clone() }));
-        keys.set_copy(sync_key_copy(&keys, &store, id)?);
+        sync_key_copy(&keys, &store, id)?;
         data.restrict_tenant(id);
         let catalogue = Arc::clone(&data.catalogue);
         let shadow_files = shadow::Files::of(data, id);
