@@ -1,4 +1,4 @@
--- scimd tenant database, schema version 8.
+-- scimd tenant database, schema version 9.
 -- This file is the contract for a NEW tenant database; it is embedded in the binary
 -- (include_str!) and run once. Older databases are brought forward by numbered
 -- migrations in src/store/migrate.rs, never by editing this file in place.
@@ -7,7 +7,8 @@
 --   * `pk` is the internal integer key used for joins; `id` is the SCIM id (UUID text).
 --   * Times are UTC text 'YYYY-MM-DDTHH:MM:SS.mmmZ' so they sort and compare as strings.
 --   * `version` increments on every write and is the resource's weak ETag.
---   * Attributes SCIM filters on are columns with indexes; nothing queried is a JSON blob.
+--   * Attributes SCIM filters on are columns with indexes; the one JSON column (users.custom)
+--     holds what each tenant declares for itself.
 
 CREATE TABLE users (
     pk                  INTEGER PRIMARY KEY,
@@ -49,7 +50,12 @@ CREATE TABLE users (
     deleted_at          TEXT,
     license             TEXT NOT NULL DEFAULT 'none' CHECK (license IN ('creator', 'creator_float', 'none')),
     auth_type           TEXT NOT NULL DEFAULT 'idp' CHECK (auth_type IN ('basic', 'idp')),
-    managed_by          TEXT NOT NULL DEFAULT 'idp' CHECK (managed_by IN ('idp', 'local'))
+    managed_by          TEXT NOT NULL DEFAULT 'idp' CHECK (managed_by IN ('idp', 'local')),
+    -- v9: the tenant's custom attributes (tenant.toml [[extension]]) as one JSON object,
+    -- {"<extension URN>": {"<attribute>": value, ...}}; NULL when the user has none.
+    -- Filters read it with json_extract; a unique attribute gets an expression index
+    -- (users_x_*) made when the tenant opens or reloads its settings.
+    custom              TEXT
 );
 CREATE UNIQUE INDEX users_user_name_key ON users (user_name_key);
 CREATE INDEX users_user_name ON users (user_name COLLATE NOCASE);
@@ -221,4 +227,4 @@ CREATE TRIGGER auth_changes_keys_insert AFTER INSERT ON tenant_files BEGIN UPDAT
 CREATE TRIGGER auth_changes_keys_update AFTER UPDATE ON tenant_files BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
 CREATE TRIGGER auth_changes_keys_delete AFTER DELETE ON tenant_files BEGIN UPDATE counters SET n = n + 1 WHERE name = 'auth:changes'; END;
 
-PRAGMA user_version = 8;
+PRAGMA user_version = 9;

@@ -184,7 +184,7 @@ async fn filter_budget(tenant: &Arc<Tenant>, users: usize) {
                 let (tenant, params) = (Arc::clone(tenant), params.clone());
                 tokio::spawn(async move {
                     let t = Instant::now();
-                    let outcome = scim::list(&tenant.store, ResourceKind::User, &params, false).await;
+                    let outcome = scim::list(&tenant.store, scimd::scim::schema::Catalogue::plain(ResourceKind::User), &params, false).await;
                     (t.elapsed(), outcome.map(|o| o.items.len()).map_err(|e| format!("{:?}", e.kind)))
                 })
             })

@@ -68,7 +68,7 @@ async fn run(n: usize, iterations: usize) {
         let k = (i * 7919) % n;
         let params = ListParams { filter: Some(format!("userName eq \"USER{k}@example.com\"")), ..Default::default() };
         let t = Instant::now();
-        let found = scim::list(store, ResourceKind::User, &params, false).await.unwrap();
+        let found = scim::list(store, scimd::scim::schema::Catalogue::plain(ResourceKind::User), &params, false).await.unwrap();
         lookups.push(t.elapsed());
         assert_eq!(found.items.len(), 1);
     }

@@ -191,6 +191,18 @@ pub enum TenantCommand {
         #[command(flatten)]
         place: Place,
     },
+    /// Remove the stored values of custom attributes tenant.toml no longer declares
+    DropAttributes {
+        id: String,
+        /// Remove them (without: only list who holds which)
+        #[arg(long)]
+        apply: bool,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        place: Place,
+    },
     /// Back the tenant up into DIR/backups/, then remove it
     Delete {
         id: String,

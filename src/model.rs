@@ -34,6 +34,13 @@ pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:ente
 /// scimd's own, read-only user attributes: licence and origin.
 pub const SCIMD_SCHEMA: &str = "urn:scimd:params:scim:schemas:extension:2.0:User";
 
+/// Whether a top-level key of a user's document holds custom attributes (tenant.toml's
+/// `[[extension]]`): an extension URN that is not one of scimd's built-in schemas. The
+/// store keeps these keys in `users.custom`; decoding keeps no other `urn:` keys.
+pub fn is_custom_key(key: &str) -> bool {
+    key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) && key != ENTERPRISE_SCHEMA && key != SCIMD_SCHEMA
+}
+
 /// A user as the userName = email rules (`ops::sanitize`) see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
@@ -241,6 +248,8 @@ pub struct AttrRef {
 pub enum Operand {
     Text(String),
     Bool(bool),
+    /// For an integer attribute (a custom one): compared as a number, not as text.
+    Integer(i64),
     /// `eq null` / `ne null`: only those two operators reach the store with it.
     Null,
 }

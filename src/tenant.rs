@@ -19,6 +19,7 @@
 pub mod faults;
 pub mod keys;
 pub mod registry;
+mod extensions;
 mod settings;
 pub mod shadow;
 
@@ -398,6 +399,21 @@ fn sync_key_copy(keys: &keys::KeyState, store: &Store, id: &TenantId) -> Result<
     Ok(())
 }
 
+/// The unique indexes of the custom attributes `settings` declares, made (and those no
+/// longer declared dropped) by the writer before the settings take effect. One the stored
+/// values break is the settings' fault: the tenant does not open with them.
+fn sync_unique_indexes(store: &Store, settings: &TenantSettings) -> Result<(), StoreError> {
+    let wanted: Vec<crate::store::custom::UniqueAttr> = settings
+        .extensions
+        .iter()
+        .flat_map(|e| e.attributes.iter().filter(|a| a.unique()).map(move |a| crate::store::custom::UniqueAttr { urn: e.urn.clone(), attr: a.name.clone(), case_exact: a.case_exact }))
+        .collect();
+    store.write_blocking(move |db| crate::store::custom::sync_unique_indexes(db, &wanted)).map_err(|e| match e {
+        StoreError::Invalid(why) => StoreError::Unavailable(Fault::Settings, why),
+        other => other,
+    })
+}
+
 pub struct Tenant {
     pub id: TenantId,
     pub store: Store,
@@ -431,6 +447,7 @@ impl Tenant {
         let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id)).reporting_to(Arc::clone(data.faults()), id.as_str());
         let store = Store::open(&data.database(id)).map_err(|e| read_only_if_so(e, &data.tenant_dir(id)))?;
         store.report_faults_to(Arc::new(faults::TenantFaults { board: Arc::clone(data.faults()), tenant: id.clone() }));
+        sync_unique_indexes(&store, &settings)?;
         sync_key_copy(&keys, &store, id)?;
         data.restrict_tenant(id);
         let catalogue = Arc::clone(&data.catalogue);
@@ -466,6 +483,7 @@ impl Tenant {
             return Err(StoreError::Corrupt(format!("tenant {id} is in shadow mode but its rehearsal's database {} is missing; scimd shadow discard ends it", data.shadow_database(id).display())));
         }
         let store = Store::open(&data.shadow_database(id))?;
+        sync_unique_indexes(&store, &settings)?;
         Ok(Tenant {
             id: id.clone(),
             store,
@@ -521,9 +539,11 @@ impl Tenant {
         Ok(self.keys.from_copy(copy))
     }
 
-    /// Re-reads `tenant.toml`. A broken file is refused and the old settings stay.
+    /// Re-reads `tenant.toml`. A broken file is refused and the old settings stay, as does
+    /// a unique custom attribute the stored values break (blocking: the index is built here).
     pub fn reload_settings(&self) -> Result<(), String> {
         let fresh = TenantSettings::load(&self.settings_path)?;
+        sync_unique_indexes(&self.store, &fresh).map_err(|e| e.to_string())?;
         if let Ok(mut s) = self.settings.write() {
             *s = Arc::new(fresh);
         }

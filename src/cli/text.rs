@@ -45,6 +45,11 @@ pub const TENANT: &str = "DESCRIPTION
 
     delete takes a backup into DIR/backups/ first, then removes the tenant; it needs --yes.
 
+    drop-attributes lists the users holding values of custom attributes that tenant.toml's
+    [[extension]] tables no longer declare (removing one from tenant.toml keeps its values,
+    unreturned, so putting it back brings them back); with --apply it removes those values,
+    records an update event per user, and prints what it removed.
+
     Every command takes --data-dir DIR (or SCIMD_DATA_DIR, or data_dir in --config FILE).
 
 EXIT STATUS

@@ -198,6 +198,39 @@ pub async fn import(data: &DataDir, tenant: &str, file: &Path, as_json: bool) ->
     Ok(())
 }
 
+/// `tenant drop-attributes`: the stored values of custom attributes tenant.toml no longer
+/// declares, listed, or with `apply` removed in one transaction with an event per user.
+pub async fn drop_attributes(data: &DataDir, tenant: &str, apply: bool, as_json: bool) -> Result<(), CommandError> {
+    let tenant = open(data, tenant)?;
+    let declared: Vec<(String, String)> = tenant.settings().extensions.iter().flat_map(|e| e.attributes.iter().map(|a| (e.urn.clone(), a.name.clone()))).collect();
+    let now = UtcMillis::now().to_rfc3339();
+    let found = tenant
+        .store
+        .write(move |conn| {
+            let found = crate::store::custom::undeclared(conn, &declared, apply, &now)?;
+            if apply {
+                for user in &found {
+                    events::record(conn, &now, "cli", Action::Update, "User", &user.id, &json!({"dropped": user.attributes}))?;
+                }
+            }
+            Ok(found)
+        })
+        .await?;
+    tenant.close();
+    if as_json {
+        return print_json(&json!({"applied": apply, "users": found}));
+    }
+    for user in &found {
+        println!("{:<36} {}", user.user_name, user.attributes.join(", "));
+    }
+    match (apply, found.len()) {
+        (_, 0) => println!("no user holds a value of an attribute tenant.toml does not declare"),
+        (true, n) => println!("removed those values from {n} user(s)"),
+        (false, n) => println!("{n} user(s) hold values tenant.toml no longer declares; run again with --apply to remove them"),
+    }
+    Ok(())
+}
+
 pub async fn sanitize(data: &DataDir, tenant: &str, mode: sanitize::AuthMode, apply: bool, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
     let now = UtcMillis::now().to_rfc3339();

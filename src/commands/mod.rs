@@ -68,6 +68,7 @@ pub fn run(command: Option<Command>) -> Result<(), CommandError> {
             Ok(())
         }
         Command::Tenant(TenantCommand::Show { id, json, place }) => runtime()?.block_on(data::tenant_show(&data_dir(&place)?, &id, json)),
+        Command::Tenant(TenantCommand::DropAttributes { id, apply, json, place }) => runtime()?.block_on(data::drop_attributes(&data_dir(&place)?, &id, apply, json)),
         Command::Tenant(TenantCommand::Delete { id, yes, place }) => runtime()?.block_on(data::tenant_delete(&data_dir(&place)?, &id, yes)),
         Command::Admin(AdminCommand::Add { on, username, password_stdin }) => {
             let raw = resolve(on.place.flags(), on.place.config.clone())?;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::response::{json_response, no_content, resource_response, ApiError, HttpResponse};
 use super::context::Ctx;
 use crate::scim::resource::{render, Projection, StoredResource};
-use crate::scim::schema::{self, ResourceKind};
+use crate::scim::schema::{self, Catalogue, ResourceKind};
 use crate::scim::{self as scim_layer, groups, users, IfMatch, ListOutcome, ListParams, ScimError, ScimErrorKind};
 
 /// What a write did.
@@ -75,7 +75,12 @@ pub async fn respond_done(ctx: &Ctx, kind: ResourceKind, done: Done) -> Result<H
 }
 
 pub fn projection(ctx: &Ctx, kind: ResourceKind) -> Projection {
-    Projection::parse(kind, ctx.query.get("attributes"), ctx.query.get("excludedAttributes"))
+    Projection::parse(catalogue(ctx, kind), ctx.query.get("attributes"), ctx.query.get("excludedAttributes"))
+}
+
+/// The tenant's catalogue of `kind` (its custom attributes, as its settings declare them now).
+pub fn catalogue(ctx: &Ctx, kind: ResourceKind) -> Catalogue {
+    Catalogue::of(kind, &ctx.tenant.settings())
 }
 
 /// Whether the computed multi-valued attribute (user.groups / group.members) is wanted.
@@ -96,7 +101,7 @@ pub async fn load(ctx: &Ctx, kind: ResourceKind, id: &str, proj: &Projection) ->
 }
 
 pub fn respond(ctx: &Ctx, kind: ResourceKind, status: StatusCode, res: &StoredResource, proj: &Projection) -> HttpResponse {
-    resource_response(status, &render(kind, res, &ctx.base_url, proj), &res.etag())
+    resource_response(status, &render(catalogue(ctx, kind), res, &ctx.base_url, proj), &res.etag())
 }
 
 /// GET of one resource, honouring `If-None-Match` (304 when the client's copy is current).
@@ -116,9 +121,10 @@ pub async fn get(ctx: &Ctx, kind: ResourceKind, id: &str, if_none_match: Option<
 
 pub async fn list(ctx: &Ctx, kind: ResourceKind, params: ListParams) -> Result<HttpResponse, ApiError> {
     let params = ListParams { dialect: ctx.tenant.settings().dialect, ..params };
-    let proj = Projection::parse(kind, params.attributes.as_deref(), params.excluded_attributes.as_deref());
-    let outcome = scim_layer::list(&ctx.tenant.store, kind, &params, wants_computed(kind, &proj)).await?;
-    let resources = outcome.items.iter().map(|r| render(kind, r, &ctx.base_url, &proj)).collect();
+    let cat = catalogue(ctx, kind);
+    let proj = Projection::parse(cat, params.attributes.as_deref(), params.excluded_attributes.as_deref());
+    let outcome = scim_layer::list(&ctx.tenant.store, cat, &params, wants_computed(kind, &proj)).await?;
+    let resources = outcome.items.iter().map(|r| render(cat, r, &ctx.base_url, &proj)).collect();
     let resp = json_response(StatusCode::OK, &outcome.to_json(resources));
     drop(outcome);
     release_freed_memory(hyper::body::Body::size_hint(resp.body()).lower() as usize);
@@ -159,10 +165,11 @@ pub async fn search_all(ctx: &Ctx, params: ListParams) -> Result<HttpResponse, A
     // it did not hold, so no groups may follow them in this one (they are still counted).
     let mut ended_early = false;
     for kind in [ResourceKind::User, ResourceKind::Group] {
-        let proj = Projection::parse(kind, params.attributes.as_deref(), params.excluded_attributes.as_deref());
+        let cat = catalogue(ctx, kind);
+        let proj = Projection::parse(cat, params.attributes.as_deref(), params.excluded_attributes.as_deref());
         let remaining = if ended_early { 0 } else { count as i64 - resources.len() as i64 };
         let kind_params = ListParams { start_index: Some(skip as i64 + 1), count: Some(remaining.max(0)), ..params.clone() };
-        let outcome: ListOutcome = match scim_layer::list(&ctx.tenant.store, kind, &kind_params, wants_computed(kind, &proj)).await {
+        let outcome: ListOutcome = match scim_layer::list(&ctx.tenant.store, cat, &kind_params, wants_computed(kind, &proj)).await {
             Ok(o) => o,
             Err(e) if e.kind == ScimErrorKind::InvalidFilter => {
                 failures.push(e);
@@ -175,7 +182,7 @@ pub async fn search_all(ctx: &Ctx, params: ListParams) -> Result<HttpResponse, A
         ended_early |= (outcome.items.len() as u64) < expected;
         total += kind_total;
         skip = skip.saturating_sub(kind_total);
-        resources.extend(outcome.items.iter().map(|r| render(kind, r, &ctx.base_url, &proj)));
+        resources.extend(outcome.items.iter().map(|r| render(cat, r, &ctx.base_url, &proj)));
     }
     if failures.len() == 2 {
         return Err(ApiError::Scim(failures.remove(0)));

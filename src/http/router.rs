@@ -306,10 +306,10 @@ async fn scim_route(state: &AppState, ctx: &Ctx, req: Request<request::Body>, en
     let post = method == Method::POST;
     match endpoint {
         E::ServiceProviderConfig if get => Ok(json_response(StatusCode::OK, &discovery::service_provider_config(base, ctx.bulk_max_operations, ctx.max_body_bytes))),
-        E::ResourceTypes if get => Ok(list_of(discovery::resource_types(base))),
-        E::ResourceType(name) if get => Ok(json_response(StatusCode::OK, &discovery::resource_type(name, base)?)),
-        E::Schemas if get => Ok(list_of(discovery::schemas(base))),
-        E::Schema(urn) if get => Ok(json_response(StatusCode::OK, &discovery::schema(urn, base)?)),
+        E::ResourceTypes if get => Ok(list_of(discovery::resource_types(base, handlers::catalogue(ctx, ResourceKind::User)))),
+        E::ResourceType(name) if get => Ok(json_response(StatusCode::OK, &discovery::resource_type(name, base, handlers::catalogue(ctx, ResourceKind::User))?)),
+        E::Schemas if get => Ok(list_of(discovery::schemas(base, handlers::catalogue(ctx, ResourceKind::User)))),
+        E::Schema(urn) if get => Ok(json_response(StatusCode::OK, &discovery::schema(urn, base, handlers::catalogue(ctx, ResourceKind::User))?)),
         E::ServiceProviderConfig | E::ResourceTypes | E::ResourceType(_) | E::Schemas | E::Schema(_) | E::DiscoveryDeeper => Err(ApiError::MethodNotAllowed),
         E::Search if post => {
             let body = request::json_body(req, state.max_body_bytes).await?;

@@ -344,7 +344,9 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
                     if let Some(cert) = &cert {
                         cert.reload();
                     }
-                    state.tenants.reload_settings();
+                    // Off the runtime: a new unique custom attribute builds its index.
+                    let state = Arc::clone(&state);
+                    let _ = tokio::task::spawn_blocking(move || state.tenants.reload_settings()).await;
                 }
             }
         })

@@ -235,7 +235,7 @@ fn check_tenant(data: &DataDir, id: &TenantId, now: UtcMillis, out: &mut Vec<Fin
     match crate::tenant::TenantSettings::load(&data.settings_file(id)) {
         Err(e) => out.push(finding(Level::Error, format!("tenant {id}: {e}"))),
         Ok(settings) => {
-            for path in crate::scim::mapping::unresolved(&settings.mapping) {
+            for path in crate::scim::mapping::unresolved(crate::scim::schema::Catalogue::of(crate::model::ResourceKind::User, &settings), &settings.mapping) {
                 out.push(finding(Level::Error, format!("tenant {id}: mapping: {path:?} names no user attribute scimd may write; the rule does nothing")));
             }
         }

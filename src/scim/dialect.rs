@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use super::schema::{self, AttrDef, AttrType, ResourceKind};
+use super::schema::{self, AttrDef, AttrType, Catalogue};
 use super::{ScimError, ScimErrorKind};
 pub use crate::tenant::Dialect;
 
@@ -29,10 +29,12 @@ pub enum Leniency {
     RemoveMembersByValue,
     UnknownPatchPaths,
     UnknownQueryParameters,
+    StringIntegers,
+    ValueObjectsForValues,
 }
 
 impl Leniency {
-    pub const ALL: [Leniency; 13] = [
+    pub const ALL: [Leniency; 15] = [
         Leniency::StringBooleans,
         Leniency::CapitalisedOps,
         Leniency::DottedKeys,
@@ -46,6 +48,8 @@ impl Leniency {
         Leniency::RemoveMembersByValue,
         Leniency::UnknownPatchPaths,
         Leniency::UnknownQueryParameters,
+        Leniency::StringIntegers,
+        Leniency::ValueObjectsForValues,
     ];
 
     /// What the idp dialect accepts (the README table's first column).
@@ -64,6 +68,8 @@ impl Leniency {
             Leniency::RemoveMembersByValue => r#"`{"op": "Remove", "path": "members", "value": [{"value": "…"}]}` removes those members (Entra); RFC 7644 §3.5.2.2 would remove every member"#,
             Leniency::UnknownPatchPaths => "a PATCH of an attribute scimd does not know: ignored (Entra sends many)",
             Leniency::UnknownQueryParameters => "query parameters SCIM does not define: ignored",
+            Leniency::StringIntegers => r#"a custom integer attribute as a string: `"clearance": "3"` (Entra sends custom attributes as strings)"#,
+            Leniency::ValueObjectsForValues => r#"`[{"value": "1"}]` for a custom multi-valued attribute of simple values (Entra)"#,
         }
     }
 
@@ -83,6 +89,8 @@ impl Leniency {
             Leniency::RemoveMembersByValue => "400 `invalidValue` (remove by filter: `members[value eq \"…\"]`), nothing changed",
             Leniency::UnknownPatchPaths => "400 `invalidPath`",
             Leniency::UnknownQueryParameters => "400 `invalidValue`",
+            Leniency::StringIntegers => "400 `invalidValue`",
+            Leniency::ValueObjectsForValues => "400 `invalidValue`",
         }
     }
 
@@ -130,33 +138,33 @@ fn check_schemas_list(dialect: Dialect, body: &Value, core: &str, known: impl Fn
 
 /// The checks of a POST or PUT body beyond decoding: its core schema (both dialects) and,
 /// under the strict dialect, every tolerance `resource::decode` would apply.
-pub fn check_resource(dialect: Dialect, kind: ResourceKind, body: &Value) -> Result<(), ScimError> {
-    check_schemas_list(dialect, body, kind.core_schema(), |u| u.eq_ignore_ascii_case(kind.core_schema()) || schema::extension_urn(kind, u).is_some())?;
+pub fn check_resource(dialect: Dialect, cat: Catalogue, body: &Value) -> Result<(), ScimError> {
+    check_schemas_list(dialect, body, cat.kind.core_schema(), |u| u.eq_ignore_ascii_case(cat.kind.core_schema()) || schema::extension_urn(cat, u).is_some())?;
     if dialect == Dialect::Idp {
         return Ok(());
     }
     match body.as_object() {
-        Some(obj) => check_object(kind, obj),
+        Some(obj) => check_object(cat, obj),
         None => Ok(()),
     }
 }
 
 /// Decodes a POST or PUT body under the tenant's dialect.
-pub fn decode(dialect: Dialect, kind: ResourceKind, body: &Value) -> Result<super::resource::Attrs, ScimError> {
-    check_resource(dialect, kind, body)?;
-    super::resource::decode(kind, body)
+pub fn decode(dialect: Dialect, cat: Catalogue, body: &Value) -> Result<super::resource::Attrs, ScimError> {
+    check_resource(dialect, cat, body)?;
+    super::resource::decode(cat, body)
 }
 
 /// Parses a PATCH body under the tenant's dialect.
-pub fn parse_patch(dialect: Dialect, kind: ResourceKind, body: &Value) -> Result<Vec<super::patch::PatchOperation>, ScimError> {
-    check_patch(dialect, kind, body)?;
+pub fn parse_patch(dialect: Dialect, cat: Catalogue, body: &Value) -> Result<Vec<super::patch::PatchOperation>, ScimError> {
+    check_patch(dialect, cat, body)?;
     super::patch::parse_as(body, dialect)
 }
 
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// The strict dialect's checks of a PATCH body (the idp dialect takes it as it comes).
-pub fn check_patch(dialect: Dialect, kind: ResourceKind, body: &Value) -> Result<(), ScimError> {
+pub fn check_patch(dialect: Dialect, cat: Catalogue, body: &Value) -> Result<(), ScimError> {
     if dialect == Dialect::Idp {
         return Ok(());
     }
@@ -172,18 +180,18 @@ pub fn check_patch(dialect: Dialect, kind: ResourceKind, body: &Value) -> Result
         match op.get("path").and_then(Value::as_str).filter(|p| !p.trim().is_empty()) {
             None => {
                 if let Some(Value::Object(obj)) = value {
-                    check_object(kind, obj)?;
+                    check_object(cat, obj)?;
                 }
             }
             Some(text) => {
                 let path = super::patch::parse_path(text.trim())?;
-                if let Some(urn) = schema::extension_urn(kind, &path.attr) {
+                if let Some(urn) = schema::extension_urn(cat, &path.attr) {
                     if let Some(Value::Object(obj)) = value {
-                        check_extension(kind, urn, obj)?;
+                        check_extension(cat, urn, obj)?;
                     }
                     continue;
                 }
-                let Some(rp) = super::patch::resolve(kind, &path)? else {
+                let Some(rp) = super::patch::resolve(cat, &path)? else {
                     return Err(refused(Leniency::UnknownPatchPaths, format!("unknown attribute '{}'", path.attr)));
                 };
                 if let Some(v) = value {
@@ -201,33 +209,33 @@ pub fn check_patch(dialect: Dialect, kind: ResourceKind, body: &Value) -> Result
 }
 
 /// The keys of a resource body or a path-less PATCH value.
-fn check_object(kind: ResourceKind, obj: &Map<String, Value>) -> Result<(), ScimError> {
+fn check_object(cat: Catalogue, obj: &Map<String, Value>) -> Result<(), ScimError> {
     for (key, value) in obj {
         if ["schemas", "id", "meta"].iter().any(|k| k.eq_ignore_ascii_case(key)) {
             continue;
         }
-        if let Some(urn) = schema::extension_urn(kind, key) {
+        if let Some(urn) = schema::extension_urn(cat, key) {
             if let Value::Object(inner) = value {
-                check_extension(kind, urn, inner)?;
+                check_extension(cat, urn, inner)?;
             }
             continue;
         }
         if key.contains('.') {
             return Err(refused(Leniency::DottedKeys, format!("'{key}' is a path, not an attribute name")));
         }
-        if let Some(rp) = schema::resolve_path(kind, key) {
+        if let Some(rp) = schema::resolve_path(cat, key) {
             check_value(rp.attr, value)?;
         }
     }
     Ok(())
 }
 
-fn check_extension(kind: ResourceKind, urn: &str, obj: &Map<String, Value>) -> Result<(), ScimError> {
+fn check_extension(cat: Catalogue, urn: &str, obj: &Map<String, Value>) -> Result<(), ScimError> {
     for (key, value) in obj {
         if key.contains('.') {
             return Err(refused(Leniency::DottedKeys, format!("'{key}' is a path, not an attribute name")));
         }
-        if let Some(rp) = schema::resolve_path(kind, &format!("{urn}:{key}")) {
+        if let Some(rp) = schema::resolve_path(cat, &format!("{urn}:{key}")) {
             check_value(rp.attr, value)?;
         }
     }
@@ -245,6 +253,10 @@ fn check_value(attr: &AttrDef, value: &Value) -> Result<(), ScimError> {
 fn check_single(attr: &AttrDef, value: &Value) -> Result<(), ScimError> {
     match (attr.ty, value) {
         (AttrType::Boolean, Value::String(s)) => Err(refused(Leniency::StringBooleans, format!("'{}' is a boolean, not the string {s:?}", attr.name))),
+        (AttrType::Integer, Value::String(s)) => Err(refused(Leniency::StringIntegers, format!("'{}' is an integer, not the string {s:?}", attr.name))),
+        (ty, Value::Object(obj)) if ty != AttrType::Complex && attr.multi && obj.contains_key("value") => {
+            Err(refused(Leniency::ValueObjectsForValues, format!("'{}' holds simple values: send [\"…\"], not [{{\"value\": …}}]", attr.name)))
+        }
         (AttrType::Complex, Value::String(_)) if attr.sub_attr("value").is_some() => {
             Err(refused(Leniency::BareValueForComplex, format!("'{}' is complex: send {{\"value\": …}}", attr.name)))
         }

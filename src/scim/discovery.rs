@@ -37,12 +37,9 @@ pub fn service_provider_config(base_url: &str, bulk_max_operations: usize, max_p
     })
 }
 
-fn resource_type_doc(kind: ResourceKind, base_url: &str) -> Value {
-    let extensions: Vec<Value> = kind
-        .extensions()
-        .iter()
-        .map(|(urn, _)| json!({"schema": urn, "required": false}))
-        .collect();
+fn resource_type_doc(cat: Catalogue, base_url: &str) -> Value {
+    let kind = cat.kind;
+    let extensions: Vec<Value> = cat.extensions().map(|(urn, _)| json!({"schema": urn, "required": false})).collect();
     json!({
         "schemas": [RESOURCE_TYPE_SCHEMA],
         "id": kind.name(),
@@ -58,17 +55,20 @@ fn resource_type_doc(kind: ResourceKind, base_url: &str) -> Value {
     })
 }
 
-const KINDS: [ResourceKind; 2] = [ResourceKind::User, ResourceKind::Group];
-
-pub fn resource_types(base_url: &str) -> Vec<Value> {
-    KINDS.iter().map(|k| resource_type_doc(*k, base_url)).collect()
+/// The tenant's catalogues: users with its custom extensions, groups as built in.
+fn catalogues(users: Catalogue) -> [Catalogue; 2] {
+    [users, Catalogue::plain(ResourceKind::Group)]
 }
 
-pub fn resource_type(name: &str, base_url: &str) -> Result<Value, ScimError> {
-    KINDS
+pub fn resource_types(base_url: &str, users: Catalogue) -> Vec<Value> {
+    catalogues(users).iter().map(|c| resource_type_doc(*c, base_url)).collect()
+}
+
+pub fn resource_type(name: &str, base_url: &str, users: Catalogue) -> Result<Value, ScimError> {
+    catalogues(users)
         .iter()
-        .find(|k| k.name() == name)
-        .map(|k| resource_type_doc(*k, base_url))
+        .find(|c| c.kind.name() == name)
+        .map(|c| resource_type_doc(*c, base_url))
         .ok_or_else(|| ScimError::not_found(format!("resource type {name} not found")))
 }
 
@@ -125,17 +125,32 @@ fn schema_doc(urn: &str, name: &str, description: &str, attrs: &[AttrDef], base_
     })
 }
 
-pub fn schemas(base_url: &str) -> Vec<Value> {
-    vec![
+/// Every schema the tenant's resources use: the built-in ones, then its custom extensions
+/// (named after the URN's last segment before `:2.0:User`, e.g. `acme`).
+pub fn schemas(base_url: &str, users: Catalogue) -> Vec<Value> {
+    let mut all = vec![
         schema_doc(USER_SCHEMA, "User", "User Account", USER_ATTRS, base_url),
         schema_doc(GROUP_SCHEMA, "Group", "Group", GROUP_ATTRS, base_url),
         schema_doc(ENTERPRISE_SCHEMA, "EnterpriseUser", "Enterprise User", ENTERPRISE_ATTRS, base_url),
         schema_doc(SCIMD_SCHEMA, "ScimdUser", "scimd licence and origin (read-only)", SCIMD_ATTRS, base_url),
-    ]
+    ];
+    for ext in users.custom() {
+        all.push(schema_doc(ext.urn, custom_name(ext.urn), ext.description, ext.attrs, base_url));
+    }
+    all
 }
 
-pub fn schema(urn: &str, base_url: &str) -> Result<Value, ScimError> {
-    schemas(base_url)
+/// A readable name for a custom schema: `urn:…:extension:acme:2.0:User` → `acme`.
+fn custom_name(urn: &str) -> &str {
+    let parts: Vec<&str> = urn.split(':').collect();
+    match parts.iter().position(|p| *p == "2.0") {
+        Some(i) if i > 0 => parts[i - 1],
+        _ => parts.last().copied().unwrap_or(urn),
+    }
+}
+
+pub fn schema(urn: &str, base_url: &str, users: Catalogue) -> Result<Value, ScimError> {
+    schemas(base_url, users)
         .into_iter()
         .find(|s| s["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(urn)))
         .ok_or_else(|| ScimError::not_found(format!("schema {urn} not found")))

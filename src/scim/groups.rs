@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::dialect::{self, Leniency};
 use super::patch::{self, OpKind};
 use super::resource::{self, Attrs, StoredResource};
-use super::schema::{self, ResourceKind};
+use super::schema::{self, Catalogue, ResourceKind};
 use super::{IfMatch, Principal, ScimError, ScimErrorKind};
 use crate::model::{GroupScope, ManagedBy, MembershipSource};
 use crate::store::events::{self, Action};
@@ -22,6 +22,8 @@ use crate::store::{StoreError, StoreResult};
 use crate::tenant::{GroupConflict, Tenant, TenantSettings};
 
 const KIND: ResourceKind = ResourceKind::Group;
+/// Groups have no custom attributes: their catalogue is the built-in one.
+const CAT: Catalogue = Catalogue::plain(KIND);
 
 /// Member ids skipped because they name no user here (`scimd_members_skipped_total`).
 pub static MEMBERS_SKIPPED: AtomicU64 = AtomicU64::new(0);
@@ -54,7 +56,7 @@ impl MemberChanges {
 }
 
 fn is_members(attr: &str) -> bool {
-    schema::resolve_path(KIND, attr).is_some_and(|rp| rp.attr.name == "members")
+    schema::resolve_path(CAT, attr).is_some_and(|rp| rp.attr.name == "members")
 }
 
 /// The member ids of a POST/PUT body, read from the raw body so that a member without
@@ -218,7 +220,7 @@ pub fn always_assign(conn: &crate::store::Db<'_>, user_id: &str, settings: &Tena
 /// tenant rejects conflicts): the IdP manages it from now on and it keeps its members.
 pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let mut doc = super::dialect::decode(settings.dialect, KIND, body)?;
+    let mut doc = super::dialect::decode(settings.dialect, CAT, body)?;
     check_display_name(&doc)?;
     let members = take_members(&mut doc, body)?;
     let actor = who.user_name.clone();
@@ -315,7 +317,7 @@ fn write_group(tenant: &str, conn: &crate::store::Db<'_>, id: &str, old: &Attrs,
 
 pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let mut doc = super::dialect::decode(settings.dialect, KIND, body)?;
+    let mut doc = super::dialect::decode(settings.dialect, CAT, body)?;
     check_display_name(&doc)?;
     let members = take_members(&mut doc, body)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
@@ -376,7 +378,7 @@ fn split_ops(dialect: dialect::Dialect, ops: Vec<patch::PatchOperation>) -> Resu
 /// response is 204 and the member list is never loaded.
 pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<String, ScimError> {
     let settings = tenant.settings();
-    let (members, ops) = split_ops(settings.dialect, super::dialect::parse_patch(settings.dialect, KIND, body)?)?;
+    let (members, ops) = split_ops(settings.dialect, super::dialect::parse_patch(settings.dialect, CAT, body)?)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     let tenant_id = tenant.id.to_string();
     tenant
@@ -386,7 +388,7 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
             IfMatch::check(if_match.as_ref(), &old)?;
             let mut doc = old.attrs.clone();
             for op in &ops {
-                patch::apply(KIND, &mut doc, op)?;
+                patch::apply(CAT, &mut doc, op)?;
             }
             resource::check_required(KIND, &doc).and_then(|_| check_display_name(&doc))?;
             write_group(&tenant_id, conn, &id, &old.attrs, &doc, &members, &settings, &actor, &now)?;

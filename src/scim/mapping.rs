@@ -7,15 +7,13 @@
 use serde_json::{Map, Value};
 
 use super::resource::Attrs;
-use super::schema::{self, ResolvedPath, ResourceKind};
+use super::schema::{self, Catalogue, ResolvedPath};
 use crate::tenant::{CopyWhen, MappingConfig};
-
-const KIND: ResourceKind = ResourceKind::User;
 
 /// A path of the rules resolved, if it names a writable user attribute holding text
 /// (a string or a reference; never a boolean, a number or a complex value).
-fn resolve(path: &str) -> Option<ResolvedPath> {
-    schema::resolve_path(KIND, path).filter(|rp| {
+fn resolve(cat: Catalogue, path: &str) -> Option<ResolvedPath> {
+    schema::resolve_path(cat, path).filter(|rp| {
         let leaf = rp.sub.unwrap_or(rp.attr);
         !rp.attr.is_read_only()
             && !leaf.is_read_only()
@@ -26,31 +24,31 @@ fn resolve(path: &str) -> Option<ResolvedPath> {
 }
 
 /// Every path of `config` that does not name a writable user attribute (`scimd check`).
-pub fn unresolved(config: &MappingConfig) -> Vec<String> {
+pub fn unresolved(cat: Catalogue, config: &MappingConfig) -> Vec<String> {
     let paths = config.trim.iter().filter(|p| *p != "*").chain(&config.lowercase).chain(config.copy.iter().flat_map(|c| [&c.from, &c.to]));
-    paths.filter(|p| resolve(p).is_none()).cloned().collect()
+    paths.filter(|p| resolve(cat, p).is_none()).cloned().collect()
 }
 
 /// Applies the rules to `doc`; returns the rules that changed something, in words. Copies
 /// run first, so what they copy is trimmed and lower-cased like the rest, and applying the
 /// rules again changes nothing (a sync that repeats itself records no change).
-pub fn apply(config: &MappingConfig, doc: &mut Attrs) -> Vec<String> {
+pub fn apply(cat: Catalogue, config: &MappingConfig, doc: &mut Attrs) -> Vec<String> {
     let mut applied = Vec::new();
     for rule in &config.copy {
-        let (Some(from), Some(to)) = (resolve(&rule.from), resolve(&rule.to)) else { continue };
+        let (Some(from), Some(to)) = (resolve(cat, &rule.from), resolve(cat, &rule.to)) else { continue };
         let Some(value) = read(doc, &from) else { continue };
         if write(doc, &to, value, rule.when) {
             applied.push(format!("copy {} to {}", rule.from, rule.to));
         }
     }
     for path in &config.trim {
-        let changed = if path == "*" { trim_all(doc) } else { resolve(path).is_some_and(|rp| edit_strings(doc, &rp, |s| s.trim().to_string())) };
+        let changed = if path == "*" { trim_all(doc) } else { resolve(cat, path).is_some_and(|rp| edit_strings(doc, &rp, |s| s.trim().to_string())) };
         if changed {
             applied.push(format!("trim {path}"));
         }
     }
     for path in &config.lowercase {
-        if resolve(path).is_some_and(|rp| edit_strings(doc, &rp, str::to_lowercase)) {
+        if resolve(cat, path).is_some_and(|rp| edit_strings(doc, &rp, str::to_lowercase)) {
             applied.push(format!("lowercase {path}"));
         }
     }
@@ -199,6 +197,8 @@ fn derive_display_name(doc: &mut Attrs) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const U: Catalogue = Catalogue::plain(crate::model::ResourceKind::User);
     use crate::tenant::CopyRule;
     use serde_json::json;
 
@@ -215,25 +215,25 @@ mod tests {
             display_name_from_name: true,
         };
         let mut d = doc(json!({"userName": " Ann@Corp.COM ", "name": {"givenName": "Ann ", "familyName": "Lee"}}));
-        let applied = apply(&config, &mut d);
+        let applied = apply(U, &config, &mut d);
         assert_eq!(d["userName"], "ann@corp.com");
         assert_eq!(d["emails"], json!([{"value": "ann@corp.com", "primary": true}]));
         assert_eq!(d["displayName"], "Ann Lee");
         assert_eq!(applied, ["copy userName to emails.value", "trim *", "lowercase userName", "lowercase emails.value", "displayName from name"]);
         // Applied again: nothing left to change.
-        assert!(apply(&config, &mut d).is_empty());
+        assert!(apply(U, &config, &mut d).is_empty());
         // The copy is normalised like the rest: lower-cased even when only the target is.
         let only_target = MappingConfig { lowercase: vec!["emails.value".into()], ..config.clone() };
         let mut d = doc(json!({"userName": "Bo@Corp.com"}));
-        apply(&only_target, &mut d);
+        apply(U, &only_target, &mut d);
         assert_eq!(d["emails"][0]["value"], "bo@corp.com");
-        assert!(apply(&only_target, &mut d).is_empty(), "idempotent");
+        assert!(apply(U, &only_target, &mut d).is_empty(), "idempotent");
         // Only text: a copy onto a boolean or a complex attribute is refused.
         let typed = MappingConfig { copy: vec![CopyRule { from: "userName".into(), to: "active".into(), when: CopyWhen::Always }, CopyRule { from: "userName".into(), to: "name".into(), when: CopyWhen::Always }], ..MappingConfig::default() };
-        assert_eq!(unresolved(&typed), ["active", "name"]);
+        assert_eq!(unresolved(U, &typed), ["active", "name"]);
         // An email already there is kept (`absent`), and lower-cased.
         let mut d = doc(json!({"userName": "ann@corp.com", "emails": [{"value": "Ann.Lee@Corp.com", "primary": true}]}));
-        apply(&config, &mut d);
+        apply(U, &config, &mut d);
         assert_eq!(d["emails"][0]["value"], "ann.lee@corp.com");
     }
 
@@ -246,9 +246,9 @@ mod tests {
             ],
             ..MappingConfig::default()
         };
-        assert_eq!(unresolved(&config), ["meta.created"]);
+        assert_eq!(unresolved(U, &config), ["meta.created"]);
         let mut d = doc(json!({"userName": "a", "externalId": "old", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "701"}}));
-        assert_eq!(apply(&config, &mut d).len(), 1);
+        assert_eq!(apply(U, &config, &mut d).len(), 1);
         assert_eq!(d["externalId"], "701");
     }
 }

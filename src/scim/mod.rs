@@ -180,11 +180,12 @@ impl ListParams {
     }
 
     /// Parses `filter` and `sortBy` and compiles them for the store; no filter matches everything.
-    pub fn compile_filter(&self, kind: schema::ResourceKind) -> Result<crate::store::filter_sql::SqlFilter, ScimError> {
+    pub fn compile_filter(&self, cat: schema::Catalogue) -> Result<crate::store::filter_sql::SqlFilter, ScimError> {
+        let kind = cat.kind;
         use crate::store::filter_sql;
         let mut compiled = match &self.filter {
             Some(text) if !text.trim().is_empty() => {
-                let predicate = query::resolve_as(kind, &filter::parse_as(text, self.dialect)?, self.dialect)?;
+                let predicate = query::resolve_as(cat, &filter::parse_as(text, self.dialect)?, self.dialect)?;
                 filter_sql::compile(kind, &predicate).map_err(|filter_sql::Unsupported(a)| {
                     ScimError::invalid_filter(format!("filtering on '{}' is not supported", query::path_text(&a)))
                 })?
@@ -197,7 +198,7 @@ impl ListParams {
             Some(other) => return Err(ScimError::invalid_value(format!("sortOrder must be ascending or descending, not '{other}'"))),
         };
         if let Some(path) = self.sort_by.as_deref().filter(|p| !p.trim().is_empty()) {
-            let key = query::sort_key(kind, path.trim(), descending)?;
+            let key = query::sort_key(cat, path.trim(), descending)?;
             let order = filter_sql::sort_order(kind, &key)
                 .map_err(|_| ScimError::invalid_value(format!("cannot sort by '{}'", path.trim())))?;
             compiled.order = Some(order);
@@ -274,8 +275,9 @@ impl ListOutcome {
 }
 
 /// Lists users or groups. `with_computed` loads user.groups / group.members.
-pub async fn list(store: &Store, kind: schema::ResourceKind, params: &ListParams, with_computed: bool) -> Result<ListOutcome, ScimError> {
-    let sql = params.compile_filter(kind)?;
+pub async fn list(store: &Store, cat: schema::Catalogue, params: &ListParams, with_computed: bool) -> Result<ListOutcome, ScimError> {
+    let kind = cat.kind;
+    let sql = params.compile_filter(cat)?;
     let plan = params.plan(sql.order.is_some())?;
     // A lookup by a unique attribute is bounded, so it runs inline like a GET by id; a
     // group's member list is not, whatever the filter.

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::dialect::{self, Dialect, Leniency};
 use super::filter::{self, CompareOp, FilterExpr, Literal};
 use super::resource::{self, Attrs};
-use super::schema::{self, AttrDef, AttrType, ResolvedPath, ResourceKind};
+use super::schema::{self, AttrDef, AttrType, Catalogue, ResolvedPath};
 use super::{ScimError, ScimErrorKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,8 +118,8 @@ pub fn parse_path(text: &str) -> Result<PatchPath, ScimError> {
 }
 
 /// Resolves a path's attribute; `Ok(None)` for an attribute we do not know (ignored).
-pub fn resolve(kind: ResourceKind, path: &PatchPath) -> Result<Option<ResolvedPath>, ScimError> {
-    let Some(mut rp) = schema::resolve_path(kind, &path.attr) else {
+pub fn resolve(cat: Catalogue, path: &PatchPath) -> Result<Option<ResolvedPath>, ScimError> {
+    let Some(mut rp) = schema::resolve_path(cat, &path.attr) else {
         debug!(target: "scimd::scim", "ignoring PATCH of unknown attribute {}", path.attr);
         return Ok(None);
     };
@@ -140,14 +140,14 @@ pub fn resolve(kind: ResourceKind, path: &PatchPath) -> Result<Option<ResolvedPa
 
 /// Applies one operation to a document. Membership operations on groups are routed
 /// elsewhere before this is called.
-pub fn apply(kind: ResourceKind, doc: &mut Attrs, op: &PatchOperation) -> Result<(), ScimError> {
+pub fn apply(cat: Catalogue, doc: &mut Attrs, op: &PatchOperation) -> Result<(), ScimError> {
     let Some(path) = &op.path else {
-        return apply_pathless(kind, doc, op);
+        return apply_pathless(cat, doc, op);
     };
-    if let Some(urn) = schema::extension_urn(kind, &path.attr) {
-        return apply_extension(kind, doc, urn, op);
+    if let Some(urn) = schema::extension_urn(cat, &path.attr) {
+        return apply_extension(cat, doc, urn, op);
     }
-    let Some(rp) = resolve(kind, path)? else { return Ok(()) };
+    let Some(rp) = resolve(cat, path)? else { return Ok(()) };
     if rp.attr.is_read_only() || rp.sub.is_some_and(|s| s.is_read_only()) {
         return Err(ScimError::new(ScimErrorKind::Mutability, format!("'{}' is read-only", path.attr)));
     }
@@ -158,7 +158,7 @@ pub fn apply(kind: ResourceKind, doc: &mut Attrs, op: &PatchOperation) -> Result
 }
 
 /// A path naming a whole extension: remove drops it, add/replace merge its attributes.
-fn apply_extension(kind: ResourceKind, doc: &mut Attrs, urn: &str, op: &PatchOperation) -> Result<(), ScimError> {
+fn apply_extension(cat: Catalogue, doc: &mut Attrs, urn: &str, op: &PatchOperation) -> Result<(), ScimError> {
     if op.path.as_ref().is_some_and(|p| p.filter.is_some()) {
         return Err(ScimError::invalid_path(format!("{urn} takes no filter")));
     }
@@ -170,14 +170,14 @@ fn apply_extension(kind: ResourceKind, doc: &mut Attrs, urn: &str, op: &PatchOpe
         return Err(ScimError::invalid_value(format!("{urn} needs an object value")));
     };
     for (key, value) in obj {
-        apply_keyed(kind, doc, op.op, &format!("{urn}:{key}"), value)?;
+        apply_keyed(cat, doc, op.op, &format!("{urn}:{key}"), value)?;
     }
     Ok(())
 }
 
 /// A path-less add/replace: each key of the value object is a path (Entra sends dotted
 /// and URN-qualified keys here).
-fn apply_pathless(kind: ResourceKind, doc: &mut Attrs, op: &PatchOperation) -> Result<(), ScimError> {
+fn apply_pathless(cat: Catalogue, doc: &mut Attrs, op: &PatchOperation) -> Result<(), ScimError> {
     let Some(Value::Object(obj)) = &op.value else {
         return Err(ScimError::invalid_value("a PATCH without a path needs an object value"));
     };
@@ -185,20 +185,20 @@ fn apply_pathless(kind: ResourceKind, doc: &mut Attrs, op: &PatchOperation) -> R
         if ["schemas", "id", "meta"].iter().any(|k| k.eq_ignore_ascii_case(key)) {
             continue;
         }
-        if let Some(urn) = schema::extension_urn(kind, key) {
+        if let Some(urn) = schema::extension_urn(cat, key) {
             let Some(inner) = value.as_object() else { continue };
             for (sub_key, sub_value) in inner {
-                apply_keyed(kind, doc, op.op, &format!("{urn}:{sub_key}"), sub_value)?;
+                apply_keyed(cat, doc, op.op, &format!("{urn}:{sub_key}"), sub_value)?;
             }
             continue;
         }
-        apply_keyed(kind, doc, op.op, key, value)?;
+        apply_keyed(cat, doc, op.op, key, value)?;
     }
     Ok(())
 }
 
-fn apply_keyed(kind: ResourceKind, doc: &mut Attrs, op: OpKind, key: &str, value: &Value) -> Result<(), ScimError> {
-    let Some(rp) = schema::resolve_path(kind, key) else {
+fn apply_keyed(cat: Catalogue, doc: &mut Attrs, op: OpKind, key: &str, value: &Value) -> Result<(), ScimError> {
+    let Some(rp) = schema::resolve_path(cat, key) else {
         debug!(target: "scimd::scim", "ignoring PATCH of unknown attribute {key}");
         return Ok(());
     };

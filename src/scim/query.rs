@@ -4,7 +4,7 @@
 //! and its one refusal is "no column for this attribute".
 
 use super::filter::{FilterExpr, Literal};
-use super::schema::{self, AttrDef, AttrType, ResolvedPath, ResourceKind};
+use super::schema::{self, AttrDef, AttrType, Catalogue, ResolvedPath};
 use super::dialect::{self, Dialect, Leniency};
 use super::ScimError;
 use crate::clock::UtcMillis;
@@ -28,26 +28,27 @@ pub fn path_text(a: &AttrRef) -> String {
 }
 
 /// A filter of `kind` resources, resolved.
-pub fn resolve(kind: ResourceKind, expr: &FilterExpr) -> Result<Predicate, ScimError> {
-    resolve_as(kind, expr, Dialect::Idp)
+pub fn resolve(cat: Catalogue, expr: &FilterExpr) -> Result<Predicate, ScimError> {
+    resolve_as(cat, expr, Dialect::Idp)
 }
 
 /// `resolve` under a tenant's dialect (the strict one takes booleans only as `true`/`false`).
-pub fn resolve_as(kind: ResourceKind, expr: &FilterExpr, dialect: Dialect) -> Result<Predicate, ScimError> {
-    Resolver { kind, dialect }.expr(expr, None)
+pub fn resolve_as(cat: Catalogue, expr: &FilterExpr, dialect: Dialect) -> Result<Predicate, ScimError> {
+    Resolver { cat, dialect }.expr(expr, None)
 }
 
 /// `sortBy` resolved (RFC 7644 §3.4.2.3); a multi-valued attribute sorts by its `value`.
-pub fn sort_key(kind: ResourceKind, path: &str, descending: bool) -> Result<SortKey, ScimError> {
+pub fn sort_key(cat: Catalogue, path: &str, descending: bool) -> Result<SortKey, ScimError> {
     let bad = || ScimError::invalid_value(format!("cannot sort by '{path}'"));
-    let rp = schema::resolve_path(kind, path).ok_or_else(bad)?;
+    let rp = schema::resolve_path(cat, path).ok_or_else(bad)?;
     let rp = with_value_sub(rp).ok_or_else(bad)?;
     Ok(SortKey { attr: rp.to_ref(), descending })
 }
 
-/// `emails` alone means `emails.value` (RFC 7644 §3.4.2.2), in filters and in sorting.
+/// `emails` alone means `emails.value` (RFC 7644 §3.4.2.2), in filters and in sorting; a
+/// multi-valued attribute of simple values (a custom one) means its values.
 fn with_value_sub(rp: ResolvedPath) -> Option<ResolvedPath> {
-    if rp.attr.multi && rp.sub.is_none() {
+    if rp.attr.multi && rp.sub.is_none() && rp.attr.ty == AttrType::Complex {
         let sub = rp.attr.sub_attr("value")?;
         return Some(ResolvedPath { sub: Some(sub), ..rp });
     }
@@ -55,7 +56,7 @@ fn with_value_sub(rp: ResolvedPath) -> Option<ResolvedPath> {
 }
 
 struct Resolver {
-    kind: ResourceKind,
+    cat: Catalogue,
     dialect: Dialect,
 }
 
@@ -75,7 +76,7 @@ impl Resolver {
                 if scope.is_some() {
                     return Err(ScimError::invalid_filter("value filters cannot nest"));
                 }
-                let rp = schema::resolve_path(self.kind, path).ok_or_else(|| unknown(path))?;
+                let rp = schema::resolve_path(self.cat, path).ok_or_else(|| unknown(path))?;
                 if !rp.attr.multi || rp.sub.is_some() {
                     return Err(ScimError::invalid_filter(format!("'{path}' is not a multi-valued attribute")));
                 }
@@ -94,7 +95,7 @@ impl Resolver {
                 ResolvedPath { extension: None, attr: parent, sub: Some(sub) }
             }
             None => {
-                let rp = schema::resolve_path(self.kind, path).ok_or_else(|| unknown(path))?;
+                let rp = schema::resolve_path(self.cat, path).ok_or_else(|| unknown(path))?;
                 with_value_sub(rp).ok_or_else(|| unknown(path))?
             }
         };
@@ -127,6 +128,8 @@ fn operand(attr: &AttrRef, op: CompareOp, literal: &Literal, dialect: Dialect) -
             Operand::Text(t.to_rfc3339())
         }
         (AttrType::DateTime, _) => return Err(ScimError::invalid_filter("a dateTime attribute needs a date-time string")),
+        (AttrType::Integer, Literal::Num(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => Operand::Integer(*n as i64),
+        (AttrType::Integer, _) => return Err(ScimError::invalid_filter("an integer attribute compares with a whole number")),
         (_, Literal::Str(s)) => Operand::Text(s.clone()),
         (_, Literal::Num(n)) => Operand::Text(n.to_string()),
         (_, Literal::Bool(b)) => Operand::Text(b.to_string()),
@@ -135,6 +138,9 @@ fn operand(attr: &AttrRef, op: CompareOp, literal: &Literal, dialect: Dialect) -
     if attr.ty == AttrType::Boolean && (op.is_ordering() || op.is_substring()) {
         return Err(ScimError::invalid_filter("booleans support only eq, ne and pr"));
     }
+    if attr.ty == AttrType::Integer && op.is_substring() {
+        return Err(ScimError::invalid_filter("integers support eq, ne, gt, ge, lt, le and pr"));
+    }
     Ok(value)
 }
 
@@ -142,9 +148,10 @@ fn operand(attr: &AttrRef, op: CompareOp, literal: &Literal, dialect: Dialect) -
 mod tests {
     use super::*;
     use crate::scim::{filter, ScimErrorKind};
+    use crate::model::ResourceKind;
 
     fn resolved(kind: ResourceKind, text: &str) -> Result<Predicate, ScimError> {
-        resolve(kind, &filter::parse(text)?)
+        resolve(Catalogue::plain(kind), &filter::parse(text)?)
     }
 
     /// Names resolve case-insensitively to their canonical spelling, and a multi-valued
@@ -191,8 +198,8 @@ mod tests {
 
     #[test]
     fn sort_keys_resolve_or_are_invalid_value() {
-        assert_eq!(sort_key(ResourceKind::User, "emails", true).map(|k| (k.attr.sub, k.descending)).ok(), Some((Some("value"), true)));
-        let e = sort_key(ResourceKind::User, "nosuch", false).expect_err("unknown");
+        assert_eq!(sort_key(Catalogue::plain(ResourceKind::User), "emails", true).map(|k| (k.attr.sub, k.descending)).ok(), Some((Some("value"), true)));
+        let e = sort_key(Catalogue::plain(ResourceKind::User), "nosuch", false).expect_err("unknown");
         assert_eq!(e.kind, ScimErrorKind::InvalidValue);
     }
 }

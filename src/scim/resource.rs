@@ -8,7 +8,7 @@
 use log::debug;
 use serde_json::{Map, Value};
 
-use super::schema::{self, AttrDef, AttrType, Mutability, ResolvedPath, ResourceKind, Returned};
+use super::schema::{self, AttrDef, AttrType, Catalogue, Mutability, ResolvedPath, ResourceKind, Returned};
 use super::ScimError;
 
 pub use crate::model::{Attrs, StoredResource};
@@ -25,14 +25,14 @@ pub const MAX_MULTI_VALUES: usize = 1000;
 /// `schemas` may name this resource's core schema, its extensions, and vendor URNs that
 /// IdPs add (Entra sends `http://schemas.microsoft.com/…/Group`); an unknown SCIM URN
 /// (`urn:ietf:params:scim:…`) — including another resource type's — is refused.
-pub fn check_schemas(kind: ResourceKind, body: &Value) -> Result<(), ScimError> {
+pub fn check_schemas(cat: Catalogue, body: &Value) -> Result<(), ScimError> {
     let Some(schemas) = body.get("schemas") else { return Ok(()) };
     let list = schemas.as_array().ok_or_else(|| ScimError::invalid_syntax("'schemas' must be an array of URIs"))?;
     for urn in list {
         let urn = urn.as_str().ok_or_else(|| ScimError::invalid_syntax("'schemas' must be an array of URIs"))?;
-        let known = urn.eq_ignore_ascii_case(kind.core_schema()) || schema::extension_urn(kind, urn).is_some();
+        let known = urn.eq_ignore_ascii_case(cat.kind.core_schema()) || schema::extension_urn(cat, urn).is_some();
         if !known && schema::strip_prefix_ci(urn, "urn:ietf:params:scim:").is_some() {
-            return Err(ScimError::invalid_value(format!("unknown schema {urn} for a {}", kind.name())));
+            return Err(ScimError::invalid_value(format!("unknown schema {urn} for a {}", cat.kind.name())));
         }
     }
     Ok(())
@@ -40,17 +40,17 @@ pub fn check_schemas(kind: ResourceKind, body: &Value) -> Result<(), ScimError> 
 
 /// Decodes a POST/PUT body into a canonical document. Unknown attributes are ignored
 /// (Entra sends many), read-only ones are dropped, values are coerced to their type.
-pub fn decode(kind: ResourceKind, body: &Value) -> Result<Attrs, ScimError> {
+pub fn decode(cat: Catalogue, body: &Value) -> Result<Attrs, ScimError> {
     let obj = body
         .as_object()
         .ok_or_else(|| ScimError::invalid_syntax("the request body must be a JSON object"))?;
-    check_schemas(kind, body)?;
+    check_schemas(cat, body)?;
     let mut doc = Attrs::new();
     for (key, value) in obj {
         if ["schemas", "id", "meta"].iter().any(|k| k.eq_ignore_ascii_case(key)) {
             continue;
         }
-        if let Some(urn) = schema::extension_urn(kind, key) {
+        if let Some(urn) = schema::extension_urn(cat, key) {
             let Some(inner) = value.as_object() else {
                 if value.is_null() {
                     continue;
@@ -58,21 +58,22 @@ pub fn decode(kind: ResourceKind, body: &Value) -> Result<Attrs, ScimError> {
                 return Err(ScimError::invalid_syntax(format!("{urn} must be an object")));
             };
             for (sub_key, sub_value) in inner {
-                match schema::resolve_path(kind, &format!("{urn}:{sub_key}")) {
+                match schema::resolve_path(cat, &format!("{urn}:{sub_key}")) {
                     Some(path) => set_path(&mut doc, &path, sub_value)?,
                     None => debug!(target: "scimd::scim", "ignoring unknown attribute {urn}:{sub_key}"),
                 }
             }
             continue;
         }
-        match schema::resolve_path(kind, key) {
+        match schema::resolve_path(cat, key) {
             Some(path) => set_path(&mut doc, &path, value)?,
             None => debug!(target: "scimd::scim", "ignoring unknown attribute {key}"),
         }
     }
-    check_value_counts(kind, &doc)?;
+    check_value_counts(cat, &doc)?;
     check_size(&doc)?;
-    check_required(kind, &doc)?;
+    check_required(cat.kind, &doc)?;
+    check_custom_required(cat, &doc, None)?;
     Ok(doc)
 }
 
@@ -111,9 +112,9 @@ pub fn check_size(doc: &Attrs) -> Result<(), ScimError> {
 /// Refuses a document with more than `MAX_MULTI_VALUES` values in one multi-valued
 /// attribute (POST, PUT, and PATCH after applying its operations). Group `members`
 /// and the computed `groups` are rows, not values of the document, and are not counted.
-pub fn check_value_counts(kind: ResourceKind, doc: &Attrs) -> Result<(), ScimError> {
-    let core = kind.core_attrs().iter().map(|a| (None, a));
-    let extensions = kind.extensions().iter().flat_map(|(urn, attrs)| attrs.iter().map(move |a| (Some(*urn), a)));
+pub fn check_value_counts(cat: Catalogue, doc: &Attrs) -> Result<(), ScimError> {
+    let core = cat.kind.core_attrs().iter().map(|a| (None, a));
+    let extensions = cat.extensions().flat_map(|(urn, attrs)| attrs.iter().map(move |a| (Some(urn), a)));
     for (extension, attr) in core.chain(extensions) {
         if !attr.multi || matches!(attr.name, "members" | "groups") {
             continue;
@@ -129,11 +130,33 @@ pub fn check_value_counts(kind: ResourceKind, doc: &Attrs) -> Result<(), ScimErr
     Ok(())
 }
 
+/// The core schema's required attributes (RFC 7643 §2.2).
 pub fn check_required(kind: ResourceKind, doc: &Attrs) -> Result<(), ScimError> {
     for attr in kind.core_attrs().iter().filter(|a| a.required) {
         match doc.get(attr.name) {
             Some(Value::String(s)) if !s.trim().is_empty() => {}
             _ => return Err(ScimError::invalid_value(format!("{} is required", attr.name))),
+        }
+    }
+    Ok(())
+}
+
+/// The tenant's required custom attributes. A POST or PUT (`before` = `None`) must send
+/// each; a PATCH may not remove one the user has (`before`), but a user stored before the
+/// attribute was declared is not refused every PATCH (Okta's deactivation among them)
+/// until its IdP sends it. A blank string is no value.
+pub fn check_custom_required(cat: Catalogue, doc: &Attrs, before: Option<&Attrs>) -> Result<(), ScimError> {
+    let has = |d: &Attrs, urn: &str, name: &str| match container(d, Some(urn)).and_then(|c| c.get(name)) {
+        Some(Value::String(s)) => !s.trim().is_empty(),
+        Some(_) => true,
+        None => false,
+    };
+    for ext in cat.custom() {
+        for attr in ext.attrs.iter().filter(|a| a.required) {
+            let needed = before.is_none_or(|old| has(old, ext.urn, attr.name));
+            if needed && !has(doc, ext.urn, attr.name) {
+                return Err(ScimError::invalid_value(format!("{}:{} is required", ext.urn, attr.name)));
+            }
         }
     }
     Ok(())
@@ -223,6 +246,24 @@ pub fn container<'a>(doc: &'a Attrs, extension: Option<&str>) -> Option<&'a Attr
     }
 }
 
+/// A custom attribute removed from tenant.toml keeps its stored values until `scimd tenant
+/// drop-attributes` removes them: a write that replaces the document (PUT, a POST that
+/// restores the user) copies them from the stored one, since the request cannot name them.
+pub fn carry_undeclared(cat: Catalogue, old: &Attrs, new: &mut Attrs) {
+    for (urn, value) in old {
+        if !schema::is_custom_key(urn) {
+            continue;
+        }
+        let Some(stored) = value.as_object() else { continue };
+        let declared = cat.extensions().find(|(u, _)| u == urn).map(|(_, attrs)| attrs).unwrap_or_default();
+        for (name, v) in stored {
+            if !declared.iter().any(|a| a.name == name) {
+                container_mut(new, Some(urn)).entry(name.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+}
+
 /// Drops an extension object left empty, so it does not appear in `schemas`.
 pub fn prune_extension(doc: &mut Attrs, extension: Option<&str>) {
     if let Some(urn) = extension {
@@ -252,6 +293,10 @@ pub fn coerce(attr: &AttrDef, value: &Value) -> Result<Option<Value>, ScimError>
         for item in items {
             let element = match item {
                 Value::Null => continue,
+                // Entra sends a custom multi-valued attribute's values as [{"value": …}].
+                Value::Object(obj) if attr.ty != AttrType::Complex && obj.len() == 1 && obj.contains_key("value") => {
+                    coerce_single(attr, &obj["value"])?
+                }
                 Value::Object(_) => coerce_single(attr, item)?,
                 other if attr.ty == AttrType::Complex => return Err(wrong_type(attr, other, "an array of objects")),
                 _ => coerce_single(attr, item)?,
@@ -315,7 +360,15 @@ fn coerce_single(attr: &AttrDef, value: &Value) -> Result<Option<Value>, ScimErr
         (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(Value::Bool(false)),
         (AttrType::Boolean, _) => return Err(wrong_type(attr, value, "true or false")),
         (AttrType::Integer, Value::Number(n)) if n.is_i64() => Some(value.clone()),
+        // Entra sends custom attributes as strings ("3").
+        (AttrType::Integer, Value::String(s)) if s.trim().parse::<i64>().is_ok() => s.trim().parse::<i64>().ok().map(Value::from),
         (AttrType::Integer, _) => return Err(wrong_type(attr, value, "an integer")),
+        // Stored in one spelling (UTC, milliseconds) so filters and sorting compare them as text.
+        (AttrType::DateTime, Value::String(s)) => match crate::clock::UtcMillis::parse_rfc3339(s) {
+            Some(t) => Some(Value::String(t.to_rfc3339())),
+            None => return Err(ScimError::invalid_value(format!("'{}' must be an RFC 3339 date-time, not {s:?}", attr.name))),
+        },
+        (AttrType::DateTime, _) => return Err(wrong_type(attr, value, "a date-time string")),
         (_, Value::String(s)) if s.len() > MAX_STRING_BYTES => {
             return Err(ScimError::invalid_value(format!("{} is longer than {MAX_STRING_BYTES} bytes", attr.name)))
         }
@@ -345,12 +398,12 @@ pub struct Projection {
 }
 
 impl Projection {
-    pub fn parse(kind: ResourceKind, attributes: Option<&str>, excluded: Option<&str>) -> Projection {
+    pub fn parse(cat: Catalogue, attributes: Option<&str>, excluded: Option<&str>) -> Projection {
         let list = |text: &str| -> Vec<ResolvedPath> {
             text.split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .filter_map(|p| schema::resolve_path(kind, p))
+                .filter_map(|p| schema::resolve_path(cat, p))
                 .collect()
         };
         let include = attributes.map(list).filter(|l| !l.is_empty());
@@ -402,7 +455,8 @@ impl Projection {
 }
 
 /// Renders a stored resource as SCIM JSON: schemas, id, attributes, meta.
-pub fn render(kind: ResourceKind, res: &StoredResource, base_url: &str, proj: &Projection) -> Value {
+pub fn render(cat: Catalogue, res: &StoredResource, base_url: &str, proj: &Projection) -> Value {
+    let kind = cat.kind;
     let mut out = Map::new();
     let mut schemas = vec![Value::String(kind.core_schema().into())];
     out.insert("schemas".into(), Value::Null); // placeholder keeps it first; filled below
@@ -421,8 +475,10 @@ pub fn render(kind: ResourceKind, res: &StoredResource, base_url: &str, proj: &P
             }
         }
     }
-    for (urn, attrs) in kind.extensions() {
-        let Some(ext) = res.attrs.get(*urn).and_then(Value::as_object) else { continue };
+    // Only what the catalogue declares is rendered: a custom attribute removed from
+    // tenant.toml keeps its stored value (see `carry_undeclared`) but is not returned.
+    for (urn, attrs) in cat.extensions() {
+        let Some(ext) = res.attrs.get(urn).and_then(Value::as_object) else { continue };
         let mut rendered = Map::new();
         for attr in attrs.iter() {
             if let Some(v) = ext.get(attr.name) {
@@ -434,8 +490,8 @@ pub fn render(kind: ResourceKind, res: &StoredResource, base_url: &str, proj: &P
             }
         }
         if !rendered.is_empty() {
-            schemas.push(Value::String((*urn).into()));
-            out.insert((*urn).into(), Value::Object(rendered));
+            schemas.push(Value::String(urn.into()));
+            out.insert(urn.into(), Value::Object(rendered));
         }
     }
     out.insert(

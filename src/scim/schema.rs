@@ -6,7 +6,9 @@
 //! advertised here is exactly what is stored and returned: strict clients (scim2-tester)
 //! round-trip every advertised attribute.
 
-pub use crate::model::{AttrType, ResourceKind, ENTERPRISE_SCHEMA, GROUP_SCHEMA, SCIMD_SCHEMA, USER_SCHEMA};
+pub use crate::model::{is_custom_key, AttrType, ResourceKind, ENTERPRISE_SCHEMA, GROUP_SCHEMA, SCIMD_SCHEMA, USER_SCHEMA};
+pub mod custom;
+
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -48,7 +50,7 @@ pub struct AttrDef {
 }
 
 impl AttrDef {
-    const fn new(name: &'static str, ty: AttrType, description: &'static str) -> AttrDef {
+    pub(super) const fn new(name: &'static str, ty: AttrType, description: &'static str) -> AttrDef {
         AttrDef {
             name,
             ty,
@@ -64,15 +66,15 @@ impl AttrDef {
             description,
         }
     }
-    const fn multi(mut self) -> Self {
+    pub(super) const fn multi(mut self) -> Self {
         self.multi = true;
         self
     }
-    const fn required(mut self) -> Self {
+    pub(super) const fn required(mut self) -> Self {
         self.required = true;
         self
     }
-    const fn case_exact(mut self) -> Self {
+    pub(super) const fn case_exact(mut self) -> Self {
         self.case_exact = true;
         self
     }
@@ -84,7 +86,7 @@ impl AttrDef {
         self.returned = r;
         self
     }
-    const fn unique(mut self) -> Self {
+    pub(super) const fn unique(mut self) -> Self {
         self.unique_server = true;
         self
     }
@@ -92,7 +94,7 @@ impl AttrDef {
         self.canonical = values;
         self
     }
-    const fn refs(mut self, types: &'static [&'static str]) -> Self {
+    pub(super) const fn refs(mut self, types: &'static [&'static str]) -> Self {
         self.ref_types = types;
         self
     }
@@ -327,19 +329,59 @@ pub static META: AttrDef = complex("meta", "Resource metadata.").mutability(Muta
     string("version", "The version (weak ETag) of the resource.").mutability(Mutability::ReadOnly).case_exact(),
 ]);
 
+/// What a tenant's requests are resolved against: a resource type's attributes, its
+/// built-in extensions and, for users, the tenant's custom extensions (`[[extension]]` in
+/// tenant.toml). Copy: the custom entries are interned (`custom::intern`), so a catalogue
+/// is two words and its paths are `'static` like the built-in ones.
+#[derive(Clone, Copy, Debug)]
+pub struct Catalogue {
+    pub kind: ResourceKind,
+    custom: &'static [custom::Extension],
+}
+
+impl Catalogue {
+    /// The built-in attributes only (groups, commands that do not serve a tenant's IdP).
+    pub const fn plain(kind: ResourceKind) -> Catalogue {
+        Catalogue { kind, custom: &[] }
+    }
+
+    /// `kind` as this tenant's settings declare it.
+    pub fn of(kind: ResourceKind, settings: &crate::tenant::TenantSettings) -> Catalogue {
+        match kind {
+            ResourceKind::User if !settings.extensions.is_empty() => Catalogue { kind, custom: custom::intern(&settings.extensions) },
+            _ => Catalogue::plain(kind),
+        }
+    }
+
+    /// Every extension schema: (urn, attributes), the built-in ones first.
+    pub fn extensions(self) -> impl Iterator<Item = (&'static str, &'static [AttrDef])> {
+        self.kind.extensions().iter().copied().chain(self.custom.iter().map(|e| (e.urn, e.attrs)))
+    }
+
+    /// The tenant's custom extensions.
+    pub fn custom(self) -> &'static [custom::Extension] {
+        self.custom
+    }
+
+    /// Whether `urn` is one of the tenant's custom extensions (exact, canonical spelling).
+    pub fn is_custom(self, urn: &str) -> bool {
+        self.custom.iter().any(|e| e.urn == urn)
+    }
+}
+
 /// Resolves `attr`, `attr.sub`, `urn:…:attr` and `urn:…:attr.sub` case-insensitively.
-pub fn resolve_path(kind: ResourceKind, path: &str) -> Option<ResolvedPath> {
-    let (extension, rest) = split_urn(kind, path)?;
+pub fn resolve_path(cat: Catalogue, path: &str) -> Option<ResolvedPath> {
+    let (extension, rest) = split_urn(cat, path)?;
     let (attr_name, sub_name) = match rest.split_once('.') {
         Some((a, s)) => (a, Some(s)),
         None => (rest, None),
     };
     let attr: &'static AttrDef = match extension {
         Some(urn) => {
-            let attrs = kind.extensions().iter().find(|(u, _)| *u == urn)?.1;
+            let attrs = cat.extensions().find(|(u, _)| *u == urn)?.1;
             attrs.iter().find(|a| a.name.eq_ignore_ascii_case(attr_name))?
         }
-        None => find_core(kind, attr_name)?,
+        None => find_core(cat.kind, attr_name)?,
     };
     let sub = match sub_name {
         Some(s) => Some(attr.sub_attr(s)?),
@@ -361,21 +403,23 @@ pub fn find_core(kind: ResourceKind, name: &str) -> Option<&'static AttrDef> {
 /// Splits a schema URN prefix off a path. Returns the canonical extension URN (or `None`
 /// for the core schema) and the remainder. A path that names only an extension URN
 /// yields an empty remainder.
-fn split_urn(kind: ResourceKind, path: &str) -> Option<(Option<&'static str>, &str)> {
+fn split_urn(cat: Catalogue, path: &str) -> Option<(Option<&'static str>, &str)> {
     if !path.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
         return Some((None, path));
     }
-    let core = kind.core_schema();
+    let core = cat.kind.core_schema();
     if let Some(rest) = strip_prefix_ci(path, core).and_then(|r| r.strip_prefix(':')) {
         return Some((None, rest));
     }
-    for (urn, _) in kind.extensions() {
+    for (urn, _) in cat.extensions() {
         if let Some(rest) = strip_prefix_ci(path, urn) {
-            return match rest.strip_prefix(':') {
-                Some(r) => Some((Some(urn), r)),
-                None if rest.is_empty() => Some((Some(urn), "")),
-                None => None,
-            };
+            match rest.strip_prefix(':') {
+                Some(r) => return Some((Some(urn), r)),
+                None if rest.is_empty() => return Some((Some(urn), "")),
+                // Another URN that starts with this one's text (tenant.toml refuses
+                // overlapping URNs, so only a longer unrelated one): keep looking.
+                None => {}
+            }
         }
     }
     None
@@ -387,8 +431,8 @@ pub fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 /// The extension URN a top-level JSON key names, if any (case-insensitive).
-pub fn extension_urn(kind: ResourceKind, key: &str) -> Option<&'static str> {
-    kind.extensions().iter().map(|(u, _)| *u).find(|u| u.eq_ignore_ascii_case(key))
+pub fn extension_urn(cat: Catalogue, key: &str) -> Option<&'static str> {
+    cat.extensions().map(|(u, _)| u).find(|u| u.eq_ignore_ascii_case(key))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::resource::{self, Attrs, StoredResource};
-use super::schema::ResourceKind;
+use super::schema::{Catalogue, ResourceKind};
 use super::{patch, IfMatch, Principal, ScimError, ScimErrorKind};
 use crate::model::{License, ManagedBy, Role};
 use crate::store::events::{self, Action};
@@ -126,6 +126,16 @@ fn with_mapped(mut detail: Value, mapped: &[String]) -> Value {
 /// A document without `active` (a PUT that leaves it out) keeps the stored value.
 fn replace_in_tx(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, new_doc: &Attrs, w: &Writer<'_>) -> StoreResult<StoredResource> {
     let Writer { settings, actor, now, mapped } = *w;
+    // Custom values tenant.toml no longer declares stay until `scimd tenant drop-attributes`.
+    let carried;
+    let new_doc = if old.keys().any(|k| super::schema::is_custom_key(k)) {
+        let mut doc = new_doc.clone();
+        resource::carry_undeclared(Catalogue::of(KIND, settings), old, &mut doc);
+        carried = doc;
+        &carried
+    } else {
+        new_doc
+    };
     // A user the required_groups policy deactivated stays so while it is in no group that
     // grants access, whatever `active` the IdP sends (Okta's PUT always says true).
     let held;
@@ -187,8 +197,9 @@ fn service_account_refusal(conn: &crate::store::Db<'_>, id: &str) -> StoreResult
 /// user of the same userName is adopted; otherwise a new user gets a seat.
 pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let mut doc = super::dialect::decode(settings.dialect, KIND, body)?;
-    let mapped = super::mapping::apply(&settings.mapping, &mut doc);
+    let cat = Catalogue::of(KIND, &settings);
+    let mut doc = super::dialect::decode(settings.dialect, cat, body)?;
+    let mapped = super::mapping::apply(cat, &settings.mapping, &mut doc);
     check_rules(&doc, &settings)?;
     let actor = who.user_name.clone();
     let res = tenant
@@ -249,8 +260,9 @@ pub async fn get(tenant: &Tenant, id: &str, with_groups: bool) -> Result<StoredR
 
 pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let mut doc = super::dialect::decode(settings.dialect, KIND, body)?;
-    let mapped = super::mapping::apply(&settings.mapping, &mut doc);
+    let cat = Catalogue::of(KIND, &settings);
+    let mut doc = super::dialect::decode(settings.dialect, cat, body)?;
+    let mapped = super::mapping::apply(cat, &settings.mapping, &mut doc);
     check_rules(&doc, &settings)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     tenant
@@ -268,7 +280,8 @@ pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, i
 
 pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {
     let settings = tenant.settings();
-    let ops = super::dialect::parse_patch(settings.dialect, KIND, body)?;
+    let cat = Catalogue::of(KIND, &settings);
+    let ops = super::dialect::parse_patch(settings.dialect, cat, body)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     // Read, apply and write in the writer's transaction: concurrent PATCHes of one user
     // cannot interleave, and a failing operation leaves nothing behind.
@@ -286,10 +299,13 @@ pub async fn patch(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_
             for op in &ops {
                 // The cap is checked after every operation, so each later operation works
                 // on at most the cap's worth of values.
-                patch::apply(KIND, &mut doc, op).and_then(|_| resource::check_value_counts(KIND, &doc))?;
+                patch::apply(cat, &mut doc, op).and_then(|_| resource::check_value_counts(cat, &doc))?;
             }
-            let mapped = super::mapping::apply(&settings.mapping, &mut doc);
-            resource::check_size(&doc).and_then(|_| resource::check_required(KIND, &doc)).and_then(|_| check_rules(&doc, &settings))?;
+            let mapped = super::mapping::apply(cat, &settings.mapping, &mut doc);
+            resource::check_size(&doc)
+                .and_then(|_| resource::check_required(KIND, &doc))
+                .and_then(|_| resource::check_custom_required(cat, &doc, Some(&old.attrs)))
+                .and_then(|_| check_rules(&doc, &settings))?;
             let mut unchanged = old.attrs.clone();
             unchanged.remove(super::schema::SCIMD_SCHEMA);
             if doc == unchanged {

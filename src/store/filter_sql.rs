@@ -70,7 +70,11 @@ pub fn sort_order(kind: ResourceKind, key: &SortKey) -> Result<String, Unsupport
     let a = &key.attr;
     let bad = || Unsupported(*a);
     let c = Compiler { kind, params: Vec::new(), aliases: 0 };
-    let expr = if a.multi {
+    let expr = if a.multi && a.extension.is_some_and(crate::model::is_custom_key) {
+        // Values of a custom multi-valued attribute sort by the first.
+        let from = custom_values("s", a.extension.ok_or_else(bad)?, a.attr).ok_or_else(bad)?;
+        format!("(SELECT s.value FROM {from} ORDER BY s.key LIMIT 1)")
+    } else if a.multi {
         if !matches!(a.attr, "emails" | "addresses") && !VALUE_ATTRS.contains(&a.attr) {
             return Err(bad());
         }
@@ -175,6 +179,13 @@ impl Compiler {
             let target = Target { sql, ty: a.ty, case_exact: a.case_exact, key: None };
             return Ok(self.compare(&target, cmp));
         }
+        if a.multi && a.extension.is_some_and(crate::model::is_custom_key) {
+            let alias = self.alias();
+            let from = custom_values(&alias, a.extension.ok_or_else(bad)?, a.attr).ok_or_else(bad)?;
+            let target = Target { sql: format!("{alias}.value"), ty: a.ty, case_exact: a.case_exact, key: None };
+            let test = self.compare(&target, cmp);
+            return Ok(format!("EXISTS (SELECT 1 FROM {from} AND {test})"));
+        }
         if a.multi {
             let alias = self.alias();
             let (from, column) = self.plural_from(a.attr, &alias).ok_or_else(bad)?;
@@ -205,6 +216,10 @@ impl Compiler {
                 (None, "displayName", None) => Some(Target { sql: "g.display_name".into(), ty: AttrType::String, case_exact: false, key: Some("g.display_name_key") }),
                 _ => None,
             },
+            ResourceKind::User if a.extension.is_some_and(crate::model::is_custom_key) && a.sub.is_none() => {
+                let sql = custom_value(Some("u"), a.extension?, a.attr)?;
+                Some(Target { sql, ty: a.ty, case_exact: a.case_exact, key: None })
+            }
             ResourceKind::User => {
                 let column = USER_COLUMNS.iter().find(|c| c.ext == a.extension && c.attr == a.attr && c.sub == a.sub)?;
                 let ty = if column.kind == ColKind::Bool { AttrType::Boolean } else { a.ty };
@@ -236,6 +251,10 @@ impl Compiler {
                 let p = self.bind(SqlValue::Integer(i64::from(*b)));
                 return if op == CompareOp::Ne { format!("({col} IS NULL OR {col} <> {p})") } else { format!("{col} = {p}") };
             }
+            Operand::Integer(n) => {
+                let p = self.bind(SqlValue::Integer(*n));
+                return ordered(col, op, p, "");
+            }
             Operand::Text(text) => text,
         };
         let collate = if target.case_exact || target.ty != AttrType::String { "" } else { " COLLATE NOCASE" };
@@ -263,15 +282,43 @@ impl Compiler {
             return if op == CompareOp::Eq { format!("{key} = {p}") } else { format!("{key} <> {p}") };
         }
         let p = self.bind(SqlValue::Text(text.clone()));
-        match op {
-            CompareOp::Eq => format!("{col} = {p}{collate}"),
-            CompareOp::Ne => format!("({col} IS NULL OR {col} <> {p}{collate})"),
-            CompareOp::Gt => format!("{col} > {p}{collate}"),
-            CompareOp::Ge => format!("{col} >= {p}{collate}"),
-            CompareOp::Lt => format!("{col} < {p}{collate}"),
-            _ => format!("{col} <= {p}{collate}"),
-        }
+        ordered(col, op, p, collate)
     }
+}
+
+/// `col op ?` for the equality and ordering operators (`ne` also holds for no value).
+fn ordered(col: &str, op: CompareOp, p: &str, collate: &str) -> String {
+    match op {
+        CompareOp::Eq => format!("{col} = {p}{collate}"),
+        CompareOp::Ne => format!("({col} IS NULL OR {col} <> {p}{collate})"),
+        CompareOp::Gt => format!("{col} > {p}{collate}"),
+        CompareOp::Ge => format!("{col} >= {p}{collate}"),
+        CompareOp::Lt => format!("{col} < {p}{collate}"),
+        _ => format!("{col} <= {p}{collate}"),
+    }
+}
+
+/// The SQL text of a custom attribute's value in `users.custom` (alias `u`, or none for
+/// an index), as `json_extract` reads it: the same text in filters and in the unique
+/// index, so the planner uses the index. The names come from tenant.toml, checked there
+/// (letters, digits, `:._-`); anything else is refused here too, never spliced.
+pub fn custom_value(alias: Option<&str>, urn: &str, attr: &str) -> Option<String> {
+    let safe = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '-' | '_'));
+    if !safe(urn) || !safe(attr) || attr.contains([':', '.']) {
+        return None;
+    }
+    let column = match alias {
+        Some(a) => format!("{a}.custom"),
+        None => "custom".into(),
+    };
+    Some(format!("json_extract({column}, '$.\"{urn}\".\"{attr}\"')"))
+}
+
+/// `FROM json_each(…)` over the values of a multi-valued custom attribute.
+fn custom_values(alias: &str, urn: &str, attr: &str) -> Option<String> {
+    let value = custom_value(Some("u"), urn, attr)?;
+    let path = value.strip_prefix("json_extract(u.custom, ")?.strip_suffix(')')?;
+    Some(format!("json_each(u.custom, {path}) {alias} WHERE 1"))
 }
 
 fn plural_column(alias: &str, sub: &str) -> Option<String> {
@@ -355,6 +402,28 @@ mod tests {
             let plan = plan.join(" | ");
             assert!(plan.contains(index), "{p:?}: expected {index} in plan: {plan}");
         }
+    }
+
+    /// `eq` on a unique custom attribute uses its expression index (the filter's
+    /// `json_extract` text is the index's), case-insensitive or not.
+    #[test]
+    fn custom_unique_attributes_use_their_index() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::super::migrate::migrate(&mut conn).unwrap();
+        let urn = "urn:ietf:params:scim:schemas:extension:acme:2.0:User";
+        let unique = |attr: &str, case_exact| super::super::custom::UniqueAttr { urn: urn.into(), attr: attr.into(), case_exact };
+        super::super::custom::sync_unique_indexes(&conn, &[unique("badge", false), unique("code", true)]).unwrap();
+        for (name, case_exact) in [("badge", false), ("code", true)] {
+            let a = AttrRef { extension: Some(urn), case_exact, ..attr(if case_exact { "code" } else { "badge" }) };
+            let f = compile(ResourceKind::User, &Predicate::Compare(a, CompareOp::Eq, Operand::Text("B-1".into()))).unwrap();
+            let sql = format!("EXPLAIN QUERY PLAN SELECT 1 FROM users u WHERE u.deleted_at IS NULL AND {}", f.clause);
+            let plan: Vec<String> = conn.prepare(&sql).unwrap().query_map(rusqlite::params_from_iter(&f.params), |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+            assert!(plan.join(" | ").contains(&format!("users_x_{name}_")), "{name}: {plan:?}");
+        }
+        // Dropped when no longer declared.
+        super::super::custom::sync_unique_indexes(&conn, &[unique("code", true)]).unwrap();
+        let left: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE name LIKE 'users_x_%'", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 1);
     }
 
     #[test]

@@ -12,10 +12,21 @@ use super::{StoreError, StoreResult};
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` creates.
-pub const CURRENT: i64 = 8;
+pub const CURRENT: i64 = 9;
 
 /// `MIGRATIONS[i]` brings a database from version `i + 1` to `i + 2`.
-const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2, migrate_to_v3, migrate_to_v4, migrate_to_v5, migrate_to_v6, migrate_to_v7, migrate_to_v8];
+const MIGRATIONS: &[fn(&Connection) -> StoreResult<()>] = &[migrate_to_v2, migrate_to_v3, migrate_to_v4, migrate_to_v5, migrate_to_v6, migrate_to_v7, migrate_to_v8, migrate_to_v9];
+
+/// v9: `users.custom`, the JSON object of a user's custom attributes (issue 23); every
+/// existing user has none. A database older than v5 has it already: v5 rebuilt `users`
+/// from this `schema.sql`.
+fn migrate_to_v9(conn: &Connection) -> StoreResult<()> {
+    let has: bool = conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('users') WHERE name = 'custom'", [], |r| r.get(0))?;
+    if !has {
+        conn.execute_batch("ALTER TABLE users ADD COLUMN custom TEXT;")?;
+    }
+    Ok(())
+}
 
 /// v8: the `users:changes`, `groups:changes` and `auth:changes` counters and their
 /// triggers, exactly as `schema.sql` has them, so that sequential index paging resumes after

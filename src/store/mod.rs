@@ -17,6 +17,7 @@
 mod domain_tests;
 pub mod auth_check;
 pub mod catalogue;
+pub mod custom;
 pub mod events;
 mod faults;
 pub mod filter_sql;

@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
 
+use super::custom::custom_index_violated;
 use super::{is_unique_violation, new_resource_id, StoreError, StoreResult};
 use crate::model::{Attrs, AuthType, License, ManagedBy, Role, StoredResource};
 use crate::model::{ENTERPRISE_SCHEMA, SCIMD_SCHEMA};
@@ -110,14 +111,14 @@ static ADDRESS_INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
 
 static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     let cols: Vec<String> = USER_COLUMNS.iter().map(|c| format!("u.{}", c.column)).collect();
-    format!("u.pk, u.id, u.created, u.last_modified, u.version, {}", cols.join(", "))
+    format!("u.pk, u.id, u.created, u.last_modified, u.version, {}, u.custom", cols.join(", "))
 });
 
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     let cols: Vec<&str> = writable().map(|c| c.column).collect();
-    let marks = vec!["?"; cols.len() + 10].join(", ");
+    let marks = vec!["?"; cols.len() + 11].join(", ");
     format!(
-        "INSERT INTO users (id, created, last_modified, version, role, password_hash, license, auth_type, managed_by, user_name_key, {}) VALUES ({marks})",
+        "INSERT INTO users (id, created, last_modified, version, role, password_hash, license, auth_type, managed_by, user_name_key, custom, {}) VALUES ({marks})",
         cols.join(", ")
     )
 });
@@ -130,7 +131,7 @@ static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
             ColKind::Text => format!("{} = ?", c.column),
         })
         .collect();
-    format!("UPDATE users SET user_name_key = ?, {}, last_modified = max(?, last_modified), version = version + 1 WHERE pk = ?", sets.join(", "))
+    format!("UPDATE users SET user_name_key = ?, custom = ?, {}, last_modified = max(?, last_modified), version = version + 1 WHERE pk = ?", sets.join(", "))
 });
 
 /// The comparison key of a document's userName (see `crate::names`).
@@ -180,6 +181,16 @@ fn column_values(doc: &Attrs) -> Vec<rusqlite::types::Value> {
         .collect()
 }
 
+/// The document's custom attributes (its keys `model::is_custom_key` names) as the JSON
+/// text of `users.custom`; NULL when it has none.
+fn custom_column(doc: &Attrs) -> rusqlite::types::Value {
+    let custom: Map<String, Value> = doc.iter().filter(|(k, _)| crate::model::is_custom_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    if custom.is_empty() {
+        return rusqlite::types::Value::Null;
+    }
+    rusqlite::types::Value::Text(Value::Object(custom).to_string())
+}
+
 /// A user row decoded, without multi-valued attributes yet.
 fn from_row(row: &Row<'_>) -> rusqlite::Result<(i64, StoredResource)> {
     let pk: i64 = row.get(0)?;
@@ -198,6 +209,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(i64, StoredResource)> {
                 }
             }
         }
+    }
+    if let Some(text) = row.get::<_, Option<String>>(5 + USER_COLUMNS.len())? {
+        let custom: Map<String, Value> = serde_json::from_str(&text)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5 + USER_COLUMNS.len(), rusqlite::types::Type::Text, Box::new(e)))?;
+        attrs.extend(custom);
     }
     Ok((
         pk,
@@ -319,7 +335,9 @@ fn write_plural(conn: &Connection, pk: i64, doc: &Attrs) -> StoreResult<()> {
 }
 
 fn conflict_or(e: rusqlite::Error) -> StoreError {
-    if is_unique_violation(&e) {
+    if let Some(attr) = custom_index_violated(&e) {
+        StoreError::Conflict(format!("another user already has this value of {attr}, which is unique"))
+    } else if is_unique_violation(&e) {
         StoreError::Conflict("a user with this userName already exists".into())
     } else {
         StoreError::from(e)
@@ -370,6 +388,7 @@ pub fn insert(conn: &Connection, doc: &Attrs, origin: &UserOrigin<'_>, now: &str
         text(origin.auth_type.as_str()),
         text(origin.managed_by.as_str()),
         Sql::Text(user_name_key(doc)),
+        custom_column(doc),
     ];
     // A user the IdP creates without saying is active (a server default, RFC 7643 §2.2).
     let mut doc = doc.clone();
@@ -388,7 +407,7 @@ pub fn insert(conn: &Connection, doc: &Attrs, origin: &UserOrigin<'_>, now: &str
 pub fn replace(conn: &Connection, id: &str, doc: &Attrs, now: &str) -> StoreResult<()> {
     use rusqlite::types::Value as Sql;
     let pk = pk_of(conn, id)?;
-    let mut values = vec![Sql::Text(user_name_key(doc))];
+    let mut values = vec![Sql::Text(user_name_key(doc)), custom_column(doc)];
     values.extend(column_values(doc));
     values.push(Sql::Text(now.into()));
     values.push(Sql::Integer(pk));
@@ -423,7 +442,9 @@ pub fn soft_delete(conn: &Connection, id: &str, now: &str) -> StoreResult<()> {
 
 /// Brings a soft-deleted user back (its attributes are then replaced by the caller).
 pub fn undelete(conn: &Connection, id: &str) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE users SET deleted_at = NULL WHERE id = ?")?.execute([id])?;
+    // A custom attribute's unique index holds among the users not deleted: restoring one
+    // whose value another user took since is a conflict like any other.
+    conn.prepare_cached("UPDATE users SET deleted_at = NULL WHERE id = ?")?.execute([id]).map_err(conflict_or)?;
     Ok(())
 }
 

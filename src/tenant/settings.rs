@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub use super::extensions::*;
+
 /// What `DELETE /Users/{id}` does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -176,6 +178,7 @@ struct RawTenantSettings {
     dialect: Dialect,
     policies: PolicyConfig,
     mapping: MappingConfig,
+    extension: Vec<ExtensionConfig>,
 }
 
 impl Default for RawTenantSettings {
@@ -191,6 +194,7 @@ impl Default for RawTenantSettings {
             dialect: Dialect::Idp,
             policies: PolicyConfig::default(),
             mapping: MappingConfig::default(),
+            extension: Vec::new(),
         }
     }
 }
@@ -213,6 +217,8 @@ pub struct TenantSettings {
     pub policies: Policies,
     /// Transformations of incoming user values before they are stored (`scim::mapping`).
     pub mapping: MappingConfig,
+    /// Custom user attributes (`[[extension]]`), checked; `scim::schema` catalogues them.
+    pub extensions: Vec<ExtensionConfig>,
 }
 
 impl Default for TenantSettings {
@@ -237,6 +243,7 @@ impl TenantSettings {
             dialect: raw.dialect,
             policies: Policies::compile(&raw.policies)?,
             mapping: raw.mapping.checked()?,
+            extensions: checked(raw.extension)?,
         })
     }
 

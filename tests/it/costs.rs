@@ -65,7 +65,7 @@ async fn multi_valued_attributes_are_capped_on_post_put_and_patch() {
     assert_eq!(r.body["emails"].as_array().unwrap().len(), CAP);
     // Group members are rows, not values: not capped.
     let members: Vec<Value> = (0..=CAP).map(|i| json!({"value": format!("u{i}")})).collect();
-    assert!(scimd::scim::resource::decode(scimd::scim::schema::ResourceKind::Group, &json!({"displayName": "g", "members": members})).is_ok());
+    assert!(scimd::scim::resource::decode(scimd::scim::schema::Catalogue::plain(scimd::scim::schema::ResourceKind::Group), &json!({"displayName": "g", "members": members})).is_ok());
 }
 
 #[tokio::test]

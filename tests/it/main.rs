@@ -12,6 +12,7 @@ mod container;
 mod converge;
 mod costs;
 mod crash;
+mod custom_attrs;
 mod demo;
 mod dialects;
 mod faults;
