@@ -171,6 +171,10 @@ multi_valued = true
             ("[[extension]]\nurn = \"urn:x:y\"\n[[extension.attributes]]\nname = \"a\"\ntype = \"complex\"", "unknown variant"),
             ("[[extension]]\nurn = \"urn:x:y\"\n[[extension.attributes]]\nname = \"a\"\n[[extension]]\nurn = \"URN:X:Y\"\n[[extension.attributes]]\nname = \"b\"", "clashes"),
         ];
+        let many: String = (0..=super::MAX_CUSTOM_ATTRIBUTES).map(|i| format!("[[extension.attributes]]\nname = \"a{i}\"\n")).collect();
+        let nine: String = (0..9).map(|i| format!("[[extension]]\nurn = \"urn:x:{i}\"\n[[extension.attributes]]\nname = \"a\"\n")).collect();
+        let many = format!("[[extension]]\nurn = \"urn:x:y\"\n{many}");
+        let refused = refused.into_iter().chain([(many.as_str(), "at most 100"), (nine.as_str(), "at most 8 extensions")]);
         for (text, why) in refused {
             let e = parse(text).map(|_| ()).expect_err(text);
             assert!(e.contains(why), "{text}: {e}");

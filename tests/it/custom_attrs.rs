@@ -299,6 +299,8 @@ async fn reload_adds_and_removes_attributes_without_downtime() {
     assert!(ok && listed.contains(&format!("{OKTA_URN}:badge")) && listed.contains("3 user(s)"), "{listed}");
     let (ok, applied) = cli(&["tenant", "drop-attributes", "acme", "--apply"]);
     assert!(ok && applied.contains("removed those values from 3 user(s)"), "{applied}");
+    let (ok, log) = cli(&["log", "--tenant", "acme", "--json"]);
+    assert!(ok && log.matches(&format!(r#""dropped":["{OKTA_URN}:badge"]"#)).count() == 3, "{log}");
     reload(settings_with(&format!("{BADGE}{LEVEL}")));
     until("badge declared", format!("/Schemas/{OKTA_URN}"), |b| b["attributes"].as_array().is_some_and(|a| a.len() == 2)).await;
     let after = call(Method::GET, format!("/Users/{a}"), None).await;

@@ -1,0 +1,181 @@
+//! What 20 custom attributes (issue 23) cost a tenant: creates per second under 16
+//! concurrent clients and the time of one GET (read + render + JSON), at 100,000 users,
+//! against a tenant with none. The budget: less than 10 % lost on either.
+//!
+//! `cargo bench --bench custom` (`CUSTOM_USERS=100000`, `CUSTOM_CREATES=3000`,
+//! `CUSTOM_GETS=20000`, `CUSTOM_ROUNDS=3`). Runs through the real service layer on real
+//! tenant databases in a temp directory (WAL, synchronous=FULL). The users are seeded in
+//! large write jobs through the store with documents decoded by the tenant's catalogue,
+//! so the custom tenant's users each hold 20 values; the measured creates and GETs go
+//! through `scim::users` and `resource::render` as a request does.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use scimd::model::License;
+use scimd::scim::resource::{self, Projection};
+use scimd::scim::schema::{Catalogue, ResourceKind};
+use scimd::scim::{users, Principal};
+use scimd::store::users as store_users;
+use scimd::tenant::{DataDir, Tenant, TenantId};
+use serde_json::{json, Value};
+
+const NOW: &str = "2026-01-01T00:00:00.000Z";
+const URN: &str = "urn:ietf:params:scim:schemas:extension:bench:2.0:User";
+
+/// 20 attributes: 9 strings (one unique), 4 integers, 3 booleans, 2 dateTimes, a reference
+/// and a multi-valued string.
+fn declaration() -> String {
+    let mut text = format!("require_username_is_email = false\n[[extension]]\nurn = \"{URN}\"\n");
+    let mut add = |name: &str, extra: &str| text.push_str(&format!("[[extension.attributes]]\nname = \"{name}\"\n{extra}"));
+    add("badge", "uniqueness = \"server\"\n");
+    for i in 1..9 {
+        add(&format!("s{i}"), "");
+    }
+    for i in 0..4 {
+        add(&format!("n{i}"), "type = \"integer\"\n");
+    }
+    for i in 0..3 {
+        add(&format!("b{i}"), "type = \"boolean\"\n");
+    }
+    for i in 0..2 {
+        add(&format!("d{i}"), "type = \"dateTime\"\n");
+    }
+    add("home", "type = \"reference\"\n");
+    add("skills", "multi_valued = true\n");
+    text
+}
+
+fn user(tag: &str, custom: bool) -> Value {
+    let mut u = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": format!("{tag}@example.com"), "active": true, "displayName": format!("User {tag}"),
+        "name": {"givenName": "Given", "familyName": tag},
+        "emails": [{"value": format!("{tag}@example.com"), "type": "work", "primary": true}],
+    });
+    if custom {
+        let mut ext = json!({"badge": format!("B-{tag}"), "home": format!("https://example.com/{tag}"), "skills": ["rust", "sql", "scim"]});
+        for i in 1..9 {
+            ext[format!("s{i}")] = json!(format!("value {i} of {tag}"));
+        }
+        for i in 0..4 {
+            ext[format!("n{i}")] = json!(i * 1000 + tag.len());
+        }
+        for i in 0..3 {
+            ext[format!("b{i}")] = json!(i % 2 == 0);
+        }
+        for i in 0..2 {
+            ext[format!("d{i}")] = json!(format!("202{i}-03-04T05:06:07Z"));
+        }
+        u[URN] = ext;
+    }
+    u
+}
+
+struct Rig {
+    tenant: Arc<Tenant>,
+    cat: Catalogue,
+    custom: bool,
+    ids: Vec<String>,
+}
+
+async fn seed(data: &DataDir, name: &str, custom: bool, n: usize) -> Rig {
+    let id = TenantId::parse(name).unwrap();
+    data.create_tenant(&id).unwrap();
+    let settings = if custom { declaration() } else { "require_username_is_email = false\n".into() };
+    std::fs::write(data.settings_file(&id), settings).unwrap();
+    let tenant = Arc::new(Tenant::open(data, &id).unwrap());
+    let cat = Catalogue::of(ResourceKind::User, &tenant.settings());
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(5_000) {
+        let docs: Vec<_> = chunk.iter().map(|i| resource::decode(cat, &user(&format!("{name}-seed-{i}"), custom)).unwrap()).collect();
+        let made = tenant
+            .store
+            .write(move |db| docs.iter().map(|d| store_users::insert(db, d, &store_users::UserOrigin::idp(License::None), NOW)).collect::<Result<Vec<_>, _>>())
+            .await
+            .unwrap();
+        ids.extend(made);
+    }
+    eprintln!("{name}: seeded {n} users in {:.1}s", started.elapsed().as_secs_f64());
+    Rig { tenant, cat, custom, ids }
+}
+
+/// Creates per second: `n` creates by 16 concurrent clients.
+async fn creates(rig: &Rig, round: usize, n: usize) -> f64 {
+    let who = Arc::new(Principal { user_id: "bench".into(), user_name: "bench".into(), via: scimd::scim::Credential::Password });
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..16)
+        .map(|client| {
+            let (tenant, who, custom) = (Arc::clone(&rig.tenant), Arc::clone(&who), rig.custom);
+            tokio::spawn(async move {
+                for i in (client..n).step_by(16) {
+                    let body = user(&format!("r{round}-c{i}"), custom);
+                    users::create(&tenant, &who, &body, NOW.into()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Microseconds per GET of a random seeded user: read with its groups, render, serialise.
+async fn gets(rig: &Rig, n: usize) -> f64 {
+    let proj = Projection::default();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let started = Instant::now();
+    for _ in 0..n {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let id = &rig.ids[(state % rig.ids.len() as u64) as usize];
+        let res = users::get(&rig.tenant, id, true).await.unwrap();
+        let body = serde_json::to_vec(&resource::render(rig.cat, &res, "https://h/t/bench/scim/v2", &proj)).unwrap();
+        assert!(!rig.custom || body.len() > 700);
+    }
+    started.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test` runs the same code once on tiny sizes.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let env = |name: &str, full: usize, tiny: usize| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(if smoke { tiny } else { full });
+    let (n, creates_n, gets_n, rounds) = (env("CUSTOM_USERS", 100_000, 200), env("CUSTOM_CREATES", 3_000, 32), env("CUSTOM_GETS", 20_000, 50), env("CUSTOM_ROUNDS", 3, 1));
+    let dir = std::env::temp_dir().join(format!("scimd-bench-custom-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = DataDir::new(&dir);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let plain = seed(&data, "plain", false, n).await;
+        let custom = seed(&data, "custom", true, n).await;
+        let (mut create_rates, mut get_times) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+        // Alternated, so a slower period of the machine hits both alike.
+        for round in 0..rounds {
+            for (i, rig) in [&plain, &custom].into_iter().enumerate() {
+                create_rates[i].push(creates(rig, round, creates_n).await);
+                get_times[i].push(gets(rig, gets_n).await);
+            }
+        }
+        let (c0, c1) = (median(create_rates[0].clone()), median(create_rates[1].clone()));
+        let (g0, g1) = (median(get_times[0].clone()), median(get_times[1].clone()));
+        println!(
+            "{{\"users\":{n},\"creates\":{creates_n},\"gets\":{gets_n},\"rounds\":{rounds},\"create_per_s\":[{c0:.0},{c1:.0}],\"create_loss_pct\":{:.1},\"get_us\":[{g0:.1},{g1:.1}],\"get_loss_pct\":{:.1},\"create_rounds\":{:?},\"get_rounds\":{:?}}}",
+            (c0 - c1) / c0 * 100.0,
+            (g1 - g0) / g0 * 100.0,
+            create_rates.map(|v| v.iter().map(|x| x.round()).collect::<Vec<_>>()),
+            get_times.map(|v| v.iter().map(|x| (x * 10.0).round() / 10.0).collect::<Vec<_>>()),
+        );
+        for rig in [plain, custom] {
+            rig.tenant.store.close();
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
