@@ -73,6 +73,23 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Sends a body already serialised and drains the answer, returning its status: a load
+    /// generator that builds and parses nothing while it is timed.
+    pub async fn send_raw(&mut self, method: &str, url: &str, body: Option<Bytes>) -> Result<u16, String> {
+        let mut req = hyper::Request::builder().method(method).uri(url).header("host", &self.authority).header("authorization", &self.authorization);
+        if body.is_some() {
+            req = req.header("content-type", "application/scim+json");
+        }
+        let req = req.body(Full::new(body.unwrap_or_default())).map_err(|e| e.to_string())?;
+        self.sender.ready().await.map_err(|e| format!("{e:?}"))?;
+        let resp = self.sender.send_request(req).await.map_err(|e| format!("{e:?}"))?;
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await.map_err(|e| e.to_string())?;
+        Ok(status)
+    }
+}
+
 /// A TLS client trusting only the certificates in `ca`.
 pub fn connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();

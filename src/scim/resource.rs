@@ -58,7 +58,7 @@ pub fn decode(cat: Catalogue, body: &Value) -> Result<Attrs, ScimError> {
                 return Err(ScimError::invalid_syntax(format!("{urn} must be an object")));
             };
             for (sub_key, sub_value) in inner {
-                match schema::resolve_path(cat, &format!("{urn}:{sub_key}")) {
+                match schema::resolve_in_extension(cat, urn, sub_key) {
                     Some(path) => set_path(&mut doc, &path, sub_value)?,
                     None => debug!(target: "scimd::scim", "ignoring unknown attribute {urn}:{sub_key}"),
                 }
@@ -230,11 +230,11 @@ pub fn container_mut<'a>(doc: &'a mut Attrs, extension: Option<&str>) -> &'a mut
     match extension {
         None => doc,
         Some(urn) => {
-            let entry = doc.entry(urn.to_string()).or_insert_with(|| Value::Object(Map::new()));
-            if !entry.is_object() {
-                *entry = Value::Object(Map::new());
+            // The key is copied only when the object is made, not on every attribute set.
+            if !doc.get(urn).is_some_and(Value::is_object) {
+                doc.insert(urn.to_string(), Value::Object(Map::new()));
             }
-            entry.as_object_mut().expect("just made an object")
+            doc.get_mut(urn).and_then(Value::as_object_mut).expect("just made an object")
         }
     }
 }

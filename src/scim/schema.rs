@@ -390,6 +390,23 @@ pub fn resolve_path(cat: Catalogue, path: &str) -> Option<ResolvedPath> {
     Some(ResolvedPath { extension, attr, sub })
 }
 
+/// `path` (`attr` or `attr.sub`) inside the extension `urn` already found: what
+/// `resolve_path(cat, "{urn}:{path}")` gives, without building that text (decoding does this
+/// for every attribute of an extension object).
+pub fn resolve_in_extension(cat: Catalogue, urn: &'static str, path: &str) -> Option<ResolvedPath> {
+    let attrs = cat.extensions().find(|(u, _)| *u == urn)?.1;
+    let (attr_name, sub_name) = match path.split_once('.') {
+        Some((a, s)) => (a, Some(s)),
+        None => (path, None),
+    };
+    let attr: &'static AttrDef = attrs.iter().find(|a| a.name.eq_ignore_ascii_case(attr_name))?;
+    let sub = match sub_name {
+        Some(s) => Some(attr.sub_attr(s)?),
+        None => None,
+    };
+    Some(ResolvedPath { extension: Some(urn), attr, sub })
+}
+
 /// Core attribute lookup including the common attributes.
 pub fn find_core(kind: ResourceKind, name: &str) -> Option<&'static AttrDef> {
     for common in [&COMMON_ID, &COMMON_EXTERNAL_ID, &META] {

@@ -112,6 +112,15 @@ struct Writer<'a> {
     mapped: &'a [String],
 }
 
+/// A create event's detail (`{"after": …, "mapped": […]}`), serialised from the document
+/// itself rather than from a copy of it.
+#[derive(serde::Serialize)]
+struct Created<'a> {
+    after: &'a Attrs,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    mapped: &'a [String],
+}
+
 /// An event's detail with the mapping rules that changed the values (the shadow report
 /// shows them).
 fn with_mapped(mut detail: Value, mapped: &[String]) -> Value {
@@ -238,7 +247,7 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                 Some(_) => return Err(ScimError::new(ScimErrorKind::Uniqueness, format!("userName '{name}' is taken by another user"))),
                 None => {
                     let id = users::insert(conn, &doc, &users::UserOrigin::idp(License::None), &now)?;
-                    events::record(conn, &now, &actor, Action::Create, "User", &id, &with_mapped(json!({"after": doc}), &mapped))?;
+                    events::record(conn, &now, &actor, Action::Create, "User", &id, &Created { after: &doc, mapped: &mapped })?;
                     if is_active(&doc) {
                         assign_seat(conn, &id, &settings, &actor, &now)?;
                     }

@@ -53,12 +53,14 @@ pub fn record(
     action: Action,
     resource_type: &str,
     resource_id: &str,
-    detail: &serde_json::Value,
+    detail: &(impl serde::Serialize + ?Sized),
 ) -> StoreResult<()> {
+    // Any serialisable detail: a large document is written as JSON without a copy first.
+    let detail = serde_json::to_string(detail).map_err(|e| super::StoreError::Invalid(format!("event detail: {e}")))?;
     conn.prepare_cached(
         "INSERT INTO events (at, principal, action, resource_type, resource_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
     )?
-    .execute(params![at, principal, action.as_str(), resource_type, resource_id, detail.to_string()])?;
+    .execute(params![at, principal, action.as_str(), resource_type, resource_id, detail])?;
     Ok(())
 }
 

@@ -184,11 +184,17 @@ fn column_values(doc: &Attrs) -> Vec<rusqlite::types::Value> {
 /// The document's custom attributes (its keys `model::is_custom_key` names) as the JSON
 /// text of `users.custom`; NULL when it has none.
 fn custom_column(doc: &Attrs) -> rusqlite::types::Value {
-    let custom: Map<String, Value> = doc.iter().filter(|(k, _)| crate::model::is_custom_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-    if custom.is_empty() {
+    struct Custom<'a>(&'a Attrs);
+    impl serde::Serialize for Custom<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().filter(|(k, _)| crate::model::is_custom_key(k)))
+        }
+    }
+    if !doc.keys().any(|k| crate::model::is_custom_key(k)) {
         return rusqlite::types::Value::Null;
     }
-    rusqlite::types::Value::Text(Value::Object(custom).to_string())
+    // Serialised in place: the values are not copied first.
+    serde_json::to_string(&Custom(doc)).map_or(rusqlite::types::Value::Null, rusqlite::types::Value::Text)
 }
 
 /// A user row decoded, without multi-valued attributes yet.

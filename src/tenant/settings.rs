@@ -217,8 +217,9 @@ pub struct TenantSettings {
     pub policies: Policies,
     /// Transformations of incoming user values before they are stored (`scim::mapping`).
     pub mapping: MappingConfig,
-    /// Custom user attributes (`[[extension]]`), checked; `scim::schema` catalogues them.
-    pub extensions: Vec<ExtensionConfig>,
+    /// Custom user attributes (`[[extension]]`), checked; `scim::schema` catalogues them
+    /// (shared: the catalogue finds its entries for these settings by this pointer).
+    pub extensions: std::sync::Arc<[ExtensionConfig]>,
 }
 
 impl Default for TenantSettings {
@@ -243,7 +244,7 @@ impl TenantSettings {
             dialect: raw.dialect,
             policies: Policies::compile(&raw.policies)?,
             mapping: raw.mapping.checked()?,
-            extensions: checked(raw.extension)?,
+            extensions: checked(raw.extension)?.into(),
         })
     }
 

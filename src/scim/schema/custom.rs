@@ -5,7 +5,7 @@
 //! one per distinct declaration ever loaded, never one per open or reload, so the memory
 //! is bounded by how many different declarations the operator writes.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::{AttrDef, AttrType};
 use crate::tenant::{CustomType, ExtensionConfig};
@@ -18,7 +18,9 @@ pub struct Extension {
     pub attrs: &'static [AttrDef],
 }
 
-type Interned = (Vec<ExtensionConfig>, &'static [Extension]);
+/// A declaration (the last settings that held it: requests under those find it by
+/// pointer) and its entries.
+type Interned = (Arc<[ExtensionConfig]>, &'static [Extension]);
 
 static INTERNED: Mutex<Vec<Interned>> = Mutex::new(Vec::new());
 
@@ -55,9 +57,14 @@ fn attr_def(c: &crate::tenant::CustomAttrConfig) -> AttrDef {
 }
 
 /// The catalogue entries of `declared`, made once per distinct declaration.
-pub fn intern(declared: &[ExtensionConfig]) -> &'static [Extension] {
+pub fn intern(declared: &Arc<[ExtensionConfig]>) -> &'static [Extension] {
     let Ok(mut interned) = INTERNED.lock() else { return &[] };
-    if let Some((_, made)) = interned.iter().find(|(config, _)| config.as_slice() == declared) {
+    // Every request asks: the settings in force are found without comparing declarations.
+    if let Some((_, made)) = interned.iter().find(|(config, _)| Arc::ptr_eq(config, declared)) {
+        return made;
+    }
+    if let Some((config, made)) = interned.iter_mut().find(|(config, _)| **config == **declared) {
+        *config = Arc::clone(declared);
         return made;
     }
     let made: Vec<Extension> = declared
@@ -69,7 +76,7 @@ pub fn intern(declared: &[ExtensionConfig]) -> &'static [Extension] {
         })
         .collect();
     let made: &'static [Extension] = Box::leak(made.into_boxed_slice());
-    interned.push((declared.to_vec(), made));
+    interned.push((Arc::clone(declared), made));
     made
 }
 
@@ -85,7 +92,9 @@ mod tests {
         )
         .unwrap();
         let a = intern(&settings.extensions);
-        let b = intern(&settings.extensions.clone());
+        let again = crate::tenant::TenantSettings::parse("[[extension]]\nurn = \"urn:test:intern:2.0:User\"\n[[extension.attributes]]\nname = \"badge\"\ntype = \"integer\"").unwrap();
+        let b = intern(&again.extensions);
+        assert!(std::ptr::eq(a, intern(&settings.extensions)));
         assert!(std::ptr::eq(a, b));
         assert_eq!((a[0].urn, a[0].attrs[0].name, a[0].attrs[0].ty), ("urn:test:intern:2.0:User", "badge", AttrType::Integer));
     }
