@@ -101,6 +101,7 @@ async fn bulk_backward(tenant: &Arc<Tenant>, who: &Principal, n: usize, runs: us
 fn bench_ctx(tenant: &Arc<Tenant>, who: &Principal) -> Ctx {
     Ctx {
         tenant: Arc::clone(tenant),
+        users: scimd::scim::schema::Catalogue::of(ResourceKind::User, &tenant.settings()),
         now: UtcMillis::now(),
         principal: who.clone(),
         base_url: "https://localhost/t/bench/scim/v2".into(),

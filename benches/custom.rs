@@ -4,8 +4,8 @@
 //! and, for where the time goes, the same work in the service layer alone (creates under
 //! 16 concurrent tasks, one GET's read + render + JSON).
 //!
-//! `cargo bench --bench custom` (`CUSTOM_USERS=100000`, `CUSTOM_CREATES=3000`,
-//! `CUSTOM_GETS=20000`, `CUSTOM_ROUNDS=3`, `CUSTOM_UNIQUE=0` for no unique attribute, `CUSTOM_MODE=typical|bare|swap` for
+//! `cargo bench --bench custom` (`CUSTOM_USERS=100000`, `CUSTOM_CREATES=4000`,
+//! `CUSTOM_GETS=60000`, `CUSTOM_ROUNDS=5`, `CUSTOM_UNIQUE=0` for no unique attribute, `CUSTOM_MODE=typical|bare|swap` for
 //! what else the users hold: see `Mode`). The load generator shares the machine. Runs through the real service layer on real
 //! tenant databases in a temp directory (WAL, synchronous=FULL). The users are seeded in
 //! large write jobs through the store with documents decoded by the tenant's catalogue,
@@ -244,7 +244,7 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test` runs the same code once on tiny sizes.
     let smoke = !std::env::args().any(|a| a == "--bench");
     let env = |name: &str, full: usize, tiny: usize| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(if smoke { tiny } else { full });
-    let (n, creates_n, gets_n, rounds) = (env("CUSTOM_USERS", 100_000, 200), env("CUSTOM_CREATES", 3_000, 32), env("CUSTOM_GETS", 20_000, 50), env("CUSTOM_ROUNDS", 3, 1));
+    let (n, creates_n, gets_n, rounds) = (env("CUSTOM_USERS", 100_000, 200), env("CUSTOM_CREATES", 4_000, 32), env("CUSTOM_GETS", 60_000, 50), env("CUSTOM_ROUNDS", 5, 1));
     let dir = std::env::temp_dir().join(format!("scimd-bench-custom-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let data = DataDir::new(&dir);

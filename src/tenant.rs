@@ -403,12 +403,21 @@ fn sync_key_copy(keys: &keys::KeyState, store: &Store, id: &TenantId) -> Result<
 /// longer declared dropped) by the writer before the settings take effect. One the stored
 /// values break is the settings' fault: the tenant does not open with them.
 fn sync_unique_indexes(store: &Store, settings: &TenantSettings) -> Result<(), StoreError> {
-    let wanted: Vec<crate::store::custom::UniqueAttr> = settings
+    use crate::store::custom::{self, UniqueAttr};
+    let case_exact = |a: &CustomAttrConfig| a.case_exact || a.ty != CustomType::String;
+    let wanted: Vec<UniqueAttr> = settings
         .extensions
         .iter()
-        .flat_map(|e| e.attributes.iter().filter(|a| a.unique()).map(move |a| crate::store::custom::UniqueAttr { urn: e.urn.clone(), attr: a.name.clone(), case_exact: a.case_exact }))
+        .flat_map(|e| e.attributes.iter().filter(|a| a.unique()).map(move |a| UniqueAttr { urn: e.urn.clone(), attr: a.name.clone(), case_exact: case_exact(a) }))
         .collect();
-    store.write_blocking(move |db| crate::store::custom::sync_unique_indexes(db, &wanted)).map_err(|e| match e {
+    let current = {
+        let wanted = wanted.clone();
+        store.read_blocking(move |db| custom::unique_indexes_match(db, &wanted))?
+    };
+    if current {
+        return Ok(());
+    }
+    store.write_blocking(move |db| custom::sync_unique_indexes(db, &wanted)).map_err(|e| match e {
         StoreError::Invalid(why) => StoreError::Unavailable(Fault::Settings, why),
         other => other,
     })
@@ -542,13 +551,17 @@ impl Tenant {
     /// Re-reads `tenant.toml`. A broken file is refused and the old settings stay, as does
     /// a unique custom attribute the stored values break (blocking: the index is built here).
     pub fn reload_settings(&self) -> Result<(), String> {
-        let fresh = TenantSettings::load(&self.settings_path)?;
-        sync_unique_indexes(&self.store, &fresh).map_err(|e| e.to_string())?;
-        if let Ok(mut s) = self.settings.write() {
-            *s = Arc::new(fresh);
+        let fresh = Arc::new(TenantSettings::load(&self.settings_path)?);
+        // In shadow mode the rehearsal (which the IdP talks to) and the live database both
+        // take the new indexes before either takes the new settings.
+        let rehearsal = self.shadow.current();
+        for store in rehearsal.iter().map(|r| &r.store).chain([&self.store]) {
+            sync_unique_indexes(store, &fresh).map_err(|e| e.to_string())?;
         }
-        if let Some(rehearsal) = self.shadow.current() {
-            rehearsal.reload_settings()?;
+        for tenant in rehearsal.iter().map(|r| r.as_ref()).chain([self]) {
+            if let Ok(mut s) = tenant.settings.write() {
+                *s = Arc::clone(&fresh);
+            }
         }
         info!(target: "scimd::tenant", "tenant {}: reloaded {}", self.id, self.settings_path.display());
         Ok(())

@@ -202,12 +202,13 @@ pub async fn import(data: &DataDir, tenant: &str, file: &Path, as_json: bool) ->
 /// declares, listed, or with `apply` removed in one transaction with an event per user.
 pub async fn drop_attributes(data: &DataDir, tenant: &str, apply: bool, as_json: bool) -> Result<(), CommandError> {
     let tenant = open(data, tenant)?;
-    let declared: Vec<(String, String)> = tenant.settings().extensions.iter().flat_map(|e| e.attributes.iter().map(|a| (e.urn.clone(), a.name.clone()))).collect();
+    let cat = crate::scim::schema::Catalogue::of(crate::model::ResourceKind::User, &tenant.settings());
     let now = UtcMillis::now().to_rfc3339();
     let found = tenant
         .store
         .write(move |conn| {
-            let found = crate::store::custom::undeclared(conn, &declared, apply, &now)?;
+            let keep = |urn: &str, name: &str, value: &Value| crate::scim::resource::fits(cat, urn, name, value);
+            let found = crate::store::custom::undeclared(conn, keep, apply, &now)?;
             if apply {
                 for user in &found {
                     events::record(conn, &now, "cli", Action::Update, "User", &user.id, &json!({"dropped": user.attributes}))?;

@@ -35,4 +35,8 @@ pub struct Ctx {
     pub query: Query,
     pub bulk_max_operations: usize,
     pub max_body_bytes: usize,
+    /// The tenant's user catalogue as its settings were when the request came in: every
+    /// projection and rendering of the request uses this one, so a reload in between
+    /// cannot make them disagree about its custom attributes.
+    pub users: crate::scim::schema::Catalogue,
 }

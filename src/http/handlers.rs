@@ -78,9 +78,12 @@ pub fn projection(ctx: &Ctx, kind: ResourceKind) -> Projection {
     Projection::parse(catalogue(ctx, kind), ctx.query.get("attributes"), ctx.query.get("excludedAttributes"))
 }
 
-/// The tenant's catalogue of `kind` (its custom attributes, as its settings declare them now).
+/// The tenant's catalogue of `kind` (its custom attributes, as the request found them).
 pub fn catalogue(ctx: &Ctx, kind: ResourceKind) -> Catalogue {
-    Catalogue::of(kind, &ctx.tenant.settings())
+    match kind {
+        ResourceKind::User => ctx.users,
+        ResourceKind::Group => Catalogue::plain(kind),
+    }
 }
 
 /// Whether the computed multi-valued attribute (user.groups / group.members) is wanted.

@@ -282,8 +282,10 @@ async fn scim_endpoint(
     let base_url = format!("{}/t/{id}/scim/v2", origin.trim_end_matches('/'));
     let query = Query::parse(req.uri().query())?;
     crate::scim::dialect::check_query_names(tenant.settings().dialect, query.names())?;
+    let users = crate::scim::schema::Catalogue::of(ResourceKind::User, &tenant.settings());
     let ctx = Ctx {
         tenant,
+        users,
         now,
         principal,
         base_url,

@@ -20,6 +20,8 @@ fn resolve(cat: Catalogue, path: &str) -> Option<ResolvedPath> {
             && rp.extension != Some(schema::SCIMD_SCHEMA)
             && rp.attr.name != "id"
             && matches!(leaf.ty, crate::model::AttrType::String | crate::model::AttrType::Reference)
+            // A multi-valued custom attribute of plain strings has no element to write into.
+            && !(rp.attr.multi && rp.attr.ty != crate::model::AttrType::Complex)
     })
 }
 

@@ -346,6 +346,11 @@ fn apply_filtered(doc: &mut Attrs, rp: &ResolvedPath, expr: &FilterExpr, op: &Pa
     let sub = rp.sub;
     let new_value = match (&op.value, sub) {
         (Some(v), Some(s)) => resource::coerce(s, v)?,
+        // A multi-valued attribute of simple values (a custom one) takes one value there.
+        (Some(v), None) if op.op != OpKind::Remove && attr.ty != AttrType::Complex && !v.is_array() => match resource::coerce(attr, &Value::Array(vec![v.clone()]))? {
+            Some(Value::Array(mut items)) => items.pop(),
+            other => other,
+        },
         (Some(v), None) if op.op != OpKind::Remove => match resource::coerce(attr, v)? {
             Some(Value::Array(mut items)) if items.len() == 1 => items.pop(),
             Some(Value::Array(_)) => return Err(ScimError::invalid_value("a filtered path takes a single value")),
@@ -389,6 +394,11 @@ fn apply_filtered(doc: &mut Attrs, rp: &ResolvedPath, expr: &FilterExpr, op: &Pa
                     };
                 }
             }
+            (_, None) if !item.is_object() => {
+                if let Some(v) = &new_value {
+                    item = v.clone();
+                }
+            }
             (_, None) => {
                 if let (Some(obj), Some(Value::Object(new_obj))) = (item.as_object_mut(), &new_value) {
                     for (k, v) in new_obj {
@@ -405,6 +415,15 @@ fn apply_filtered(doc: &mut Attrs, rp: &ResolvedPath, expr: &FilterExpr, op: &Pa
         // create the element the filter describes, if it is a plain equality.
         if !op.create_unmatched {
             return Err(dialect::refused(Leniency::AddThroughUnmatchedFilter, format!("no value of '{}' matches the filter", attr.name)));
+        }
+        if attr.ty != AttrType::Complex {
+            // `skills[value eq "x"]` matched nothing: the value sent is added.
+            let Some(v) = new_value else {
+                return Err(ScimError::no_target(format!("no value of '{}' matches the filter", attr.name)));
+            };
+            items.push(v);
+            resource::prune_extension(doc, rp.extension);
+            return Ok(());
         }
         let Some(mut element) = element_from_filter(expr, attr) else {
             return Err(ScimError::no_target(format!("no value of '{}' matches the filter", attr.name)));
@@ -449,20 +468,26 @@ fn element_from_filter(expr: &FilterExpr, parent: &AttrDef) -> Option<Map<String
     }
 }
 
-/// Evaluates a value filter against one element of a multi-valued attribute.
+/// Evaluates a value filter against one element of a multi-valued attribute. In one of
+/// simple values (a custom attribute), `value` is the element itself.
 pub fn matches(expr: &FilterExpr, parent: &AttrDef, item: &Value) -> bool {
+    // (the value a path names in this element, whether it compares case-exactly)
+    let named = |path: &str| -> Option<(Option<&Value>, bool)> {
+        if parent.ty != AttrType::Complex {
+            return path.eq_ignore_ascii_case("value").then_some((Some(item), parent.case_exact));
+        }
+        let sub = parent.sub_attr(path)?;
+        Some((item.get(sub.name), sub.case_exact))
+    };
     match expr {
         FilterExpr::And(a, b) => matches(a, parent, item) && matches(b, parent, item),
         FilterExpr::Or(a, b) => matches(a, parent, item) || matches(b, parent, item),
         FilterExpr::Not(a) => !matches(a, parent, item),
         FilterExpr::ValuePath { .. } => false,
-        FilterExpr::Present { path } => parent
-            .sub_attr(path)
-            .and_then(|s| item.get(s.name))
-            .is_some_and(|v| !v.is_null() && v != &Value::String(String::new())),
+        FilterExpr::Present { path } => named(path).and_then(|(v, _)| v).is_some_and(|v| !v.is_null() && v != &Value::String(String::new())),
         FilterExpr::Compare { path, op, value } => {
-            let Some(sub) = parent.sub_attr(path) else { return false };
-            compare_json(item.get(sub.name), *op, value, sub.case_exact)
+            let Some((actual, case_exact)) = named(path) else { return false };
+            compare_json(actual, *op, value, case_exact)
         }
     }
 }
@@ -472,6 +497,18 @@ fn compare_json(actual: Option<&Value>, op: CompareOp, expected: &Literal, case_
         (None | Some(Value::Null), Literal::Null) => op == CompareOp::Eq,
         (Some(_), Literal::Null) => op == CompareOp::Ne,
         (None, _) => op == CompareOp::Ne,
+        (Some(Value::Number(a)), Literal::Num(b)) => {
+            let a = a.as_f64().unwrap_or(f64::NAN);
+            match op {
+                CompareOp::Eq => a == *b,
+                CompareOp::Ne => a != *b,
+                CompareOp::Gt => a > *b,
+                CompareOp::Ge => a >= *b,
+                CompareOp::Lt => a < *b,
+                CompareOp::Le => a <= *b,
+                _ => false,
+            }
+        }
         (Some(Value::Bool(a)), Literal::Bool(b)) => match op {
             CompareOp::Eq => a == b,
             CompareOp::Ne => a != b,

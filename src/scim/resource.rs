@@ -22,16 +22,20 @@ pub const MAX_STRING_BYTES: usize = 64 * 1024;
 /// O(values) while it holds the tenant's writer. Group members are rows and not capped.
 pub const MAX_MULTI_VALUES: usize = 1000;
 
-/// `schemas` may name this resource's core schema, its extensions, and vendor URNs that
-/// IdPs add (Entra sends `http://schemas.microsoft.com/…/Group`); an unknown SCIM URN
-/// (`urn:ietf:params:scim:…`) — including another resource type's — is refused.
+/// `schemas` may name this resource's core schema, its extensions, vendor URNs that IdPs
+/// add (Entra sends `http://schemas.microsoft.com/…/Group`) and extension schemas the
+/// tenant does not declare (Okta keeps sending its custom namespace after the tenant's
+/// `[[extension]]` is removed; the values are ignored like any unknown attribute); any
+/// other unknown SCIM URN (`urn:ietf:params:scim:…`), another resource type's included, is
+/// refused. The strict dialect refuses every unknown URN (`dialect::check_resource`).
 pub fn check_schemas(cat: Catalogue, body: &Value) -> Result<(), ScimError> {
     let Some(schemas) = body.get("schemas") else { return Ok(()) };
     let list = schemas.as_array().ok_or_else(|| ScimError::invalid_syntax("'schemas' must be an array of URIs"))?;
     for urn in list {
         let urn = urn.as_str().ok_or_else(|| ScimError::invalid_syntax("'schemas' must be an array of URIs"))?;
         let known = urn.eq_ignore_ascii_case(cat.kind.core_schema()) || schema::extension_urn(cat, urn).is_some();
-        if !known && schema::strip_prefix_ci(urn, "urn:ietf:params:scim:").is_some() {
+        let undeclared_extension = schema::strip_prefix_ci(urn, "urn:ietf:params:scim:schemas:extension:").is_some();
+        if !known && !undeclared_extension && schema::strip_prefix_ci(urn, "urn:ietf:params:scim:").is_some() {
             return Err(ScimError::invalid_value(format!("unknown schema {urn} for a {}", cat.kind.name())));
         }
     }
@@ -73,7 +77,6 @@ pub fn decode(cat: Catalogue, body: &Value) -> Result<Attrs, ScimError> {
     check_value_counts(cat, &doc)?;
     check_size(&doc)?;
     check_required(cat.kind, &doc)?;
-    check_custom_required(cat, &doc, None)?;
     Ok(doc)
 }
 
@@ -141,7 +144,8 @@ pub fn check_required(kind: ResourceKind, doc: &Attrs) -> Result<(), ScimError> 
     Ok(())
 }
 
-/// The tenant's required custom attributes. A POST or PUT (`before` = `None`) must send
+/// The tenant's required custom attributes, checked after the mapping rules (a rule may
+/// fill one). A POST or PUT (`before` = `None`) must send
 /// each; a PATCH may not remove one the user has (`before`), but a user stored before the
 /// attribute was declared is not refused every PATCH (Okta's deactivation among them)
 /// until its IdP sends it. A blank string is no value.
@@ -262,6 +266,23 @@ pub fn carry_undeclared(cat: Catalogue, old: &Attrs, new: &mut Attrs) {
             }
         }
     }
+}
+
+/// Whether a stored custom value is one the catalogue declares, of its declared type (a
+/// declaration changed from string to integer leaves text behind, which is kept but not
+/// returned, and `tenant drop-attributes` removes).
+pub fn fits(cat: Catalogue, urn: &str, name: &str, value: &Value) -> bool {
+    let declared = cat.custom().iter().find(|e| e.urn == urn).and_then(|e| e.attrs.iter().find(|a| a.name == name));
+    let scalar = |attr: &AttrDef, v: &Value| match attr.ty {
+        AttrType::Boolean => v.is_boolean(),
+        AttrType::Integer => v.is_i64(),
+        AttrType::DateTime => v.as_str().is_some_and(|s| crate::clock::UtcMillis::parse_rfc3339(s).is_some()),
+        _ => v.is_string(),
+    };
+    declared.is_some_and(|attr| match value {
+        Value::Array(items) if attr.multi => items.iter().all(|v| scalar(attr, v)),
+        v => !attr.multi && scalar(attr, v),
+    })
 }
 
 /// Drops an extension object left empty, so it does not appear in `schemas`.
@@ -480,8 +501,12 @@ pub fn render(cat: Catalogue, res: &StoredResource, base_url: &str, proj: &Proje
     for (urn, attrs) in cat.extensions() {
         let Some(ext) = res.attrs.get(urn).and_then(Value::as_object) else { continue };
         let mut rendered = Map::new();
+        let custom = cat.is_custom(urn);
         for attr in attrs.iter() {
             if let Some(v) = ext.get(attr.name) {
+                if custom && !fits(cat, urn, attr.name, v) {
+                    continue;
+                }
                 if proj.wants(Some(urn), attr) {
                     let mut v = with_refs(attr, v.clone(), base_url);
                     proj.filter_subs(Some(urn), attr, &mut v);

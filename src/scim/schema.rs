@@ -348,7 +348,11 @@ impl Catalogue {
     /// `kind` as this tenant's settings declare it.
     pub fn of(kind: ResourceKind, settings: &crate::tenant::TenantSettings) -> Catalogue {
         match kind {
-            ResourceKind::User if !settings.extensions.is_empty() => Catalogue { kind, custom: custom::intern(&settings.extensions) },
+            ResourceKind::User if !settings.extensions.is_empty() => {
+                // Interned once per settings object (a load or reload), then kept with it.
+                let custom = settings.catalogue.get_or_init(|| custom::intern(&settings.extensions)).unwrap_or_default();
+                Catalogue { kind, custom }
+            }
             _ => Catalogue::plain(kind),
         }
     }

@@ -209,6 +209,7 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
     let cat = Catalogue::of(KIND, &settings);
     let mut doc = super::dialect::decode(settings.dialect, cat, body)?;
     let mapped = super::mapping::apply(cat, &settings.mapping, &mut doc);
+    resource::check_custom_required(cat, &doc, None)?;
     check_rules(&doc, &settings)?;
     let actor = who.user_name.clone();
     let res = tenant
@@ -229,8 +230,14 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
             let done = match existing {
                 Some((id, true, _)) => {
                     // Restore: same id, history kept, attributes from this POST.
-                    users::undelete(conn, &id)?;
-                    let old = users::get(conn, &id, false)?;
+                    let before = users::stored_custom(conn, &id)?;
+                    let mut restored = doc.clone();
+                    resource::carry_undeclared(cat, &before, &mut restored);
+                    users::undelete(conn, &id, &restored)?;
+                    // The event compares with the custom values the user had when deleted.
+                    let mut old = users::get(conn, &id, false)?;
+                    old.attrs.retain(|k, _| !super::schema::is_custom_key(k));
+                    old.attrs.extend(before);
                     events::record(conn, &now, &actor, Action::Restore, "User", &id, &json!({"userName": name}))?;
                     let w = Writer { settings: &settings, actor: &actor, now: &now, mapped: &mapped };
                     let mut res = replace_in_tx(conn, &id, &old.attrs, &doc, &w)?;
@@ -272,6 +279,7 @@ pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, i
     let cat = Catalogue::of(KIND, &settings);
     let mut doc = super::dialect::decode(settings.dialect, cat, body)?;
     let mapped = super::mapping::apply(cat, &settings.mapping, &mut doc);
+    resource::check_custom_required(cat, &doc, None)?;
     check_rules(&doc, &settings)?;
     let (id, actor) = (id.to_string(), who.user_name.clone());
     tenant

@@ -13,6 +13,8 @@ use super::{StoreError, StoreResult};
 pub struct UniqueAttr {
     pub urn: String,
     pub attr: String,
+    /// Compared as is: true for every attribute that is not a case-insensitive string
+    /// (the filters compare those without a collation too, so `eq` uses the index).
     pub case_exact: bool,
 }
 
@@ -46,10 +48,7 @@ pub fn custom_index_violated(e: &rusqlite::Error) -> Option<String> {
 /// transaction. A unique declaration the stored values break is refused whole, naming
 /// the attribute and how many users share a value, and nothing changes.
 pub fn sync_unique_indexes(conn: &Connection, wanted: &[UniqueAttr]) -> StoreResult<()> {
-    let existing: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'users' AND substr(name, 1, length(?1)) = ?1")?
-        .query_map([PREFIX], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let existing = unique_indexes(conn)?;
     let names: Vec<String> = wanted.iter().map(UniqueAttr::index_name).collect();
     for old in existing.iter().filter(|e| !names.contains(e)) {
         conn.execute_batch(&format!("DROP INDEX \"{old}\""))?;
@@ -76,6 +75,24 @@ pub fn sync_unique_indexes(conn: &Connection, wanted: &[UniqueAttr]) -> StoreRes
     Ok(())
 }
 
+/// The custom unique indexes the database has, by name.
+fn unique_indexes(conn: &Connection) -> StoreResult<Vec<String>> {
+    Ok(conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'users' AND substr(name, 1, length(?1)) = ?1")?
+        .query_map([PREFIX], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Whether the database's custom unique indexes are exactly `wanted`'s (read only: an open
+/// whose indexes are current, nearly all, takes no write lock).
+pub fn unique_indexes_match(conn: &Connection, wanted: &[UniqueAttr]) -> StoreResult<bool> {
+    let mut existing = unique_indexes(conn)?;
+    let mut names: Vec<String> = wanted.iter().map(UniqueAttr::index_name).collect();
+    existing.sort();
+    names.sort();
+    Ok(existing == names)
+}
+
 /// A user that held custom values no longer declared, and which ones.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Undeclared {
@@ -85,9 +102,10 @@ pub struct Undeclared {
     pub attributes: Vec<String>,
 }
 
-/// Every user holding custom values that `declared` (`(urn, attr)` pairs) does not name;
-/// with `apply`, those values are removed (a new version of each user, `now`).
-pub fn undeclared(conn: &Connection, declared: &[(String, String)], apply: bool, now: &str) -> StoreResult<Vec<Undeclared>> {
+/// Every user holding custom values that `keep(urn, attribute, value)` refuses (no longer
+/// declared, or no longer of the declared type); with `apply`, those values are removed (a
+/// new version of each user, `now`).
+pub fn undeclared(conn: &Connection, keep: impl Fn(&str, &str, &Value) -> bool, apply: bool, now: &str) -> StoreResult<Vec<Undeclared>> {
     let rows: Vec<(i64, String, String, String)> = conn
         .prepare("SELECT pk, id, user_name, custom FROM users WHERE custom IS NOT NULL ORDER BY pk")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
@@ -98,8 +116,8 @@ pub fn undeclared(conn: &Connection, declared: &[(String, String)], apply: bool,
         let mut attributes = Vec::new();
         for (urn, value) in custom.iter_mut() {
             let Some(obj) = value.as_object_mut() else { continue };
-            obj.retain(|name, _| {
-                let keep = declared.iter().any(|(u, a)| u == urn && a == name);
+            obj.retain(|name, value| {
+                let keep = keep(urn, name, value);
                 if !keep {
                     attributes.push(format!("{urn}:{name}"));
                 }

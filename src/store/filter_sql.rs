@@ -253,7 +253,11 @@ impl Compiler {
             }
             Operand::Integer(n) => {
                 let p = self.bind(SqlValue::Integer(*n));
-                return ordered(col, op, p, "");
+                // Text left by an earlier declaration would sort above every number.
+                return match op {
+                    CompareOp::Eq | CompareOp::Ne => ordered(col, op, p, ""),
+                    _ => format!("(typeof({col}) = 'integer' AND {})", ordered(col, op, p, "")),
+                };
             }
             Operand::Text(text) => text,
         };

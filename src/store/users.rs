@@ -446,12 +446,23 @@ pub fn soft_delete(conn: &Connection, id: &str, now: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// Brings a soft-deleted user back (its attributes are then replaced by the caller).
-pub fn undelete(conn: &Connection, id: &str) -> StoreResult<()> {
-    // A custom attribute's unique index holds among the users not deleted: restoring one
-    // whose value another user took since is a conflict like any other.
-    conn.prepare_cached("UPDATE users SET deleted_at = NULL WHERE id = ?")?.execute([id]).map_err(conflict_or)?;
+/// Brings a soft-deleted user back with the custom attributes of `doc` (the rest of its
+/// attributes are then replaced by the caller). A custom attribute's unique index holds
+/// among the users not deleted, so the row comes back with the values it is to have, not
+/// those it had when deleted (which another user may hold now); a conflict of the new
+/// values is a conflict like any other.
+pub fn undelete(conn: &Connection, id: &str, doc: &Attrs) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE users SET deleted_at = NULL, custom = ? WHERE id = ?")?
+        .execute(rusqlite::params![custom_column(doc), id])
+        .map_err(conflict_or)?;
     Ok(())
+}
+
+/// The custom attributes a user has stored, deleted or not (a restore keeps those no
+/// longer declared).
+pub fn stored_custom(conn: &Connection, id: &str) -> StoreResult<Attrs> {
+    let text: Option<String> = conn.prepare_cached("SELECT custom FROM users WHERE id = ?")?.query_row([id], |r| r.get(0)).optional()?.flatten();
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
 }
 
 /// A user by userName (compared as `crate::names::key` does) whatever its state:

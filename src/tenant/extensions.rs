@@ -71,6 +71,31 @@ impl CustomAttrConfig {
     }
 }
 
+/// What `scim::schema` made of a settings' declarations, kept with the settings so that a
+/// request finds it without looking it up (type-erased: the tenant layer does not know the
+/// catalogue's types). A copy of the settings starts without it.
+#[derive(Default)]
+pub struct CatalogueSlot(std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>);
+
+impl CatalogueSlot {
+    /// The value kept here, made by `make` the first time.
+    pub fn get_or_init<T: Copy + Send + Sync + 'static>(&self, make: impl FnOnce() -> T) -> Option<T> {
+        self.0.get_or_init(|| Box::new(make())).downcast_ref::<T>().copied()
+    }
+}
+
+impl Clone for CatalogueSlot {
+    fn clone(&self) -> Self {
+        CatalogueSlot::default()
+    }
+}
+
+impl std::fmt::Debug for CatalogueSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CatalogueSlot")
+    }
+}
+
 /// RFC 7643 §2.1 ATTRNAME: ALPHA *(nameChar), nameChar = "-" / "_" / DIGIT / ALPHA.
 fn is_attr_name(name: &str) -> bool {
     let mut chars = name.chars();

@@ -217,9 +217,10 @@ pub struct TenantSettings {
     pub policies: Policies,
     /// Transformations of incoming user values before they are stored (`scim::mapping`).
     pub mapping: MappingConfig,
-    /// Custom user attributes (`[[extension]]`), checked; `scim::schema` catalogues them
-    /// (shared: the catalogue finds its entries for these settings by this pointer).
+    /// Custom user attributes (`[[extension]]`), checked; `scim::schema` catalogues them.
     pub extensions: std::sync::Arc<[ExtensionConfig]>,
+    /// `scim::schema`'s catalogue entries for `extensions`, made on first use.
+    pub catalogue: CatalogueSlot,
 }
 
 impl Default for TenantSettings {
@@ -245,6 +246,7 @@ impl TenantSettings {
             policies: Policies::compile(&raw.policies)?,
             mapping: raw.mapping.checked()?,
             extensions: checked(raw.extension)?.into(),
+            catalogue: CatalogueSlot::default(),
         })
     }
 

@@ -148,6 +148,36 @@ async fn entra_and_okta_custom_attributes_round_trip() {
     let excluded = s.get(&format!("/Users/{ann_id}?excludedAttributes={}", filter(&format!("{ENTRA_URN}:clearance")))).await;
     assert!(excluded.body[ENTRA_URN].get("clearance").is_none() && excluded.body[ENTRA_URN]["CustomAttribute"] == "ann-1", "{}", excluded.body);
 
+    // A dateTime compares as a time whatever offset the filter uses; a multi-valued
+    // attribute sorts by its first value; PATCH with the extension URN as the path; one
+    // value removed from a multi-valued attribute.
+    let dated = s.patch(&format!("/Users/{ann_id}"), json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+        {"op": "add", "path": ENTRA_URN, "value": {"startDate": "2025-06-01T12:00:00Z"}}
+    ]})).await;
+    assert_eq!(dated.body[ENTRA_URN]["startDate"], "2025-06-01T12:00:00.000Z", "{}", dated.body);
+    assert_eq!(found(&s, &format!(r#"{ENTRA_URN}:startDate gt "2025-06-01T13:59:59+02:00""#)).await, ["ann@example.com"]);
+    assert_eq!(found(&s, &format!(r#"{ENTRA_URN}:startDate gt "2025-06-01T14:00:00+02:00""#)).await, [] as [&str; 0]);
+    let by_first = s.get(&format!("/Users?sortBy={}", filter(&format!("{ENTRA_URN}:department_ids")))).await;
+    let order: Vec<&str> = by_first.body["Resources"].as_array().unwrap().iter().map(|u| u["userName"].as_str().unwrap()).collect();
+    assert_eq!(order, ["bjensen", "ann@example.com"], "\"1\" sorts before \"7\": {}", by_first.body);
+    let one_less = s.patch(&format!("/Users/{ann_id}"), json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+        {"op": "remove", "path": format!(r#"{ENTRA_URN}:department_ids[value eq "9"]"#)}
+    ]})).await;
+    assert_eq!(one_less.status, 200, "{}", one_less.body);
+    assert_eq!(one_less.body[ENTRA_URN]["department_ids"], json!(["7"]), "{}", one_less.body);
+
+    // An extension schema the tenant does not declare (Okta's namespace after its
+    // [[extension]] is removed) is ignored with its values, not refused.
+    let mut stray = okta("Blue");
+    stray["userName"] = json!("stray@example.com");
+    stray["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:gone:2.0:User"]);
+    stray["urn:ietf:params:scim:schemas:extension:gone:2.0:User"] = json!({"x": "y"});
+    stray[ENTRA_URN] = json!({"CustomAttribute": "stray-1"});
+    let strayed = s.post("/Users", stray).await;
+    assert_eq!(strayed.status, 201, "{}", strayed.body);
+    assert!(strayed.body.get("urn:ietf:params:scim:schemas:extension:gone:2.0:User").is_none());
+    assert_eq!(s.delete(&format!("/Users/{}", strayed.body["id"].as_str().unwrap())).await.status, 204);
+
     // Bad values: a clear SCIM error and nothing stored changed.
     let version = |r: &crate::support::Response| r.body["meta"]["version"].clone();
     let before = s.get(&format!("/Users/{id}")).await;
@@ -166,6 +196,21 @@ async fn entra_and_okta_custom_attributes_round_trip() {
     taken.assert_error(409, Some("uniqueness"));
     assert_eq!(version(&s.get(&format!("/Users/{id}")).await), version(&before));
     assert_eq!(s.count("acme", "SELECT count(*) FROM users WHERE user_name = 'dup@example.com'"), 0);
+    // A user deleted (soft) keeps its unique value only while deleted: another may take
+    // it, and the deleted one is restored by its IdP's POST with a new value (same id).
+    let mut gone = okta("Gone");
+    gone["userName"] = json!("gone@example.com");
+    gone[ENTRA_URN] = json!({"CustomAttribute": "R-1"});
+    let gone_id = s.post("/Users", gone.clone()).await.body["id"].as_str().unwrap().to_string();
+    assert_eq!(s.delete(&format!("/Users/{gone_id}")).await.status, 204);
+    let mut taker = okta("Taker");
+    taker["userName"] = json!("taker@example.com");
+    taker[ENTRA_URN] = json!({"CustomAttribute": "R-1"});
+    assert_eq!(s.post("/Users", taker).await.status, 201);
+    gone[ENTRA_URN] = json!({"CustomAttribute": "R-2"});
+    let back = s.post("/Users", gone).await;
+    assert_eq!((back.status.as_u16(), back.body["id"].as_str(), back.body[ENTRA_URN]["CustomAttribute"].as_str()), (201, Some(gone_id.as_str()), Some("R-2")), "{}", back.body);
+
     // Filters that cannot hold for a type.
     for f in [format!(r#"{ENTRA_URN}:clearance eq "x""#), format!("{ENTRA_URN}:clearance co 3"), format!(r#"{ENTRA_URN}:startDate gt "soon""#), format!("{ENTRA_URN}:nosuch pr")] {
         let r = s.get(&format!("/Users?filter={}", filter(&f))).await;
@@ -193,6 +238,22 @@ async fn strict_dialect_refuses_string_integers_and_value_objects() {
         assert!(r.body["detail"].as_str().unwrap().contains("dialect = \"idp\" accepts it"), "{}", r.body);
     }
     assert_eq!(s.post("/Users", user(json!({"clearance": 3, "department_ids": ["1"]}))).await.status, 201);
+    let undeclared = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:gone:2.0:User"], "userName": "y"});
+    s.post("/Users", undeclared).await.assert_error(400, Some("invalidSyntax"));
+}
+
+/// A mapping rule may fill a required custom attribute: the requirement is checked after
+/// the rules, on a POST as on a PATCH.
+#[tokio::test]
+async fn mapping_rules_may_fill_a_required_custom_attribute() {
+    let settings = format!(
+        "require_username_is_email = false\n[mapping]\n[[mapping.copy]]\nfrom = \"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter\"\nto = \"{OKTA_URN}:custom_attr_1\"\n[[extension]]\nurn = \"{OKTA_URN}\"\n[[extension.attributes]]\nname = \"custom_attr_1\"\nrequired = true\n"
+    );
+    let s = TestServer::start_with_settings(&settings, |_| {}).await;
+    let user = |enterprise: Value| json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "m", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": enterprise});
+    s.post("/Users", user(json!({}))).await.assert_error(400, Some("invalidValue"));
+    let made = s.post("/Users", user(json!({"costCenter": "4130"}))).await;
+    assert_eq!((made.status.as_u16(), made.body[OKTA_URN]["custom_attr_1"].clone()), (201, json!("4130")), "{}", made.body);
 }
 
 fn settings_with(attrs: &str) -> String {
@@ -238,9 +299,14 @@ async fn reload_adds_and_removes_attributes_without_downtime() {
         let (stop, call, a) = (stop.clone(), call.clone(), a.clone());
         tokio::spawn(async move {
             let mut n = 0;
+            let rename = |n: i32| json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "displayName", "value": format!("A {n}")}]});
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let r = call(Method::GET, format!("/Users/{a}"), None).await;
                 assert_eq!(r.status, 200, "a GET during a reload: {}", r.body);
+                let r = call(Method::GET, "/Users?filter=userName%20sw%20%22a%22&count=5".into(), None).await;
+                assert_eq!(r.status, 200, "a list during a reload: {}", r.body);
+                let r = call(Method::PATCH, format!("/Users/{a}"), Some(rename(n))).await;
+                assert_eq!(r.status, 200, "a PATCH during a reload: {}", r.body);
                 n += 1;
             }
             n
@@ -307,6 +373,17 @@ async fn reload_adds_and_removes_attributes_without_downtime() {
     assert_eq!(after.body[OKTA_URN], json!({"level": 2}), "{}", after.body);
     let (_, again) = cli(&["tenant", "drop-attributes", "acme"]);
     assert!(again.contains("no user holds"), "{again}");
+
+    // A declaration whose type changes: values of the old type are kept, not returned,
+    // not matched by an ordering filter, and listed by drop-attributes.
+    reload(settings_with(&format!("{BADGE}[[extension.attributes]]\nname = \"level\"\n")));
+    until("level is a string", format!("/Schemas/{OKTA_URN}"), |b| b["attributes"][1]["type"] == "string").await;
+    let typed = call(Method::GET, format!("/Users/{a}"), None).await;
+    assert!(typed.body.get(OKTA_URN).is_none(), "{}", typed.body);
+    let (_, listed) = cli(&["tenant", "drop-attributes", "acme"]);
+    assert!(listed.contains(&format!("{OKTA_URN}:level")), "{listed}");
+    reload(settings_with(&format!("{BADGE}{LEVEL}")));
+    until("level back", format!("/Users/{a}"), |b| b[OKTA_URN]["level"] == 2).await;
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let reads = reader.await.unwrap();

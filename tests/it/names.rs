@@ -301,7 +301,7 @@ async fn deactivation_and_deletion_revoke_tokens_for_good() {
     store
         .write(move |conn| {
             scimd::store::users::soft_delete(conn, &id, "2030-01-01T00:00:02.000Z")?;
-            scimd::store::users::undelete(conn, &id)?;
+            scimd::store::users::undelete(conn, &id, &Default::default())?;
             scimd::store::users::set_active(conn, &id, true, "2030-01-01T00:00:03.000Z")?;
             // Restoring gives back what the soft delete took, the licence included.
             scimd::store::users::set_license(conn, &id, scimd::model::License::Creator, "2030-01-01T00:00:03.000Z")

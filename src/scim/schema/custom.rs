@@ -18,8 +18,7 @@ pub struct Extension {
     pub attrs: &'static [AttrDef],
 }
 
-/// A declaration (the last settings that held it: requests under those find it by
-/// pointer) and its entries.
+/// A declaration and its entries.
 type Interned = (Arc<[ExtensionConfig]>, &'static [Extension]);
 
 static INTERNED: Mutex<Vec<Interned>> = Mutex::new(Vec::new());
@@ -56,15 +55,11 @@ fn attr_def(c: &crate::tenant::CustomAttrConfig) -> AttrDef {
     def
 }
 
-/// The catalogue entries of `declared`, made once per distinct declaration.
+/// The catalogue entries of `declared`, made once per distinct declaration (asked once per
+/// settings object: `Catalogue::of` keeps the answer in the settings' `CatalogueSlot`).
 pub fn intern(declared: &Arc<[ExtensionConfig]>) -> &'static [Extension] {
     let Ok(mut interned) = INTERNED.lock() else { return &[] };
-    // Every request asks: the settings in force are found without comparing declarations.
-    if let Some((_, made)) = interned.iter().find(|(config, _)| Arc::ptr_eq(config, declared)) {
-        return made;
-    }
-    if let Some((config, made)) = interned.iter_mut().find(|(config, _)| **config == **declared) {
-        *config = Arc::clone(declared);
+    if let Some((_, made)) = interned.iter().find(|(config, _)| **config == **declared) {
         return made;
     }
     let made: Vec<Extension> = declared
@@ -94,7 +89,6 @@ mod tests {
         let a = intern(&settings.extensions);
         let again = crate::tenant::TenantSettings::parse("[[extension]]\nurn = \"urn:test:intern:2.0:User\"\n[[extension.attributes]]\nname = \"badge\"\ntype = \"integer\"").unwrap();
         let b = intern(&again.extensions);
-        assert!(std::ptr::eq(a, intern(&settings.extensions)));
         assert!(std::ptr::eq(a, b));
         assert_eq!((a[0].urn, a[0].attrs[0].name, a[0].attrs[0].ty), ("urn:test:intern:2.0:User", "badge", AttrType::Integer));
     }
