@@ -60,7 +60,7 @@ impl Leniency {
             Leniency::DottedKeys => r#"attribute paths as keys: `{"op": "replace", "value": {"name.givenName": "Ann"}}` (Entra)"#,
             Leniency::SubAttributeAfterFilter => r#"a filter comparing after a value filter: `emails[type eq "work"].value eq "a@x"` (Entra)"#,
             Leniency::AddThroughUnmatchedFilter => r#"PATCH `add`/`replace` at `emails[type eq "work"].value` when no work email exists creates it (Entra)"#,
-            Leniency::VendorSchemas => r#"URNs scimd does not know in `schemas`: outside `urn:ietf:params:scim:` (Entra's `http://schemas.microsoft.com/…`), or an extension the tenant does not declare (`urn:ietf:params:scim:schemas:extension:…`: Okta's custom namespace after its `[[extension]]` is removed; its values are ignored)"#,
+            Leniency::VendorSchemas => r#"URNs scimd does not know in `schemas`, outside `urn:ietf:params:scim:` (Entra's `http://schemas.microsoft.com/…`)"#,
             Leniency::MissingSchemas => "a POST, PUT or PATCH body without `schemas`",
             Leniency::SingleValueForMulti => r#"one object where a list is due: `"emails": {"value": "a@x"}`"#,
             Leniency::BareValueForComplex => r#"a bare id for a complex attribute with a `value`: `"manager": "26118"` (Entra)"#,

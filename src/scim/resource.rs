@@ -22,20 +22,17 @@ pub const MAX_STRING_BYTES: usize = 64 * 1024;
 /// O(values) while it holds the tenant's writer. Group members are rows and not capped.
 pub const MAX_MULTI_VALUES: usize = 1000;
 
-/// `schemas` may name this resource's core schema, its extensions, vendor URNs that IdPs
-/// add (Entra sends `http://schemas.microsoft.com/…/Group`) and extension schemas the
-/// tenant does not declare (Okta keeps sending its custom namespace after the tenant's
-/// `[[extension]]` is removed; the values are ignored like any unknown attribute); any
-/// other unknown SCIM URN (`urn:ietf:params:scim:…`), another resource type's included, is
-/// refused. The strict dialect refuses every unknown URN (`dialect::check_resource`).
+/// `schemas` may name this resource's core schema, its extensions (the tenant's included,
+/// also one declared with no attributes left) and vendor URNs that IdPs add (Entra sends
+/// `http://schemas.microsoft.com/…/Group`); an unknown SCIM URN (`urn:ietf:params:scim:…`)
+/// — including another resource type's — is refused.
 pub fn check_schemas(cat: Catalogue, body: &Value) -> Result<(), ScimError> {
     let Some(schemas) = body.get("schemas") else { return Ok(()) };
     let list = schemas.as_array().ok_or_else(|| ScimError::invalid_syntax("'schemas' must be an array of URIs"))?;
     for urn in list {
         let urn = urn.as_str().ok_or_else(|| ScimError::invalid_syntax("'schemas' must be an array of URIs"))?;
         let known = urn.eq_ignore_ascii_case(cat.kind.core_schema()) || schema::extension_urn(cat, urn).is_some();
-        let undeclared_extension = schema::strip_prefix_ci(urn, "urn:ietf:params:scim:schemas:extension:").is_some();
-        if !known && !undeclared_extension && schema::strip_prefix_ci(urn, "urn:ietf:params:scim:").is_some() {
+        if !known && schema::strip_prefix_ci(urn, "urn:ietf:params:scim:").is_some() {
             return Err(ScimError::invalid_value(format!("unknown schema {urn} for a {}", cat.kind.name())));
         }
     }

@@ -138,9 +138,8 @@ pub(super) fn checked(extensions: Vec<ExtensionConfig>) -> Result<Vec<ExtensionC
         if let Some(other) = extensions[..i].iter().find(|o| overlaps(&ext.urn, &o.urn)) {
             return Err(format!("extension: {:?} clashes with {:?}", ext.urn, other.urn));
         }
-        if ext.attributes.is_empty() {
-            return Err(format!("extension {}: no attributes", ext.urn));
-        }
+        // No attributes is allowed: the URN stays accepted in `schemas` while an IdP that
+        // still sends it is reconfigured.
         for (j, attr) in ext.attributes.iter().enumerate() {
             if !is_attr_name(&attr.name) {
                 return Err(format!("extension {}: {:?} is not an attribute name (a letter, then letters, digits, '-', '_'; at most 64)", ext.urn, attr.name));
