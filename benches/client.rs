@@ -75,7 +75,8 @@ impl Conn {
 
 impl Conn {
     /// Sends a body already serialised and drains the answer, returning its status: a load
-    /// generator that builds and parses nothing while it is timed.
+    /// generator that builds and parses nothing while it is timed (benches/custom.rs).
+    #[allow(dead_code)]
     pub async fn send_raw(&mut self, method: &str, url: &str, body: Option<Bytes>) -> Result<u16, String> {
         let mut req = hyper::Request::builder().method(method).uri(url).header("host", &self.authority).header("authorization", &self.authorization);
         if body.is_some() {

@@ -75,25 +75,6 @@ pub fn intern(declared: &Arc<[ExtensionConfig]>) -> &'static [Extension] {
     made
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The same declaration loaded again (a reload, another tenant) costs no new memory.
-    #[test]
-    fn a_declaration_is_interned_once() {
-        let settings = crate::tenant::TenantSettings::parse(
-            "[[extension]]\nurn = \"urn:test:intern:2.0:User\"\n[[extension.attributes]]\nname = \"badge\"\ntype = \"integer\"",
-        )
-        .unwrap();
-        let a = intern(&settings.extensions);
-        let again = crate::tenant::TenantSettings::parse("[[extension]]\nurn = \"urn:test:intern:2.0:User\"\n[[extension.attributes]]\nname = \"badge\"\ntype = \"integer\"").unwrap();
-        let b = intern(&again.extensions);
-        assert!(std::ptr::eq(a, b));
-        assert_eq!((a[0].urn, a[0].attrs[0].name, a[0].attrs[0].ty), ("urn:test:intern:2.0:User", "badge", AttrType::Integer));
-    }
-}
-
 /// A declaration with one attribute of each kind scimd offers: the fuzz targets and
 /// benchmarks run against it as well as against the built-in catalogue.
 pub const EXAMPLE_TOML: &str = r#"
@@ -126,4 +107,23 @@ case_exact = true
 pub fn example() -> super::Catalogue {
     let settings = crate::tenant::TenantSettings::parse(EXAMPLE_TOML).expect("the example declaration is valid");
     super::Catalogue::of(super::ResourceKind::User, &settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same declaration loaded again (a reload, another tenant) costs no new memory.
+    #[test]
+    fn a_declaration_is_interned_once() {
+        let settings = crate::tenant::TenantSettings::parse(
+            "[[extension]]\nurn = \"urn:test:intern:2.0:User\"\n[[extension.attributes]]\nname = \"badge\"\ntype = \"integer\"",
+        )
+        .unwrap();
+        let a = intern(&settings.extensions);
+        let again = crate::tenant::TenantSettings::parse("[[extension]]\nurn = \"urn:test:intern:2.0:User\"\n[[extension.attributes]]\nname = \"badge\"\ntype = \"integer\"").unwrap();
+        let b = intern(&again.extensions);
+        assert!(std::ptr::eq(a, b));
+        assert_eq!((a[0].urn, a[0].attrs[0].name, a[0].attrs[0].ty), ("urn:test:intern:2.0:User", "badge", AttrType::Integer));
+    }
 }
