@@ -267,6 +267,7 @@ fn main() {
         let certs = scimd::certs::generate(&dir.join("certs"), &["localhost".into()]).unwrap();
         let config = scimd::config::ServeConfig {
             data_dir: data.root().to_path_buf(),
+            acme: None,
             listen: "127.0.0.1:0".parse().unwrap(),
             tls: Some((certs.server_cert.clone(), certs.server_key.clone())),
             public_url: None,

@@ -132,6 +132,21 @@ pub struct ServeArgs {
     /// IP:PORT for /metrics and the operator's /healthz, or "off"; default 127.0.0.1:9464 [env: SCIMD_METRICS_LISTEN]
     #[arg(long, value_name = "ADDR|off")]
     pub metrics_listen: Option<String>,
+    /// Obtain and renew the certificate by ACME for NAME (repeat for more names); exclusive with --cert/--key [env: SCIMD_ACME_DOMAINS, comma-separated; config: acme_domains]
+    #[arg(long, value_name = "NAME")]
+    pub acme_domain: Vec<String>,
+    /// Contact address for the ACME account (the CA's expiry notices) [env: SCIMD_ACME_EMAIL]
+    #[arg(long, value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// ACME directory URL, or letsencrypt (the default) or letsencrypt-staging [env: SCIMD_ACME_DIRECTORY]
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// PEM roots to trust for the ACME server instead of the public ones (a private CA) [env: SCIMD_ACME_CA]
+    #[arg(long, value_name = "FILE")]
+    pub acme_ca: Option<PathBuf>,
+    /// IP:PORT of a plain-HTTP listener answering HTTP-01 (the CA connects to port 80); without it, TLS-ALPN-01 on --listen [env: SCIMD_ACME_HTTP_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub acme_http_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -144,6 +159,11 @@ impl ServeArgs {
             insecure_http: self.insecure_http.then_some(true),
             public_url: self.public_url.clone(),
             metrics_listen: self.metrics_listen.clone(),
+            acme_domains: (!self.acme_domain.is_empty()).then(|| self.acme_domain.clone()),
+            acme_email: self.acme_email.clone(),
+            acme_directory: self.acme_directory.clone(),
+            acme_ca: self.acme_ca.clone(),
+            acme_http_listen: self.acme_http_listen.clone(),
             ..self.place.flags()
         }
     }

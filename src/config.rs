@@ -40,6 +40,16 @@ pub struct RawConfig {
     pub max_open_tenants: Option<usize>,
     /// A tenant with no request for this many seconds is closed.
     pub tenant_idle_secs: Option<u64>,
+    /// ACME (issue 24): the names to obtain a certificate for; setting them turns ACME on.
+    pub acme_domains: Option<Vec<String>>,
+    /// The account's contact address (expiry notices from the CA).
+    pub acme_email: Option<String>,
+    /// The ACME directory: a URL, or "letsencrypt" (the default) / "letsencrypt-staging".
+    pub acme_directory: Option<String>,
+    /// PEM roots to trust for the ACME server instead of the public ones (a private CA).
+    pub acme_ca: Option<PathBuf>,
+    /// IP:PORT of a plain-HTTP listener for HTTP-01 challenges (port 80 as the CA sees it).
+    pub acme_http_listen: Option<String>,
 }
 
 impl RawConfig {
@@ -64,6 +74,11 @@ impl RawConfig {
             metrics_listen: self.metrics_listen.or(other.metrics_listen),
             max_open_tenants: self.max_open_tenants.or(other.max_open_tenants),
             tenant_idle_secs: self.tenant_idle_secs.or(other.tenant_idle_secs),
+            acme_domains: self.acme_domains.or(other.acme_domains),
+            acme_email: self.acme_email.or(other.acme_email),
+            acme_directory: self.acme_directory.or(other.acme_directory),
+            acme_ca: self.acme_ca.or(other.acme_ca),
+            acme_http_listen: self.acme_http_listen.or(other.acme_http_listen),
         }
     }
 
@@ -96,6 +111,11 @@ impl RawConfig {
             metrics_listen: var("SCIMD_METRICS_LISTEN"),
             max_open_tenants: parse_num("SCIMD_MAX_OPEN_TENANTS")?.map(|n| n as usize),
             tenant_idle_secs: parse_num("SCIMD_TENANT_IDLE_SECS")?,
+            acme_domains: var("SCIMD_ACME_DOMAINS").map(|v| v.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect()),
+            acme_email: var("SCIMD_ACME_EMAIL"),
+            acme_directory: var("SCIMD_ACME_DIRECTORY"),
+            acme_ca: var("SCIMD_ACME_CA").map(PathBuf::from),
+            acme_http_listen: var("SCIMD_ACME_HTTP_LISTEN"),
         })
     }
 
@@ -145,6 +165,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// `None` only with `insecure_http` on a loopback address.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Certificates obtained and renewed by ACME instead of `tls`'s files (never both).
+    pub acme: Option<AcmeSettings>,
     pub public_url: Option<String>,
     pub kdf_iterations: u32,
     pub max_body_bytes: usize,
@@ -210,11 +232,17 @@ impl ServeConfig {
     pub fn validate(raw: RawConfig) -> Result<ServeConfig, String> {
         let data_dir = raw.data_dir()?;
         let kdf_iterations = raw.kdf_iterations()?;
+        let acme = AcmeSettings::validate(&raw)?;
         let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| format!("--listen must be IP:PORT (got '{listen_text}')"))?;
-        let tls = if raw.insecure_http.unwrap_or(false) {
+        let tls = if acme.is_some() {
+            if raw.cert.is_some() || raw.key.is_some() || raw.insecure_http.unwrap_or(false) {
+                return Err("ACME (--acme-domain) and --cert/--key or --insecure-http are exclusive: either scimd obtains and renews its certificate by ACME, or it serves the files you renew yourself; set one, not both".into());
+            }
+            None
+        } else if raw.insecure_http.unwrap_or(false) {
             if !listen.ip().is_loopback() {
                 return Err(format!(
                     "--insecure-http serves plain HTTP and is allowed only on a loopback address, not {listen}"
@@ -224,7 +252,7 @@ impl ServeConfig {
         } else {
             match (raw.cert, raw.key) {
                 (Some(c), Some(k)) => Some((c, k)),
-                _ => return Err("TLS needs --cert and --key (or --insecure-http on a loopback address)".into()),
+                _ => return Err("TLS needs --cert and --key, or --acme-domain for a certificate by ACME (or --insecure-http on a loopback address)".into()),
             }
         };
         let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
@@ -266,8 +294,87 @@ impl ServeConfig {
             max_open: at_least_one(raw.max_open_tenants, DEFAULT_MAX_OPEN_TENANTS, "max_open_tenants")?,
             idle: secs(raw.tenant_idle_secs, DEFAULT_TENANT_IDLE_SECS, "tenant_idle_secs")?,
         };
-        Ok(ServeConfig { data_dir, listen, tls, public_url: raw.public_url, kdf_iterations, max_body_bytes, limits, metrics_listen, tenants, max_open_tenants_given })
+        Ok(ServeConfig { data_dir, listen, tls, acme, public_url: raw.public_url, kdf_iterations, max_body_bytes, limits, metrics_listen, tenants, max_open_tenants_given })
     }
+}
+
+/// Let's Encrypt's production directory, the default.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (untrusted certificates, generous rate limits).
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// ACME, validated: where to order, for which names, and how the CA reaches us.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcmeSettings {
+    pub directory: String,
+    pub email: Option<String>,
+    pub domains: Vec<String>,
+    pub ca: Option<PathBuf>,
+    /// HTTP-01 on this plain-HTTP listener; `None`: TLS-ALPN-01 on the TLS listener.
+    pub http_listen: Option<SocketAddr>,
+}
+
+impl AcmeSettings {
+    /// `None` when no `acme_domains` is set (and no other `acme_*` setting either).
+    pub fn validate(raw: &RawConfig) -> Result<Option<AcmeSettings>, String> {
+        let Some(domains) = raw.acme_domains.clone().filter(|d| !d.is_empty()) else {
+            let stray = [("acme_email", raw.acme_email.is_some()), ("acme_directory", raw.acme_directory.is_some()), ("acme_ca", raw.acme_ca.is_some()), ("acme_http_listen", raw.acme_http_listen.is_some())];
+            return match stray.iter().find(|(_, set)| *set) {
+                Some((name, _)) => Err(format!("{name} is set but acme_domains is not: ACME needs the names to obtain a certificate for (--acme-domain)")),
+                None => Ok(None),
+            };
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut names = Vec::new();
+        for d in domains {
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            check_domain(&d)?;
+            if seen.insert(d.clone()) {
+                names.push(d);
+            }
+        }
+        if names.len() > 100 {
+            return Err("acme_domains: at most 100 names in one certificate".into());
+        }
+        let directory = match raw.acme_directory.as_deref().unwrap_or("letsencrypt") {
+            "letsencrypt" => LETS_ENCRYPT.to_string(),
+            "letsencrypt-staging" => LETS_ENCRYPT_STAGING.to_string(),
+            url if url.starts_with("https://") && url.len() > "https://".len() && !url.contains(char::is_whitespace) => url.to_string(),
+            other => return Err(format!("acme_directory must be an https:// URL, \"letsencrypt\" or \"letsencrypt-staging\" (got '{other}')")),
+        };
+        let email = match raw.acme_email.as_deref() {
+            None => None,
+            Some(e) => {
+                let e = e.trim();
+                let ok = e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.')) && !e.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | '<' | '>' | '"'));
+                if !ok {
+                    return Err(format!("acme_email must be an email address (got '{e}')"));
+                }
+                Some(e.to_string())
+            }
+        };
+        let http_listen = match raw.acme_http_listen.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| format!("acme_http_listen must be IP:PORT (got '{text}')"))?),
+        };
+        Ok(Some(AcmeSettings { directory, email, domains: names, ca: raw.acme_ca.clone(), http_listen }))
+    }
+}
+
+/// A DNS name a CA validates by TLS-ALPN-01 or HTTP-01: no wildcard (those need DNS-01), no
+/// IP address, letters, digits and hyphens in labels of at most 63.
+fn check_domain(d: &str) -> Result<(), String> {
+    if d.starts_with("*.") {
+        return Err(format!("acme_domains: {d} is a wildcard, which only the DNS-01 challenge can prove; name each host instead"));
+    }
+    if d.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("acme_domains: {d} is an IP address; ACME here issues for DNS names"));
+    }
+    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if d.len() > 253 || !d.contains('.') || !d.split('.').all(label_ok) {
+        return Err(format!("acme_domains: '{d}' is not a fully qualified DNS name (letters, digits, hyphens; punycode for others)"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -319,5 +426,35 @@ mod tests {
         assert_eq!(merged.data_dir, Some(PathBuf::from("env")));
         assert_eq!(merged.kdf_iterations, Some(5000));
         assert!(toml::from_str::<RawConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn acme_settings_are_checked_and_exclusive_with_files() {
+        let base = || RawConfig { data_dir: Some("d".into()), listen: Some("0.0.0.0:443".into()), ..Default::default() };
+        let acme = |domains: &[&str]| RawConfig { acme_domains: Some(domains.iter().map(|d| d.to_string()).collect()), ..base() };
+        let c = ServeConfig::validate(acme(&["SCIM.Example.com.", "scim.example.com"])).unwrap();
+        let a = c.acme.unwrap();
+        assert_eq!((a.domains, a.directory.as_str(), c.tls), (vec!["scim.example.com".to_string()], LETS_ENCRYPT, None));
+        let staging = RawConfig { acme_directory: Some("letsencrypt-staging".into()), ..acme(&["a.example.com"]) };
+        assert_eq!(ServeConfig::validate(staging).unwrap().acme.unwrap().directory, LETS_ENCRYPT_STAGING);
+        let both = RawConfig { cert: Some("c.pem".into()), key: Some("k.pem".into()), ..acme(&["a.example.com"]) };
+        let err = ServeConfig::validate(both).unwrap_err();
+        assert!(err.contains("exclusive") && err.contains("--cert"), "{err}");
+        for (raw, words) in [
+            (acme(&["*.example.com"]), "wildcard"),
+            (acme(&["10.0.0.1"]), "IP address"),
+            (acme(&["localhost"]), "fully qualified"),
+            (acme(&["a_b.example.com"]), "fully qualified"),
+            (RawConfig { acme_directory: Some("http://ca.example/dir".into()), ..acme(&["a.example.com"]) }, "https://"),
+            (RawConfig { acme_email: Some("ops at example".into()), ..acme(&["a.example.com"]) }, "email"),
+            (RawConfig { acme_http_listen: Some("80".into()), ..acme(&["a.example.com"]) }, "IP:PORT"),
+            (RawConfig { acme_email: Some("ops@example.com".into()), cert: Some("c".into()), key: Some("k".into()), ..base() }, "acme_domains is not"),
+        ] {
+            let err = ServeConfig::validate(raw).unwrap_err();
+            assert!(err.contains(words), "{words}: {err}");
+        }
+        let file: RawConfig = toml::from_str("acme_domains = [\"scim.example.com\"]\nacme_email = \"ops@example.com\"\nacme_http_listen = \"0.0.0.0:80\"\n").unwrap();
+        let a = ServeConfig::validate(base().or(file)).unwrap().acme.unwrap();
+        assert_eq!((a.email.as_deref(), a.http_listen.map(|l| l.port())), (Some("ops@example.com"), Some(80)));
     }
 }

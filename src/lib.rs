@@ -1,5 +1,6 @@
 //! scimd: a self-hosted SCIM 2.0 service provider. See ARCHITECTURE.md for the map.
 
+pub mod acme;
 pub mod auth;
 pub mod certs;
 pub mod cli;

@@ -63,6 +63,20 @@ impl fmt::Display for TenantId {
     }
 }
 
+/// Where ACME keeps its files (`DataDir::acme`).
+#[derive(Debug, Clone)]
+pub struct AcmePaths {
+    pub dir: PathBuf,
+    /// The ACME account's credentials (its private key): JSON, 0600.
+    pub account: PathBuf,
+    /// The certificate chain served, PEM.
+    pub cert: PathBuf,
+    /// Its private key, PEM, 0600.
+    pub key: PathBuf,
+    /// What the renewal loop last did (no secret): read by `scimd check`.
+    pub state: PathBuf,
+}
+
 /// Paths inside a data directory, and its catalogue (one connection, shared by clones).
 #[derive(Clone)]
 pub struct DataDir {
@@ -189,6 +203,12 @@ impl DataDir {
         self.root.join("serve.lock")
     }
     /// Where the demo keeps its certificate and credentials.
+    /// ACME's files (issue 24): the account key, the certificate and its key, the state
+    /// `scimd check` reads; all 0600 in a 0700 directory.
+    pub fn acme(&self) -> AcmePaths {
+        let dir = self.root.join("acme");
+        AcmePaths { account: dir.join("account.json"), cert: dir.join("cert.pem"), key: dir.join("key.pem"), state: dir.join("state.json"), dir }
+    }
     pub fn demo_cert_dir(&self) -> PathBuf {
         self.root.join("certs")
     }

@@ -24,8 +24,16 @@ pub const SERVE: &str = "DESCRIPTION
     (packaging/scimd.toml shows every setting). SIGHUP reloads every tenant's tenant.toml
     and the certificate; SIGTERM drains requests and exits 0.
 
+    With --acme-domain (instead of --cert/--key) scimd obtains its certificate from an
+    ACME CA (Let's Encrypt unless --acme-directory says otherwise), proving the names by
+    TLS-ALPN-01 on --listen (the CA connects to port 443 of each name) or, with
+    --acme-http-listen, by HTTP-01 (port 80). The account, certificate and key are kept in
+    DATA_DIR/acme/ (0600); renewal starts at two thirds of the certificate's lifetime and
+    the old certificate keeps serving while it fails.
+
 EXAMPLES
         scimd serve --data-dir /var/lib/scimd --listen 0.0.0.0:8443 --cert fullchain.pem --key privkey.pem
+        scimd serve --data-dir /var/lib/scimd --listen 0.0.0.0:443 --acme-domain scim.example.com --acme-email ops@example.com
         scimd serve --config /etc/scimd/scimd.toml";
 
 pub const DEMO: &str = "DESCRIPTION

@@ -339,6 +339,46 @@ fn server_faults(data: &DataDir) -> Vec<maintenance::Finding> {
     }
 }
 
+/// What the ACME renewal loop last recorded (`DATA_DIR/acme/state.json`), when it runs or ran.
+fn acme_findings(paths: &crate::tenant::AcmePaths, configured: bool) -> Vec<maintenance::Finding> {
+    use maintenance::{Finding, Level};
+    let Some(s) = crate::acme::State::read(paths) else {
+        return match configured {
+            true => vec![Finding::new(Level::Warn, format!("ACME: nothing recorded in {} yet (the server has not run with ACME)", paths.state.display()))],
+            false => Vec::new(),
+        };
+    };
+    let names = s.domains.join(", ");
+    let mut out = Vec::new();
+    match (&s.not_after, &s.last_success) {
+        (Some(until), last) => out.push(Finding::new(
+            Level::Ok,
+            format!(
+                "ACME: certificate for {names} from {} by {}, valid until {until}, renewal from {}{}",
+                s.directory,
+                s.challenge,
+                s.renew_at.as_deref().unwrap_or("?"),
+                last.as_deref().map(|t| format!("; last obtained {t}")).unwrap_or_default()
+            ),
+        )),
+        (None, _) => out.push(Finding::new(Level::Error, format!("ACME: no certificate obtained yet for {names} from {}", s.directory))),
+    }
+    if s.failures > 0 {
+        let level = if s.not_after.is_none() { Level::Error } else { Level::Warn };
+        out.push(Finding::new(
+            level,
+            format!(
+                "ACME: {} failed orders, the last at {}: {}; next attempt {}",
+                s.failures,
+                s.last_failure.as_deref().unwrap_or("?"),
+                s.last_error.as_deref().unwrap_or("?"),
+                s.next_attempt.as_deref().unwrap_or("?")
+            ),
+        ));
+    }
+    out
+}
+
 /// Returns Err when something is wrong, so the exit status is non-zero.
 pub fn check(
     data: &DataDir,
@@ -351,12 +391,18 @@ pub fn check(
         Some(Ok((_, c))) => (c.limits.max_connections, c.tenants.max_open),
         _ => (crate::config::DEFAULT_MAX_CONNECTIONS, crate::tenant::registry::DEFAULT_MAX_OPEN_TENANTS),
     };
+    // Under ACME the certificate checked is the one it keeps.
+    let acme_configured = matches!(&config, Some(Ok((_, c))) if c.acme.is_some());
+    let acme_paths = data.acme();
+    let acme_cert = (cert.is_none() && (acme_configured || acme_paths.state.exists()) && acme_paths.cert.exists()).then_some(acme_paths.cert.as_path());
+    let acme = acme_findings(&acme_paths, acme_configured);
     match config {
         Some(Ok((path, _))) => findings.push(maintenance::Finding { level: maintenance::Level::Ok, what: format!("configuration {}", path.display()) }),
         Some(Err(e)) => findings.push(maintenance::Finding { level: maintenance::Level::Error, what: format!("configuration: {e}") }),
         None => {}
     }
-    findings.extend(maintenance::check(data, cert, UtcMillis::now()));
+    findings.extend(maintenance::check(data, cert.or(acme_cert), UtcMillis::now()));
+    findings.extend(acme);
     findings.extend(server_faults(data));
     findings.push(open_files_finding(config_limits));
     let worst = findings.iter().map(|f| f.level).max().unwrap_or(maintenance::Level::Ok);

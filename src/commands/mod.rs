@@ -157,7 +157,7 @@ async fn serve(mut config: ServeConfig) -> Result<(), CommandError> {
     rlimit::raise_and_fit(&mut config)?;
     let running = start_server(&config).await?;
     crate::systemd::notify("READY=1");
-    log::info!(target: "scimd", "serving on {}://{}", if config.tls.is_some() { "https" } else { "http" }, running.addr);
+    log::info!(target: "scimd", "serving on {}://{}", if config.tls.is_some() || config.acme.is_some() { "https" } else { "http" }, running.addr);
     if let Some(m) = running.metrics_addr {
         log::info!(target: "scimd", "metrics on http://{m}/metrics");
     }
@@ -274,9 +274,15 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
     refuse_exposed_keys(&DataDir::new(&config.data_dir))?;
     let serve_lock = control::hold_serve_lock(&DataDir::new(&config.data_dir))?;
     crate::store::set_scan_budget(config.limits.query_timeout);
-    let tls = match &config.tls {
-        Some((cert, key)) => Some(server::tls_config(cert, key)?),
+    let data = DataDir::new(&config.data_dir);
+    let acme = match &config.acme {
+        Some(settings) => Some(Arc::new(crate::acme::Manager::new(settings.clone(), data.acme())?)),
         None => None,
+    };
+    let tls = match (&config.tls, &acme) {
+        (Some((cert, key)), _) => Some(server::tls_config(cert, key)?),
+        (None, Some(acme)) => Some(server::acme_tls_config(acme.paths(), Arc::clone(&acme.challenges))?),
+        (None, None) => None,
     };
     let state = Arc::new(AppState {
         metrics: Arc::new(crate::http::metrics::Metrics::default()),
@@ -288,13 +294,32 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
         scheme: if tls.is_some() { "https" } else { "http" },
         recent: Default::default(),
         console: Default::default(),
+        cert: tls.as_ref().map(|t| Arc::clone(&t.cert)),
+        acme: acme.as_ref().map(|a| Arc::clone(&a.status)),
     });
     // The console off the loopback is served over TLS only, with the server's certificate.
-    let operator_tls = tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(Arc::clone(&t.config)));
+    let operator_tls = tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.for_console()));
+    let renewal = match (&acme, &tls) {
+        (Some(acme), Some(tls)) => {
+            let cert = Arc::clone(&tls.cert);
+            Some(tokio::spawn(Arc::clone(acme).run(move || cert.reload())))
+        }
+        _ => None,
+    };
     let mut running = server::start(config.listen, tls, config.limits, Arc::clone(&state))
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?
         .with_lock(serve_lock);
+    if let Some(task) = renewal {
+        running = running.with_task(task);
+    }
+    if let (Some(acme), Some(addr)) = (&acme, config.acme.as_ref().and_then(|a| a.http_listen)) {
+        let (bound, task) = crate::acme::serve_http01(addr, Arc::clone(&acme.challenges))
+            .await
+            .map_err(|e| format!("cannot listen for HTTP-01 on {addr}: {e} (acme_http_listen)"))?;
+        log::info!(target: "scimd::acme", "answering HTTP-01 challenges on http://{bound}");
+        running = running.with_task(task);
+    }
     match control::serve(Arc::clone(&state)) {
         Ok(task) => running = running.with_task(task),
         // Serving matters more: without the socket, `scimd shadow` refuses to switch (the
@@ -386,6 +411,7 @@ async fn demo(data_dir: &Path, listen: &str, metrics_listen: Option<String>) -> 
     let listen: SocketAddr = listen.parse().map_err(|_| format!("--listen must be IP:PORT (got '{listen}')"))?;
     let mut config = ServeConfig {
         data_dir: data_dir.to_path_buf(),
+        acme: None,
         listen,
         tls: Some((paths.server_cert.clone(), paths.server_key.clone())),
         public_url: None,

@@ -23,6 +23,10 @@ pub struct AppState {
     /// What the operator console shows of the traffic (refused requests, per hour).
     pub recent: super::recent::Recent,
     pub console: super::console::Console,
+    /// The certificate the TLS listener serves (`None` with `--insecure-http`).
+    pub cert: Option<Arc<super::server::ReloadableCert>>,
+    /// ACME's renewal loop, when it keeps the certificate.
+    pub acme: Option<Arc<crate::acme::Status>>,
 }
 
 /// A request inside one tenant's SCIM base URL, after authentication.

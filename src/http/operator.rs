@@ -96,6 +96,17 @@ pub async fn render(state: &AppState) -> String {
     for f in board.snapshot() {
         let _ = writeln!(out, "scimd_tenant_fault{{tenant=\"{}\",fault=\"{}\"}} 1", super::metrics::escape(&f.tenant), f.fault);
     }
+    let _ = writeln!(out, "# HELP scimd_certificate_expiry_seconds Seconds until the TLS certificate served expires (absent while there is none).");
+    let _ = writeln!(out, "# TYPE scimd_certificate_expiry_seconds gauge");
+    if let Some(t) = state.cert.as_ref().and_then(|c| c.not_after()) {
+        let _ = writeln!(out, "scimd_certificate_expiry_seconds {}", (t.0 - now.0) / 1000);
+    }
+    if let Some(acme) = &state.acme {
+        let _ = writeln!(out, "# HELP scimd_acme_orders_total ACME certificate orders since start, by result.");
+        let _ = writeln!(out, "# TYPE scimd_acme_orders_total counter");
+        let _ = writeln!(out, "scimd_acme_orders_total{{result=\"valid\"}} {}", acme.orders_valid.load(Ordering::Relaxed));
+        let _ = writeln!(out, "scimd_acme_orders_total{{result=\"failed\"}} {}", acme.orders_failed.load(Ordering::Relaxed));
+    }
     let _ = writeln!(out, "# HELP scimd_faults_total Faults raised since start, by fault (each counted once until it clears).");
     let _ = writeln!(out, "# TYPE scimd_faults_total counter");
     for (fault, n) in board.totals() {
@@ -129,12 +140,34 @@ pub async fn operator_health(state: &AppState) -> serde_json::Value {
         let reason = format!("{} since {} ({} times): {}; {}", f.fault, f.since, f.count, f.detail, f.hint);
         tenants.entry(f.tenant.clone()).or_default().insert(0, reason);
     }
-    if tenants.is_empty() {
+    let certificate = certificate_concerns(state, now);
+    if tenants.is_empty() && certificate.is_empty() {
         return json!({"status": "ok"});
     }
     let detail: serde_json::Map<String, serde_json::Value> =
         tenants.into_iter().map(|(id, reasons)| (id, json!({"status": "degraded", "reasons": reasons}))).collect();
-    json!({"status": "degraded", "tenants": detail, "faults": faults})
+    let mut body = json!({"status": "degraded", "tenants": detail, "faults": faults});
+    if !certificate.is_empty() {
+        body["certificate"] = json!({"status": "degraded", "reasons": certificate});
+    }
+    body
+}
+
+/// The certificate is the operator's concern from this many days before it expires.
+pub const CERT_WARN_DAYS: i64 = 14;
+
+/// Why the served certificate needs the operator: under ACME, the renewal loop's view (none
+/// yet, expiring, failing orders); with files, expiry within `CERT_WARN_DAYS`.
+fn certificate_concerns(state: &AppState, now: UtcMillis) -> Vec<String> {
+    if let Some(acme) = &state.acme {
+        return acme.snapshot().concerns(now, CERT_WARN_DAYS);
+    }
+    match state.cert.as_ref().and_then(|c| c.not_after()) {
+        Some(t) if t.0 - now.0 < CERT_WARN_DAYS * 86_400_000 => {
+            vec![format!("the TLS certificate expires {} ({} days): renew it (the files are reloaded when they change)", t.to_rfc3339(), (t.0 - now.0).div_euclid(86_400_000))]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Connections the operator listener serves at once; more are closed as they come.

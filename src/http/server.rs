@@ -120,14 +120,22 @@ const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// How often token expiry is checked (each token still warns at most once a day).
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// The server's certificate, swapped in place on SIGHUP or when its files change, so an
-/// ACME renewal needs no restart. Connections already made keep the certificate they
-/// started with; a new pair that does not load is refused and the old one keeps serving.
+/// The server's certificate, swapped in place on SIGHUP or when its files change (and by
+/// ACME after a renewal), so a renewal needs no restart. Connections already made keep the
+/// certificate they started with; a new pair that does not load is refused and the old one
+/// keeps serving. Under ACME it may hold none yet (handshakes fail until the first order).
 #[derive(Debug)]
 pub struct ReloadableCert {
     cert_path: PathBuf,
     key_path: PathBuf,
-    current: RwLock<(Arc<CertifiedKey>, Option<FileStamps>)>,
+    current: RwLock<Loaded>,
+}
+
+#[derive(Debug, Default)]
+struct Loaded {
+    pair: Option<Arc<CertifiedKey>>,
+    stamps: Option<FileStamps>,
+    not_after: Option<crate::clock::UtcMillis>,
 }
 
 type FileStamps = (std::time::SystemTime, std::time::SystemTime);
@@ -155,14 +163,35 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
     Ok(Arc::new(pair))
 }
 
+fn loaded(pair: Arc<CertifiedKey>, cert: &Path, key: &Path) -> Loaded {
+    let not_after = pair.cert.first().and_then(|der| crate::ops::maintenance::cert_not_after(der));
+    Loaded { pair: Some(pair), stamps: stamps(cert, key), not_after }
+}
+
 impl ReloadableCert {
     pub fn load(cert: &Path, key: &Path) -> Result<Arc<ReloadableCert>, String> {
         let pair = load_pair(cert, key)?;
-        Ok(Arc::new(ReloadableCert {
-            cert_path: cert.to_path_buf(),
-            key_path: key.to_path_buf(),
-            current: RwLock::new((pair, stamps(cert, key))),
-        }))
+        Ok(Arc::new(ReloadableCert { cert_path: cert.to_path_buf(), key_path: key.to_path_buf(), current: RwLock::new(loaded(pair, cert, key)) }))
+    }
+
+    /// ACME's files: what they hold if they load, else nothing yet (the renewal loop then
+    /// orders at once; a damaged pair is replaced, never served).
+    pub fn load_if_present(cert: &Path, key: &Path) -> Arc<ReloadableCert> {
+        let current = match load_pair(cert, key) {
+            Ok(pair) => loaded(pair, cert, key),
+            Err(e) => {
+                if cert.exists() || key.exists() {
+                    warn!(target: "scimd::http", "not serving the ACME certificate on disk: {e}");
+                }
+                Loaded::default()
+            }
+        };
+        Arc::new(ReloadableCert { cert_path: cert.to_path_buf(), key_path: key.to_path_buf(), current: RwLock::new(current) })
+    }
+
+    /// The served certificate's notAfter (`/metrics`, the operator's `/healthz`).
+    pub fn not_after(&self) -> Option<crate::clock::UtcMillis> {
+        self.current.read().ok().and_then(|c| c.not_after)
     }
 
     /// Loads the files again; on failure logs an ERROR and keeps serving the old pair.
@@ -170,7 +199,7 @@ impl ReloadableCert {
         match load_pair(&self.cert_path, &self.key_path) {
             Ok(pair) => {
                 if let Ok(mut c) = self.current.write() {
-                    *c = (pair, stamps(&self.cert_path, &self.key_path));
+                    *c = loaded(pair, &self.cert_path, &self.key_path);
                 }
                 info!(target: "scimd::http", "reloaded the TLS certificate from {}", self.cert_path.display());
                 true
@@ -179,7 +208,7 @@ impl ReloadableCert {
                 error!(target: "scimd::http", "refusing the new TLS certificate, still serving the old one: {e}");
                 // Do not retry the same broken files every check.
                 if let Ok(mut c) = self.current.write() {
-                    c.1 = stamps(&self.cert_path, &self.key_path);
+                    c.stamps = stamps(&self.cert_path, &self.key_path);
                 }
                 false
             }
@@ -189,16 +218,35 @@ impl ReloadableCert {
     /// Reloads if either file changed since the last load (the periodic check).
     pub fn reload_if_changed(&self) {
         let now = stamps(&self.cert_path, &self.key_path);
-        let changed = self.current.read().map(|c| c.1 != now).unwrap_or(false);
+        let changed = self.current.read().map(|c| c.stamps != now).unwrap_or(false);
         if changed && now.is_some() {
             self.reload();
         }
     }
+
+    fn pair(&self) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().and_then(|c| c.pair.clone())
+    }
 }
 
-impl rustls::server::ResolvesServerCert for ReloadableCert {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().ok().map(|c| Arc::clone(&c.0))
+/// Which certificate a handshake gets: the served one, or, to a ClientHello offering
+/// `acme-tls/1` alone (an ACME CA validating TLS-ALPN-01, RFC 8737), the challenge
+/// certificate for the name it asks for while an order is proving it, and nothing else.
+#[derive(Debug)]
+struct Resolver {
+    cert: Arc<ReloadableCert>,
+    challenges: Option<Arc<crate::acme::Challenges>>,
+}
+
+impl rustls::server::ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(challenges) = &self.challenges {
+            let mut offered = hello.alpn().into_iter().flatten();
+            if offered.next() == Some(crate::acme::ACME_TLS_ALPN) && offered.next().is_none() {
+                return hello.server_name().and_then(|name| challenges.tls_alpn(name));
+            }
+        }
+        self.cert.pair()
     }
 }
 
@@ -208,17 +256,41 @@ pub struct Tls {
     pub cert: Arc<ReloadableCert>,
 }
 
-/// Loads a PEM certificate chain and private key into a rustls server config.
-pub fn tls_config(cert: &Path, key: &Path) -> Result<Tls, String> {
-    let reloadable = ReloadableCert::load(cert, key)?;
+impl Tls {
+    /// The same certificate for the operator listener's console: HTTP/1.1 only, never an
+    /// ACME challenge.
+    pub fn for_console(&self) -> Arc<rustls::ServerConfig> {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+}
+
+fn server_config(cert: Arc<ReloadableCert>, challenges: Option<Arc<crate::acme::Challenges>>) -> Result<Tls, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let acme = challenges.is_some();
+    let resolver = Arc::new(Resolver { cert: Arc::clone(&cert), challenges });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::clone(&reloadable) as Arc<dyn rustls::server::ResolvesServerCert>);
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Tls { config: Arc::new(config), cert: reloadable })
+    if acme {
+        config.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());
+    }
+    Ok(Tls { config: Arc::new(config), cert })
+}
+
+/// Loads a PEM certificate chain and private key into a rustls server config.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Tls, String> {
+    server_config(ReloadableCert::load(cert, key)?, None)
+}
+
+/// TLS whose certificate ACME keeps in `paths` (none yet is fine) and whose resolver
+/// answers TLS-ALPN-01 from `challenges`.
+pub fn acme_tls_config(paths: &crate::tenant::AcmePaths, challenges: Arc<crate::acme::Challenges>) -> Result<Tls, String> {
+    server_config(ReloadableCert::load_if_present(&paths.cert, &paths.key), Some(challenges))
 }
 
 /// A server that is accepting connections.
@@ -398,6 +470,10 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
                             // Dropping the handshake closes the socket: its slot went to a newer one.
                             () = slot.evicted() => return debug!(target: "scimd::http", "TLS handshake with {peer} evicted to make room"),
                         };
+                        // A TLS-ALPN-01 validation is over once its handshake is: no HTTP on it.
+                        if tls.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+                            return debug!(target: "scimd::acme", "TLS-ALPN-01 validation handshake from {peer}");
+                        }
                         // Until its first request bytes arrive a connection stays pending (evictable,
                         // under the same deadline): a socket that completes TLS and then says
                         // nothing is as idle as one that never finished the handshake.

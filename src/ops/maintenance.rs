@@ -154,9 +154,33 @@ fn finding(level: Level, what: impl Into<String>) -> Finding {
 /// A certificate's notAfter (RFC 5280 validity), or None if the DER is not a certificate.
 /// x509-parser reads it: UTCTime and GeneralizedTime, every length and tag checked.
 pub fn cert_not_after(der: &[u8]) -> Option<UtcMillis> {
+    cert_facts(der).map(|f| f.not_after)
+}
+
+/// What ACME's renewal plan reads of a certificate: its validity and the DNS names it is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertFacts {
+    pub not_before: UtcMillis,
+    pub not_after: UtcMillis,
+    pub dns_names: Vec<String>,
+}
+
+pub fn cert_facts(der: &[u8]) -> Option<CertFacts> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let seconds = cert.validity().not_after.timestamp();
-    seconds.checked_mul(1000).map(UtcMillis)
+    let millis = |t: x509_parser::time::ASN1Time| t.timestamp().checked_mul(1000).map(UtcMillis);
+    let dns_names = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(CertFacts { not_before: millis(cert.validity().not_before)?, not_after: millis(cert.validity().not_after)?, dns_names })
 }
 
 /// `scimd check`: every finding, worst last.

@@ -147,6 +147,7 @@ async fn an_exposed_private_key_stops_the_server_starting() {
     let certs = scimd::certs::generate(&dir.path().join("certs2"), &["localhost".into()]).unwrap();
     let config = scimd::config::ServeConfig {
         data_dir: data.root().to_path_buf(),
+        acme: None,
         listen: "127.0.0.1:0".parse().unwrap(),
         tls: Some((certs.server_cert, certs.server_key)),
         public_url: None,

@@ -5,6 +5,7 @@ mod support;
 
 mod attacker;
 mod access;
+mod acme;
 mod auth;
 mod cli;
 mod console;

@@ -149,6 +149,7 @@ impl TestServer {
         let certs = scimd::certs::generate(&dir.path().join("certs"), &["localhost".into(), "127.0.0.1".into()]).unwrap();
         let mut config = ServeConfig {
             data_dir: data.root().to_path_buf(),
+            acme: None,
             listen: "127.0.0.1:0".parse().unwrap(),
             tls: Some((certs.server_cert.clone(), certs.server_key.clone())),
             public_url: None,
