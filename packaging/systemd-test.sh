@@ -7,7 +7,9 @@
 # The install steps of packaging/README.md run inside as written (sudo dropped: root already;
 # `sudo -u scimd` is runuser), then: the unit starts and reaches READY (active, no restart),
 # logs its open-file limit, answers `scimd healthcheck`, `systemctl reload` reloads (SIGHUP,
-# the server says so), `systemctl stop` ends it with status 0 and Result=success.
+# the server says so), `systemctl stop` ends it with status 0 and Result=success. Then port
+# 443 (README, "Automatic certificates"): refused to the shipped unit, which has no
+# capabilities; bound with the README's drop-in.
 # Needs podman, runc (or a working crun), mmdebstrap (only while the base image is missing).
 set -euo pipefail
 
@@ -23,7 +25,8 @@ trap 'podman rm -f -t 0 "$box" >/dev/null 2>&1 || true' EXIT
 
 # procps: the unit's ExecReload is /bin/kill, which every Debian system has but minbase.
 debian_base "$image" systemd,systemd-sysv,procps
-podman run -d --name "$box" --privileged --systemd=always "$image" /sbin/init 2> >(quiet) >/dev/null
+# Ports below 1024 privileged as on a host (podman lets containers bind them by default).
+podman run -d --name "$box" --privileged --sysctl net.ipv4.ip_unprivileged_port_start=1024 --systemd=always "$image" /sbin/init 2> >(quiet) >/dev/null
 deadline=$(( SECONDS + 60 ))
 until state=$(podman exec "$box" systemctl is-system-running 2>/dev/null); [ "$state" = running ] || [ "$state" = degraded ]; do
     [ $SECONDS -lt $deadline ] || fail "systemd did not finish booting within 60 s ($state)"
@@ -68,3 +71,21 @@ journal=$(run 'journalctl -u scimd --no-pager')
 grep -q 'open files: soft limit' <<<"$journal" || fail "the open-file limit is not logged"
 ! grep -q 'mode is different' <<<"$journal" || fail "the unit and the README disagree on a directory's mode: $journal"
 say "reloaded, stopped with status 0; passed in $(( SECONDS - started )) s"
+
+# Port 443 for ACME's TLS-ALPN-01: the shipped unit may not bind it; the README's drop-in may.
+grep -q 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE' "$repo/README.md" && grep -q 'AmbientCapabilities=CAP_NET_BIND_SERVICE' "$repo/README.md" \
+    || fail "the README no longer gives the port-443 drop-in this test follows"
+run 'sed -i "s|^listen = .*|listen = \"0.0.0.0:443\"|" /etc/scimd/scimd.toml; systemctl start scimd 2>/dev/null || true'
+deadline=$(( SECONDS + 20 ))
+until run 'journalctl -u scimd --no-pager' | grep -q 'cannot listen on 0.0.0.0:443'; do
+    [ $SECONDS -lt $deadline ] || fail "the shipped unit bound port 443: $(run 'journalctl -u scimd --no-pager | tail -5' 2>&1)"
+    sleep 0.2
+done
+run 'systemctl stop scimd; systemctl reset-failed scimd 2>/dev/null || true
+mkdir -p /etc/systemd/system/scimd.service.d
+printf "[Service]\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n" > /etc/systemd/system/scimd.service.d/port-443.conf
+systemctl daemon-reload && systemctl start scimd'
+[ "$(run 'systemctl is-active scimd')" = active ] || fail "with the drop-in scimd is not active: $(run 'journalctl -u scimd --no-pager | tail -5' 2>&1)"
+run 'journalctl -u scimd --no-pager' | grep -q 'serving on https://0.0.0.0:443' || fail "not serving on 443"
+run 'systemctl stop scimd'
+say "port 443: refused without the drop-in, served with it; passed in $(( SECONDS - started )) s"

@@ -135,7 +135,7 @@ pub struct ServeArgs {
     /// Obtain and renew the certificate by ACME for NAME (repeat for more names); exclusive with --cert/--key [env: SCIMD_ACME_DOMAINS, comma-separated; config: acme_domains]
     #[arg(long, value_name = "NAME")]
     pub acme_domain: Vec<String>,
-    /// Contact address for the ACME account (the CA's expiry notices) [env: SCIMD_ACME_EMAIL]
+    /// Contact address for the ACME account [env: SCIMD_ACME_EMAIL]
     #[arg(long, value_name = "EMAIL")]
     pub acme_email: Option<String>,
     /// ACME directory URL, or letsencrypt (the default) or letsencrypt-staging [env: SCIMD_ACME_DIRECTORY]

@@ -339,13 +339,21 @@ impl AcmeSettings {
         let directory = match raw.acme_directory.as_deref().unwrap_or("letsencrypt") {
             "letsencrypt" => LETS_ENCRYPT.to_string(),
             "letsencrypt-staging" => LETS_ENCRYPT_STAGING.to_string(),
-            url if url.starts_with("https://") && url.len() > "https://".len() && !url.contains(char::is_whitespace) => url.to_string(),
-            other => return Err(format!("acme_directory must be an https:// URL, \"letsencrypt\" or \"letsencrypt-staging\" (got '{other}')")),
+            // No user:password@ in the authority: the URL is logged and kept in state.json.
+            url if url.starts_with("https://")
+                && url.len() > "https://".len()
+                && !url.contains(char::is_whitespace)
+                && !url["https://".len()..].split('/').next().unwrap_or_default().contains('@') =>
+            {
+                url.to_string()
+            }
+            other => return Err(format!("acme_directory must be an https:// URL without credentials, \"letsencrypt\" or \"letsencrypt-staging\" (got '{}')", other.split('@').next_back().unwrap_or_default())),
         };
         let email = match raw.acme_email.as_deref() {
             None => None,
             Some(e) => {
                 let e = e.trim();
+                let e = e.strip_prefix("mailto:").unwrap_or(e);
                 let ok = e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.')) && !e.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | '<' | '>' | '"'));
                 if !ok {
                     return Err(format!("acme_email must be an email address (got '{e}')"));
@@ -446,6 +454,7 @@ mod tests {
             (acme(&["localhost"]), "fully qualified"),
             (acme(&["a_b.example.com"]), "fully qualified"),
             (RawConfig { acme_directory: Some("http://ca.example/dir".into()), ..acme(&["a.example.com"]) }, "https://"),
+            (RawConfig { acme_directory: Some("https://user:secret@ca.example/dir".into()), ..acme(&["a.example.com"]) }, "without credentials"),
             (RawConfig { acme_email: Some("ops at example".into()), ..acme(&["a.example.com"]) }, "email"),
             (RawConfig { acme_http_listen: Some("80".into()), ..acme(&["a.example.com"]) }, "IP:PORT"),
             (RawConfig { acme_email: Some("ops@example.com".into()), cert: Some("c".into()), key: Some("k".into()), ..base() }, "acme_domains is not"),
@@ -456,5 +465,9 @@ mod tests {
         let file: RawConfig = toml::from_str("acme_domains = [\"scim.example.com\"]\nacme_email = \"ops@example.com\"\nacme_http_listen = \"0.0.0.0:80\"\n").unwrap();
         let a = ServeConfig::validate(base().or(file)).unwrap().acme.unwrap();
         assert_eq!((a.email.as_deref(), a.http_listen.map(|l| l.port())), (Some("ops@example.com"), Some(80)));
+        let mailto = RawConfig { acme_email: Some("mailto:ops@example.com".into()), ..acme(&["a.example.com"]) };
+        assert_eq!(ServeConfig::validate(mailto).unwrap().acme.unwrap().email.as_deref(), Some("ops@example.com"));
+        let err = ServeConfig::validate(RawConfig { acme_directory: Some("https://user:secret@ca.example/dir".into()), ..acme(&["a.example.com"]) }).unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
     }
 }

@@ -202,13 +202,13 @@ impl DataDir {
     pub fn serve_lock(&self) -> PathBuf {
         self.root.join("serve.lock")
     }
-    /// Where the demo keeps its certificate and credentials.
     /// ACME's files (issue 24): the account key, the certificate and its key, the state
     /// `scimd check` reads; all 0600 in a 0700 directory.
     pub fn acme(&self) -> AcmePaths {
         let dir = self.root.join("acme");
         AcmePaths { account: dir.join("account.json"), cert: dir.join("cert.pem"), key: dir.join("key.pem"), state: dir.join("state.json"), dir }
     }
+    /// Where the demo keeps its certificate and credentials.
     pub fn demo_cert_dir(&self) -> PathBuf {
         self.root.join("certs")
     }

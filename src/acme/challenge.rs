@@ -107,8 +107,12 @@ fn challenge_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, String
     Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing)))
 }
 
-/// Connections the HTTP-01 listener serves at once; more are closed as they come.
-const HTTP01_MAX_CONNECTIONS: usize = 64;
+/// Connections the HTTP-01 listener serves at once, and from one address; more are closed
+/// as they come. A CA validates from a few addresses, one request each, in milliseconds.
+const HTTP01_MAX_CONNECTIONS: usize = 256;
+const HTTP01_PER_ADDRESS: usize = 4;
+/// A connection is closed after this, answered or not.
+const HTTP01_CONNECTION_TIME: Duration = Duration::from_secs(5);
 const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// The plain-HTTP listener for HTTP-01 (`acme_http_listen`): `GET
@@ -119,6 +123,7 @@ pub async fn serve_http01(listen: SocketAddr, challenges: Arc<Challenges>) -> st
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
     let slots = Arc::new(tokio::sync::Semaphore::new(HTTP01_MAX_CONNECTIONS));
+    let per_address: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
     let task = tokio::spawn(async move {
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -130,25 +135,57 @@ pub async fn serve_http01(listen: SocketAddr, challenges: Arc<Challenges>) -> st
                 }
             };
             let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else { continue };
+            let Some(held) = AddressSlot::take(&per_address, peer.ip()) else { continue };
             let challenges = Arc::clone(&challenges);
             tokio::spawn(async move {
-                let _slot = slot;
+                let _slots = (slot, held);
                 let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let answer = answer(&challenges, req.method(), req.uri().path());
                     async move { Ok::<_, std::convert::Infallible>(answer) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
+                    .header_read_timeout(HTTP01_CONNECTION_TIME)
                     .keep_alive(false)
                     .serve_connection(TokioIo::new(stream), service);
-                if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(30), conn).await {
+                if let Ok(Err(e)) = tokio::time::timeout(HTTP01_CONNECTION_TIME, conn).await {
                     debug!(target: "scimd::acme", "HTTP-01 connection from {peer} ended: {e}");
                 }
             });
         }
     });
     Ok((bound, task))
+}
+
+/// One of an address's `HTTP01_PER_ADDRESS` connections, given back on drop.
+struct AddressSlot {
+    counts: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl AddressSlot {
+    fn take(counts: &Arc<Mutex<HashMap<std::net::IpAddr, usize>>>, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let mut map = counts.lock().ok()?;
+        let n = map.entry(ip).or_default();
+        if *n >= HTTP01_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot { counts: Arc::clone(counts), ip })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.counts.lock() {
+            if let Some(n) = map.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 fn answer(challenges: &Challenges, method: &Method, path: &str) -> Response<Full<Bytes>> {
@@ -187,5 +224,16 @@ mod tests {
         assert!(c.tls_alpn("other.example.com").is_none());
         drop(armed);
         assert!(c.tls_alpn("scim.example.com").is_none());
+    }
+
+    #[test]
+    fn one_address_holds_at_most_four_connections() {
+        let counts = Arc::default();
+        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let held: Vec<_> = (0..HTTP01_PER_ADDRESS).map(|_| AddressSlot::take(&counts, ip).unwrap()).collect();
+        assert!(AddressSlot::take(&counts, ip).is_none());
+        assert!(AddressSlot::take(&counts, "192.0.2.2".parse().unwrap()).is_some());
+        drop(held);
+        assert!(AddressSlot::take(&counts, ip).is_some());
     }
 }

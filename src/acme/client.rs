@@ -13,8 +13,11 @@ use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
-/// Connect, handshake, send and read the response headers within this.
+/// Connect, handshake, send and read the whole response within this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// An ACME response (a directory, an order, a certificate chain) is a few KiB.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct Https {
@@ -65,6 +68,20 @@ impl HttpClient for Https {
     }
 }
 
+/// Each address the name has in turn, each within `CONNECT_TIMEOUT`: an IPv6 address that
+/// swallows packets must not use up the request's whole deadline before IPv4 is tried.
+async fn connect(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{addr}: no answer within {}s", CONNECT_TIMEOUT.as_secs())),
+        }
+    }
+    Err(last)
+}
+
 async fn send(tls: tokio_rustls::TlsConnector, mut req: hyper::Request<BodyWrapper<Bytes>>) -> Result<BytesResponse, instant_acme::Error> {
     let uri = req.uri().clone();
     if uri.scheme_str() != Some("https") {
@@ -73,7 +90,7 @@ async fn send(tls: tokio_rustls::TlsConnector, mut req: hyper::Request<BodyWrapp
     let authority = uri.authority().ok_or_else(|| other(format!("{uri}: no host")))?.clone();
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
     let port = authority.port_u16().unwrap_or(443);
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| other(format!("cannot connect to {authority}: {e}")))?;
+    let tcp = connect(&host, port).await.map_err(|e| other(format!("cannot connect to {authority}: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(host.clone()).map_err(|e| other(format!("{host}: {e}")))?;
     let stream = tls.connect(name, tcp).await.map_err(|e| other(format!("TLS with {authority}: {e}")))?;
@@ -87,5 +104,11 @@ async fn send(tls: tokio_rustls::TlsConnector, mut req: hyper::Request<BodyWrapp
     let host_header = hyper::header::HeaderValue::from_str(authority.as_str()).map_err(|e| other(format!("{authority}: {e}")))?;
     req.headers_mut().insert(hyper::header::HOST, host_header);
     let resp = sender.send_request(req).await.map_err(|e| other(format!("{uri}: {e}")))?;
-    Ok(BytesResponse::from(resp))
+    // Read here, inside the request's deadline and size limit, not later by instant-acme.
+    let (parts, body) = resp.into_parts();
+    let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, MAX_RESPONSE_BYTES))
+        .await
+        .map_err(|e| other(format!("{uri}: response body: {e}")))?
+        .to_bytes();
+    Ok(BytesResponse::from(hyper::Response::from_parts(parts, http_body_util::Full::new(body))))
 }

@@ -7,12 +7,13 @@
 
 mod challenge;
 mod client;
+mod order;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use instant_acme::{Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy};
+use instant_acme::Account;
 use log::{info, warn};
 use serde::{Deserialize, Serialize};
 
@@ -23,10 +24,10 @@ use crate::config::AcmeSettings;
 use crate::ops::maintenance::{cert_facts, CertFacts};
 use crate::tenant::AcmePaths;
 
-/// A CA's validation of every name must finish within this.
-const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
-/// Issuance after finalize (the CA signs) within this.
-const ISSUANCE_TIMEOUT: Duration = Duration::from_secs(120);
+/// One order, start to finish (each request has its own 30 s; validation and issuance 2 min).
+const ORDER_TIMEOUT: Duration = Duration::from_secs(600);
+/// What the CA said, at most this much of it, in the log and state.json.
+const MAX_ERROR_CHARS: usize = 500;
 /// The renewal loop looks again at least this often (a clock that jumped, a suspend).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// The lifetime assumed before the first certificate (Let's Encrypt's).
@@ -50,6 +51,8 @@ pub struct State {
     /// Failed orders since the last success.
     pub failures: u32,
     pub next_attempt: Option<String>,
+    /// The directory that issued the certificate on disk.
+    pub issued_by: Option<String>,
 }
 
 impl State {
@@ -96,28 +99,59 @@ impl Status {
 /// When to order next, given the certificate on disk.
 #[derive(Debug, PartialEq)]
 enum Plan {
-    Now(&'static str),
+    Now(String),
     At(UtcMillis),
 }
 
-fn plan(current: Option<&CertFacts>, domains: &[String], now: UtcMillis) -> Plan {
-    let Some(c) = current else { return Plan::Now("no certificate yet") };
-    if domains.iter().any(|d| !c.dns_names.contains(d)) {
-        return Plan::Now("the certificate does not cover every name in acme_domains");
+/// `current`: the certificate on disk if it loads with its key, else why not. A certificate
+/// is replaced at once when its names are not exactly `domains` or another directory issued
+/// it (staging, then production), else from two thirds of its lifetime.
+fn plan(current: &Result<CertFacts, String>, domains: &[String], issued_elsewhere: bool, now: UtcMillis) -> Plan {
+    let c = match current {
+        Ok(c) => c,
+        Err(why) => return Plan::Now(why.clone()),
+    };
+    let mut have = c.dns_names.clone();
+    let mut want = domains.to_vec();
+    have.sort();
+    want.sort();
+    if have != want {
+        return Plan::Now("the certificate's names are not those of acme_domains".into());
+    }
+    if issued_elsewhere {
+        return Plan::Now("the certificate is from another ACME directory".into());
     }
     let renew_at = UtcMillis(c.not_before.0 + (c.not_after.0 - c.not_before.0) * 2 / 3);
     if renew_at.0 <= now.0 {
-        Plan::Now("two thirds of its lifetime have passed")
+        Plan::Now("two thirds of its lifetime have passed".into())
     } else {
         Plan::At(renew_at)
     }
 }
 
+/// The CA's words for the log and state.json: no control characters, bounded.
+fn clean(text: &str) -> String {
+    let mut out: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX_ERROR_CHARS).collect();
+    if text.chars().count() > MAX_ERROR_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+fn until(t: UtcMillis, now: UtcMillis) -> Duration {
+    Duration::from_millis(u64::try_from(t.0 - now.0).unwrap_or(0))
+}
+
 /// The wait after `failures` failed orders (≥ 1) for a certificate living `lifetime`:
-/// from a thousandth of the lifetime (1 s to 60 s), doubling, at most a tenth of it (and 6
-/// hours), ±20 % by `jitter` in [-1, 1] so many servers do not retry in step.
+/// from a thousandth of the lifetime (1 s to 5 min: four failed validations in Let's
+/// Encrypt's first hour, within its five), doubling, at most a tenth of it (and 6 hours),
+/// ±20 % by `jitter` in [-1, 1] so many servers do not retry in step.
 fn backoff(failures: u32, lifetime: Duration, jitter: f64) -> Duration {
-    let base = (lifetime / 1000).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let base = (lifetime / 1000).clamp(Duration::from_secs(1), Duration::from_secs(300));
     let cap = (lifetime / 10).clamp(base, Duration::from_secs(6 * 3600));
     let doubled = base.saturating_mul(1u32 << failures.saturating_sub(1).min(20)).min(cap);
     doubled.mul_f64(1.0 + 0.2 * jitter.clamp(-1.0, 1.0))
@@ -134,13 +168,6 @@ fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-/// The account credentials on disk, with the directory they belong to.
-#[derive(Serialize, Deserialize)]
-struct SavedAccount {
-    directory: String,
-    credentials: AccountCredentials,
-}
-
 pub struct Manager {
     settings: AcmeSettings,
     paths: AcmePaths,
@@ -148,6 +175,8 @@ pub struct Manager {
     pub status: Arc<Status>,
     http: client::Https,
     account: tokio::sync::Mutex<Option<Account>>,
+    /// Issued but not yet on disk (a full disk): written again before any new order.
+    pending: tokio::sync::Mutex<Option<order::Issued>>,
 }
 
 impl Manager {
@@ -160,24 +189,40 @@ impl Manager {
             std::fs::set_permissions(&paths.dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| format!("cannot restrict {}: {e}", paths.dir.display()))?;
         }
         let http = client::Https::new(settings.ca.as_deref())?;
+        // What the last run knew: who issued the certificate on disk, and its failures (a
+        // restart does not reset the backoff).
+        let previous = State::read(&paths).filter(|p| p.directory == settings.directory && p.domains == settings.domains);
         let state = State {
             directory: settings.directory.clone(),
             domains: settings.domains.clone(),
             challenge: if settings.http_listen.is_some() { "http-01" } else { "tls-alpn-01" }.into(),
-            ..State::default()
+            issued_by: State::read(&paths).and_then(|p| p.issued_by),
+            ..previous.unwrap_or_default()
         };
         let status = Arc::new(Status { state: Mutex::new(state), ..Status::default() });
-        Ok(Manager { settings, paths, challenges: Arc::default(), status, http, account: tokio::sync::Mutex::new(None) })
+        Ok(Manager { settings, paths, challenges: Arc::default(), status, http, account: tokio::sync::Mutex::new(None), pending: tokio::sync::Mutex::new(None) })
     }
 
     pub fn paths(&self) -> &AcmePaths {
         &self.paths
     }
 
-    fn current(&self) -> Option<CertFacts> {
+    /// The certificate on disk, if it loads with its key as the listener would load it.
+    fn current(&self) -> Result<CertFacts, String> {
         use rustls_pki_types::pem::PemObject;
-        let der = rustls_pki_types::CertificateDer::pem_file_iter(&self.paths.cert).ok()?.next()?.ok()?;
-        cert_facts(&der)
+        if !self.paths.cert.exists() && !self.paths.key.exists() {
+            return Err("no certificate yet".into());
+        }
+        let unusable = |why: String| format!("the certificate and key on disk do not load ({why})");
+        let chain: Vec<rustls_pki_types::CertificateDer<'static>> = rustls_pki_types::CertificateDer::pem_file_iter(&self.paths.cert)
+            .map_err(|e| unusable(e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| unusable(e.to_string()))?;
+        let facts = chain.first().and_then(|der| cert_facts(der)).ok_or_else(|| unusable("no readable certificate".into()))?;
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&self.paths.key).map_err(|e| unusable(e.to_string()))?;
+        let signing = rustls::crypto::ring::default_provider().key_provider.load_private_key(key).map_err(|e| unusable(e.to_string()))?;
+        rustls::sign::CertifiedKey::new(chain, signing).keys_match().map_err(|e| unusable(e.to_string()))?;
+        Ok(facts)
     }
 
     fn update(&self, change: impl FnOnce(&mut State)) {
@@ -199,65 +244,93 @@ impl Manager {
     /// written into the TLS listener and says whether they loaded.
     pub async fn run(self: Arc<Self>, installed: impl Fn() -> bool + Send + 'static) {
         let names = self.settings.domains.join(", ");
+        // A previous run's backoff stands across a restart.
+        let before = self.status.snapshot();
+        if let Some(next) = before.next_attempt.as_deref().and_then(UtcMillis::parse_rfc3339).filter(|_| before.failures > 0) {
+            let now = UtcMillis::now();
+            if next.0 > now.0 {
+                info!(target: "scimd::acme", "{} failed orders before this start; the next attempt waits until {}", before.failures, next.to_rfc3339());
+                tokio::time::sleep(until(next, now)).await;
+            }
+        }
+        let mut first = true;
+        let mut last_success: Option<tokio::time::Instant> = None;
         loop {
             let now = UtcMillis::now();
             let current = self.current();
-            let next = plan(current.as_ref(), &self.settings.domains, now);
+            let issued_elsewhere = self.status.snapshot().issued_by.as_deref().is_some_and(|d| d != self.settings.directory);
+            let next = plan(&current, &self.settings.domains, issued_elsewhere, now);
             self.update(|s| {
-                s.not_after = current.as_ref().map(|c| c.not_after.to_rfc3339());
-                s.renew_at = match &next {
-                    Plan::At(t) => Some(t.to_rfc3339()),
-                    Plan::Now(_) => Some(now.to_rfc3339()),
-                };
+                s.not_after = current.as_ref().ok().map(|c| c.not_after.to_rfc3339());
+                s.renew_at = Some(match &next {
+                    Plan::At(t) => t.to_rfc3339(),
+                    Plan::Now(_) => now.to_rfc3339(),
+                });
             });
+            let lifetime = current
+                .as_ref()
+                .ok()
+                .map(|c| Duration::from_millis(u64::try_from(c.not_after.0 - c.not_before.0).unwrap_or(0)))
+                .filter(|d| !d.is_zero())
+                .unwrap_or(DEFAULT_LIFETIME);
             let reason = match next {
                 Plan::At(t) => {
-                    let wait = Duration::from_millis(u64::try_from(t.0 - now.0).unwrap_or(0)).min(MAX_SLEEP);
-                    tokio::time::sleep(wait).await;
+                    if std::mem::take(&mut first) {
+                        let until_text = current.as_ref().map(|c| c.not_after.to_rfc3339()).unwrap_or_default();
+                        info!(target: "scimd::acme", "serving the certificate on disk for {names}, valid until {until_text}; renewal from {}", t.to_rfc3339());
+                    }
+                    tokio::time::sleep(until(t, now).min(MAX_SLEEP)).await;
                     continue;
                 }
                 Plan::Now(reason) => reason,
             };
+            first = false;
+            // Just renewed and already due: a clock far ahead, or a CA backdating. Never
+            // order in a loop; wait a tenth of the lifetime (at most an hour) each time.
+            let gap = (lifetime / 10).min(Duration::from_secs(3600));
+            if last_success.is_some_and(|t| t.elapsed() < gap) {
+                warn!(target: "scimd::acme", "the certificate just obtained for {names} is already due ({reason}): check the system clock; next order in {}", seconds(gap));
+                tokio::time::sleep(gap).await;
+            }
             info!(target: "scimd::acme", "ordering a certificate for {names} from {} by {} ({reason})", self.settings.directory, self.status.snapshot().challenge);
-            let outcome = match self.order().await {
-                Ok(()) if installed() => Ok(()),
-                Ok(()) => Err("the certificate obtained did not load (see the ERROR above)".to_string()),
-                Err(e) => Err(e),
+            let outcome = match tokio::time::timeout(ORDER_TIMEOUT, self.obtain()).await {
+                Err(_) => Err(format!("no certificate within {}", seconds(ORDER_TIMEOUT))),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) if installed() => Ok(()),
+                Ok(Ok(())) => Err("the certificate obtained did not load (see the ERROR above)".to_string()),
             };
             let now = UtcMillis::now();
             match outcome {
                 Ok(()) => {
+                    last_success = Some(tokio::time::Instant::now());
                     self.status.orders_valid.fetch_add(1, Ordering::Relaxed);
                     let facts = self.current();
-                    let until = facts.as_ref().map(|f| f.not_after.to_rfc3339()).unwrap_or_default();
-                    let renew = match facts.as_ref().map(|f| plan(Some(f), &self.settings.domains, now)) {
-                        Some(Plan::At(t)) => t.to_rfc3339(),
-                        _ => "now".into(),
+                    let valid_until = facts.as_ref().map(|f| f.not_after.to_rfc3339()).unwrap_or_default();
+                    let renew = match plan(&facts, &self.settings.domains, false, now) {
+                        Plan::At(t) => t.to_rfc3339(),
+                        Plan::Now(_) => "now".into(),
                     };
-                    info!(target: "scimd::acme", "obtained and now serving a certificate for {names}, valid until {until}; renewal from {renew}");
+                    info!(target: "scimd::acme", "obtained and now serving a certificate for {names}, valid until {valid_until}; renewal from {renew}");
                     self.update(|s| {
                         s.last_success = Some(now.to_rfc3339());
                         s.failures = 0;
                         s.last_error = None;
                         s.next_attempt = None;
+                        s.issued_by = Some(self.settings.directory.clone());
                     });
                 }
                 Err(e) => {
+                    let e = clean(&e);
                     self.status.orders_failed.fetch_add(1, Ordering::Relaxed);
                     let failures = self.status.snapshot().failures + 1;
-                    let lifetime = current
-                        .as_ref()
-                        .map(|c| Duration::from_millis(u64::try_from(c.not_after.0 - c.not_before.0).unwrap_or(0)))
-                        .filter(|d| !d.is_zero())
-                        .unwrap_or(DEFAULT_LIFETIME);
                     let wait = backoff(failures, lifetime, jitter());
                     let serving = match &current {
-                        Some(c) if c.not_after.0 > now.0 => format!("still serving the certificate valid until {}", c.not_after.to_rfc3339()),
-                        Some(c) => format!("the certificate served expired at {}", c.not_after.to_rfc3339()),
-                        None => "no certificate yet: TLS handshakes fail until one is obtained".into(),
+                        Ok(c) if c.not_after.0 > now.0 => format!("still serving the certificate valid until {}", c.not_after.to_rfc3339()),
+                        Ok(c) => format!("the certificate served expired at {}", c.not_after.to_rfc3339()),
+                        Err(_) => "no certificate yet: TLS handshakes fail until one is obtained".into(),
                     };
                     warn!(target: "scimd::acme", "certificate order for {names} failed (attempt {failures}): {e}; {serving}; retrying in {}", seconds(wait));
-                    let next = UtcMillis(now.0 + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2));
+                    let next = UtcMillis(now.0 + millis(wait));
                     self.update(|s| {
                         s.failures = failures;
                         s.last_failure = Some(now.to_rfc3339());
@@ -270,117 +343,21 @@ impl Manager {
         }
     }
 
-    /// The account: in memory, else from `account.json` when it is for this directory, else
-    /// a new one (its credentials written 0600 before use).
-    async fn account(&self) -> Result<Account, String> {
-        let mut cached = self.account.lock().await;
-        if let Some(a) = cached.as_ref() {
-            return Ok(a.clone());
+    /// A certificate on disk: the one issued earlier and not yet written, else a new order.
+    async fn obtain(&self) -> Result<(), String> {
+        let mut pending = self.pending.lock().await;
+        let issued = match pending.take() {
+            Some(issued) => issued,
+            None => self.order().await?,
+        };
+        let written = crate::certs::write_file(&self.paths.key, issued.key_pem.as_bytes(), 0o600)
+            .and_then(|()| crate::certs::write_file(&self.paths.cert, issued.chain.as_bytes(), 0o600));
+        if let Err(e) = written {
+            // Kept: the next attempt writes it again instead of ordering a duplicate.
+            *pending = Some(issued);
+            return Err(format!("the certificate was issued but cannot be written: {e}"));
         }
-        let saved: Option<SavedAccount> = std::fs::read(&self.paths.account).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        if let Some(saved) = saved.filter(|s| s.directory == self.settings.directory) {
-            let account = Account::builder_with_http(Box::new(self.http.clone()))
-                .from_credentials(saved.credentials)
-                .await
-                .map_err(|e| format!("cannot reach the ACME directory {}: {e}", self.settings.directory))?;
-            *cached = Some(account.clone());
-            return Ok(account);
-        }
-        let contact = self.settings.email.as_ref().map(|e| format!("mailto:{e}"));
-        let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
-        let new = NewAccount { contact: &contacts, terms_of_service_agreed: true, only_return_existing: false };
-        let (account, credentials) = Account::builder_with_http(Box::new(self.http.clone()))
-            .create(&new, self.settings.directory.clone(), None)
-            .await
-            .map_err(|e| format!("cannot register an ACME account at {}: {e}", self.settings.directory))?;
-        let saved = SavedAccount { directory: self.settings.directory.clone(), credentials };
-        let json = serde_json::to_vec(&saved).map_err(|e| e.to_string())?;
-        crate::certs::write_file(&self.paths.account, &json, 0o600)?;
-        info!(target: "scimd::acme", "registered ACME account {} at {}", account.id(), self.settings.directory);
-        *cached = Some(account.clone());
-        Ok(account)
-    }
-
-    /// One order, start to finish; the certificate and key written on success.
-    async fn order(&self) -> Result<(), String> {
-        let account = self.account().await?;
-        match self.order_with(&account).await {
-            Ok(()) => Ok(()),
-            Err(OrderError::Acme(context, e)) => {
-                // The CA forgot the account (a test CA restarted, an account deactivated):
-                // the next attempt registers a new one.
-                if matches!(&e, instant_acme::Error::Api(p) if p.r#type.as_deref().is_some_and(|t| t.ends_with(":accountDoesNotExist"))) {
-                    *self.account.lock().await = None;
-                    let _ = std::fs::remove_file(&self.paths.account);
-                }
-                Err(format!("{context}: {e}"))
-            }
-            Err(OrderError::Other(e)) => Err(e),
-        }
-    }
-
-    async fn order_with(&self, account: &Account) -> Result<(), OrderError> {
-        let ids: Vec<Identifier> = self.settings.domains.iter().cloned().map(Identifier::Dns).collect();
-        let mut order = account.new_order(&NewOrder::new(&ids)).await.map_err(OrderError::acme("new order"))?;
-        let http01 = self.settings.http_listen.is_some();
-        let kind = if http01 { ChallengeType::Http01 } else { ChallengeType::TlsAlpn01 };
-        let mut armed = Vec::new();
-        {
-            let mut authorizations = order.authorizations();
-            while let Some(next) = authorizations.next().await {
-                let mut authz = next.map_err(OrderError::acme("authorization"))?;
-                let name = authz.identifier().to_string();
-                match authz.status {
-                    AuthorizationStatus::Valid => continue,
-                    AuthorizationStatus::Pending => {}
-                    other => return Err(OrderError::Other(format!("the authorization for {name} is {other:?}"))),
-                }
-                let Some(mut challenge) = authz.challenge(kind.clone()) else {
-                    return Err(OrderError::Other(format!("the CA offers no {kind:?} challenge for {name}")));
-                };
-                let key_authorization = challenge.key_authorization();
-                armed.push(if http01 {
-                    self.challenges.arm_http01(&challenge.token, key_authorization.as_str())
-                } else {
-                    self.challenges.arm_tls_alpn(&name, key_authorization.digest().as_ref()).map_err(OrderError::Other)?
-                });
-                challenge.set_ready().await.map_err(OrderError::acme("challenge"))?;
-            }
-        }
-        let retry = RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(VALIDATION_TIMEOUT);
-        let status = order.poll_ready(&retry).await.map_err(OrderError::acme("validation"))?;
-        drop(armed);
-        if status != OrderStatus::Ready {
-            return Err(OrderError::Other(format!("the order is {status:?} after validation")));
-        }
-        let rcgen_err = |e: rcgen::Error| OrderError::Other(format!("cannot make the certificate request: {e}"));
-        let key = rcgen::KeyPair::generate().map_err(rcgen_err)?;
-        let csr = rcgen::CertificateParams::new(self.settings.domains.clone()).map_err(rcgen_err)?.serialize_request(&key).map_err(rcgen_err)?;
-        order.finalize_csr(csr.der()).await.map_err(OrderError::acme("finalize"))?;
-        let retry = RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(ISSUANCE_TIMEOUT);
-        let chain = order.poll_certificate(&retry).await.map_err(OrderError::acme("certificate"))?;
-        // Checked before it replaces anything: a chain for other names is refused.
-        use rustls_pki_types::pem::PemObject;
-        let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(chain.as_bytes()).next().and_then(Result::ok);
-        let facts = leaf.as_deref().and_then(cert_facts).ok_or_else(|| OrderError::Other("the CA sent no readable certificate".into()))?;
-        if let Some(missing) = self.settings.domains.iter().find(|d| !facts.dns_names.contains(d)) {
-            return Err(OrderError::Other(format!("the certificate issued does not name {missing}")));
-        }
-        crate::certs::write_file(&self.paths.key, key.serialize_pem().as_bytes(), 0o600).map_err(OrderError::Other)?;
-        crate::certs::write_file(&self.paths.cert, chain.as_bytes(), 0o600).map_err(OrderError::Other)?;
         Ok(())
-    }
-}
-
-enum OrderError {
-    /// A step of the protocol failed (the CA's problem document, or no answer).
-    Acme(&'static str, instant_acme::Error),
-    Other(String),
-}
-
-impl OrderError {
-    fn acme(context: &'static str) -> impl Fn(instant_acme::Error) -> OrderError {
-        move |e| OrderError::Acme(context, e)
     }
 }
 
@@ -393,24 +370,36 @@ mod tests {
     }
 
     #[test]
-    fn renews_at_two_thirds_or_at_once_when_names_change() {
+    fn renews_at_two_thirds_or_at_once_when_names_issuer_or_files_change() {
         let domains = vec!["a.example.com".to_string()];
-        let c = facts(0, 90 * DAY_MS, &["a.example.com"]);
-        assert_eq!(plan(Some(&c), &domains, UtcMillis(DAY_MS)), Plan::At(UtcMillis(60 * DAY_MS)));
-        assert!(matches!(plan(Some(&c), &domains, UtcMillis(60 * DAY_MS)), Plan::Now(_)));
-        assert!(matches!(plan(None, &domains, UtcMillis(0)), Plan::Now("no certificate yet")));
+        let c = Ok(facts(0, 90 * DAY_MS, &["a.example.com"]));
+        assert_eq!(plan(&c, &domains, false, UtcMillis(DAY_MS)), Plan::At(UtcMillis(60 * DAY_MS)));
+        assert!(matches!(plan(&c, &domains, false, UtcMillis(60 * DAY_MS)), Plan::Now(r) if r.contains("two thirds")));
+        assert!(matches!(plan(&Err("no certificate yet".into()), &domains, false, UtcMillis(0)), Plan::Now(r) if r == "no certificate yet"));
+        assert!(matches!(plan(&c, &domains, true, UtcMillis(DAY_MS)), Plan::Now(r) if r.contains("another ACME directory")));
         let more = vec!["a.example.com".to_string(), "b.example.com".to_string()];
-        assert!(matches!(plan(Some(&c), &more, UtcMillis(DAY_MS)), Plan::Now(r) if r.contains("cover")));
+        assert!(matches!(plan(&c, &more, false, UtcMillis(DAY_MS)), Plan::Now(r) if r.contains("names")));
+        // A name removed: the certificate still naming it is replaced too.
+        let both = Ok(facts(0, 90 * DAY_MS, &["b.example.com", "a.example.com"]));
+        assert_eq!(plan(&both, &more, false, UtcMillis(DAY_MS)), Plan::At(UtcMillis(60 * DAY_MS)));
+        assert!(matches!(plan(&both, &domains, false, UtcMillis(DAY_MS)), Plan::Now(r) if r.contains("names")));
+    }
+
+    #[test]
+    fn the_cas_words_are_cleaned_and_bounded() {
+        assert_eq!(clean("bad\r\nline"), "bad  line");
+        let long = "x".repeat(2000);
+        assert_eq!(clean(&long).chars().count(), MAX_ERROR_CHARS + 1);
     }
 
     #[test]
     fn backoff_doubles_within_bounds_with_jitter() {
         let ninety_days = DEFAULT_LIFETIME;
-        assert_eq!(backoff(1, ninety_days, 0.0), Duration::from_secs(60));
-        assert_eq!(backoff(2, ninety_days, 0.0), Duration::from_secs(120));
+        assert_eq!(backoff(1, ninety_days, 0.0), Duration::from_secs(300));
+        assert_eq!(backoff(2, ninety_days, 0.0), Duration::from_secs(600));
         assert_eq!(backoff(30, ninety_days, 0.0), Duration::from_secs(6 * 3600));
-        assert_eq!(backoff(1, ninety_days, 1.0), Duration::from_secs(72));
-        assert_eq!(backoff(1, ninety_days, -1.0), Duration::from_secs(48));
+        assert_eq!(backoff(1, ninety_days, 1.0), Duration::from_secs(360));
+        assert_eq!(backoff(1, ninety_days, -1.0), Duration::from_secs(240));
         // A test CA's one-minute certificate: retries within seconds, at most 6 s apart.
         let minute = Duration::from_secs(60);
         assert_eq!(backoff(1, minute, 0.0), Duration::from_secs(1));

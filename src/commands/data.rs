@@ -340,13 +340,14 @@ fn server_faults(data: &DataDir) -> Vec<maintenance::Finding> {
 }
 
 /// What the ACME renewal loop last recorded (`DATA_DIR/acme/state.json`), when it runs or ran.
-fn acme_findings(paths: &crate::tenant::AcmePaths, configured: bool) -> Vec<maintenance::Finding> {
+fn acme_findings(paths: &crate::tenant::AcmePaths) -> Vec<maintenance::Finding> {
     use maintenance::{Finding, Level};
     let Some(s) = crate::acme::State::read(paths) else {
-        return match configured {
-            true => vec![Finding::new(Level::Warn, format!("ACME: nothing recorded in {} yet (the server has not run with ACME)", paths.state.display()))],
-            false => Vec::new(),
+        let why = match paths.state.exists() {
+            true => "unreadable or damaged",
+            false => "nothing recorded yet (the server has not run with ACME)",
         };
+        return vec![Finding::new(Level::Warn, format!("ACME: {}: {why}", paths.state.display()))];
     };
     let names = s.domains.join(", ");
     let mut out = Vec::new();
@@ -392,10 +393,16 @@ pub fn check(
         _ => (crate::config::DEFAULT_MAX_CONNECTIONS, crate::tenant::registry::DEFAULT_MAX_OPEN_TENANTS),
     };
     // Under ACME the certificate checked is the one it keeps.
-    let acme_configured = matches!(&config, Some(Ok((_, c))) if c.acme.is_some());
+    // A configuration without ACME makes a state file left from an earlier ACME run stale:
+    // it is not reported. Without a configuration, the state file says ACME is in use.
+    let acme_configured = match &config {
+        Some(Ok((_, c))) => Some(c.acme.is_some()),
+        _ => None,
+    };
     let acme_paths = data.acme();
-    let acme_cert = (cert.is_none() && (acme_configured || acme_paths.state.exists()) && acme_paths.cert.exists()).then_some(acme_paths.cert.as_path());
-    let acme = acme_findings(&acme_paths, acme_configured);
+    let acme_in_use = acme_configured.unwrap_or_else(|| acme_paths.state.exists());
+    let acme_cert = (cert.is_none() && acme_in_use && acme_paths.cert.exists()).then_some(acme_paths.cert.as_path());
+    let acme = if acme_in_use { acme_findings(&acme_paths) } else { Vec::new() };
     match config {
         Some(Ok((path, _))) => findings.push(maintenance::Finding { level: maintenance::Level::Ok, what: format!("configuration {}", path.display()) }),
         Some(Err(e)) => findings.push(maintenance::Finding { level: maintenance::Level::Error, what: format!("configuration: {e}") }),

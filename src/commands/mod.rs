@@ -281,7 +281,10 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
     };
     let tls = match (&config.tls, &acme) {
         (Some((cert, key)), _) => Some(server::tls_config(cert, key)?),
-        (None, Some(acme)) => Some(server::acme_tls_config(acme.paths(), Arc::clone(&acme.challenges))?),
+        (None, Some(acme)) => {
+            let alpn = config.acme.as_ref().is_some_and(|a| a.http_listen.is_none());
+            Some(server::acme_tls_config(acme.paths(), alpn.then(|| Arc::clone(&acme.challenges)))?)
+        }
         (None, None) => None,
     };
     let state = Arc::new(AppState {
@@ -299,20 +302,11 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
     });
     // The console off the loopback is served over TLS only, with the server's certificate.
     let operator_tls = tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.for_console()));
-    let renewal = match (&acme, &tls) {
-        (Some(acme), Some(tls)) => {
-            let cert = Arc::clone(&tls.cert);
-            Some(tokio::spawn(Arc::clone(acme).run(move || cert.reload())))
-        }
-        _ => None,
-    };
+    let served = tls.as_ref().map(|t| Arc::clone(&t.cert));
     let mut running = server::start(config.listen, tls, config.limits, Arc::clone(&state))
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?
         .with_lock(serve_lock);
-    if let Some(task) = renewal {
-        running = running.with_task(task);
-    }
     if let (Some(acme), Some(addr)) = (&acme, config.acme.as_ref().and_then(|a| a.http_listen)) {
         let (bound, task) = crate::acme::serve_http01(addr, Arc::clone(&acme.challenges))
             .await
@@ -326,19 +320,36 @@ pub async fn start_server_with_clock(config: &ServeConfig, clock: crate::clock::
         // serve lock tells it a server runs), it never switches behind the server's back.
         Err(e) => log::warn!(target: "scimd::control", "no command socket at {}: {e}; scimd shadow start/promote/discard will refuse while the server runs", state.tenants.data().control_socket().display()),
     }
-    match config.metrics_listen {
-        Some(addr) => {
-            let (bound, task) = crate::http::operator::serve(addr, state, operator_tls)
-                .await
-                .map_err(|e| format!("cannot serve metrics on {addr}: {e} (set metrics_listen, or \"off\")"))?;
-            Ok(running.with_metrics(bound, task))
-        }
-        None => Ok(running),
+    if let Some(addr) = config.metrics_listen {
+        let (bound, task) = crate::http::operator::serve(addr, state, operator_tls)
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e} (set metrics_listen, or \"off\")"))?;
+        running = running.with_metrics(bound, task);
     }
+    // Last, once every listener is bound: an order starts only for a server that serves.
+    if let (Some(acme), Some(cert), Some(settings)) = (acme, served, &config.acme) {
+        let reachable = |addr: std::net::SocketAddr| !addr.ip().is_loopback();
+        let challenge_addr = settings.http_listen.unwrap_or(config.listen);
+        if !reachable(challenge_addr) {
+            log::warn!(target: "scimd::acme", "ACME validates {} on {challenge_addr}, a loopback address no CA reaches: forward port {} to it", settings.domains.join(", "), if settings.http_listen.is_some() { 80 } else { 443 });
+        }
+        running = running.with_task(tokio::spawn(acme.run(move || cert.reload())));
+    }
+    Ok(running)
 }
 
 /// A token signing key others can read is a leaked key: refuse to start until it is fixed.
+/// ACME's certificate key and account key likewise.
 fn refuse_exposed_keys(data: &DataDir) -> Result<(), CommandError> {
+    #[cfg(unix)]
+    for path in [data.acme().key, data.acme().account] {
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let mode = crate::tenant::keys::KeyMode::of(&meta);
+            if mode.exposed() {
+                return Err(format!("refusing to start: {} is readable by others (mode {mode:o}); chmod 600 it, or delete it to have ACME make a new one if it may have leaked", path.display()).into());
+            }
+        }
+    }
     #[cfg(unix)]
     for id in data.list_tenants()? {
         let path = data.private_key(&id);

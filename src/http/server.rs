@@ -254,6 +254,9 @@ impl rustls::server::ResolvesServerCert for Resolver {
 pub struct Tls {
     pub config: Arc<rustls::ServerConfig>,
     pub cert: Arc<ReloadableCert>,
+    /// Files someone else renews are checked for changes; ACME's are reloaded by ACME
+    /// (a check between its two writes would see a key that does not match).
+    pub watch_files: bool,
 }
 
 impl Tls {
@@ -266,31 +269,32 @@ impl Tls {
     }
 }
 
-fn server_config(cert: Arc<ReloadableCert>, challenges: Option<Arc<crate::acme::Challenges>>) -> Result<Tls, String> {
+fn server_config(cert: Arc<ReloadableCert>, challenges: Option<Arc<crate::acme::Challenges>>, acme: bool) -> Result<Tls, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let acme = challenges.is_some();
     let resolver = Arc::new(Resolver { cert: Arc::clone(&cert), challenges });
+    let alpn_challenges = resolver.challenges.is_some();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    if acme {
+    if alpn_challenges {
         config.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());
     }
-    Ok(Tls { config: Arc::new(config), cert })
+    Ok(Tls { config: Arc::new(config), cert, watch_files: !acme })
 }
 
 /// Loads a PEM certificate chain and private key into a rustls server config.
 pub fn tls_config(cert: &Path, key: &Path) -> Result<Tls, String> {
-    server_config(ReloadableCert::load(cert, key)?, None)
+    server_config(ReloadableCert::load(cert, key)?, None, false)
 }
 
 /// TLS whose certificate ACME keeps in `paths` (none yet is fine) and whose resolver
-/// answers TLS-ALPN-01 from `challenges`.
-pub fn acme_tls_config(paths: &crate::tenant::AcmePaths, challenges: Arc<crate::acme::Challenges>) -> Result<Tls, String> {
-    server_config(ReloadableCert::load_if_present(&paths.cert, &paths.key), Some(challenges))
+/// answers TLS-ALPN-01 from `challenges` (`None` when the orders use HTTP-01: then this
+/// listener never speaks `acme-tls/1`).
+pub fn acme_tls_config(paths: &crate::tenant::AcmePaths, challenges: Option<Arc<crate::acme::Challenges>>) -> Result<Tls, String> {
+    server_config(ReloadableCert::load_if_present(&paths.cert, &paths.key), challenges, true)
 }
 
 /// A server that is accepting connections.
@@ -359,9 +363,10 @@ pub async fn start(listen: SocketAddr, tls: Option<Tls>, limits: Limits, state: 
     let addr = listener.local_addr()?;
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let cert = tls.as_ref().map(|t| Arc::clone(&t.cert));
+    let watched = tls.as_ref().filter(|t| t.watch_files).map(|t| Arc::clone(&t.cert));
     let acceptor = tls.map(|t| TlsAcceptor::from(t.config));
     let cert_watch = {
-        let cert = cert.clone();
+        let cert = watched;
         tokio::spawn(async move {
             let Some(cert) = cert else { return };
             loop {

@@ -67,7 +67,7 @@ fn pebble_installed() -> bool {
 impl Pebble {
     /// pebble validating TLS-ALPN-01 on `tls_port` and HTTP-01 on `http_port`, issuing
     /// certificates valid for `validity_secs`.
-    async fn start(dir: &Path, tls_port: u16, http_port: u16, validity_secs: u64) -> Pebble {
+    async fn start(dir: &Path, tls_port: u16, http_port: u16, validity_secs: u64, va_sleep_secs: u64) -> Pebble {
         let certs = scimd::certs::generate(&dir.join("pebble-tls"), &["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         let (listen, mgmt) = (free_tcp_port(), free_tcp_port());
         let dns_port = free_udp_port();
@@ -96,9 +96,10 @@ impl Pebble {
             .arg("-config")
             .arg(&config_path)
             .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
-            // No random sleep before validating, no rejected nonces, every order validated
-            // afresh (a renewal proves the name again while scimd serves).
-            .env("PEBBLE_VA_NOSLEEP", "1")
+            // A random sleep before validating of at most `va_sleep_secs` (0: none), no
+            // rejected nonces, every order validated afresh (a renewal proves the name again
+            // while scimd serves).
+            .envs(if va_sleep_secs == 0 { vec![("PEBBLE_VA_NOSLEEP", "1".to_string())] } else { vec![("PEBBLE_VA_SLEEPTIME", va_sleep_secs.to_string())] })
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .env("PEBBLE_AUTHZREUSE", "0")
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
@@ -240,16 +241,30 @@ impl Scimd {
     }
 }
 
-/// The README's "Automatic certificates" configuration, as an operator copies it, with only
-/// the test's address and name in place of the example's, and the test CA named as the
-/// README says for "any other RFC 8555 CA" (its directory URL and `acme_ca`).
+/// The README's "Automatic certificates" steps on `packaging/scimd.toml`, as an operator
+/// follows them: `listen` changed, the `acme_` lines where `cert` and `key` were. Only the
+/// test's address, name and data directory differ from the example's, and the test CA is
+/// named as the README says for "any other RFC 8555 CA" (its directory URL and `acme_ca`).
 fn readme_config(port: u16, data: &Path, pebble: &Pebble) -> String {
     let readme = include_str!("../../README.md");
     let section = readme.split("## Automatic certificates").nth(1).expect("the README section");
     let block = section.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).expect("its toml block");
     assert_eq!(block.lines().count(), 3, "the three lines an operator needs: {block}");
-    let lines = block.replace("0.0.0.0:443", &format!("127.0.0.1:{port}")).replace("scim.example.com", NAME);
-    format!("{lines}data_dir = {:?}\nacme_directory = {:?}\nacme_ca = {:?}\n", data.display().to_string(), pebble.directory, pebble.tls_ca.display().to_string())
+    let block = block.replace("0.0.0.0:443", &format!("127.0.0.1:{port}")).replace("scim.example.com", NAME);
+    let example = include_str!("../../packaging/scimd.toml");
+    let mut out = String::new();
+    for line in example.lines() {
+        let key = line.split(" =").next().unwrap_or_default();
+        match key {
+            "cert" => out.extend(block.lines().filter(|l| l.starts_with("acme_")).map(|l| format!("{l}\n"))),
+            "key" => {}
+            "listen" => out.extend(block.lines().filter(|l| l.starts_with("listen")).map(|l| format!("{l}\n"))),
+            "data_dir" => out.push_str(&format!("data_dir = {:?}\n", data.display().to_string())),
+            _ => out.push_str(&format!("{line}\n")),
+        }
+    }
+    assert!(out.contains("acme_email") && !out.contains("\ncert ="), "{out}");
+    format!("{out}acme_directory = {:?}\nacme_ca = {:?}\n", pebble.directory, pebble.tls_ca.display().to_string())
 }
 
 fn acme_env(pebble: &Pebble) -> Vec<(&'static str, String)> {
@@ -284,7 +299,7 @@ async fn tls_alpn_01_obtains_renews_while_serving_and_keeps_the_old_certificate_
     let dir = TempDir::new("acme-alpn");
     let data = binary_data_dir(dir.path()).await;
     let port = free_tcp_port();
-    let mut pebble = Pebble::start(dir.path(), port, free_tcp_port(), 30).await;
+    let mut pebble = Pebble::start(dir.path(), port, free_tcp_port(), 30, 3).await;
     let config = dir.path().join("scimd.toml");
     std::fs::write(&config, readme_config(port, data.root(), &pebble)).unwrap();
     let config_arg = config.display().to_string();
@@ -303,6 +318,9 @@ async fn tls_alpn_01_obtains_renews_while_serving_and_keeps_the_old_certificate_
     assert_eq!(kept.send_request(users()).await.unwrap().status(), 200);
     scimd.wait_for_log("obtained and now serving a certificate for scim.acme.test", 1, Duration::from_secs(5)).await;
     let log = scimd.log();
+    for step in ["registered ACME account", "ordering a certificate for", "obtained and now serving"] {
+        assert!(log.lines().any(|l| l.contains(step) && l.contains(" INFO ")), "{step} at INFO: {log}");
+    }
     assert!(log.contains("registered ACME account") && log.contains("ordering a certificate for scim.acme.test") && log.contains("(no certificate yet)"), "{log}");
 
     // The files: 0600 in a 0700 directory; the account's key is among them.
@@ -345,8 +363,9 @@ async fn tls_alpn_01_obtains_renews_while_serving_and_keeps_the_old_certificate_
     let expiry: i64 = metrics.lines().find_map(|l| l.strip_prefix("scimd_certificate_expiry_seconds ")).expect("the expiry gauge").parse().unwrap();
     assert!((0..=31).contains(&expiry), "{expiry}");
 
-    // The CA goes away before the next renewal: a WARN with the retry, the old
-    // certificate still served, and the operator told.
+    // The CA goes away during the next renewal (pebble sleeps up to 3 s before validating):
+    // a WARN with the retry, the old certificate still served, and the operator told.
+    scimd.wait_for_log("ordering a certificate for scim.acme.test", 3, Duration::from_secs(40)).await;
     pebble.stop();
     scimd.wait_for_log("certificate order for scim.acme.test failed (attempt 1)", 1, Duration::from_secs(40)).await;
     let log = scimd.log();
@@ -359,6 +378,7 @@ async fn tls_alpn_01_obtains_renews_while_serving_and_keeps_the_old_certificate_
     assert!(health.contains("\"certificate\"") && health.contains("failed orders"), "{health}");
     let check = scimd.check(&["--config", &config_arg]);
     assert!(check.contains("ACME: certificate for scim.acme.test") && check.contains("failed orders"), "{check}");
+    assert!(check.contains("renewal from") && check.contains("cannot connect"), "the renewal time and the last error: {check}");
     let metrics = scimd.operator("/metrics").await;
     let failed: u64 = metrics.lines().find_map(|l| l.strip_prefix("scimd_acme_orders_total{result=\"failed\"} ")).unwrap().parse().unwrap();
     assert!(failed >= 2, "{metrics}");
@@ -372,7 +392,7 @@ async fn http_01_on_its_own_listener_and_files_mode_is_exclusive() {
     let dir = TempDir::new("acme-http");
     let data = binary_data_dir(dir.path()).await;
     let (port, http_port) = (free_tcp_port(), free_tcp_port());
-    let pebble = Pebble::start(dir.path(), free_tcp_port(), http_port, 3600).await;
+    let pebble = Pebble::start(dir.path(), free_tcp_port(), http_port, 3600, 0).await;
     let mut env = acme_env(&pebble);
     env.push(("SCIMD_ACME_HTTP_LISTEN", format!("127.0.0.1:{http_port}")));
     let scimd = Scimd::start(data.root(), port, &env);
@@ -393,16 +413,38 @@ async fn http_01_on_its_own_listener_and_files_mode_is_exclusive() {
     // A restart with a valid certificate serves it without ordering (a CA's rate limits).
     let scimd = Scimd::start(data.root(), port, &env);
     let leaf = first_certificate(addr, &pebble, &scimd).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    scimd.wait_for_log("serving the certificate on disk for scim.acme.test", 1, Duration::from_secs(10)).await;
     assert!(!scimd.log().contains("ordering a certificate"), "{}", scimd.log());
     drop(scimd);
     // A name added: the next start orders for both.
     env[0].1 = format!("{NAME},api.acme.test");
     let scimd = Scimd::start(data.root(), port, &env);
     scimd.wait_for_log("obtained and now serving a certificate for scim.acme.test, api.acme.test", 1, Duration::from_secs(60)).await;
-    assert!(scimd.log().contains("(the certificate does not cover every name in acme_domains)"), "{}", scimd.log());
+    assert!(scimd.log().contains("(the certificate's names are not those of acme_domains)"), "{}", scimd.log());
     let (status, _, both) = get_with_cert(addr, "api.acme.test", &[&pebble.root], "/t/acme/scim/v2/Users", Some(&basic(ADMIN, PASSWORD))).await.unwrap();
     assert_eq!((status, both != leaf), (200, true));
+    drop(scimd);
+    // The name removed again: replaced at once too, the certificate not naming it.
+    env[0].1 = NAME.to_string();
+    let scimd = Scimd::start(data.root(), port, &env);
+    scimd.wait_for_log("obtained and now serving a certificate for scim.acme.test,", 1, Duration::from_secs(60)).await;
+    assert!(scimd.log().contains("(the certificate's names are not those of acme_domains)"), "{}", scimd.log());
+    drop(scimd);
+    // Its key deleted: the pair does not load, so it is replaced at once (never served half).
+    std::fs::remove_file(data.acme().key).unwrap();
+    let scimd = Scimd::start(data.root(), port, &env);
+    scimd.wait_for_log("obtained and now serving a certificate", 1, Duration::from_secs(60)).await;
+    assert!(scimd.log().contains("(the certificate and key on disk do not load"), "{}", scimd.log());
+    first_certificate(addr, &pebble, &scimd).await;
+    drop(scimd);
+
+    // The CA refuses: this server proves names by TLS-ALPN-01 on a port pebble does not
+    // validate on. The WARN gives the CA's reason.
+    let other = binary_data_dir(&dir.path().join("other")).await;
+    let scimd = Scimd::start(other.root(), free_tcp_port(), &acme_env(&pebble));
+    scimd.wait_for_log("failed (attempt 1)", 1, Duration::from_secs(60)).await;
+    let warn = scimd.log().lines().find(|l| l.contains("failed (attempt 1)")).unwrap().to_string();
+    assert!(warn.contains("WARN") && warn.contains("tls-alpn-01 challenge") && warn.contains("no certificate yet"), "{warn}");
     drop(scimd);
 
     // --cert/--key and ACME together: refused, saying why.
