@@ -437,6 +437,16 @@ async fn http_01_on_its_own_listener_and_files_mode_is_exclusive() {
     assert!(scimd.log().contains("(the certificate and key on disk do not load"), "{}", scimd.log());
     first_certificate(addr, &pebble, &scimd).await;
     drop(scimd);
+    // Another directory (the same pebble under another name, as staging then production):
+    // a certificate from it at once, with an account of its own beside the first.
+    env[2].1 = pebble.directory.replace("127.0.0.1", "localhost");
+    let scimd = Scimd::start(data.root(), port, &env);
+    scimd.wait_for_log("obtained and now serving a certificate", 1, Duration::from_secs(60)).await;
+    let log = scimd.log();
+    assert!(log.contains("(the certificate is from another ACME directory)") && log.contains("registered ACME account"), "{log}");
+    let accounts: serde_json::Value = serde_json::from_slice(&std::fs::read(data.acme().account).unwrap()).unwrap();
+    assert_eq!(accounts.as_array().map(Vec::len), Some(2), "{accounts}");
+    drop(scimd);
 
     // The CA refuses: this server proves names by TLS-ALPN-01 on a port pebble does not
     // validate on. The WARN gives the CA's reason.
@@ -484,6 +494,11 @@ async fn without_a_certificate_yet_handshakes_fail_and_the_operator_is_told() {
     assert!(!metrics.lines().any(|l| l.starts_with("scimd_certificate_expiry_seconds ")), "no gauge without a certificate: {metrics}");
     let check = scimd.check(&[]);
     assert!(check.contains("ERROR ACME: no certificate obtained yet for scim.acme.test"), "{check}");
+    // A restart keeps the wait (minutes, for a 90-day certificate): no order at once.
+    drop(scimd);
+    let scimd = Scimd::start(data.root(), port, &env);
+    scimd.wait_for_log("1 failed orders before this start; the next attempt waits until", 1, Duration::from_secs(30)).await;
+    assert!(!scimd.log().contains("ordering a certificate"), "{}", scimd.log());
 }
 
 /// With `cert`/`key` files too: the expiry gauge, and the operator's `/healthz` degraded
