@@ -141,7 +141,7 @@ async fn seed(data: &DataDir, name: &str, custom: bool, n: usize) -> Rig {
     data.create_tenant(&id).unwrap();
     let settings = if custom { declaration() } else { "require_username_is_email = false\n".into() };
     std::fs::write(data.settings_file(&id), settings).unwrap();
-    let tenant = Arc::new(Tenant::open(data, &id).unwrap());
+    let tenant = Arc::new(Tenant::open_to_serve(data, &id).unwrap());
     scimd::commands::add_admin(&tenant.store, "bench", "bench-password-1", 1000).await.unwrap();
     let cat = Catalogue::of(ResourceKind::User, &tenant.settings());
     let started = Instant::now();

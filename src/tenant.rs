@@ -469,14 +469,29 @@ impl Drop for Tenant {
 }
 
 impl Tenant {
-    /// Opens a tenant that exists on disk (blocking: run off the async runtime).
+    /// Opens a tenant that exists on disk for a command (blocking: run off the async
+    /// runtime). Its unique custom-attribute indexes are left as they are: they follow the
+    /// settings a server has in force, which an edited but unreloaded `tenant.toml` is not,
+    /// and a command dropping one would let that server store duplicates.
     pub fn open(data: &DataDir, id: &TenantId) -> Result<Tenant, StoreError> {
+        Tenant::open_with(data, id, false)
+    }
+
+    /// Opens a tenant for the server to serve: its unique indexes made to follow
+    /// `tenant.toml` first, as a reload does (blocking: run off the async runtime).
+    pub fn open_to_serve(data: &DataDir, id: &TenantId) -> Result<Tenant, StoreError> {
+        Tenant::open_with(data, id, true)
+    }
+
+    fn open_with(data: &DataDir, id: &TenantId, serving: bool) -> Result<Tenant, StoreError> {
         let settings = TenantSettings::load(&data.settings_file(id)).map_err(|why| StoreError::Unavailable(Fault::Settings, why))?;
         data.restrict_tenant(id);
         let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id)).reporting_to(Arc::clone(data.faults()), id.as_str());
         let store = Store::open(&data.database(id)).map_err(|e| read_only_if_so(e, &data.tenant_dir(id)))?;
         store.report_faults_to(Arc::new(faults::TenantFaults { board: Arc::clone(data.faults()), tenant: id.clone() }));
-        sync_unique_indexes(&store, &settings)?;
+        if serving {
+            sync_unique_indexes(&store, &settings)?;
+        }
         sync_key_copy(&keys, &store, id)?;
         data.restrict_tenant(id);
         let catalogue = Arc::clone(&data.catalogue);
@@ -487,7 +502,7 @@ impl Tenant {
         }
         // A tenant in shadow mode opens with its rehearsal: the IdP's requests must never
         // reach the live database while it lasts, restart or not.
-        let rehearsal = if shadow_files.active() { Some(Arc::new(Tenant::open_shadow(data, id)?)) } else { None };
+        let rehearsal = if shadow_files.active() { Some(Arc::new(Tenant::open_shadow(data, id, serving)?)) } else { None };
         Ok(Tenant {
             id: id.clone(),
             store,
@@ -503,8 +518,8 @@ impl Tenant {
     }
 
     /// The rehearsal's copy of a tenant in shadow mode: its own database, the tenant's
-    /// settings and keys.
-    fn open_shadow(data: &DataDir, id: &TenantId) -> Result<Tenant, StoreError> {
+    /// settings and keys; its unique indexes synced only when `serving` (see `open`).
+    fn open_shadow(data: &DataDir, id: &TenantId, serving: bool) -> Result<Tenant, StoreError> {
         let settings = TenantSettings::load(&data.settings_file(id)).map_err(|why| StoreError::Unavailable(Fault::Settings, why))?;
         let keys = keys::KeyState::new(data.private_key(id), data.public_key(id), data.keys_dir(id));
         // Never a new, empty database in its place: promoted, it would replace live.
@@ -512,7 +527,9 @@ impl Tenant {
             return Err(StoreError::Corrupt(format!("tenant {id} is in shadow mode but its rehearsal's database {} is missing; scimd shadow discard ends it", data.shadow_database(id).display())));
         }
         let store = Store::open(&data.shadow_database(id))?;
-        sync_unique_indexes(&store, &settings)?;
+        if serving {
+            sync_unique_indexes(&store, &settings)?;
+        }
         Ok(Tenant {
             id: id.clone(),
             store,

@@ -263,7 +263,7 @@ impl TenantRegistry {
         let (data, tid) = (self.data.clone(), id.clone());
         let started = Instant::now();
         let _opener = self.openers.acquire().await.map_err(|_| StoreError::Closed)?;
-        let opened = tokio::task::spawn_blocking(move || Tenant::open(&data, &tid))
+        let opened = tokio::task::spawn_blocking(move || Tenant::open_to_serve(&data, &tid))
             .await
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
         let tenant = match opened {

@@ -223,7 +223,9 @@ impl Tenant {
             let (start_seq, marker) = store::shadow::describe(&partial)?;
             std::fs::rename(&partial, &files.database)?;
             let info = ShadowInfo { started_at: crate::clock::UtcMillis::now().to_rfc3339(), start_seq, marker };
-            let rehearsal = Tenant::open_shadow(&data, &id)?;
+            // A page-for-page copy: it has live's unique indexes, which follow the settings
+            // in force (not an unreloaded tenant.toml), so none is synced here.
+            let rehearsal = Tenant::open_shadow(&data, &id, false)?;
             let text = serde_json::to_vec_pretty(&info).map_err(|e| ShadowError::Broken(e.to_string()))?;
             let staged = files.dir.join("shadow.json.partial");
             crate::certs::write_file(&staged, &text, 0o600).map_err(|e| ShadowError::Io(std::io::Error::other(e)))?;

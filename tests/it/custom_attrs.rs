@@ -384,3 +384,36 @@ async fn reload_adds_and_removes_attributes_without_downtime() {
     let reads = reader.await.unwrap();
     assert!(reads > 10, "the reader ran {reads} times");
 }
+
+/// A `scimd` command opens the tenant beside a running server: an edited but unreloaded
+/// tenant.toml does not change the server's unique indexes through it, either way.
+#[tokio::test]
+async fn a_command_does_not_apply_unreloaded_unique_declarations() {
+    let s = TestServer::start_with_settings(&settings_with(&format!("{BADGE}uniqueness = \"server\"\n")), |_| {}).await;
+    let user = |name: &str, badge: &str| json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, OKTA_URN: {"badge": badge}});
+    assert_eq!(s.post("/Users", user("a", "B-1")).await.status, 201);
+    let settings = s.data().settings_file(&scimd::tenant::TenantId::parse("acme").unwrap());
+    let indexes = || s.count("acme", "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'users_x_%'");
+    assert_eq!(indexes(), 1);
+
+    // The uniqueness removed from the file, not reloaded: the server still enforces it.
+    std::fs::write(&settings, settings_with(BADGE)).unwrap();
+    let (ok, listed) = scimd_cli(&s, &["user", "list", "--tenant", "acme"]);
+    assert!(ok, "{listed}");
+    assert_eq!(indexes(), 1, "the command dropped the server's index");
+    s.post("/Users", user("b", "B-1")).await.assert_error(409, Some("uniqueness"));
+
+    // The reverse: the server without the uniqueness, the file declaring it on values two
+    // users share. The command still opens the tenant, and makes no index.
+    let s = TestServer::start_with_settings(&settings_with(BADGE), |_| {}).await;
+    let settings = s.data().settings_file(&scimd::tenant::TenantId::parse("acme").unwrap());
+    let indexes = || s.count("acme", "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'users_x_%'");
+    for name in ["a", "b"] {
+        assert_eq!(s.post("/Users", user(name, "B-1")).await.status, 201);
+    }
+    std::fs::write(&settings, settings_with(&format!("{BADGE}uniqueness = \"server\"\n"))).unwrap();
+    let (ok, shown) = scimd_cli(&s, &["user", "show", "--tenant", "acme", "--username", "b", "--json"]);
+    assert!(ok, "{shown}");
+    assert_eq!(indexes(), 0, "the command made an index the server does not have");
+    assert_eq!(s.post("/Users", user("c", "B-1")).await.status, 201);
+}
