@@ -270,16 +270,21 @@ pub fn carry_undeclared(cat: Catalogue, old: &Attrs, new: &mut Attrs) {
 /// returned, and `tenant drop-attributes` removes).
 pub fn fits(cat: Catalogue, urn: &str, name: &str, value: &Value) -> bool {
     let declared = cat.custom().iter().find(|e| e.urn == urn).and_then(|e| e.attrs.iter().find(|a| a.name == name));
-    let scalar = |attr: &AttrDef, v: &Value| match attr.ty {
+    declared.is_some_and(|attr| fits_declared(attr, value))
+}
+
+/// `fits` for the declaration already in hand (rendering walks the declarations).
+fn fits_declared(attr: &AttrDef, value: &Value) -> bool {
+    let scalar = |v: &Value| match attr.ty {
         AttrType::Boolean => v.is_boolean(),
         AttrType::Integer => v.is_i64(),
         AttrType::DateTime => v.as_str().is_some_and(|s| crate::clock::UtcMillis::parse_rfc3339(s).is_some()),
         _ => v.is_string(),
     };
-    declared.is_some_and(|attr| match value {
-        Value::Array(items) if attr.multi => items.iter().all(|v| scalar(attr, v)),
-        v => !attr.multi && scalar(attr, v),
-    })
+    match value {
+        Value::Array(items) if attr.multi => items.iter().all(scalar),
+        v => !attr.multi && scalar(v),
+    }
 }
 
 /// Drops an extension object left empty, so it does not appear in `schemas`.
@@ -497,11 +502,12 @@ pub fn render(cat: Catalogue, res: &StoredResource, base_url: &str, proj: &Proje
     // tenant.toml keeps its stored value (see `carry_undeclared`) but is not returned.
     for (urn, attrs) in cat.extensions() {
         let Some(ext) = res.attrs.get(urn).and_then(Value::as_object) else { continue };
-        let mut rendered = Map::new();
+        let mut rendered = Map::with_capacity(ext.len().min(attrs.len()));
+        // A custom extension's `attrs` are its declarations: `fits` needs no lookup.
         let custom = cat.is_custom(urn);
         for attr in attrs.iter() {
             if let Some(v) = ext.get(attr.name) {
-                if custom && !fits(cat, urn, attr.name, v) {
+                if custom && !fits_declared(attr, v) {
                     continue;
                 }
                 if proj.wants(Some(urn), attr) {

@@ -185,7 +185,7 @@ fn replace_in_tx(conn: &crate::store::Db<'_>, id: &str, old: &Attrs, new_doc: &A
         }
         _ => Action::Update,
     };
-    let res = users::get(conn, id, true)?;
+    let res = users::get_written(conn, id, true, new_doc)?;
     events::record(conn, now, actor, action, "User", id, &with_mapped(diff(old, &res.attrs), mapped))?;
     Ok(res)
 }
@@ -259,7 +259,7 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                         assign_seat(conn, &id, &settings, &actor, &now)?;
                     }
                     super::groups::always_assign(conn, &id, &settings, &actor, &now)?;
-                    users::get(conn, &id, true)
+                    users::get_written(conn, &id, true, &doc)
                 }
             };
             Ok(done?)

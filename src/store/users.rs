@@ -199,6 +199,11 @@ fn custom_column(doc: &Attrs) -> rusqlite::types::Value {
 
 /// A user row decoded, without multi-valued attributes yet.
 fn from_row(row: &Row<'_>) -> rusqlite::Result<(i64, StoredResource)> {
+    decode_row(row, true)
+}
+
+/// `from_row`, its custom attributes (`users.custom`) parsed only if `custom`.
+fn decode_row(row: &Row<'_>, custom: bool) -> rusqlite::Result<(i64, StoredResource)> {
     let pk: i64 = row.get(0)?;
     let mut attrs = Attrs::new();
     for (i, c) in USER_COLUMNS.iter().enumerate() {
@@ -216,8 +221,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(i64, StoredResource)> {
             }
         }
     }
-    if let Some(text) = row.get::<_, Option<String>>(5 + USER_COLUMNS.len())? {
-        let custom: Map<String, Value> = serde_json::from_str(&text)
+    // Parsed from SQLite's own buffer: the text is not copied first.
+    if let Some(text) = row.get_ref(5 + USER_COLUMNS.len())?.as_str_or_null()?.filter(|_| custom) {
+        let custom: Map<String, Value> = serde_json::from_str(text)
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5 + USER_COLUMNS.len(), rusqlite::types::Type::Text, Box::new(e)))?;
         attrs.extend(custom);
     }
@@ -396,10 +402,17 @@ pub fn insert(conn: &Connection, doc: &Attrs, origin: &UserOrigin<'_>, now: &str
         Sql::Text(user_name_key(doc)),
         custom_column(doc),
     ];
-    // A user the IdP creates without saying is active (a server default, RFC 7643 §2.2).
-    let mut doc = doc.clone();
-    doc.entry("active").or_insert(Value::Bool(true));
-    let doc = &doc;
+    // A user the IdP creates without saying is active (a server default, RFC 7643 §2.2);
+    // the document is copied only to say so (a create has already).
+    let defaulted;
+    let doc = if doc.contains_key("active") {
+        doc
+    } else {
+        let mut copy = doc.clone();
+        copy.insert("active".into(), Value::Bool(true));
+        defaulted = copy;
+        &defaulted
+    };
     values.extend(column_values(doc));
     conn.prepare_cached(&INSERT_SQL)?
         .execute(rusqlite::params_from_iter(values))
@@ -515,11 +528,28 @@ pub fn pk_of(conn: &Connection, id: &str) -> StoreResult<i64> {
 }
 
 pub fn get(conn: &Connection, id: &str, with_groups: bool) -> StoreResult<StoredResource> {
-    let sql = format!("SELECT {} FROM users u WHERE u.id = ? AND u.deleted_at IS NULL", *SELECT_COLUMNS);
-    let found = conn.prepare_cached(&sql)?.query_row([id], from_row).optional()?;
+    read_one(conn, id, with_groups, None)
+}
+
+static GET_SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {} FROM users u WHERE u.id = ? AND u.deleted_at IS NULL", *SELECT_COLUMNS));
+
+/// A user not deleted, its custom attributes parsed from the row or, given `written`, copied
+/// from it.
+fn read_one(conn: &Connection, id: &str, with_groups: bool, written: Option<&Attrs>) -> StoreResult<StoredResource> {
+    let found = conn.prepare_cached(&GET_SQL)?.query_row([id], |row| decode_row(row, written.is_none())).optional()?;
     let (pk, mut res) = found.ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))?;
+    if let Some(written) = written {
+        res.attrs.extend(written.iter().filter(|(k, _)| crate::model::is_custom_key(k)).map(|(k, v)| (k.clone(), v.clone())));
+    }
     load_plural(conn, pk, &mut res, with_groups)?;
     Ok(res)
+}
+
+/// The user a write (`insert`, `replace`) just stored from `written`, read back in the same
+/// transaction: its custom attributes are `written`'s, copied rather than parsed back from
+/// the text `custom_column` made of them (on the writer, a create's largest parse).
+pub fn get_written(conn: &Connection, id: &str, with_groups: bool, written: &Attrs) -> StoreResult<StoredResource> {
+    read_one(conn, id, with_groups, Some(written))
 }
 
 /// One page of users matching a compiled filter, and (if `count_total`) the total.
