@@ -12,7 +12,7 @@
 //! tenant databases in a temp directory (WAL, synchronous=FULL). The users are seeded in
 //! large write jobs through the store with documents decoded by the tenant's catalogue,
 //! so the custom tenant's users each hold 20 values; the measured creates and GETs go
-//! through `scim::users` and `resource::render` as a request does.
+//! through `scim::users` and `resource::Rendered` as a request does.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -194,7 +194,7 @@ async fn gets(rig: &Rig, n: usize) -> f64 {
         state ^= state << 17;
         let id = &rig.ids[(state % rig.ids.len() as u64) as usize];
         let res = users::get(&rig.tenant, id, true).await.unwrap();
-        let body = serde_json::to_vec(&resource::render(rig.cat, &res, "https://h/t/bench/scim/v2", &proj)).unwrap();
+        let body = serde_json::to_vec(&resource::Rendered::new(rig.cat, &res, "https://h/t/bench/scim/v2", &proj)).unwrap();
         assert!(!rig.custom || body.len() > 700);
     }
     started.elapsed().as_secs_f64() * 1e6 / n as f64

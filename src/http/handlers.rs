@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::response::{json_response, no_content, resource_response, ApiError, HttpResponse};
 use super::context::Ctx;
-use crate::scim::resource::{render, Projection, StoredResource};
+use crate::scim::resource::{render, Projection, Rendered, StoredResource};
 use crate::scim::schema::{self, Catalogue, ResourceKind};
 use crate::scim::{self as scim_layer, groups, users, IfMatch, ListOutcome, ListParams, ScimError, ScimErrorKind};
 
@@ -104,7 +104,8 @@ pub async fn load(ctx: &Ctx, kind: ResourceKind, id: &str, proj: &Projection) ->
 }
 
 pub fn respond(ctx: &Ctx, kind: ResourceKind, status: StatusCode, res: &StoredResource, proj: &Projection) -> HttpResponse {
-    resource_response(status, &render(catalogue(ctx, kind), res, &ctx.base_url, proj), &res.etag())
+    let rendered = Rendered::new(catalogue(ctx, kind), res, &ctx.base_url, proj);
+    resource_response(status, &rendered, &res.etag(), &rendered.location())
 }
 
 /// GET of one resource, honouring `If-None-Match` (304 when the client's copy is current).

@@ -208,7 +208,7 @@ impl ApiError {
     }
 }
 
-pub fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> HttpResponse {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = Response::new(Full::new(bytes.into()));
     *resp.status_mut() = status;
@@ -216,14 +216,14 @@ pub fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
     resp
 }
 
-/// A single resource with its ETag (and Location on 201).
-pub fn resource_response(status: StatusCode, body: &Value, etag: &str) -> HttpResponse {
+/// A single resource with its ETag (and, on 201, its Location).
+pub fn resource_response(status: StatusCode, body: &impl serde::Serialize, etag: &str, location: &str) -> HttpResponse {
     let mut resp = json_response(status, body);
     if let Ok(v) = HeaderValue::from_str(etag) {
         resp.headers_mut().insert(ETAG, v);
     }
     if status == StatusCode::CREATED {
-        if let Some(loc) = body.pointer("/meta/location").and_then(Value::as_str).and_then(|l| HeaderValue::from_str(l).ok()) {
+        if let Ok(loc) = HeaderValue::from_str(location) {
             resp.headers_mut().insert(LOCATION, loc);
         }
     }

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod mapping;
 pub mod patch;
 pub mod query;
+pub mod render;
 pub mod resource;
 pub mod schema;
 pub mod users;

@@ -1,5 +1,5 @@
-//! Resources as canonical JSON documents: decoding request bodies into them and
-//! rendering stored resources back, with `attributes`/`excludedAttributes` projection.
+//! Resources as canonical JSON documents: decoding request bodies into them (rendering
+//! them back is `render.rs`).
 //!
 //! A canonical document (`Attrs`) holds core attributes under their catalogue spelling
 //! and extension attributes in an object under the extension URN. It has no `id`,
@@ -8,9 +8,10 @@
 use log::debug;
 use serde_json::{Map, Value};
 
-use super::schema::{self, AttrDef, AttrType, Catalogue, Mutability, ResolvedPath, ResourceKind, Returned};
+use super::schema::{self, AttrDef, AttrType, Catalogue, Mutability, ResolvedPath, ResourceKind};
 use super::ScimError;
 
+pub use super::render::{render, Projection, Rendered};
 pub use crate::model::{Attrs, StoredResource};
 
 /// The longest string value scimd stores (a 1 MB "name" is an attack, not a name).
@@ -51,18 +52,30 @@ pub fn decode(cat: Catalogue, body: &Value) -> Result<Attrs, ScimError> {
         if ["schemas", "id", "meta"].iter().any(|k| k.eq_ignore_ascii_case(key)) {
             continue;
         }
-        if let Some(urn) = schema::extension_urn(cat, key) {
+        if let Some((urn, attrs)) = schema::extension(cat, key) {
             let Some(inner) = value.as_object() else {
                 if value.is_null() {
                     continue;
                 }
                 return Err(ScimError::invalid_syntax(format!("{urn} must be an object")));
             };
+            // The extension object is looked up once for all its attributes, not per
+            // attribute (a tenant's custom extension may carry dozens). It may exist
+            // already: the body named the URN twice, or `urn:…:attr` at the top level.
+            let mut target = match doc.get_mut(urn) {
+                Some(Value::Object(existing)) => std::mem::take(existing),
+                _ => Map::with_capacity(inner.len()),
+            };
             for (sub_key, sub_value) in inner {
-                match schema::resolve_in_extension(cat, urn, sub_key) {
-                    Some(path) => set_path(&mut doc, &path, sub_value)?,
+                match schema::resolve_in_extension(urn, attrs, sub_key) {
+                    Some(path) => set_in(&mut target, &path, sub_value)?,
                     None => debug!(target: "scimd::scim", "ignoring unknown attribute {urn}:{sub_key}"),
                 }
+            }
+            if target.is_empty() {
+                doc.remove(urn);
+            } else {
+                doc.insert(urn.to_string(), Value::Object(target));
             }
             continue;
         }
@@ -83,8 +96,33 @@ pub fn decode(cat: Catalogue, body: &Value) -> Result<Attrs, ScimError> {
 pub const MAX_RESOURCE_BYTES: usize = 1024 * 1024;
 
 /// Refuses a document larger than `MAX_RESOURCE_BYTES` (POST, PUT, and PATCH once all its
-/// operations are applied). Costs one pass over the document.
+/// operations are applied). Costs one pass over the document; serialising it to count the
+/// bytes exactly only when a bound (every string byte counted as escaped) says it may be
+/// too large, which a real user (a few KiB) never is.
 pub fn check_size(doc: &Attrs) -> Result<(), ScimError> {
+    if json_bound_object(doc) <= MAX_RESOURCE_BYTES {
+        return Ok(());
+    }
+    check_size_exactly(doc)
+}
+
+/// At least as many bytes as `value` takes as compact JSON: a string byte escapes to at
+/// most 6 (`\u001f`), a number to at most 24 (`-1.7976931348623157e308`).
+fn json_bound(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 24,
+        Value::String(s) => 2 + 6 * s.len(),
+        Value::Array(items) => 2 + items.iter().map(|v| json_bound(v) + 1).sum::<usize>(),
+        Value::Object(obj) => json_bound_object(obj),
+    }
+}
+
+fn json_bound_object(obj: &Attrs) -> usize {
+    2 + obj.iter().map(|(k, v)| 2 + 6 * k.len() + 2 + json_bound(v)).sum::<usize>()
+}
+
+fn check_size_exactly(doc: &Attrs) -> Result<(), ScimError> {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -168,11 +206,26 @@ pub fn check_custom_required(cat: Catalogue, doc: &Attrs, before: Option<&Attrs>
 /// ones (password) are accepted and discarded: they never enter a document, so they can
 /// reach neither the database nor the activity log.
 pub fn set_path(doc: &mut Attrs, path: &ResolvedPath, value: &Value) -> Result<(), ScimError> {
-    let skipped = |a: &AttrDef| a.is_read_only() || a.mutability == Mutability::WriteOnly;
-    if skipped(path.attr) || path.sub.is_some_and(skipped) {
+    if skipped(path) {
         return Ok(());
     }
-    let container = container_mut(doc, path.extension);
+    set_in(container_mut(doc, path.extension), path, value)?;
+    prune_extension(doc, path.extension);
+    Ok(())
+}
+
+/// Read-only and write-only attributes never enter a document from a request.
+fn skipped(path: &ResolvedPath) -> bool {
+    let skipped = |a: &AttrDef| a.is_read_only() || a.mutability == Mutability::WriteOnly;
+    skipped(path.attr) || path.sub.is_some_and(skipped)
+}
+
+/// `set_path` in the object that holds the attribute (the document, or its extension
+/// object), already in hand.
+fn set_in(container: &mut Attrs, path: &ResolvedPath, value: &Value) -> Result<(), ScimError> {
+    if skipped(path) {
+        return Ok(());
+    }
     match path.sub {
         None => match coerce(path.attr, value)? {
             Some(v) => {
@@ -211,7 +264,6 @@ pub fn set_path(doc: &mut Attrs, path: &ResolvedPath, value: &Value) -> Result<(
             }
         }
     }
-    prune_extension(doc, path.extension);
     Ok(())
 }
 
@@ -274,11 +326,11 @@ pub fn fits(cat: Catalogue, urn: &str, name: &str, value: &Value) -> bool {
 }
 
 /// `fits` for the declaration already in hand (rendering walks the declarations).
-fn fits_declared(attr: &AttrDef, value: &Value) -> bool {
+pub(super) fn fits_declared(attr: &AttrDef, value: &Value) -> bool {
     let scalar = |v: &Value| match attr.ty {
         AttrType::Boolean => v.is_boolean(),
         AttrType::Integer => v.is_i64(),
-        AttrType::DateTime => v.as_str().is_some_and(|s| crate::clock::UtcMillis::parse_rfc3339(s).is_some()),
+        AttrType::DateTime => v.as_str().is_some_and(crate::clock::UtcMillis::is_rfc3339),
         _ => v.is_string(),
     };
     match value {
@@ -413,150 +465,32 @@ fn normalise_primary(items: &mut [Value]) {
     }
 }
 
-/// `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5), resolved against the catalogue.
-#[derive(Clone, Debug, Default)]
-pub struct Projection {
-    include: Option<Vec<ResolvedPath>>,
-    exclude: Vec<ResolvedPath>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Projection {
-    pub fn parse(cat: Catalogue, attributes: Option<&str>, excluded: Option<&str>) -> Projection {
-        let list = |text: &str| -> Vec<ResolvedPath> {
-            text.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .filter_map(|p| schema::resolve_path(cat, p))
-                .collect()
-        };
-        let include = attributes.map(list).filter(|l| !l.is_empty());
-        let exclude = excluded.map(list).unwrap_or_default();
-        Projection { include, exclude }
-    }
-
-    /// Whether an attribute (core or extension) is wanted at all. Used by the store to
-    /// skip loading what is not returned (e.g. a group's members).
-    pub fn wants(&self, extension: Option<&str>, attr: &AttrDef) -> bool {
-        if attr.returned == Returned::Always {
-            return true;
-        }
-        if attr.returned == Returned::Never {
-            return false;
-        }
-        let names = |p: &ResolvedPath| p.extension == extension && std::ptr::eq(p.attr, attr);
-        if self.exclude.iter().any(|p| names(p) && p.sub.is_none()) {
-            return false;
-        }
-        match &self.include {
-            Some(list) => list.iter().any(names),
-            None => attr.returned != Returned::Request,
-        }
-    }
-
-    /// Sub-attributes to keep for an attribute, when only some were asked for.
-    fn filter_subs(&self, extension: Option<&str>, attr: &AttrDef, value: &mut Value) {
-        let same = |p: &ResolvedPath| p.extension == extension && std::ptr::eq(p.attr, attr);
-        let keep: Option<Vec<&str>> = self.include.as_ref().and_then(|list| {
-            if list.iter().any(|p| same(p) && p.sub.is_none()) {
-                return None;
-            }
-            Some(list.iter().filter(|p| same(p)).filter_map(|p| p.sub.map(|s| s.name)).collect())
+    /// The size bound never undercounts (else a document over the cap would pass), whatever
+    /// the strings hold: escapes, control characters, multi-byte UTF-8, numbers.
+    #[test]
+    fn the_size_bound_is_never_below_the_json_size() {
+        let doc = serde_json::json!({
+            "userName": "a\"b\\c\u{1}\u{1f}\n\té€😀",
+            "n": [i64::MIN, u64::MAX, -1.797_693_134_862_315_7e308, 2.225_073_858_507_201_4e-308, 0],
+            "emails": [{"value": "\u{0}".repeat(100), "primary": true}, null, false],
+            "\u{2}ke\"y": {"nested": {"deeper": ["x", "x", "x"]}},
         });
-        let drop: Vec<&str> = self.exclude.iter().filter(|p| same(p)).filter_map(|p| p.sub.map(|s| s.name)).collect();
-        let apply = |obj: &mut Map<String, Value>| {
-            if let Some(keep) = &keep {
-                obj.retain(|k, _| keep.contains(&k.as_str()));
-            }
-            obj.retain(|k, _| !drop.contains(&k.as_str()));
+        let Value::Object(doc) = doc else { unreachable!() };
+        let exact = serde_json::to_vec(&doc).unwrap().len();
+        assert!(json_bound_object(&doc) >= exact, "{} < {exact}", json_bound_object(&doc));
+        // At the cap: a document of escaped bytes just within it passes, one byte more fails,
+        // the bound deferring to the exact count.
+        let escaped = |n: usize| {
+            let mut d = Attrs::new();
+            d.insert("t".into(), Value::String("\u{1}".repeat(n)));
+            d
         };
-        match value {
-            Value::Object(obj) => apply(obj),
-            Value::Array(items) => items.iter_mut().filter_map(Value::as_object_mut).for_each(apply),
-            _ => {}
-        }
+        let within = (MAX_RESOURCE_BYTES - r#"{"t":""}"#.len()) / 6;
+        assert!(check_size(&escaped(within)).is_ok());
+        assert!(check_size(&escaped(within + 1)).is_err());
     }
-}
-
-/// Renders a stored resource as SCIM JSON: schemas, id, attributes, meta.
-pub fn render(cat: Catalogue, res: &StoredResource, base_url: &str, proj: &Projection) -> Value {
-    let kind = cat.kind;
-    let mut out = Map::new();
-    let mut schemas = vec![Value::String(kind.core_schema().into())];
-    out.insert("schemas".into(), Value::Null); // placeholder keeps it first; filled below
-    out.insert("id".into(), Value::String(res.id.clone()));
-    if proj.wants(None, &schema::COMMON_EXTERNAL_ID) {
-        if let Some(v) = res.attrs.get("externalId") {
-            out.insert("externalId".into(), v.clone());
-        }
-    }
-    for attr in kind.core_attrs() {
-        if let Some(v) = res.attrs.get(attr.name) {
-            if proj.wants(None, attr) {
-                let mut v = with_refs(attr, v.clone(), base_url);
-                proj.filter_subs(None, attr, &mut v);
-                out.insert(attr.name.into(), v);
-            }
-        }
-    }
-    // Only what the catalogue declares is rendered: a custom attribute removed from
-    // tenant.toml keeps its stored value (see `carry_undeclared`) but is not returned.
-    for (urn, attrs) in cat.extensions() {
-        let Some(ext) = res.attrs.get(urn).and_then(Value::as_object) else { continue };
-        let mut rendered = Map::with_capacity(ext.len().min(attrs.len()));
-        // A custom extension's `attrs` are its declarations: `fits` needs no lookup.
-        let custom = cat.is_custom(urn);
-        for attr in attrs.iter() {
-            if let Some(v) = ext.get(attr.name) {
-                if custom && !fits_declared(attr, v) {
-                    continue;
-                }
-                if proj.wants(Some(urn), attr) {
-                    let mut v = with_refs(attr, v.clone(), base_url);
-                    proj.filter_subs(Some(urn), attr, &mut v);
-                    rendered.insert(attr.name.into(), v);
-                }
-            }
-        }
-        if !rendered.is_empty() {
-            schemas.push(Value::String(urn.into()));
-            out.insert(urn.into(), Value::Object(rendered));
-        }
-    }
-    out.insert(
-        "meta".into(),
-        serde_json::json!({
-            "resourceType": kind.name(),
-            "created": res.created,
-            "lastModified": res.last_modified,
-            "location": format!("{base_url}/{}/{}", kind.endpoint(), res.id),
-            "version": res.etag(),
-        }),
-    );
-    out.insert("schemas".into(), Value::Array(schemas));
-    Value::Object(out)
-}
-
-/// Adds the `$ref` (and `type`) that references carry, derived from the stored id.
-fn with_refs(attr: &AttrDef, mut value: Value, base_url: &str) -> Value {
-    let (endpoint, type_value) = match attr.name {
-        "members" => ("Users", Some("User")),
-        "groups" => ("Groups", Some("direct")),
-        "manager" => ("Users", None),
-        _ => return value,
-    };
-    let add = |obj: &mut Map<String, Value>| {
-        if let Some(id) = obj.get("value").and_then(Value::as_str) {
-            let r = format!("{base_url}/{endpoint}/{id}");
-            obj.insert("$ref".into(), Value::String(r));
-            if let Some(t) = type_value {
-                obj.entry("type").or_insert_with(|| Value::String(t.into()));
-            }
-        }
-    };
-    match &mut value {
-        Value::Object(obj) => add(obj),
-        Value::Array(items) => items.iter_mut().filter_map(Value::as_object_mut).for_each(add),
-        _ => {}
-    }
-    value
 }

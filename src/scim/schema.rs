@@ -394,11 +394,11 @@ pub fn resolve_path(cat: Catalogue, path: &str) -> Option<ResolvedPath> {
     Some(ResolvedPath { extension, attr, sub })
 }
 
-/// `path` (`attr` or `attr.sub`) inside the extension `urn` already found: what
-/// `resolve_path(cat, "{urn}:{path}")` gives, without building that text (decoding does this
-/// for every attribute of an extension object).
-pub fn resolve_in_extension(cat: Catalogue, urn: &'static str, path: &str) -> Option<ResolvedPath> {
-    let attrs = cat.extensions().find(|(u, _)| *u == urn)?.1;
+/// `path` (`attr` or `attr.sub`) inside the extension `urn` (with its `attrs`) already
+/// found: what `resolve_path(cat, "{urn}:{path}")` gives, without building that text or
+/// finding the extension again (decoding does this for every attribute of an extension
+/// object).
+pub fn resolve_in_extension(urn: &'static str, attrs: &'static [AttrDef], path: &str) -> Option<ResolvedPath> {
     let (attr_name, sub_name) = match path.split_once('.') {
         Some((a, s)) => (a, Some(s)),
         None => (path, None),
@@ -453,7 +453,12 @@ pub fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// The extension URN a top-level JSON key names, if any (case-insensitive).
 pub fn extension_urn(cat: Catalogue, key: &str) -> Option<&'static str> {
-    cat.extensions().map(|(u, _)| u).find(|u| u.eq_ignore_ascii_case(key))
+    extension(cat, key).map(|(urn, _)| urn)
+}
+
+/// The extension a top-level JSON key names, with its attributes (case-insensitive).
+pub fn extension(cat: Catalogue, key: &str) -> Option<(&'static str, &'static [AttrDef])> {
+    cat.extensions().find(|(urn, _)| urn.eq_ignore_ascii_case(key))
 }
 
 #[cfg(test)]

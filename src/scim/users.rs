@@ -259,7 +259,7 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
                         assign_seat(conn, &id, &settings, &actor, &now)?;
                     }
                     super::groups::always_assign(conn, &id, &settings, &actor, &now)?;
-                    users::get_written(conn, &id, true, &doc)
+                    users::get_written_owned(conn, &id, true, doc)
                 }
             };
             Ok(done?)

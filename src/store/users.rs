@@ -528,18 +528,18 @@ pub fn pk_of(conn: &Connection, id: &str) -> StoreResult<i64> {
 }
 
 pub fn get(conn: &Connection, id: &str, with_groups: bool) -> StoreResult<StoredResource> {
-    read_one(conn, id, with_groups, None)
+    read_one(conn, id, with_groups, None::<Attrs>)
 }
 
 static GET_SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {} FROM users u WHERE u.id = ? AND u.deleted_at IS NULL", *SELECT_COLUMNS));
 
-/// A user not deleted, its custom attributes parsed from the row or, given `written`, copied
-/// from it.
-fn read_one(conn: &Connection, id: &str, with_groups: bool, written: Option<&Attrs>) -> StoreResult<StoredResource> {
+/// A user not deleted, its custom attributes parsed from the row or, given `written`, the
+/// custom entries of what was written.
+fn read_one(conn: &Connection, id: &str, with_groups: bool, written: Option<impl IntoIterator<Item = (String, Value)>>) -> StoreResult<StoredResource> {
     let found = conn.prepare_cached(&GET_SQL)?.query_row([id], |row| decode_row(row, written.is_none())).optional()?;
     let (pk, mut res) = found.ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))?;
     if let Some(written) = written {
-        res.attrs.extend(written.iter().filter(|(k, _)| crate::model::is_custom_key(k)).map(|(k, v)| (k.clone(), v.clone())));
+        res.attrs.extend(written.into_iter().filter(|(k, _)| crate::model::is_custom_key(k)));
     }
     load_plural(conn, pk, &mut res, with_groups)?;
     Ok(res)
@@ -549,6 +549,12 @@ fn read_one(conn: &Connection, id: &str, with_groups: bool, written: Option<&Att
 /// transaction: its custom attributes are `written`'s, copied rather than parsed back from
 /// the text `custom_column` made of them (on the writer, a create's largest parse).
 pub fn get_written(conn: &Connection, id: &str, with_groups: bool, written: &Attrs) -> StoreResult<StoredResource> {
+    read_one(conn, id, with_groups, Some(written.iter().filter(|(k, _)| crate::model::is_custom_key(k)).map(|(k, v)| (k.clone(), v.clone()))))
+}
+
+/// `get_written` for a document the caller is done with: its custom values move into the
+/// answer instead of being copied (a create).
+pub fn get_written_owned(conn: &Connection, id: &str, with_groups: bool, written: Attrs) -> StoreResult<StoredResource> {
     read_one(conn, id, with_groups, Some(written))
 }
 
