@@ -63,6 +63,9 @@ pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
 /// Builds a `Value`, erroring on a repeated key.
 struct StrictValue;
 
+/// Up to this many keys, an object's keys are compared one by one (see `visit_map`).
+const SCAN_KEYS: usize = 32;
+
 impl<'de> serde::de::DeserializeSeed<'de> for StrictValue {
     type Value = Value;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -106,9 +109,18 @@ impl<'de> serde::de::Visitor<'de> for StrictValue {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         use serde::de::Error;
         let mut map = serde_json::Map::new();
-        let mut seen = std::collections::HashSet::new();
+        // An object of a few dozen keys (nearly every one) is checked against the keys so
+        // far: cheaper than a lower-cased copy and a hash per key. From `SCAN_KEYS` on, a
+        // set of lower-cased keys, so that a hostile object of thousands costs linear time.
+        let mut seen: Option<std::collections::HashSet<String>> = None;
         while let Some(key) = access.next_key::<String>()? {
-            if !seen.insert(key.to_ascii_lowercase()) {
+            let repeated = if map.len() < SCAN_KEYS {
+                map.keys().any(|k| k.eq_ignore_ascii_case(&key))
+            } else {
+                let set = seen.get_or_insert_with(|| map.keys().map(|k| k.to_ascii_lowercase()).collect());
+                !set.insert(key.to_ascii_lowercase())
+            };
+            if repeated {
                 let twice = match map.keys().find(|k| k.eq_ignore_ascii_case(&key)) {
                     Some(first) if *first != key => format!("the keys '{first}' and '{key}' name the same attribute (names are case-insensitive)"),
                     _ => format!("the key '{key}' appears twice in one object"),
@@ -262,7 +274,13 @@ mod tests {
             assert_eq!(parse_json(text).unwrap(), serde_json::from_str::<Value>(text).unwrap(), "{text}");
         }
         let twice = [r#"{"a": 1, "a": 2}"#, r#"{"userName": "x", "UserName": "y"}"#, r#"[{"x": {"k": 1, "K": 2}}]"#];
-        for text in twice {
+        // Past `SCAN_KEYS`, where a set takes over: a repeat of an early key, of a late one,
+        // and the first key after the switch repeating one before it.
+        let keys = |n: usize, extra: &str| format!("{{{}{extra}}}", (0..n).map(|i| format!("\"k{i}\": {i}")).collect::<Vec<_>>().join(", "));
+        let (early, late, at_switch) = (keys(100, r#", "K3": 0"#), keys(100, r#", "k99": 0"#), keys(SCAN_KEYS, r#", "K0": 0"#));
+        let distinct = keys(100, "");
+        assert_eq!(parse_json(&distinct).unwrap(), serde_json::from_str::<Value>(&distinct).unwrap());
+        for text in twice.iter().copied().chain([early.as_str(), late.as_str(), at_switch.as_str()]) {
             let e = parse_json(text).unwrap_err();
             assert_eq!(e.classify(), serde_json::error::Category::Data, "{text}: {e}");
         }
