@@ -41,6 +41,51 @@ pub fn is_custom_key(key: &str) -> bool {
     key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) && key != ENTERPRISE_SCHEMA && key != SCIMD_SCHEMA
 }
 
+/// A user's custom attributes as the store keeps them (`users.custom`: a JSON object of
+/// extension objects), not parsed: a GET renders them from the text instead of building a
+/// value per attribute and dropping it again.
+#[derive(Clone, Debug)]
+pub struct CustomText(pub String);
+
+/// A JSON object's entries borrowed from its text, in order: nothing is allocated per
+/// entry, a value stays text. `users.custom` holds objects that scimd wrote, so a lookup
+/// is by exact key and no key repeats.
+pub struct RawObject<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'a> RawObject<'a> {
+    /// `None` unless `text` is a JSON object.
+    pub fn parse(text: &'a str) -> Option<RawObject<'a>> {
+        serde_json::from_str(text).ok()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a serde_json::value::RawValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A key borrowed from the text unless it has escapes.
+        #[derive(serde::Deserialize)]
+        struct Key<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawObject<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((Key(k), v)) = map.next_entry::<Key<'de>, &'de serde_json::value::RawValue>()? {
+                    entries.push((k, v));
+                }
+                Ok(RawObject(entries))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
 /// A user as the userName = email rules (`ops::sanitize`) see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {

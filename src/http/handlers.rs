@@ -104,14 +104,21 @@ pub async fn load(ctx: &Ctx, kind: ResourceKind, id: &str, proj: &Projection) ->
 }
 
 pub fn respond(ctx: &Ctx, kind: ResourceKind, status: StatusCode, res: &StoredResource, proj: &Projection) -> HttpResponse {
-    let rendered = Rendered::new(catalogue(ctx, kind), res, &ctx.base_url, proj);
+    respond_rendered(status, res, Rendered::new(catalogue(ctx, kind), res, &ctx.base_url, proj))
+}
+
+fn respond_rendered(status: StatusCode, res: &StoredResource, rendered: Rendered<'_>) -> HttpResponse {
     resource_response(status, &rendered, &res.etag(), &rendered.location())
 }
 
 /// GET of one resource, honouring `If-None-Match` (304 when the client's copy is current).
 pub async fn get(ctx: &Ctx, kind: ResourceKind, id: &str, if_none_match: Option<&str>) -> Result<HttpResponse, ApiError> {
     let proj = projection(ctx, kind);
-    let res = load(ctx, kind, id, &proj).await?;
+    // A user's custom attributes are rendered from their stored text, not parsed first.
+    let (res, custom_text) = match kind {
+        ResourceKind::User => users::get_to_render(&ctx.tenant, id, wants_computed(kind, &proj)).await?,
+        ResourceKind::Group => (load(ctx, kind, id, &proj).await?, None),
+    };
     if if_none_match.is_some_and(|h| IfMatch::parse(h).matches(&res.etag())) {
         let mut resp = no_content();
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
@@ -120,7 +127,8 @@ pub async fn get(ctx: &Ctx, kind: ResourceKind, id: &str, if_none_match: Option<
         }
         return Ok(resp);
     }
-    Ok(respond(ctx, kind, StatusCode::OK, &res, &proj))
+    let rendered = Rendered::new(catalogue(ctx, kind), &res, &ctx.base_url, &proj).with_custom_text(custom_text.as_ref());
+    Ok(respond_rendered(StatusCode::OK, &res, rendered))
 }
 
 pub async fn list(ctx: &Ctx, kind: ResourceKind, params: ListParams) -> Result<HttpResponse, ApiError> {

@@ -12,9 +12,9 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::resource::fits_declared;
+use super::resource::{fits_declared, fits_raw};
 use super::schema::{self, AttrDef, Catalogue, ResolvedPath, Returned};
-use crate::model::StoredResource;
+use crate::model::{CustomText, RawObject, StoredResource};
 
 /// `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5), resolved against the catalogue.
 #[derive(Clone, Debug, Default)]
@@ -95,6 +95,8 @@ pub struct Rendered<'a> {
     res: &'a StoredResource,
     base_url: &'a str,
     proj: &'a Projection,
+    /// The custom attributes as stored text, when `res` was read without them.
+    custom_text: Option<&'a CustomText>,
 }
 
 /// Renders a stored resource as a JSON value (a list page holds these).
@@ -104,7 +106,13 @@ pub fn render(cat: Catalogue, res: &StoredResource, base_url: &str, proj: &Proje
 
 impl<'a> Rendered<'a> {
     pub fn new(cat: Catalogue, res: &'a StoredResource, base_url: &'a str, proj: &'a Projection) -> Self {
-        Rendered { cat, res, base_url, proj }
+        Rendered { cat, res, base_url, proj, custom_text: None }
+    }
+
+    /// Renders the custom extensions from their stored text (`users::get_unparsed`) rather
+    /// than from `res`: each value is checked and written as its JSON token.
+    pub fn with_custom_text(self, custom_text: Option<&'a CustomText>) -> Self {
+        Rendered { custom_text, ..self }
     }
 
     /// `meta.location`: the resource's URL.
@@ -130,7 +138,22 @@ impl<'a> Rendered<'a> {
 }
 
 /// An extension's rendered attributes.
-struct Shown<'a>(Vec<(&'static str, Cow<'a, Value>)>);
+struct Shown<'a>(Vec<(&'static str, ShownValue<'a>)>);
+
+/// A value as answered: from the document, or a custom value's stored JSON token.
+enum ShownValue<'a> {
+    Value(Cow<'a, Value>),
+    Raw(&'a serde_json::value::RawValue),
+}
+
+impl Serialize for ShownValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ShownValue::Value(v) => v.serialize(s),
+            ShownValue::Raw(raw) => raw.serialize(s),
+        }
+    }
+}
 
 impl Serialize for Shown<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -160,14 +183,29 @@ impl Serialize for Rendered<'_> {
         // tenant.toml keeps its stored value (see `carry_undeclared`) but is not returned.
         // Worked out first: `schemas` names the extensions that have something to show.
         let mut extensions: Vec<(&'static str, Shown<'_>)> = Vec::new();
+        // Written by scimd, so an object (`get_unparsed` checked); one that is not shows nothing.
+        let custom_text = self.custom_text.and_then(|t| RawObject::parse(&t.0));
         for (urn, declared) in self.cat.extensions() {
-            let Some(stored) = attrs.get(urn).and_then(Value::as_object) else { continue };
             // A custom extension's `declared` are its declarations: `fits` needs no lookup.
             let custom = self.cat.is_custom(urn);
-            let shown: Vec<_> = declared
-                .iter()
-                .filter_map(|attr| Some((attr.name, self.shown(Some(urn), attr, stored.get(attr.name)?, custom)?)))
-                .collect();
+            let shown: Vec<_> = match &custom_text {
+                Some(text) if custom => {
+                    let Some(stored) = text.get(urn).and_then(|raw| RawObject::parse(raw.get())) else { continue };
+                    declared
+                        .iter()
+                        .filter_map(|attr| Some((attr, stored.get(attr.name)?)))
+                        .filter(|(attr, raw)| fits_raw(attr, raw) && self.proj.wants(Some(urn), attr))
+                        .map(|(attr, raw)| (attr.name, ShownValue::Raw(raw)))
+                        .collect()
+                }
+                _ => {
+                    let Some(stored) = attrs.get(urn).and_then(Value::as_object) else { continue };
+                    declared
+                        .iter()
+                        .filter_map(|attr| Some((attr.name, ShownValue::Value(self.shown(Some(urn), attr, stored.get(attr.name)?, custom)?))))
+                        .collect()
+                }
+            };
             if !shown.is_empty() {
                 extensions.push((urn, Shown(shown)));
             }
@@ -219,3 +257,49 @@ fn with_refs(attr: &AttrDef, mut value: Value, base_url: &str) -> Value {
     value
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Attrs;
+    use serde_json::json;
+
+    /// A GET renders custom values from their stored text; what it answers is byte for byte
+    /// what rendering the parsed document answers, for values that fit their declarations
+    /// and values that no longer do, under projections.
+    #[test]
+    fn custom_values_render_the_same_from_text_as_parsed() {
+        let cat = super::super::schema::custom::example();
+        let urn = "urn:ietf:params:scim:schemas:extension:acme:2.0:User";
+        let customs = [
+            json!({"badge": "b1", "clearance": 3, "contractor": true, "startDate": "2020-01-02T03:04:05.000Z", "homepage": "https://h", "skills": ["x", "y\"z"], "costCode": "C\u{1}\\", "gone": 5}),
+            // Left behind by changed declarations: kept, not returned.
+            json!({"badge": 7, "clearance": "3", "contractor": "true", "startDate": "2020-02-30T00:00:00.000Z", "skills": "x", "homepage": ["a"], "costCode": null}),
+            json!({"clearance": 9_223_372_036_854_775_807u64, "startDate": "2020-01-02T03:04:05+01:00", "skills": [], "contractor": false, "badge": {"a": 1}}),
+            json!({"clearance": 18_446_744_073_709_551_615u64, "startDate": "2020-01-02T03:04:05.000\u{5a}", "skills": ["a", 1], "homepage": "\u{e9}"}),
+            json!({"clearance": 1.5, "startDate": "\\u0032020-01-02T03:04:05.000Z", "skills": [["a"]]}),
+        ];
+        let projections = [(None, None), (Some("userName"), None), (Some(&*format!("{urn}:badge,{urn}:skills")), None), (None, Some(&*format!("{urn}:clearance"))), (None, Some(urn))];
+        for custom in &customs {
+            let mut attrs = json!({"userName": "a@x", "emails": [{"value": "a@x"}]}).as_object().unwrap().clone();
+            let text = CustomText(json!({ urn: custom, "urn:x:undeclared:2.0:User": {"a": 1} }).to_string());
+            let without = StoredResource { id: "i".into(), attrs: attrs.clone(), created: "c".into(), last_modified: "l".into(), version: 1 };
+            attrs.extend(serde_json::from_str::<Attrs>(&text.0).unwrap());
+            let parsed = StoredResource { attrs, ..without.clone() };
+            for (a, e) in projections {
+                let proj = Projection::parse(cat, a, e);
+                let want = serde_json::to_string(&Rendered::new(cat, &parsed, "https://h/b", &proj)).unwrap();
+                let got = serde_json::to_string(&Rendered::new(cat, &without, "https://h/b", &proj).with_custom_text(Some(&text))).unwrap();
+                assert_eq!(got, want, "{custom} {a:?} {e:?}");
+            }
+        }
+        // Sanity: the first document's values are shown, the second's none.
+        let shown = |custom: &Value| {
+            let text = CustomText(json!({ urn: custom }).to_string());
+            let res = StoredResource { id: "i".into(), attrs: Attrs::new(), created: "c".into(), last_modified: "l".into(), version: 1 };
+            serde_json::to_value(Rendered::new(cat, &res, "https://h/b", &Projection::default()).with_custom_text(Some(&text))).unwrap()[urn].clone()
+        };
+        assert_eq!(shown(&customs[0])["skills"], json!(["x", "y\"z"]));
+        assert_eq!(shown(&customs[1]), Value::Null);
+    }
+}

@@ -339,6 +339,27 @@ pub(super) fn fits_declared(attr: &AttrDef, value: &Value) -> bool {
     }
 }
 
+/// `fits_declared` for a value still in its stored text (`Rendered::with_custom_text`):
+/// the same answer, read from the JSON token instead of a parsed value.
+pub(super) fn fits_raw(attr: &AttrDef, raw: &serde_json::value::RawValue) -> bool {
+    let scalar = |text: &str| match attr.ty {
+        AttrType::Boolean => text == "true" || text == "false",
+        AttrType::Integer => serde_json::from_str::<i64>(text).is_ok(),
+        AttrType::DateTime => match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(plain) if !plain.contains('\\') => crate::clock::UtcMillis::is_rfc3339(plain),
+            Some(_) => serde_json::from_str::<String>(text).is_ok_and(|s| crate::clock::UtcMillis::is_rfc3339(&s)),
+            None => false,
+        },
+        _ => text.starts_with('"'),
+    };
+    let text = raw.get();
+    if text.starts_with('[') {
+        attr.multi && serde_json::from_str::<Vec<&serde_json::value::RawValue>>(text).is_ok_and(|items| items.iter().all(|i| scalar(i.get())))
+    } else {
+        !attr.multi && scalar(text)
+    }
+}
+
 /// Drops an extension object left empty, so it does not appear in `schemas`.
 pub fn prune_extension(doc: &mut Attrs, extension: Option<&str>) {
     if let Some(urn) = extension {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::resource::{self, Attrs, StoredResource};
 use super::schema::{Catalogue, ResourceKind};
 use super::{patch, IfMatch, Principal, ScimError, ScimErrorKind};
-use crate::model::{License, ManagedBy, Role};
+use crate::model::{CustomText, License, ManagedBy, Role};
 use crate::store::events::{self, Action};
 use crate::store::{users, StoreResult};
 use crate::tenant::{DeleteMode, Tenant, TenantSettings};
@@ -272,6 +272,13 @@ pub async fn create(tenant: &Tenant, who: &Principal, body: &Value, now: String)
 pub async fn get(tenant: &Tenant, id: &str, with_groups: bool) -> Result<StoredResource, ScimError> {
     let id = id.to_string();
     Ok(tenant.store.read(move |conn| users::get(conn, &id, with_groups)).await?)
+}
+
+/// `get` for a GET's answer: the custom attributes stay stored text, which
+/// `Rendered::with_custom_text` renders without parsing them into the document.
+pub async fn get_to_render(tenant: &Tenant, id: &str, with_groups: bool) -> Result<(StoredResource, Option<CustomText>), ScimError> {
+    let id = id.to_string();
+    Ok(tenant.store.read(move |conn| users::get_unparsed(conn, &id, with_groups)).await?)
 }
 
 pub async fn replace(tenant: &Tenant, who: &Principal, id: &str, body: &Value, if_match: Option<IfMatch>, now: String) -> Result<StoredResource, ScimError> {

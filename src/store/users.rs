@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::custom::custom_index_violated;
 use super::{is_unique_violation, new_resource_id, StoreError, StoreResult};
-use crate::model::{Attrs, AuthType, License, ManagedBy, Role, StoredResource};
+use crate::model::{Attrs, AuthType, CustomText, License, ManagedBy, RawObject, Role, StoredResource};
 use crate::model::{ENTERPRISE_SCHEMA, SCIMD_SCHEMA};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -532,6 +532,27 @@ pub fn get(conn: &Connection, id: &str, with_groups: bool) -> StoreResult<Stored
 }
 
 static GET_SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {} FROM users u WHERE u.id = ? AND u.deleted_at IS NULL", *SELECT_COLUMNS));
+
+/// `get`, the custom attributes left as their stored text for the caller to render (a GET:
+/// parsing 20 values into a document cost it more than everything else they add). The text
+/// is checked to be an object, as `get`'s parse would.
+pub fn get_unparsed(conn: &Connection, id: &str, with_groups: bool) -> StoreResult<(StoredResource, Option<CustomText>)> {
+    let column = 5 + USER_COLUMNS.len();
+    let found = conn
+        .prepare_cached(&GET_SQL)?
+        .query_row([id], |row| {
+            let (pk, res) = decode_row(row, false)?;
+            let text: Option<String> = row.get(column)?;
+            if text.as_deref().is_some_and(|t| RawObject::parse(t).is_none()) {
+                return Err(rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, "users.custom is not a JSON object".into()));
+            }
+            Ok((pk, res, text.map(CustomText)))
+        })
+        .optional()?;
+    let (pk, mut res, text) = found.ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))?;
+    load_plural(conn, pk, &mut res, with_groups)?;
+    Ok((res, text))
+}
 
 /// A user not deleted, its custom attributes parsed from the row or, given `written`, the
 /// custom entries of what was written.
