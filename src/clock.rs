@@ -66,7 +66,9 @@ impl UtcMillis {
             return None;
         }
         let t: jiff::Timestamp = text.parse().ok()?;
-        Some(UtcMillis(t.as_millisecond()))
+        // Rounded down, not towards the epoch (`as_millisecond`): 1969-12-31T23:59:59.9996Z
+        // is .999, not the next millisecond.
+        Some(UtcMillis(t.as_nanosecond().div_euclid(1_000_000) as i64))
     }
 }
 
@@ -121,6 +123,13 @@ mod tests {
             Some(UtcMillis(1_795_431_540_123))
         );
         assert_eq!(UtcMillis::parse_rfc3339("2026-11-23T10:59:00Z"), Some(UtcMillis(1_795_431_540_000)));
+        // A fraction beyond milliseconds is cut off, before 1970 as after it.
+        assert_eq!(UtcMillis::parse_rfc3339("2026-11-23T10:59:00.123999Z"), Some(UtcMillis(1_795_431_540_123)));
+        assert_eq!(UtcMillis::parse_rfc3339("1969-12-31T23:59:59.9996Z"), Some(UtcMillis(-1)));
+        assert_eq!(
+            UtcMillis::parse_rfc3339("0999-12-31T23:59:59.123456+00:00").map(UtcMillis::to_rfc3339).as_deref(),
+            Some("0999-12-31T23:59:59.123Z")
+        );
         for bad in [
             "",
             "2026-13-01T00:00:00Z",
